@@ -1,0 +1,47 @@
+# The two commands: `make demo` and `make test`. Both install what they need first.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+# CPU wheel of torch (on these machines it lies on disk); installed first so no later
+# requirement can pull a CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-fast lint format bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e '.[all]'
+	@touch $(STAMP)
+
+demo: setup
+	$(BIN)/reviewscore demo
+
+test: setup
+	$(BIN)/python -m pytest --cov --cov-report=term --cov-report=xml:coverage.xml $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: setup
+	$(BIN)/python bench/model.py
+	$(BIN)/python bench/stream.py
+	$(BIN)/python bench/api.py
+
+clean:
+	rm -rf .reviewscore .pytest_cache .mypy_cache .ruff_cache coverage.xml .coverage*

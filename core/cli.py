@@ -1,0 +1,193 @@
+"""The ``reviewscore`` command. Core commands live here; each part adds its own.
+
+Parts register through the ``reviewscore.cli`` entry-point group (``register(app)``), so
+``core`` imports none of them and a part whose extra is not installed simply has no commands.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from core.config import (
+    get_database_settings,
+    get_infra_settings,
+    get_kafka_settings,
+)
+from core.logs import configure_logging
+
+app = typer.Typer(
+    name="reviewscore",
+    help="Streaming review sentiment scoring: Kafka -> model -> PostgreSQL.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+infra_app = typer.Typer(help="Embedded Kafka-protocol broker and PostgreSQL for development.", no_args_is_help=True)
+app.add_typer(infra_app, name="infra")
+log = logging.getLogger("reviewscore")
+
+
+@app.callback()
+def _root(
+    log_level: Annotated[str | None, typer.Option(help="Log level (default: REVIEWSCORE_LOG_LEVEL).")] = None,
+) -> None:
+    infra = get_infra_settings()
+    configure_logging(log_level or infra.log_level, infra.log_json)
+
+
+@app.command()
+def migrate(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    downgrade: Annotated[bool, typer.Option(help="Downgrade to REVISION instead of upgrading.")] = False,
+) -> None:
+    """Upgrade (or downgrade) the database schema."""
+    from core import migrate as migrations
+    from core.runtime import ensure_infra
+
+    with ensure_infra(kafka=False, start_embedded=False) as conn:
+        assert conn.database_url
+        role = get_database_settings().readonly_role
+        if downgrade:
+            migrations.downgrade(conn.database_url, revision, role)
+        else:
+            migrations.upgrade(conn.database_url, revision, role)
+        typer.echo(f"database at revision {migrations.current_revision(conn.database_url)}")
+
+
+@infra_app.command("up")
+def infra_up(
+    migrate_db: Annotated[bool, typer.Option("--migrate/--no-migrate", help="Upgrade the schema at start.")] = True,
+) -> None:
+    """Start the embedded broker and database, migrate, and stay up until Ctrl-C or SIGTERM."""
+    from core import migrate as migrations
+    from core.embedded import EmbeddedBroker, EmbeddedDatabase, remove_infra_file, write_infra_file
+
+    started = time.perf_counter()
+    infra = get_infra_settings()
+    kafka = get_kafka_settings()
+    infra.state_dir.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with (
+        EmbeddedDatabase(infra.state_dir / "pgdata") as db,
+        EmbeddedBroker(
+            infra.state_dir, topics={kafka.topic: kafka.partitions, kafka.dlq_topic: 1}, port=infra.broker_port
+        ) as broker,
+    ):
+        if migrate_db:
+            migrations.upgrade(db.url, "head", get_database_settings().readonly_role)
+        write_infra_file(infra.state_dir, db.url, broker.bootstrap_servers)
+        typer.echo(f"ready in {time.perf_counter() - started:.2f}s")
+        typer.echo(f"export DATABASE_URL='{db.url}'")
+        typer.echo(f"export KAFKA_BOOTSTRAP_SERVERS='{broker.bootstrap_servers}'")
+        typer.echo("export KAFKA_FLAVOR=tansu")
+        typer.echo("(other reviewscore commands in this directory find these by themselves)", err=True)
+        try:
+            while not stop.wait(0.5):
+                if not broker.alive:
+                    typer.echo("the broker exited; stopping", err=True)
+                    break
+        finally:
+            remove_infra_file(infra.state_dir)
+    typer.echo("stopped")
+
+
+@app.command()
+def publish(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV or JSONL file of reviews.")],
+    source: Annotated[str, typer.Option(help="Source for rows that have none.")] = "cli",
+    fmt: Annotated[str | None, typer.Option("--format", help="csv or jsonl (default: from the suffix).")] = None,
+    topic: Annotated[str | None, typer.Option(help="Topic (default: KAFKA_TOPIC).")] = None,
+    text_column: Annotated[str, typer.Option(help="Column holding the review text.")] = "text",
+    id_column: Annotated[str, typer.Option(help="Column holding the producer's review id.")] = "review_id",
+    brand_column: Annotated[str, typer.Option(help="Column holding the brand.")] = "brand",
+    rating_column: Annotated[str, typer.Option(help="Column holding 1-5 stars.")] = "rating",
+    url_column: Annotated[str, typer.Option(help="Column holding the review URL.")] = "url",
+    author_column: Annotated[str, typer.Option(help="Column holding the author.")] = "author",
+    date_column: Annotated[str, typer.Option(help="Column holding the ISO-8601 publication time.")] = "published_at",
+    lang_column: Annotated[str, typer.Option(help="Column holding the language tag.")] = "lang",
+    strict: Annotated[bool, typer.Option(help="Send nothing when any line is rejected.")] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="Publish at most this many valid rows.")] = None,
+) -> None:
+    """Validate a file of reviews and publish the valid ones to the reviews topic."""
+    from rich.progress import Progress
+
+    from core.publish import ColumnMap, prepare, publish_messages, read_rows
+    from core.runtime import ensure_infra
+
+    columns = ColumnMap(
+        text=text_column,
+        review_id=id_column,
+        brand=brand_column,
+        rating=rating_column,
+        url=url_column,
+        author=author_column,
+        published_at=date_column,
+        lang=lang_column,
+    )
+    try:
+        prepared = prepare(read_rows(file, fmt), columns, source)
+    except (ValueError, UnicodeDecodeError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if limit is not None:
+        prepared.messages = prepared.messages[:limit]
+    for reject in prepared.rejects:
+        typer.echo(f"rejected line {reject.line}: {reject.reason}", err=True)
+    if strict and prepared.rejects:
+        typer.echo(f"sent 0, rejected {len(prepared.rejects)} (--strict: nothing sent)")
+        raise typer.Exit(1)
+    with (
+        ensure_infra(database=False, start_embedded=False),
+        Progress(transient=True, disable=not sys.stderr.isatty()) as progress,
+    ):
+        task = progress.add_task("publishing", total=len(prepared.messages))
+        delivery = publish_messages(
+            prepared.messages,
+            get_kafka_settings(),
+            topic=topic,
+            on_progress=lambda n: progress.advance(task, n),
+        )
+    for failure in delivery.failed:
+        typer.echo(f"failed line {failure.line}: {failure.reason}", err=True)
+    typer.echo(f"sent {delivery.sent}, rejected {len(prepared.rejects)}, failed {len(delivery.failed)}")
+    if delivery.failed:
+        raise typer.Exit(1)
+
+
+@app.command("schema")
+def schema_command() -> None:
+    """Print the JSON Schema of the review message for producers."""
+    from core.messages import render_json_schema
+
+    typer.echo(render_json_schema(), nl=False)
+
+
+def _load_plugins() -> None:
+    for entry in entry_points(group="reviewscore.cli"):
+        try:
+            register = entry.load()
+        except ModuleNotFoundError as exc:
+            if os.environ.get("REVIEWSCORE_DEBUG_PLUGINS"):
+                print(f"reviewscore: commands of {entry.name!r} unavailable: {exc}", file=sys.stderr)
+            continue
+        register(app)
+
+
+def main() -> None:
+    _load_plugins()
+    app()
+
+
+if __name__ == "__main__":
+    main()

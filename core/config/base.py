@@ -1,0 +1,35 @@
+"""Shared pieces of the settings classes: the common model config and the cache registry."""
+
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any, TypeVar
+
+from pydantic_settings import SettingsConfigDict
+
+_CACHED: list[Any] = []
+
+F = TypeVar("F", bound=Callable[[], Any])
+
+
+def settings_config(prefix: str) -> SettingsConfigDict:
+    """One prefix per part; ``.env`` is read so a developer can keep local overrides out of git."""
+    return SettingsConfigDict(
+        env_prefix=prefix,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+
+def cached(factory: F) -> F:
+    """Cache a ``get_*()`` factory and remember it so ``clear_settings_cache`` can reset it."""
+    wrapped = lru_cache(maxsize=1)(factory)
+    _CACHED.append(wrapped)
+    return wrapped  # type: ignore[return-value]
+
+
+def clear_settings_cache() -> None:
+    """Forget every built settings object; the next ``get_*()`` reads the environment again."""
+    for factory in _CACHED:
+        factory.cache_clear()

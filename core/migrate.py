@@ -1,0 +1,44 @@
+"""Programmatic Alembic: ``reviewscore migrate`` and the test harness share these functions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+from core.db import libpq_url
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def alembic_config(url: str, readonly_role: str = "reviewscore_reader") -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("file_template", "%%(year)d_%%(month).2d_%%(day).2d_%%(rev)s_%%(slug)s")
+    # ConfigParser interpolation: a literal % in a password must be doubled.
+    config.set_main_option("sqlalchemy.url", libpq_url(url).replace("%", "%%"))
+    config.set_main_option("readonly_role", readonly_role)
+    return config
+
+
+def upgrade(url: str, revision: str = "head", readonly_role: str = "reviewscore_reader") -> None:
+    command.upgrade(alembic_config(url, readonly_role), revision)
+
+
+def downgrade(url: str, revision: str = "base", readonly_role: str = "reviewscore_reader") -> None:
+    command.downgrade(alembic_config(url, readonly_role), revision)
+
+
+def current_revision(url: str) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine, pool
+
+    from core.db import sqlalchemy_url
+
+    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()

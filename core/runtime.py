@@ -1,0 +1,76 @@
+"""Finding (or starting) the broker and database a command should talk to.
+
+Order: explicit settings (``DATABASE_URL``, ``KAFKA_BOOTSTRAP_SERVERS``) win; else a running
+``reviewscore infra up`` found through its state file; else, where the caller allows it, the
+embedded broker and database are started for the duration of the command.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+
+from core.config import clear_settings_cache, get_database_settings, get_infra_settings, get_kafka_settings
+from core.embedded import EmbeddedBroker, EmbeddedDatabase, read_infra_file
+
+
+@dataclass(frozen=True)
+class Connections:
+    database_url: str | None
+    bootstrap_servers: str | None
+    started_embedded: bool = False
+
+
+def adopt_running_infra() -> bool:
+    """Point unset settings at a running ``infra up``; True when one was found."""
+    found = read_infra_file(get_infra_settings().state_dir)
+    if not found:
+        return False
+    changed = False
+    for key, value in found.items():
+        if not os.environ.get(key):
+            os.environ[key] = value
+            changed = True
+    if changed and not os.environ.get("KAFKA_FLAVOR"):
+        os.environ["KAFKA_FLAVOR"] = "tansu"
+    clear_settings_cache()
+    return True
+
+
+@contextmanager
+def ensure_infra(*, database: bool = True, kafka: bool = True, start_embedded: bool = True) -> Iterator[Connections]:
+    """Yield connection strings, starting embedded servers only for what is not configured."""
+    adopt_running_infra()
+    db_url = get_database_settings().url
+    servers = get_kafka_settings().bootstrap_servers
+    with ExitStack() as stack:
+        started = False
+        if database and not db_url:
+            if not start_embedded:
+                raise RuntimeError("DATABASE_URL is not set and no `reviewscore infra up` is running")
+            state = get_infra_settings().state_dir
+            db = stack.enter_context(EmbeddedDatabase(state / "pgdata"))
+            db_url = db.url
+            os.environ["DATABASE_URL"] = db_url
+            started = True
+        if kafka and not servers:
+            if not start_embedded:
+                raise RuntimeError("KAFKA_BOOTSTRAP_SERVERS is not set and no `reviewscore infra up` is running")
+            kafka_settings = get_kafka_settings()
+            state = get_infra_settings().state_dir
+            broker = stack.enter_context(
+                EmbeddedBroker(
+                    state,
+                    topics={kafka_settings.topic: kafka_settings.partitions, kafka_settings.dlq_topic: 1},
+                    port=get_infra_settings().broker_port,
+                )
+            )
+            servers = broker.bootstrap_servers
+            os.environ["KAFKA_BOOTSTRAP_SERVERS"] = servers
+            os.environ["KAFKA_FLAVOR"] = "tansu"
+            started = True
+        clear_settings_cache()
+        yield Connections(db_url, servers, started)
+    clear_settings_cache()

@@ -1,0 +1,87 @@
+"""The PostgreSQL schema: one table of scored reviews, shaped for the analysts' query patterns."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Deterministic constraint names keep Alembic migrations reviewable and reversible.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+LABELS = ("negative", "neutral", "positive")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Sentiment(Base):
+    """One scored review. ``review_key`` makes re-delivery idempotent."""
+
+    __tablename__ = "sentiments"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    review_key: Mapped[str] = mapped_column(Text, unique=True)
+    sentence: Mapped[str] = mapped_column(Text)
+    sentiment_score: Mapped[float] = mapped_column(Float)
+    confidence: Mapped[float] = mapped_column(Float)
+    label: Mapped[str] = mapped_column(String(16))
+    suggested_rating: Mapped[int] = mapped_column(SmallInteger)
+    brand: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(Text)
+    rating: Mapped[int | None] = mapped_column(SmallInteger)
+    url: Mapped[str | None] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(Text)
+    lang: Mapped[str | None] = mapped_column(String(35))
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    model_version: Mapped[str] = mapped_column(Text)
+    kafka_topic: Mapped[str | None] = mapped_column(Text)
+    kafka_partition: Mapped[int | None] = mapped_column(Integer)
+    kafka_offset: Mapped[int | None] = mapped_column(BigInteger)
+    created_on: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_on: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("sentiment_score >= 0 AND sentiment_score <= 1", name="sentiment_score_unit"),
+        CheckConstraint("confidence >= 0 AND confidence <= 1", name="confidence_unit"),
+        CheckConstraint("suggested_rating BETWEEN 1 AND 5", name="suggested_rating_stars"),
+        CheckConstraint("rating IS NULL OR rating BETWEEN 1 AND 5", name="rating_stars"),
+        CheckConstraint("label IN ('negative', 'neutral', 'positive')", name="label_known"),
+        # Keyset pagination newest/oldest first: (created_on, id) is a total order.
+        Index("ix_sentiments_created_on_id", "created_on", "id"),
+        # Per-brand timelines and stats; per-source likewise; label filters and distributions.
+        Index("ix_sentiments_brand_created_on_id", "brand", "created_on", "id"),
+        Index("ix_sentiments_source_created_on_id", "source", "created_on", "id"),
+        Index("ix_sentiments_label_created_on_id", "label", "created_on", "id"),
+        # Sort by score with a keyset tiebreaker.
+        Index("ix_sentiments_sentiment_score_id", "sentiment_score", "id"),
+        Index("ix_sentiments_published_at", "published_at"),
+        # Full-text search for ?q=.
+        Index(
+            "ix_sentiments_sentence_fts",
+            text("to_tsvector('english', sentence)"),
+            postgresql_using="gin",
+        ),
+    )

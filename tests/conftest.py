@@ -1,0 +1,10 @@
+"""Test harness: real broker and real PostgreSQL for every test that needs them.
+
+Fixture modules are registered here; each part's tests add theirs under tests/fixtures/.
+"""
+
+pytest_plugins = [
+    "tests.fixtures.env",
+    "tests.fixtures.database",
+    "tests.fixtures.kafka",
+]
