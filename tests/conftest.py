@@ -7,4 +7,8 @@ pytest_plugins = [
     "tests.fixtures.env",
     "tests.fixtures.database",
     "tests.fixtures.kafka",
+    "tests.fixtures.model",
+    "tests.fixtures.stream",
+    "tests.fixtures.api",
+    "tests.fixtures.scraper",
 ]
