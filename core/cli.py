@@ -185,8 +185,14 @@ def _load_plugins() -> None:
 
 
 def main() -> None:
+    from core.runtime import InfraNotConfiguredError
+
     _load_plugins()
-    app()
+    try:
+        app()
+    except InfraNotConfiguredError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from exc
 
 
 if __name__ == "__main__":

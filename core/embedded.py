@@ -8,6 +8,7 @@ SIGKILL, and PostgreSQL is stopped through ``pg_ctl`` on exit.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import json
@@ -198,6 +199,8 @@ class EmbeddedDatabase:
         server, self._server = self._server, None
         if server is not None:
             server.cleanup()
+            # Already cleaned up: don't let its atexit hook log into closed streams later.
+            atexit.unregister(server._cleanup)
 
     def __enter__(self) -> Self:
         return self.start() if self._server is None else self

@@ -16,6 +16,10 @@ from core.config import clear_settings_cache, get_database_settings, get_infra_s
 from core.embedded import EmbeddedBroker, EmbeddedDatabase, read_infra_file
 
 
+class InfraNotConfiguredError(RuntimeError):
+    """A command needs a broker or database and none is configured or running."""
+
+
 @dataclass(frozen=True)
 class Connections:
     database_url: str | None
@@ -49,7 +53,7 @@ def ensure_infra(*, database: bool = True, kafka: bool = True, start_embedded: b
         started = False
         if database and not db_url:
             if not start_embedded:
-                raise RuntimeError("DATABASE_URL is not set and no `reviewscore infra up` is running")
+                raise InfraNotConfiguredError("DATABASE_URL is not set and no `reviewscore infra up` is running")
             state = get_infra_settings().state_dir
             db = stack.enter_context(EmbeddedDatabase(state / "pgdata"))
             db_url = db.url
@@ -57,7 +61,9 @@ def ensure_infra(*, database: bool = True, kafka: bool = True, start_embedded: b
             started = True
         if kafka and not servers:
             if not start_embedded:
-                raise RuntimeError("KAFKA_BOOTSTRAP_SERVERS is not set and no `reviewscore infra up` is running")
+                raise InfraNotConfiguredError(
+                    "KAFKA_BOOTSTRAP_SERVERS is not set and no `reviewscore infra up` is running"
+                )
             kafka_settings = get_kafka_settings()
             state = get_infra_settings().state_dir
             broker = stack.enter_context(

@@ -1,0 +1,75 @@
+"""Settings: one prefix per part, read at call time, documented in the README."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from core.config import (
+    DatabaseSettings,
+    KafkaSettings,
+    clear_settings_cache,
+    get_database_settings,
+    get_kafka_settings,
+    get_stream_settings,
+)
+from core.config.docs import SETTINGS_CLASSES, render_table, replace_block
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_each_part_reads_its_own_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u@db/x")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "k1:9092,k2:9092")
+    monkeypatch.setenv("STREAM_MAX_BATCH", "77")
+    clear_settings_cache()
+    assert get_database_settings().url == "postgresql://u@db/x"
+    assert get_kafka_settings().bootstrap_servers == "k1:9092,k2:9092"
+    assert get_stream_settings().max_batch == 77
+
+
+def test_settings_are_cached_until_cleared(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = get_kafka_settings()
+    monkeypatch.setenv("KAFKA_TOPIC", "other")
+    assert get_kafka_settings() is first
+    clear_settings_cache()
+    assert get_kafka_settings().topic == "other"
+
+
+def test_dotenv_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("KAFKA_TOPIC=from-dotenv\n", encoding="utf-8")
+    assert KafkaSettings().topic == "from-dotenv"
+
+
+def test_invalid_values_are_refused_with_the_field_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_POOL_SIZE", "0")
+    with pytest.raises(ValidationError, match="pool_size"):
+        DatabaseSettings()
+
+
+def test_producer_config_is_idempotent_and_requires_servers() -> None:
+    with pytest.raises(ValueError, match="KAFKA_BOOTSTRAP_SERVERS"):
+        KafkaSettings().producer_config()
+    config = KafkaSettings(bootstrap_servers="b:9092").producer_config()
+    assert config["enable.idempotence"] is True
+    assert config["acks"] == "all"
+
+
+def test_every_setting_has_a_description() -> None:
+    missing = [
+        f"{cls.__name__}.{name}"
+        for cls in SETTINGS_CLASSES
+        for name, f in cls.model_fields.items()
+        if not f.description
+    ]
+    assert missing == []
+
+
+def test_readme_configuration_table_is_current() -> None:
+    document = README.read_text(encoding="utf-8")
+    assert replace_block(document, render_table()) == document, (
+        "README configuration table is stale: run `python -m core.config.docs --write README.md`"
+    )

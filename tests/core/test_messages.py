@@ -1,0 +1,152 @@
+"""The message contract: what producers may send, and the key that makes re-publishing idempotent."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import jsonschema
+import pytest
+from pydantic import ValidationError
+
+from core.messages import (
+    JSON_SCHEMA_PATH,
+    MAX_TEXT_CHARS,
+    MessageError,
+    ReviewMessage,
+    parse_message,
+    render_json_schema,
+    review_key,
+)
+
+VALID: list[dict[str, Any]] = [
+    {"text": "Great service", "source": "user"},
+    {"text": "  padded  ", "source": "scraper:trustpilot", "review_id": "abc-1"},
+    {"text": "Bof.", "source": "partner.shop/eu", "rating": 3, "brand": "Acme", "lang": "fr"},
+    {"text": "ok", "source": "user", "published_at": "2026-11-20T14:03:00Z", "url": "https://example.com/r/1"},
+    {"text": "Très bien 👍", "source": "user", "author": "Zoë", "lang": "en-GB"},
+    {"text": "x", "source": "user", "schema_version": 1, "future_field": "ignored"},
+    {"text": "a" * MAX_TEXT_CHARS, "source": "user"},
+]
+
+INVALID: list[tuple[dict[str, Any], str]] = [
+    ({"source": "user"}, "text"),
+    ({"text": "   ", "source": "user"}, "text"),
+    ({"text": "a" * (MAX_TEXT_CHARS + 1), "source": "user"}, "text"),
+    ({"text": "ok"}, "source"),
+    ({"text": "ok", "source": "has space"}, "source"),
+    ({"text": "ok", "source": "user", "rating": 0}, "rating"),
+    ({"text": "ok", "source": "user", "rating": 6}, "rating"),
+    ({"text": "ok", "source": "user", "rating": "5"}, "rating"),
+    ({"text": "ok", "source": "user", "rating": 4.5}, "rating"),
+    ({"text": "ok", "source": "user", "published_at": "yesterday"}, "published_at"),
+    ({"text": "ok", "source": "user", "url": "ftp://example.com"}, "url"),
+    ({"text": "ok", "source": "user", "lang": "English"}, "lang"),
+    ({"text": 42, "source": "user"}, "text"),
+    ({"text": "ok", "source": "user", "schema_version": 2}, "schema_version"),
+]
+
+
+@pytest.mark.parametrize("payload", VALID)
+def test_valid_messages_are_accepted(payload: dict[str, Any]) -> None:
+    message = ReviewMessage.model_validate(payload)
+    assert message.text == payload["text"].strip()
+    assert message.schema_version == 1
+
+
+@pytest.mark.parametrize(("payload", "field"), INVALID)
+def test_invalid_messages_are_rejected_naming_the_field(payload: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        ReviewMessage.model_validate(payload)
+    assert field in {str(error["loc"][0]) for error in info.value.errors()}
+
+
+def test_naive_publication_time_is_taken_as_utc() -> None:
+    message = ReviewMessage(text="ok", source="user", published_at=datetime(2026, 1, 2, 3, 4))
+    assert message.published_at == datetime(2026, 1, 2, 3, 4, tzinfo=UTC)
+
+
+def test_review_key_uses_the_producer_id_when_there_is_one() -> None:
+    assert review_key("scraper:trustpilot", "whatever", "abc-1") == "scraper:trustpilot:abc-1"
+
+
+def test_review_key_is_a_pinned_content_hash_without_id() -> None:
+    # Pinned value: a change here re-keys every stored review, so it must never change by accident.
+    assert review_key("user", "Great service") == "user:sha256:3b856069e37e84fdec1afd646903f0e5"
+
+
+def test_review_key_ignores_whitespace_and_unicode_normalisation_differences() -> None:
+    composed = "Caf\u00e9   was  great"
+    decomposed = " Cafe\u0301 was great\n"
+    assert review_key("user", composed) == review_key("user", decomposed)
+    assert review_key("user", composed) != review_key("partner", composed)
+
+
+def test_review_key_is_stable_across_processes() -> None:
+    code = "from core.messages import review_key; print(review_key('user', 'Great service'))"
+    keys = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONHASHSEED": seed}
+        ).stdout.strip()
+        for seed in ("1", "2", "random")
+    }
+    assert keys == {review_key("user", "Great service")}
+
+
+def test_to_kafka_keys_by_review_key_and_round_trips() -> None:
+    message = ReviewMessage(text="Lovely", source="user", review_id="7", rating=5)
+    key, value = message.to_kafka()
+    assert key == b"user:7"
+    assert parse_message(value) == message
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (None, "empty"),
+        (b"", "empty"),
+        (b"\xff\xfe not utf-8", "not_utf8"),
+        (b"{not json", "bad_json"),
+        (b"[1, 2]", "not_object"),
+        (b'"just a string"', "not_object"),
+        (b'{"text": "ok", "source": "user", "schema_version": 9}', "unsupported_version"),
+        (b'{"text": "", "source": "user"}', "invalid"),
+        (b'{"text": "ok", "source": "user", "rating": 11}', "invalid"),
+        (b'{"text": "' + b"a" * 300_000 + b'", "source": "user"}', "too_large"),
+    ],
+)
+def test_parse_message_gives_a_stable_reason(raw: bytes | None, reason: str) -> None:
+    with pytest.raises(MessageError) as info:
+        parse_message(raw)
+    assert info.value.reason == reason
+    assert info.value.detail
+
+
+def test_validation_reason_names_fields_without_echoing_input() -> None:
+    with pytest.raises(MessageError) as info:
+        parse_message(json.dumps({"text": "secret text", "source": "user", "rating": 11}).encode())
+    assert "rating" in info.value.detail
+    assert "secret text" not in info.value.detail
+
+
+def test_committed_json_schema_matches_the_model() -> None:
+    assert JSON_SCHEMA_PATH.read_text(encoding="utf-8") == render_json_schema(), (
+        "core/schemas is stale: run `python -m core.messages`"
+    )
+
+
+def test_json_schema_agrees_with_the_model_on_the_cases() -> None:
+    schema = json.loads(JSON_SCHEMA_PATH.read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    for example in schema["examples"]:
+        validator.validate(example)
+    for payload in VALID:
+        if "future_field" not in payload:
+            validator.validate(payload)
+    for payload, _field in INVALID:
+        if _field in ("published_at", "url", "text") and isinstance(payload.get(_field), str):
+            continue  # formats and whitespace stripping are checked by the model, not the schema
+        assert not validator.is_valid(payload), payload

@@ -1,0 +1,110 @@
+"""Migrations and the schema agree, run both ways, and the reader role can only read."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, pool, text
+from sqlalchemy.exc import ProgrammingError
+
+from core import migrate
+from core.db import sqlalchemy_url
+from core.schema import Base
+
+pytestmark = pytest.mark.integration
+
+
+def _tables(url: str) -> set[str]:
+    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_downgrade_upgrade_round_trip(database_url: str) -> None:
+    assert migrate.current_revision(database_url) == "0001"
+    migrate.downgrade(database_url, "base")
+    assert migrate.current_revision(database_url) is None
+    assert "sentiments" not in _tables(database_url)
+    migrate.upgrade(database_url, "head")
+    assert migrate.current_revision(database_url) == "0001"
+    assert "sentiments" in _tables(database_url)
+
+
+def test_autogenerate_finds_no_difference_between_schema_and_migrations(database_url: str) -> None:
+    engine = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = compare_metadata(context, Base.metadata)
+    engine.dispose()
+    assert diff == []
+
+
+def test_indexes_for_the_query_patterns_exist(engine: object) -> None:
+    names = {ix["name"] for ix in inspect(engine).get_indexes("sentiments")}  # type: ignore[arg-type]
+    assert {
+        "ix_sentiments_created_on_id",
+        "ix_sentiments_brand_created_on_id",
+        "ix_sentiments_label_created_on_id",
+        "ix_sentiments_sentence_fts",
+    } <= names
+
+
+INSERT = text(
+    "INSERT INTO sentiments (review_key, sentence, sentiment_score, confidence, label, suggested_rating,"
+    " source, model_version) VALUES ('k', 'good', 0.9, 0.8, 'positive', 5, 'user', 'v1')"
+)
+
+
+def test_reader_role_can_select_but_not_write(database_url: str, readonly_database_url: str) -> None:
+    writer = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)
+    with writer.begin() as conn:
+        conn.execute(INSERT)
+    writer.dispose()
+
+    reader = create_engine(sqlalchemy_url(readonly_database_url), poolclass=pool.NullPool)
+    with reader.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM sentiments")).scalar_one() == 1
+        assert conn.execute(text("SELECT current_user")).scalar_one() == "reviewscore_reader"
+    for statement in (
+        INSERT,
+        text("UPDATE sentiments SET label = 'negative'"),
+        text("DELETE FROM sentiments"),
+        text("TRUNCATE sentiments"),
+    ):
+        with reader.connect() as conn:
+            # Lift the role's read-only default to prove the privilege check itself refuses.
+            conn.execute(text("SET default_transaction_read_only = off"))
+            conn.execute(text("BEGIN READ WRITE"))
+            with pytest.raises(ProgrammingError):
+                conn.execute(statement)
+    reader.dispose()
+
+
+def test_database_rejects_scores_outside_the_contract(engine: object) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    bad = text(
+        "INSERT INTO sentiments (review_key, sentence, sentiment_score, confidence, label, suggested_rating,"
+        " source, model_version) VALUES ('k2', 'x', 1.5, 0.8, 'positive', 5, 'user', 'v1')"
+    )
+    with engine.begin() as conn, pytest.raises(IntegrityError):  # type: ignore[attr-defined]
+        conn.execute(bad)
+
+
+def test_session_fixture_rolls_back_between_tests_first(db_session: object) -> None:
+    from sqlalchemy.orm import Session
+
+    assert isinstance(db_session, Session)
+    db_session.execute(INSERT)
+    db_session.commit()
+    assert db_session.execute(text("SELECT count(*) FROM sentiments")).scalar_one() == 1
+
+
+def test_session_fixture_rolls_back_between_tests_second(db_session: object) -> None:
+    from sqlalchemy.orm import Session
+
+    assert isinstance(db_session, Session)
+    assert db_session.execute(text("SELECT count(*) FROM sentiments")).scalar_one() == 0
