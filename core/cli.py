@@ -165,6 +165,18 @@ def publish(
         raise typer.Exit(1)
 
 
+@app.command()
+def demo(
+    once: Annotated[bool, typer.Option(help="Exit once every demo review is scored (for CI).")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the reviews to be scored.")] = 300.0,
+) -> None:
+    """Run the whole pipeline on embedded parts and show it working."""
+    from core.demo import run_demo
+
+    commands = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
+    raise typer.Exit(run_demo(commands, once=once, timeout=timeout, say=typer.echo))
+
+
 @app.command("schema")
 def schema_command() -> None:
     """Print the JSON Schema of the review message for producers."""
