@@ -1,5 +1,7 @@
 """Crawler settings (prefix ``SCRAPER_``)."""
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
@@ -17,6 +19,32 @@ class ScraperSettings(BaseSettings):
     concurrency_per_domain: int = Field(default=2, ge=1, description="Parallel requests per domain.")
     download_delay: float = Field(default=0.5, ge=0, description="Base delay between requests (AutoThrottle start).")
     httpcache_enabled: bool = Field(default=True, description="Cache pages so unchanged ones are not re-fetched.")
+    autothrottle: bool = Field(default=True, description="Adapt the delay to the server's latency (AutoThrottle).")
+    autothrottle_target_concurrency: float = Field(
+        default=1.0, gt=0, description="AutoThrottle's average number of parallel requests per site."
+    )
+    state_dir: Path = Field(
+        default=Path(".reviewscore/scraper"),
+        description="HTTP cache and seen-review state of incremental re-crawls, and undelivered messages.",
+    )
+    incremental: bool = Field(
+        default=True, description="Publish only reviews that are new or changed since an earlier crawl."
+    )
+    delivery_timeout_s: float = Field(
+        default=30.0, gt=0, description="How long one message may wait for the broker's acknowledgement."
+    )
+    publish_retries: int = Field(default=3, ge=0, description="Re-sends of a message whose delivery failed.")
+    max_pages: int = Field(default=0, ge=0, description="Stop after this many pages (0: no limit).")
+    render_js: bool = Field(
+        default=False, description="Render listing pages in a headless browser (needs scrapy-playwright)."
+    )
+    browser_executable: str | None = Field(
+        default=None, description="Chromium binary for render_js (default: chromium on PATH, else Playwright's)."
+    )
+    fixture_base_url: str | None = Field(
+        default=None,
+        description="Base URL of the fixture site for `scrapy check` contracts (unset: the bundled one is served).",
+    )
 
 
 @cached

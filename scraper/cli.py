@@ -1,0 +1,120 @@
+"""``reviewscore crawl`` and ``reviewscore fixture-site``: thin shells over the runner and the site."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("crawl")(crawl)
+    app.command("fixture-site")(fixture_site)
+
+
+def _env(name: str, value: object | None) -> None:
+    if value is not None:
+        os.environ[name] = str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def crawl(
+    spider: Annotated[str, typer.Argument(help="Spider name, e.g. trustpilot.")],
+    start_url: Annotated[
+        list[str] | None, typer.Option("--start-url", help="Where to start (repeatable): a category or company page.")
+    ] = None,
+    url_file: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="File of start URLs, one per line.")
+    ] = None,
+    state_dir: Annotated[
+        Path | None, typer.Option(help="HTTP cache + seen-state dir (default: SCRAPER_STATE_DIR).")
+    ] = None,
+    incremental: Annotated[
+        bool | None, typer.Option("--incremental/--full", help="Skip reviews an earlier crawl already published.")
+    ] = None,
+    cache: Annotated[
+        bool | None, typer.Option("--cache/--no-cache", help="Revalidate pages through the HTTP cache.")
+    ] = None,
+    render_js: Annotated[
+        bool | None, typer.Option("--render-js/--no-render-js", help="Render listing pages in headless Chromium.")
+    ] = None,
+    max_pages: Annotated[int | None, typer.Option(min=0, help="Stop after this many pages (0: no limit).")] = None,
+    publish: Annotated[bool, typer.Option("--publish/--no-publish", help="Publish reviews to Kafka.")] = True,
+    topic: Annotated[str | None, typer.Option(help="Topic (default: KAFKA_TOPIC).")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Also write the items to a feed file (e.g. reviews.jsonl).")
+    ] = None,
+    setting: Annotated[
+        list[str] | None, typer.Option("--set", "-s", help="Scrapy setting NAME=VALUE (repeatable).")
+    ] = None,
+) -> None:
+    """Crawl a review site and publish every review to the reviews topic."""
+    from core.config import clear_settings_cache
+    from core.runtime import ensure_infra
+    from scraper.runner import run_crawl
+
+    if not start_url and not url_file:
+        typer.echo("error: give --start-url URL or --url-file FILE", err=True)
+        raise typer.Exit(2)
+    _env("SCRAPER_STATE_DIR", state_dir)
+    _env("SCRAPER_INCREMENTAL", incremental)
+    _env("SCRAPER_HTTPCACHE_ENABLED", cache)
+    _env("SCRAPER_RENDER_JS", render_js)
+    _env("SCRAPER_MAX_PAGES", max_pages)
+    _env("KAFKA_TOPIC", topic)
+    clear_settings_cache()
+
+    overrides: dict[str, object] = {"REVIEWSCORE_PUBLISH": publish}
+    for item in setting or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            typer.echo(f"error: --set expects NAME=VALUE, got {item!r}", err=True)
+            raise typer.Exit(2)
+        overrides[name.strip()] = value
+    if output is not None:
+        overrides["FEEDS"] = {str(output): {"format": "jsonlines", "encoding": "utf-8"}}
+    spider_args = {"start_url": ",".join(start_url or [])} if start_url else {}
+    if url_file:
+        spider_args["url_file"] = str(url_file)
+
+    try:
+        with ensure_infra(database=False, kafka=publish, start_embedded=False):
+            figures, stats = run_crawl(spider, spider_args, overrides)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(
+        f"crawled {figures['pages']} pages: {figures['found']} reviews found, {figures['published']} published, "
+        f"{figures['unchanged']} unchanged, {figures['duplicates']} duplicates, {figures['invalid']} invalid, "
+        f"{figures['failed']} failed ({stats.get('finish_reason', 'unknown')})"
+    )
+    typer.echo("crawl summary: " + json.dumps(figures, sort_keys=True))
+    if figures["failed"] or stats.get("finish_reason") == "bootstrap_failed":
+        raise typer.Exit(1)
+
+
+def fixture_site(
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1 (0: a free one).")] = 8765,
+    root: Annotated[
+        Path | None, typer.Option(exists=True, file_okay=False, help="Serve these pages instead of the bundled ones.")
+    ] = None,
+) -> None:
+    """Serve the bundled Trustpilot-style fixture site until Ctrl-C or SIGTERM."""
+    from scraper.fixture_site import serve
+
+    server, base_url = serve(port=port, root=root)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    typer.echo(f"fixture site at {base_url}/categories/", err=False)
+    typer.echo(f"crawl it: reviewscore crawl trustpilot --start-url {base_url}/categories/", err=True)
+    try:
+        stop.wait()
+    finally:
+        server.shutdown()
+        server.server_close()
+    typer.echo("stopped")

@@ -1,0 +1,334 @@
+"""Pure functions from one page (a ``parsel.Selector`` and its URL) to reviews and links.
+
+Structured data first: JSON-LD ``Review`` nodes give the most reliable fields. The HTML
+review cards are the fallback, and fill fields the JSON-LD lacks; the two are merged per
+review id. Every odd value (a rating of 7, a date of "yesterday", broken JSON) is dropped
+with a note in ``Extraction.problems`` so the spider can log it: one bad field never costs
+the review, and one bad review never costs the page.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from parsel import Selector
+
+from scraper.items import ReviewItem
+from scraper.selectors import (
+    COMPANY_TYPES,
+    RATING_IN_TEXT,
+    REVIEW_ID_IN_URL,
+    REVIEW_TYPE,
+    REVIEW_URL_TEMPLATE,
+    SELECTORS,
+)
+
+
+@dataclass(frozen=True)
+class Company:
+    name: str | None = None
+    website: str | None = None
+    logo: str | None = None
+
+
+@dataclass(frozen=True)
+class ListingLinks:
+    categories: list[str]
+    companies: list[str]
+    next_page: str | None
+
+
+@dataclass
+class Extraction:
+    reviews: list[ReviewItem] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    skipped: int = 0
+    used_json_ld: bool = False
+
+
+# --- small normalizers ---------------------------------------------------------------------
+
+
+def clean_text(parts: list[str] | str | None) -> str | None:
+    """Join text nodes, unescape entities left in structured data, collapse whitespace."""
+    if parts is None:
+        return None
+    text = parts if isinstance(parts, str) else " ".join(parts)
+    text = " ".join(html.unescape(text).split())
+    return text or None
+
+
+def normalize_rating(value: Any) -> int | None:
+    """1-5 stars from ``5``, ``"4"``, ``"1.0"`` or ``"Rated 4 out of 5 stars"``; None otherwise."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str):
+        match = RATING_IN_TEXT.search(value)
+        value = match.group(1) if match else value.strip()
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    if not number.is_integer() or not 1 <= number <= 5:
+        return None
+    return int(number)
+
+
+def normalize_date(value: Any) -> str | None:
+    """ISO-8601 in UTC from a date or date-time string; None when it is not one."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).isoformat()
+
+
+def absolute_http_url(value: Any, base: str) -> str | None:
+    """``value`` joined to ``base`` when it is a link (absolute, or a path starting with /)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    value = value.strip()
+    if not (value.startswith(("http://", "https://", "/")) and " " not in value):
+        return None
+    joined = urljoin(base, value)
+    parts = urlsplit(joined)
+    return joined if parts.scheme in ("http", "https") and parts.netloc else None
+
+
+def external_url(value: Any) -> str | None:
+    """A company's website: only an absolute http(s) URL counts."""
+    if isinstance(value, str) and re.match(r"^https?://[^\s/]+", value.strip()):
+        return value.strip()
+    return None
+
+
+def review_id_from(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    match = REVIEW_ID_IN_URL.search(value.split("?")[0])
+    return match.group(1) if match else None
+
+
+# --- JSON-LD -------------------------------------------------------------------------------
+
+
+def _types(node: dict[str, Any]) -> set[str]:
+    kind = node.get("@type")
+    if isinstance(kind, str):
+        return {kind}
+    if isinstance(kind, list):
+        return {k for k in kind if isinstance(k, str)}
+    return set()
+
+
+def _walk(value: Any) -> list[dict[str, Any]]:
+    """Every JSON object in a JSON-LD document, depth-first (``@graph``, nested ``review`` …)."""
+    found: list[dict[str, Any]] = []
+    stack = [value]
+    while stack:
+        current = stack.pop(0)
+        if isinstance(current, dict):
+            found.append(current)
+            stack.extend(v for v in current.values() if isinstance(v, (dict, list)))
+        elif isinstance(current, list):
+            stack.extend(current)
+    return found
+
+
+def json_ld_nodes(selector: Selector, problems: list[str]) -> list[dict[str, Any]]:
+    nodes: list[dict[str, Any]] = []
+    for index, raw in enumerate(selector.css(SELECTORS.json_ld).getall()):
+        try:
+            document = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            problems.append(f"JSON-LD block {index + 1} is not valid JSON ({exc.msg} at line {exc.lineno})")
+            continue
+        nodes.extend(_walk(document))
+    return nodes
+
+
+def _name(value: Any) -> str | None:
+    if isinstance(value, dict):
+        value = value.get("name")
+    return clean_text(value) if isinstance(value, str) else None
+
+
+def _rating_value(value: Any) -> Any:
+    return value.get("ratingValue") if isinstance(value, dict) else value
+
+
+def review_from_json_ld(node: dict[str, Any], page_url: str, problems: list[str]) -> ReviewItem | None:
+    text = clean_text(node.get("reviewBody")) if isinstance(node.get("reviewBody"), str) else None
+    title = clean_text(node.get("headline")) if isinstance(node.get("headline"), str) else None
+    review_id = review_id_from(node.get("url")) or review_id_from(node.get("@id"))
+    if not text:
+        problems.append(f"JSON-LD review {review_id or '?'} has no text")
+        return None
+    raw_rating = _rating_value(node.get("reviewRating"))
+    rating = normalize_rating(raw_rating)
+    if raw_rating is not None and rating is None:
+        problems.append(f"review {review_id or '?'}: rating {raw_rating!r} is not 1-5 stars")
+    raw_date = node.get("datePublished")
+    published = normalize_date(raw_date)
+    if raw_date is not None and published is None:
+        problems.append(f"review {review_id or '?'}: date {raw_date!r} is not ISO-8601")
+    lang = node.get("inLanguage") if isinstance(node.get("inLanguage"), str) else None
+    return ReviewItem(
+        text=text,
+        page_url=page_url,
+        review_id=review_id,
+        title=title,
+        rating=rating,
+        published_at=published,
+        author=_name(node.get("author")),
+        lang=lang,
+        url=absolute_http_url(node.get("url"), page_url),
+    )
+
+
+def company_from_json_ld(nodes: list[dict[str, Any]], page_url: str) -> Company:
+    for node in nodes:
+        if _types(node) & COMPANY_TYPES and isinstance(node.get("name"), str):
+            logo = node.get("logo")
+            if isinstance(logo, dict):
+                logo = logo.get("url")
+            return Company(
+                name=clean_text(node["name"]),
+                website=external_url(node.get("url")),
+                logo=absolute_http_url(logo, page_url),
+            )
+    return Company()
+
+
+# --- HTML fallback -------------------------------------------------------------------------
+
+
+def review_from_card(card: Selector, page_url: str, problems: list[str]) -> ReviewItem | None:
+    link = absolute_http_url(card.css(SELECTORS.card_link).get(), page_url)
+    review_id = clean_text(card.css(SELECTORS.card_id).get()) or review_id_from(link)
+    text = clean_text(card.css(SELECTORS.card_text).getall())
+    if not text:
+        problems.append(f"review card {review_id or '?'} has no text; skipped")
+        return None
+    raw_rating = card.css(SELECTORS.card_rating).get() or card.css(SELECTORS.card_rating_alt).get()
+    rating = normalize_rating(raw_rating)
+    if raw_rating is not None and rating is None:
+        problems.append(f"review {review_id or '?'}: rating {raw_rating!r} is not 1-5 stars")
+    raw_date = card.css(SELECTORS.card_date).get()
+    published = normalize_date(raw_date)
+    if raw_date is not None and published is None:
+        problems.append(f"review {review_id or '?'}: date {raw_date!r} is not ISO-8601")
+    return ReviewItem(
+        text=text,
+        page_url=page_url,
+        review_id=review_id,
+        title=clean_text(card.css(SELECTORS.card_title).getall()),
+        rating=rating,
+        published_at=published,
+        author=clean_text(card.css(SELECTORS.card_author).getall()),
+        url=link,
+    )
+
+
+def company_from_html(selector: Selector, page_url: str) -> Company:
+    return Company(
+        name=clean_text(selector.css(SELECTORS.company_name).getall()),
+        website=external_url(selector.css(SELECTORS.company_website).get()),
+        logo=absolute_http_url(selector.css(SELECTORS.company_logo).get(), page_url),
+    )
+
+
+# --- merging -------------------------------------------------------------------------------
+
+
+def merge(preferred: ReviewItem, fallback: ReviewItem) -> ReviewItem:
+    """Fields of ``preferred``, with its gaps filled from ``fallback``."""
+    filled = {
+        name: getattr(fallback, name)
+        for name in ("review_id", "title", "rating", "published_at", "author", "lang", "url")
+        if getattr(preferred, name) is None
+    }
+    return replace(preferred, **filled)
+
+
+def merge_company(preferred: Company, fallback: Company) -> Company:
+    return Company(
+        name=preferred.name or fallback.name,
+        website=preferred.website or fallback.website,
+        logo=preferred.logo or fallback.logo,
+    )
+
+
+def extract_reviews(selector: Selector, page_url: str) -> Extraction:
+    """All reviews of a company page, JSON-LD first, HTML cards filling the gaps."""
+    out = Extraction()
+    nodes = json_ld_nodes(selector, out.problems)
+    from_json: list[ReviewItem] = []
+    for node in nodes:
+        if REVIEW_TYPE in _types(node):
+            item = review_from_json_ld(node, page_url, out.problems)
+            if item is None:
+                out.skipped += 1
+            else:
+                from_json.append(item)
+    from_cards: list[ReviewItem] = []
+    for card in selector.css(SELECTORS.review_card):
+        item = review_from_card(card, page_url, out.problems)
+        if item is None:
+            out.skipped += 1
+        else:
+            from_cards.append(item)
+    out.used_json_ld = bool(from_json)
+
+    cards_by_id = {item.review_id: item for item in from_cards if item.review_id}
+    merged: list[ReviewItem] = []
+    for item in from_json:
+        twin = cards_by_id.pop(item.review_id, None) if item.review_id else None
+        merged.append(merge(item, twin) if twin else item)
+    json_ids = {item.review_id for item in from_json if item.review_id}
+    merged.extend(item for item in from_cards if not item.review_id or item.review_id not in json_ids)
+
+    company = merge_company(company_from_json_ld(nodes, page_url), company_from_html(selector, page_url))
+    origin = f"{urlsplit(page_url).scheme}://{urlsplit(page_url).netloc}"
+    for item in merged:
+        item.company_name = company.name
+        item.company_website = company.website
+        item.company_logo = company.logo
+        if item.url is None and item.review_id:
+            item.url = origin + REVIEW_URL_TEMPLATE.format(review_id=item.review_id)
+    out.reviews = merged
+    return out
+
+
+def listing_links(selector: Selector, page_url: str) -> ListingLinks:
+    """Category, company and next-page links of a listing page, absolute and de-duplicated."""
+
+    def links(css: str) -> list[str]:
+        seen: dict[str, None] = {}
+        for href in selector.css(css).getall():
+            url = absolute_http_url(href, page_url) or (urljoin(page_url, href.strip()) if href.strip() else None)
+            if url:
+                seen.setdefault(url, None)
+        return list(seen)
+
+    next_links = links(SELECTORS.next_page)
+    return ListingLinks(
+        categories=links(SELECTORS.category_links),
+        companies=links(SELECTORS.company_links),
+        next_page=next_links[0] if next_links else None,
+    )
+
+
+def next_page(selector: Selector, page_url: str) -> str | None:
+    return listing_links(selector, page_url).next_page

@@ -1,0 +1,241 @@
+"""``KafkaPublishPipeline``: every scraped review becomes one ``ReviewMessage`` on the topic.
+
+Built in ``from_crawler``; owns a confluent-kafka producer from ``open_spider`` to
+``close_spider`` (idempotent, acks=all, from ``KafkaSettings.producer_config()``).
+Per item, in order:
+
+1. map it to the message contract; a review the contract cannot carry is dropped with the
+   validation error in the log (``reviewscore/invalid``);
+2. drop a second copy of the same review within this crawl (pagination drift shows one
+   review on two pages) (``reviewscore/duplicates``);
+3. with incremental re-crawls on, drop a review whose message is byte-identical to one an
+   earlier crawl delivered (``reviewscore/unchanged``); an edited review is sent again;
+4. produce it; the delivery report decides: success marks it seen (``reviewscore/published``),
+   a retriable failure re-sends it up to ``publish_retries`` times (``reviewscore/retried``),
+   a final failure is logged, counted (``reviewscore/failed``) and appended to
+   ``undelivered-<spider>.jsonl`` in the state dir, which ``reviewscore publish`` re-sends.
+   Nothing is marked seen before the broker acknowledged it, so nothing is lost.
+
+``close_spider`` waits for every outstanding report (bounded by the delivery timeout) and
+logs the crawl statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from itemadapter import ItemAdapter
+from pydantic import ValidationError
+from scrapy.exceptions import DropItem
+
+from core.config import KafkaSettings, get_kafka_settings
+from core.messages import describe_validation_error
+from scraper.items import ReviewItem
+from scraper.publishing import digest, to_message
+from scraper.seen import SeenState
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+
+log = logging.getLogger(__name__)
+
+STAT = "reviewscore/{}"
+
+
+@dataclass
+class _Pending:
+    key: bytes
+    value: bytes
+    digest: str
+    attempt: int = 0
+
+
+class KafkaPublishPipeline:
+    def __init__(
+        self,
+        crawler: Crawler,
+        kafka: KafkaSettings,
+        *,
+        state_dir: Path,
+        incremental: bool,
+        delivery_timeout_s: float,
+        retries: int,
+    ) -> None:
+        self.crawler = crawler
+        self.kafka = kafka
+        self.topic = kafka.topic
+        self.state_dir = state_dir
+        self.incremental = incremental
+        self.delivery_timeout_s = delivery_timeout_s
+        self.retries = retries
+        self.producer: Any = None
+        self.seen: SeenState | None = None
+        self._keys_this_crawl: set[str] = set()
+        self._in_flight = 0
+        self._to_resend: list[_Pending] = []
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> KafkaPublishPipeline:
+        settings = crawler.settings
+        kafka = get_kafka_settings()
+        if not kafka.bootstrap_servers:
+            from core.runtime import adopt_running_infra
+
+            if adopt_running_infra():  # a `reviewscore infra up` in this directory
+                kafka = get_kafka_settings()
+        return cls(
+            crawler,
+            kafka,
+            state_dir=Path(settings.get("REVIEWSCORE_STATE_DIR", ".reviewscore/scraper")),
+            incremental=settings.getbool("REVIEWSCORE_INCREMENTAL", True),
+            delivery_timeout_s=settings.getfloat("REVIEWSCORE_DELIVERY_TIMEOUT", 30.0),
+            retries=settings.getint("REVIEWSCORE_PUBLISH_RETRIES", 3),
+        )
+
+    @property
+    def spider_name(self) -> str:
+        spider = self.crawler.spider
+        return str(spider.name) if spider is not None else "unknown"
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def open_spider(self) -> None:
+        from confluent_kafka import Producer
+
+        config = self.kafka.producer_config()
+        config["message.timeout.ms"] = int(self.delivery_timeout_s * 1000)
+        self.producer = Producer(config)
+        if self.incremental:
+            self.seen = SeenState(self.state_dir / f"seen-{self.spider_name}.sqlite3")
+        log.info(
+            "publishing to %s on %s (incremental=%s, state in %s)",
+            self.topic,
+            self.kafka.bootstrap_servers,
+            self.incremental,
+            self.state_dir,
+        )
+
+    def close_spider(self) -> None:
+        deadline = time.monotonic() + self.delivery_timeout_s * (self.retries + 1) + 5
+        while (self._in_flight or self._to_resend) and time.monotonic() < deadline:
+            self._resend()
+            self.producer.poll(0.1)
+        self.producer.flush(max(0.0, deadline - time.monotonic()))
+        for pending in self._to_resend:
+            self._give_up(pending, "not re-sent before the crawl ended")
+        if self._in_flight:
+            log.error("%d messages were not confirmed by the broker before the crawl ended", self._in_flight)
+            self._inc("failed", self._in_flight)
+        if self.seen is not None:
+            self.seen.close()
+        stats = self.crawler.stats.get_stats() if self.crawler.stats else {}
+        log.info("crawl statistics: %s", json.dumps(summary(stats)))
+
+    # --- items -------------------------------------------------------------------------------
+
+    def process_item(self, item: Any) -> Any:
+        review = item if isinstance(item, ReviewItem) else ReviewItem(**ItemAdapter(item).asdict())
+        try:
+            message = to_message(review, self.spider_name)
+        except ValidationError as exc:
+            self._inc("invalid")
+            reason = describe_validation_error(exc)
+            raise DropItem(f"review {review.review_id or '?'} on {review.page_url}: {reason}") from exc
+        key_text = message.review_key
+        if key_text in self._keys_this_crawl:
+            self._inc("duplicates")
+            raise DropItem(f"duplicate of {key_text} within this crawl", log_level="DEBUG")
+        self._keys_this_crawl.add(key_text)
+        key, value = message.to_kafka()
+        fingerprint = digest(value)
+        if self.seen is not None and self.seen.unchanged(key_text, fingerprint):
+            self._inc("unchanged")
+            raise DropItem(f"{key_text} is unchanged since it was published", log_level="DEBUG")
+        self._send(_Pending(key, value, fingerprint))
+        self._resend()
+        self.producer.poll(0)
+        return item
+
+    # --- producing ---------------------------------------------------------------------------
+
+    def _send(self, pending: _Pending) -> None:
+        while True:
+            try:
+                self.producer.produce(
+                    self.topic, key=pending.key, value=pending.value, on_delivery=self._report(pending)
+                )
+                break
+            except BufferError:
+                self.producer.poll(0.1)  # local queue full: let delivery reports drain
+        self._in_flight += 1
+
+    def _resend(self) -> None:
+        waiting, self._to_resend = self._to_resend, []
+        for pending in waiting:
+            self._send(pending)
+
+    def _report(self, pending: _Pending) -> Any:
+        def on_delivery(err: Any, _msg: Any) -> None:
+            self._in_flight -= 1
+            if err is None:
+                self._inc("published")
+                if self.seen is not None:
+                    self.seen.mark(pending.key.decode("utf-8"), pending.digest)
+                return
+            if pending.attempt < self.retries and _retriable(err):
+                pending.attempt += 1
+                self._inc("retried")
+                log.warning("delivery of %s failed (%s); re-sending (%d)", pending.key.decode(), err, pending.attempt)
+                self._to_resend.append(pending)
+                return
+            self._give_up(pending, str(err))
+
+        return on_delivery
+
+    def _give_up(self, pending: _Pending, reason: str) -> None:
+        self._inc("failed")
+        path = self.state_dir / f"undelivered-{self.spider_name}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("ab") as handle:
+            handle.write(pending.value + b"\n")
+        log.error("could not deliver %s: %s (kept in %s)", pending.key.decode("utf-8"), reason, path)
+
+    def _inc(self, name: str, count: int = 1) -> None:
+        if self.crawler.stats is not None:
+            self.crawler.stats.inc_value(STAT.format(name), count)
+
+
+def _retriable(err: Any) -> bool:
+    try:
+        return bool(err.retriable())
+    except AttributeError:
+        return False
+
+
+SUMMARY_KEYS = {
+    "pages": "response_received_count",
+    "listing_pages": STAT.format("listing_pages"),
+    "review_pages": STAT.format("review_pages"),
+    "reviews": "item_scraped_count",
+    "found": STAT.format("reviews_found"),
+    "published": STAT.format("published"),
+    "unchanged": STAT.format("unchanged"),
+    "duplicates": STAT.format("duplicates"),
+    "invalid": STAT.format("invalid"),
+    "malformed": STAT.format("malformed_reviews"),
+    "failed": STAT.format("failed"),
+    "retried": STAT.format("retried"),
+    "robots_forbidden": "robotstxt/forbidden",
+    "cache_hits": "httpcache/hit",
+    "revalidated": "httpcache/revalidate",
+}
+
+
+def summary(stats: dict[str, Any]) -> dict[str, int]:
+    """The figures a person wants after a crawl, from Scrapy's stats (missing ones are 0)."""
+    return {name: int(stats.get(key, 0) or 0) for name, key in SUMMARY_KEYS.items()}

@@ -1,0 +1,61 @@
+"""What earlier crawls already delivered: review key -> fingerprint of the published message.
+
+A SQLite file under ``SCRAPER_STATE_DIR`` (one per spider). The pipeline asks
+``unchanged(key, digest)`` before sending and calls ``mark`` only from a *successful*
+delivery report, so a review whose delivery failed is offered again by the next crawl.
+Single-threaded by design: Scrapy's reactor thread runs the pipeline and the producer's
+delivery callbacks (they fire inside ``poll()``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from types import TracebackType
+
+
+class SeenState:
+    def __init__(self, path: Path, commit_every: int = 500) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path)
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS seen (review_key TEXT PRIMARY KEY, digest TEXT NOT NULL, "
+            "delivered_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
+        )
+        self._db.commit()
+        self._pending = 0
+        self._commit_every = commit_every
+
+    def unchanged(self, review_key: str, digest: str) -> bool:
+        row = self._db.execute("SELECT digest FROM seen WHERE review_key = ?", (review_key,)).fetchone()
+        return row is not None and row[0] == digest
+
+    def mark(self, review_key: str, digest: str) -> None:
+        self._db.execute(
+            "INSERT INTO seen (review_key, digest) VALUES (?, ?) "
+            "ON CONFLICT (review_key) DO UPDATE SET digest = excluded.digest, delivered_at = CURRENT_TIMESTAMP",
+            (review_key, digest),
+        )
+        self._pending += 1
+        if self._pending >= self._commit_every:
+            self.commit()
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM seen").fetchone()[0])
+
+    def commit(self) -> None:
+        self._db.commit()
+        self._pending = 0
+
+    def close(self) -> None:
+        self.commit()
+        self._db.close()
+
+    def __enter__(self) -> SeenState:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

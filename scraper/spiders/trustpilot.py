@@ -1,0 +1,142 @@
+"""A spider for Trustpilot-style review sites.
+
+Categories -> sub-categories -> company listings (paginated) -> company review pages
+(paginated). Any page is a valid start: a category index, one category, or a single
+company's review page (``-a start_url=URL``), or a file of such URLs (``-a url_file=PATH``,
+one per line, ``#`` comments). Pages are told apart by URL (``selectors.COMPANY_PAGE``);
+what is read from them lives in ``scraper.extract`` and ``scraper.selectors``.
+
+A page that cannot be read (not HTML, no reviews, broken structured data) is logged and
+counted, and the crawl goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import scrapy
+from scrapy.http import Response, TextResponse
+
+from scraper.extract import extract_reviews, listing_links
+from scraper.items import ReviewItem
+from scraper.selectors import COMPANY_PAGE
+
+STAT = "reviewscore/{}"
+
+
+def read_url_file(path: Path) -> list[str]:
+    """URLs of a start file: one per line; blank lines and ``#`` comments are ignored."""
+    urls = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            urls.append(line)
+    return urls
+
+
+def is_company_page(url: str) -> bool:
+    return bool(COMPANY_PAGE.search(urlsplit(url).path))
+
+
+class TrustpilotSpider(scrapy.Spider):  # type: ignore[misc]  # scrapy is untyped for mypy here
+    name = "trustpilot"
+
+    def __init__(self, start_url: str | None = None, url_file: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        urls: list[str] = []
+        if start_url:
+            urls.extend(u.strip() for u in start_url.split(",") if u.strip())
+        if url_file:
+            urls.extend(read_url_file(Path(url_file)))
+        bad = [u for u in urls if urlsplit(u).scheme not in ("http", "https") or not urlsplit(u).hostname]
+        if bad:
+            raise ValueError(f"start URLs must be absolute http(s) URLs: {', '.join(bad)}")
+        self.start_urls = urls
+        # Stay on the sites we were pointed at; company websites are recorded, never followed.
+        self.allowed_domains = sorted({urlsplit(u).hostname or "" for u in urls})
+
+    async def start(self) -> AsyncIterator[Any]:
+        if not self.start_urls:
+            self.logger.error("nothing to crawl: pass -a start_url=URL or -a url_file=FILE")
+        for url in self.start_urls:
+            if is_company_page(url):
+                yield scrapy.Request(url, callback=self.parse_company)
+            else:
+                yield self._listing_request(url)
+
+    def _listing_request(self, url: str) -> scrapy.Request:
+        meta = {"playwright": True} if self.settings.getbool("REVIEWSCORE_RENDER_JS") else {}
+        return scrapy.Request(url, callback=self.parse_category, meta=meta)
+
+    def _count(self, name: str, count: int = 1) -> None:
+        if self.crawler.stats is not None:
+            self.crawler.stats.inc_value(STAT.format(name), count)
+
+    def _text_response(self, response: Response) -> TextResponse | None:
+        if isinstance(response, TextResponse):
+            return response
+        self._count("not_html")
+        content_type = response.headers.get(b"Content-Type", b"?").decode("latin-1")
+        self.logger.warning("skipped %s: not an HTML page (Content-Type %s)", response.url, content_type)
+        return None
+
+    def parse(self, response: Response, **kwargs: Any) -> Iterator[Any]:
+        """Default callback: route by URL."""
+        if is_company_page(response.url):
+            yield from self.parse_company(response)
+        else:
+            yield from self.parse_category(response)
+
+    def parse_category(self, response: Response) -> Iterator[scrapy.Request]:
+        """A category index, a category, or a company listing: follow what it links to.
+
+        @fixture_url /categories/electronics/
+        @returns items 0 0
+        @returns requests 3 3
+        """
+        page = self._text_response(response)
+        if page is None:
+            return
+        self._count("listing_pages")
+        links = listing_links(page.selector, page.url)
+        if not (links.categories or links.companies):
+            self.logger.warning(
+                "no categories or companies on %s; if the listing is rendered by JavaScript, crawl with --render-js",
+                page.url,
+            )
+        for url in links.categories:
+            yield self._listing_request(url)
+        for url in links.companies:
+            yield scrapy.Request(url, callback=self.parse_company)
+        if links.next_page:
+            yield self._listing_request(links.next_page)
+
+    def parse_company(self, response: Response) -> Iterator[ReviewItem | scrapy.Request]:
+        """A company's review page: its reviews, then the next page of them.
+
+        @fixture_url /review/acme-electronics.example
+        @returns items 3 3
+        @returns requests 1 1
+        @scrapes text review_id rating published_at author url company_name company_website company_logo
+        """
+        page = self._text_response(response)
+        if page is None:
+            return
+        self._count("review_pages")
+        extraction = extract_reviews(page.selector, page.url)
+        for problem in extraction.problems:
+            self.logger.warning("%s: %s", page.url, problem)
+        if extraction.problems:
+            self._count("page_problems", len(extraction.problems))
+        if extraction.skipped:
+            self._count("malformed_reviews", extraction.skipped)
+        if not extraction.reviews:
+            self.logger.warning("no reviews found on %s", page.url)
+        self._count("reviews_found", len(extraction.reviews))
+        yield from extraction.reviews
+        links = listing_links(page.selector, page.url)
+        if links.next_page:
+            yield scrapy.Request(links.next_page, callback=self.parse_company)

@@ -1,0 +1,169 @@
+"""Reading reviews and links out of pages: structured data first, HTML as the fallback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from parsel import Selector
+from w3lib.encoding import html_to_unicode
+
+from scraper.extract import (
+    extract_reviews,
+    listing_links,
+    normalize_date,
+    normalize_rating,
+    review_id_from,
+)
+from scraper.fixture_site import SITE_ROOT
+
+BASE = "http://reviews.test"
+
+
+def page(path: str) -> Selector:
+    """A fixture page decoded as a browser would: BOM, then <meta charset>, then UTF-8."""
+    _encoding, text = html_to_unicode(None, (SITE_ROOT / path).read_bytes())
+    return Selector(text=text)
+
+
+def html(body: str) -> Selector:
+    return Selector(text=f"<html><body>{body}</body></html>")
+
+
+def test_json_ld_reviews_are_read_with_the_cards_filling_their_gaps() -> None:
+    result = extract_reviews(page("review/acme-electronics.example/index.html"), f"{BASE}/review/acme")
+
+    assert result.used_json_ld
+    assert result.problems == []
+    first = result.reviews[0]
+    assert (first.review_id, first.rating, first.author, first.title) == ("ae0001", 5, "Jane D.", "Fast delivery")
+    assert first.published_at == "2026-10-02T09:15:00+00:00"
+    assert first.lang == "en"
+    # The JSON-LD has no review URL; the card's link supplies it.
+    assert first.url == f"{BASE}/reviews/ae0001"
+    assert (first.company_name, first.company_website, first.company_logo) == (
+        "Acme Electronics",
+        "https://acme-electronics.example",
+        f"{BASE}/static/logo.png",
+    )
+    assert [r.review_id for r in result.reviews] == ["ae0001", "ae0002", "ae0003"]
+
+
+def test_a_page_without_structured_data_is_read_from_its_cards() -> None:
+    result = extract_reviews(page("review/acme-electronics.example/page-2.html"), f"{BASE}/review/acme?page=2")
+
+    assert not result.used_json_ld
+    by_id = {r.review_id: r for r in result.reviews}
+    assert set(by_id) == {"ae0003", "ae0004", "ae0005"}
+    assert by_id["ae0004"].text == "Picture quality is great. The remote feels cheap & flimsy, though."
+    assert by_id["ae0004"].author == "Marco Rossi"  # whitespace collapsed
+
+
+def test_reviews_that_exist_only_as_structured_data_are_found() -> None:
+    result = extract_reviews(page("review/skyways.example/index.html"), f"{BASE}/review/skyways.example")
+
+    assert [(r.review_id, r.rating, r.author) for r in result.reviews] == [("sw0001", 1, "Olu A."), ("sw0002", 4, "Mei")]
+    assert result.reviews[0].text == "They lost my bag on a direct flight & took ten days to find it."
+    assert result.reviews[0].url == f"{BASE}/reviews/sw0001"
+    assert result.reviews[1].published_at == "2026-10-08T00:00:00+00:00"
+    assert result.reviews[0].company_website == "https://skyways.example/"
+
+
+def test_missing_optional_fields_stay_empty_and_a_card_without_text_is_skipped() -> None:
+    result = extract_reviews(page("review/volt-gadgets.example/index.html"), f"{BASE}/review/volt")
+
+    by_id = {r.review_id: r for r in result.reviews}
+    assert set(by_id) == {"vg0001", "vg0002", "vg0003"}
+    assert by_id["vg0001"].author is None
+    assert by_id["vg0002"].published_at is None
+    assert by_id["vg0003"].rating is None
+    assert by_id["vg0001"].company_logo is None
+    assert result.skipped == 1
+    assert result.problems == ["review card vg0004 has no text; skipped"]
+
+
+def test_a_windows_1252_page_decodes_to_the_right_characters() -> None:
+    result = extract_reviews(page("review/maison-eloise.example/index.html"), f"{BASE}/review/maison")
+
+    texts = {r.review_id: r.text for r in result.reviews}
+    assert texts["me0001"] == "Très belle qualité, livraison rapide – je recommande «vivement»."
+    assert texts["me0002"] == "Größe fällt klein aus, Rücksendung dauerte 3 Wochen … schade."
+    assert result.reviews[0].company_name == "Maison Éloïse"
+    assert result.reviews[1].author == "Jürgen Müller"
+    assert result.reviews[1].published_at == "2026-07-02T09:00:00+00:00"  # +02:00 converted to UTC
+
+
+def test_broken_structured_data_and_bad_values_are_reported_without_losing_the_review() -> None:
+    result = extract_reviews(page("review/broken-shop.example/index.html"), f"{BASE}/review/broken")
+
+    assert [r.review_id for r in result.reviews] == ["bs0001", None]
+    kept = result.reviews[0]
+    assert kept.text == "The structured data on this page is broken, but this review still counts."
+    assert (kept.rating, kept.published_at, kept.company_website) == (None, None, None)
+    assert any(p.startswith("JSON-LD block 1 is not valid JSON") for p in result.problems)
+    assert "review bs0001: rating '7' is not 1-5 stars" in result.problems
+    assert "review bs0001: date 'yesterday' is not ISO-8601" in result.problems
+
+
+def test_listing_links_are_absolute_and_unique() -> None:
+    links = listing_links(page("categories/electronics/index.html"), f"{BASE}/categories/electronics/")
+
+    assert links.companies == [f"{BASE}/review/acme-electronics.example", f"{BASE}/review/volt-gadgets.example"]
+    assert links.next_page == f"{BASE}/categories/electronics/?page=2"
+    assert links.categories == []
+
+
+def test_a_listing_rendered_by_javascript_shows_no_links_without_a_browser() -> None:
+    links = listing_links(page("categories/late-deals/index.html"), f"{BASE}/categories/late-deals/")
+
+    assert (links.categories, links.companies, links.next_page) == ([], [], None)
+
+
+def test_the_last_listing_page_has_no_next_page() -> None:
+    links = listing_links(html('<a rel="prev" href="/c/">prev</a><a data-category-link href="/c/x/">x</a>'), BASE)
+
+    assert links.next_page is None
+    assert links.categories == [f"{BASE}/c/x/"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "stars"),
+    [(5, 5), ("4", 4), ("1.0", 1), ("Rated 3 out of 5 stars", 3), (7, None), ("2.5", None), ("", None), (True, None)],
+)
+def test_ratings_are_whole_stars_from_one_to_five(raw: object, stars: int | None) -> None:
+    assert normalize_rating(raw) == stars
+
+
+@pytest.mark.parametrize(
+    ("raw", "iso"),
+    [
+        ("2026-10-02T09:15:00.000Z", "2026-10-02T09:15:00+00:00"),
+        ("2026-07-14", "2026-07-14T00:00:00+00:00"),
+        ("2026-07-02T11:00:00+02:00", "2026-07-02T09:00:00+00:00"),
+        ("yesterday", None),
+        (None, None),
+    ],
+)
+def test_dates_become_utc_iso_8601(raw: object, iso: str | None) -> None:
+    assert normalize_date(raw) == iso
+
+
+@pytest.mark.parametrize(
+    ("value", "review_id"),
+    [
+        ("/reviews/ae0001", "ae0001"),
+        ("http://h/reviews/me0001?utm=x", "me0001"),
+        ("/#/schema/Review/skyways.example/sw0001", "sw0001"),
+        ("/review/acme-electronics.example", None),
+        (None, None),
+    ],
+)
+def test_review_ids_come_from_review_urls_and_json_ld_ids(value: str | None, review_id: str | None) -> None:
+    assert review_id_from(value) == review_id
+
+
+def test_every_fixture_page_is_readable(tmp_path: Path) -> None:
+    """No fixture page makes the extractor raise, whatever is wrong with it."""
+    for path in SITE_ROOT.rglob("*.html"):
+        extract_reviews(page(str(path.relative_to(SITE_ROOT))), f"{BASE}/x")
+        listing_links(page(str(path.relative_to(SITE_ROOT))), f"{BASE}/x")
