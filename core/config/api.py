@@ -18,6 +18,17 @@ class ApiSettings(BaseSettings):
     submit_wait_max: float = Field(
         default=30.0, ge=0, description="Longest ?wait= a submission may block for its score (s)."
     )
+    wait_poll_interval: float = Field(
+        default=0.1, gt=0, description="How often a ?wait= request re-reads the database for its row (s)."
+    )
+    publish_timeout: float = Field(
+        default=10.0, gt=0, description="Longest wait for the broker to acknowledge a submission (s)."
+    )
+    stats_max_rows: int = Field(
+        default=10_000, ge=1, description="Most (bucket, group) rows one stats query may return."
+    )
+    export_chunk_rows: int = Field(default=2_000, ge=1, description="Rows fetched and sent per export chunk.")
+    export_max_rows: int = Field(default=5_000_000, ge=1, description="Largest accepted export ?limit=.")
 
 
 @cached

@@ -1,0 +1,121 @@
+"""The app factory. Nothing connects at import time: the lifespan builds and disposes the engine
+(SELECT-only role, read-only transactions) and the Kafka producer, so tests and the CLI point
+one app at whatever database and broker they like.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.engine import make_url
+
+from core.config import (
+    ApiSettings,
+    DatabaseSettings,
+    KafkaSettings,
+    get_api_settings,
+    get_database_settings,
+    get_kafka_settings,
+)
+from core.db import libpq_url, make_engine, make_session_factory
+from query_api.deps import AppState
+from query_api.errors import install_error_handlers
+from query_api.limits import BodyLimitMiddleware
+from query_api.metrics import ApiMetrics, MetricsMiddleware
+from query_api.publisher import Publisher
+from query_api.routes import dashboard, health, sentiments, submit
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Read-only access to scored reviews, and submission of new ones.
+
+* Reads come from PostgreSQL through a SELECT-only role in read-only transactions.
+* `POST /sentiments/` never writes to the database: it publishes the review to Kafka; the
+  stream worker scores it and the row appears at the returned `Location`.
+* Every error has the same body: `{"error": {"code", "message", "details"}}`.
+"""
+
+TAGS = [
+    {"name": "sentiments", "description": "Scored reviews: list, aggregate, export."},
+    {"name": "submit", "description": "Submit a review for scoring and fetch its result."},
+    {"name": "dashboard", "description": "Charts used by the dashboard page at `/`."},
+    {"name": "operations", "description": "Health, readiness and metrics."},
+]
+
+
+def readonly_database_url(settings: DatabaseSettings) -> str:
+    """``DATABASE_READONLY_URL``, else ``DATABASE_URL`` with its user switched to the reader role.
+
+    The derived URL carries no password: it suits local trust/peer authentication (the embedded
+    server, CI); deployments with passwords set ``DATABASE_READONLY_URL``.
+    """
+    if settings.readonly_url:
+        return settings.readonly_url
+    if not settings.url:
+        raise ValueError("no database URL: set DATABASE_READONLY_URL or DATABASE_URL")
+    return libpq_url(make_url(settings.url).set(username=settings.readonly_role, password=None))
+
+
+def _open(state: AppState, database: DatabaseSettings, database_url: str) -> None:
+    state.engine = make_engine(database, database_url, read_only=True, application_name="reviewscore-api")
+    state.sessions = make_session_factory(state.engine)
+    if not state.kafka.bootstrap_servers:
+        state.publisher_error = "KAFKA_BOOTSTRAP_SERVERS is not set"
+        return
+    try:
+        state.publisher = Publisher(state.kafka, state.api.publish_timeout)
+    except Exception as exc:  # noqa: BLE001 - reads keep working without a broker; readyz reports it
+        state.publisher_error = f"producer failed to start: {exc}"
+        log.warning("submissions disabled: %s", state.publisher_error)
+
+
+def _close(state: AppState) -> None:
+    if state.publisher is not None:
+        state.publisher.close()
+    if state.engine is not None:
+        state.engine.dispose()
+    state.engine = state.sessions = state.publisher = None
+
+
+def create_app(
+    api: ApiSettings | None = None,
+    database: DatabaseSettings | None = None,
+    kafka: KafkaSettings | None = None,
+) -> FastAPI:
+    """Build the app from explicit settings (or the environment's, for ``uvicorn --factory``)."""
+    api = api or get_api_settings()
+    database = database or get_database_settings()
+    kafka = kafka or get_kafka_settings()
+    database_url = readonly_database_url(database)  # fail at start-up, not at the first request
+    state = AppState(api=api, kafka=kafka, metrics=ApiMetrics())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        _open(state, database, database_url)
+        try:
+            yield
+        finally:
+            _close(state)
+
+    app = FastAPI(
+        title="reviewscore query API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+    )
+    app.state.reviewscore = state
+    install_error_handlers(app)
+    app.include_router(sentiments.router)
+    app.include_router(submit.router)
+    app.include_router(dashboard.router)
+    app.include_router(health.router)
+    app.mount("/static", StaticFiles(directory=dashboard.STATIC_DIR), name="static")
+    app.add_middleware(BodyLimitMiddleware, max_bytes=api.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    return app

@@ -1,0 +1,111 @@
+"""Server-side SVG charts for the dashboard, rendered from the stats query.
+
+Why SVG strings built here rather than a JavaScript chart library: the dashboard must work
+offline with no build step, the two charts it needs (a timeline and a label distribution) are
+a hundred lines of arithmetic, and rendering on the server makes them pure functions that the
+tests check directly. Every piece of text from the data goes through ``escape``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from html import escape
+
+LABEL_COLORS = {"negative": "#c0392b", "neutral": "#d4a017", "positive": "#2e8b57"}
+_FONT = 'font-family="system-ui, sans-serif" fill="#444" font-size="11"'
+_TITLE_FONT = 'font-family="system-ui, sans-serif" fill="#222" font-size="13" font-weight="600"'
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    bucket: datetime
+    count: int
+    mean_score: float
+
+
+def score_color(score: float) -> str:
+    """Red at 0, amber at 0.5, green at 1."""
+    score = min(1.0, max(0.0, score))
+    if score < 0.5:
+        red, green = 192, int(57 + (160 - 57) * score * 2)
+    else:
+        red, green = int(192 - (192 - 46) * (score - 0.5) * 2), int(160 - (160 - 139) * (score - 0.5) * 2)
+    return f"#{red:02x}{green:02x}{60:02x}"
+
+
+def _svg(width: int, height: int, title: str, body: list[str]) -> str:
+    head = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">'
+        f"<title>{escape(title)}</title>"
+    )
+    return head + "".join(body) + "</svg>"
+
+
+def _bucket_label(bucket: datetime, unit: str) -> str:
+    return bucket.strftime("%Y-%m-%d %H:00" if unit == "hour" else "%Y-%m-%d")
+
+
+def timeline_svg(points: Sequence[Point], title: str, unit: str = "day", width: int = 720, height: int = 260) -> str:
+    """Mean sentiment per bucket (line, left axis 0-1) over review counts (bars, right axis)."""
+    left, right, top, bottom = 40, 48, 24, 34
+    plot_w, plot_h = width - left - right, height - top - bottom
+    body = [f'<text x="{left}" y="16" {_TITLE_FONT}>{escape(title)}</text>']
+    for fraction in (0.0, 0.5, 1.0):
+        y = top + plot_h * (1 - fraction)
+        body.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
+        body.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" {_FONT}>{fraction:.1f}</text>')
+    if not points:
+        body.append(
+            f'<text x="{left + plot_w / 2}" y="{top + plot_h / 2}" text-anchor="middle" {_FONT}>'
+            "no reviews match these filters</text>"
+        )
+        return _svg(width, height, title, body)
+    peak = max(p.count for p in points) or 1
+    step = plot_w / len(points)
+    bar_w = max(1.0, step * 0.7)
+    line: list[str] = []
+    for i, point in enumerate(points):
+        x = left + step * (i + 0.5)
+        bar_h = plot_h * point.count / peak
+        tip = f"{_bucket_label(point.bucket, unit)}: {point.count} reviews, mean {point.mean_score:.2f}"
+        body.append(
+            f'<rect class="count" x="{x - bar_w / 2:.1f}" y="{top + plot_h - bar_h:.1f}" width="{bar_w:.1f}" '
+            f'height="{bar_h:.1f}" fill="#cfd8e3"><title>{escape(tip)}</title></rect>'
+        )
+        line.append(f"{x:.1f},{top + plot_h * (1 - point.mean_score):.1f}")
+    body.append(f'<polyline points="{" ".join(line)}" fill="none" stroke="#2b6cb0" stroke-width="2"/>')
+    for coords, point in zip(line, points, strict=True):
+        cx, cy = coords.split(",")
+        body.append(f'<circle class="mean" cx="{cx}" cy="{cy}" r="3" fill="{score_color(point.mean_score)}"/>')
+    body.append(
+        f'<text x="{left + plot_w + 6}" y="{top + 4}" {_FONT}>{peak}</text>'
+        f'<text x="{left + plot_w + 6}" y="{top + plot_h + 4}" {_FONT}>0</text>'
+    )
+    ticks = sorted({0, len(points) // 2, len(points) - 1})
+    for i in ticks:
+        x = left + step * (i + 0.5)
+        anchor = "start" if i == 0 and len(points) > 1 else ("end" if i == len(points) - 1 and i else "middle")
+        label = escape(_bucket_label(points[i].bucket, unit))
+        body.append(f'<text x="{x:.1f}" y="{height - 12}" text-anchor="{anchor}" {_FONT}>{label}</text>')
+    return _svg(width, height, title, body)
+
+
+def labels_svg(counts: Mapping[str, int], title: str, width: int = 360, height: int = 130) -> str:
+    """One horizontal bar per label with its count and share."""
+    total = sum(counts.values())
+    body = [f'<text x="8" y="16" {_TITLE_FONT}>{escape(title)}</text>']
+    bar_left, bar_max = 80, width - 80 - 90
+    for row, (label, color) in enumerate(LABEL_COLORS.items()):
+        count = counts.get(label, 0)
+        share = count / total if total else 0.0
+        y = 30 + row * 32
+        body.append(f'<text x="8" y="{y + 15}" {_FONT}>{label}</text>')
+        body.append(
+            f'<rect class="label-bar" data-label="{label}" x="{bar_left}" y="{y}" '
+            f'width="{max(1.0, bar_max * share):.1f}" height="20" fill="{color}"/>'
+        )
+        body.append(f'<text x="{bar_left + bar_max + 8}" y="{y + 15}" {_FONT}>{count} ({share:.0%})</text>')
+    return _svg(width, height, title, body)

@@ -1,0 +1,36 @@
+"""``reviewscore api``: serve the query API and dashboard with uvicorn."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("api")(serve)
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default: API_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: API_PORT).")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="uvicorn worker processes (default: API_WORKERS).")] = None,
+) -> None:
+    """Serve the read-only query API, the submit endpoint and the dashboard."""
+    import uvicorn
+
+    from core.config import get_api_settings
+    from core.runtime import ensure_infra
+
+    settings = get_api_settings()
+    # Settings from the environment, else a running `reviewscore infra up`; the API starts nothing itself.
+    with ensure_infra(start_embedded=False):
+        uvicorn.run(
+            "query_api.app:create_app",
+            factory=True,
+            host=host or settings.host,
+            port=port if port is not None else settings.port,
+            workers=workers or settings.workers,
+            proxy_headers=True,
+            log_level="info",
+        )

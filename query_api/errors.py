@@ -1,0 +1,152 @@
+"""One JSON error shape for every failure the API can answer with.
+
+Clients parse ``{"error": {"code", "message", "details"}}`` whatever went wrong, whether
+FastAPI rejected a parameter, a route raised ``ApiError``, Starlette found no route, or the
+database went away; ``code`` is stable and meant for programs, ``message`` for people.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class FieldError(BaseModel):
+    """One rejected input: where it was (``["query", "limit"]``), what is wrong, the pydantic type."""
+
+    loc: list[str | int] = Field(description="Path to the rejected value, e.g. ['query', 'limit'].")
+    msg: str = Field(description="What is wrong with it.")
+    type: str = Field(description="Machine-readable kind of the problem.")
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. 'not_found', 'invalid_request', 'pending'.")
+    message: str = Field(description="Human-readable explanation.")
+    details: list[FieldError] = Field(default_factory=list, description="Per-field problems, when any.")
+
+
+class ErrorBody(BaseModel):
+    """The body of every 4xx and 5xx answer."""
+
+    error: ErrorInfo
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "error": {
+                        "code": "invalid_request",
+                        "message": "1 invalid parameter",
+                        "details": [
+                            {"loc": ["query", "limit"], "msg": "Input should be less than or equal to 500", "type": "x"}
+                        ],
+                    }
+                }
+            ]
+        }
+    }
+
+
+class ApiError(Exception):
+    """Raised by routes and dependencies; rendered as ``ErrorBody`` with ``status``."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Sequence[FieldError] = (),
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = list(details)
+        self.headers = headers
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: Sequence[FieldError] = (),
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = ErrorBody(error=ErrorInfo(code=code, message=message, details=list(details)))
+    return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
+
+
+_CODES = {413: "body_too_large", 404: "not_found", 405: "method_not_allowed"}
+
+
+def _code_for(status: int) -> str:
+    if status in _CODES:
+        return _CODES[status]
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return "error"
+
+
+def validation_details(errors: Sequence[Any]) -> list[FieldError]:
+    """FastAPI/pydantic errors without the rejected input: it may be huge or sensitive."""
+    return [
+        FieldError(loc=[p if isinstance(p, int) else str(p) for p in e.get("loc", ())], msg=e["msg"], type=e["type"])
+        for e in errors
+    ]
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries documenting ``ErrorBody`` for these statuses."""
+    return {
+        status: {"model": ErrorBody, "description": HTTPStatus(status).phrase}
+        for status in sorted({*statuses, 422, 500})
+    }
+
+
+async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = validation_details(exc.errors())
+    noun = "parameter" if len(details) == 1 else "parameters"
+    return error_response(422, "invalid_request", f"{len(details)} invalid {noun}", details)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(exc.status_code, _code_for(exc.status_code), str(exc.detail), headers=headers)
+
+
+async def _database_error(_: Request, exc: Exception) -> JSONResponse:
+    log.warning("database error: %s", exc)
+    return error_response(503, "database_unavailable", "the database did not answer; retry later")
+
+
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(500, "internal_error", "unexpected server error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(OperationalError, _database_error)
+    app.add_exception_handler(Exception, _unexpected)

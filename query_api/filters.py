@@ -1,0 +1,142 @@
+"""The filters shared by list, stats, brands, export and the charts, as data and as SQL.
+
+``Filters`` is a plain value; ``conditions()`` turns it into SQLAlchemy expressions with bound
+parameters (so no text a client sends is ever spliced into SQL); ``filter_params`` is the
+FastAPI dependency that documents and validates the query parameters once for every endpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import astuple, dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import Depends, Query
+from pydantic import AfterValidator
+from sqlalchemy import ColumnElement, func, literal_column
+
+from core.schema import Sentiment
+from query_api.errors import ApiError, FieldError
+
+Label = Literal["negative", "neutral", "positive"]
+
+# Must match the expression of the GIN index ix_sentiments_sentence_fts, or the index is not used.
+_FTS_CONFIG: ColumnElement[str] = literal_column("'english'")
+
+
+def _printable(value: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL; refuse it here instead of failing in the driver."""
+    if value is not None and "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    brand: str | None = None
+    source: str | None = None
+    label: Label | None = None
+    min_score: float | None = None
+    max_score: float | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    q: str | None = None
+
+    def digest(self) -> str:
+        """A short fingerprint, stored in cursors so a cursor is not replayed under other filters."""
+        return hashlib.sha256(repr(astuple(self)).encode()).hexdigest()[:12]
+
+
+def conditions(filters: Filters) -> list[ColumnElement[bool]]:
+    """WHERE terms for ``filters``; each is index-friendly (equality, range, full-text)."""
+    terms: list[ColumnElement[bool]] = []
+    if filters.brand is not None:
+        terms.append(Sentiment.brand == filters.brand)
+    if filters.source is not None:
+        terms.append(Sentiment.source == filters.source)
+    if filters.label is not None:
+        terms.append(Sentiment.label == filters.label)
+    if filters.min_score is not None:
+        terms.append(Sentiment.sentiment_score >= filters.min_score)
+    if filters.max_score is not None:
+        terms.append(Sentiment.sentiment_score <= filters.max_score)
+    if filters.since is not None:
+        terms.append(Sentiment.created_on >= filters.since)
+    if filters.until is not None:
+        terms.append(Sentiment.created_on < filters.until)
+    if filters.q is not None and filters.q.strip():
+        document = func.to_tsvector(_FTS_CONFIG, Sentiment.sentence)
+        terms.append(document.op("@@")(func.websearch_to_tsquery(_FTS_CONFIG, filters.q)))
+    return terms
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """Naive times are taken as UTC, like the message contract does."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def filter_params(
+    brand: Annotated[
+        str | None,
+        Query(max_length=256, description="Only reviews of this brand (exact match).", examples=["Acme"]),
+        AfterValidator(_printable),
+    ] = None,
+    source: Annotated[
+        str | None,
+        Query(
+            max_length=128,
+            description="Only reviews from this source, e.g. `user` or `scraper:trustpilot` (exact match).",
+            examples=["scraper:trustpilot"],
+        ),
+        AfterValidator(_printable),
+    ] = None,
+    label: Annotated[Label | None, Query(description="Only reviews with this predicted label.")] = None,
+    min_score: Annotated[
+        float | None, Query(ge=0, le=1, description="Lowest sentiment_score (inclusive).", examples=[0.5])
+    ] = None,
+    max_score: Annotated[
+        float | None, Query(ge=0, le=1, description="Highest sentiment_score (inclusive).", examples=[1.0])
+    ] = None,
+    since: Annotated[
+        datetime | None,
+        Query(
+            description="Only reviews scored at or after this time (ISO-8601; naive = UTC).",
+            examples=["2026-11-01T00:00:00Z"],
+        ),
+    ] = None,
+    until: Annotated[
+        datetime | None,
+        Query(
+            description="Only reviews scored before this time (ISO-8601, exclusive; naive = UTC).",
+            examples=["2026-12-01T00:00:00Z"],
+        ),
+    ] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description=(
+                "Full-text search in the review text (English stemming; web-search syntax: "
+                '`"exact phrase"`, `or`, `-excluded`).'
+            ),
+            examples=["fast delivery"],
+        ),
+        AfterValidator(_printable),
+    ] = None,
+) -> Filters:
+    """Validate the shared filters; contradictory ranges are a client error, not an empty page."""
+    problems: list[FieldError] = []
+    if min_score is not None and max_score is not None and min_score > max_score:
+        problems.append(FieldError(loc=["query", "min_score"], msg="min_score exceeds max_score", type="range"))
+    since, until = _aware(since), _aware(until)
+    if since is not None and until is not None and since > until:
+        problems.append(FieldError(loc=["query", "since"], msg="since is after until", type="range"))
+    if problems:
+        raise ApiError(422, "invalid_request", "contradictory filters", problems)
+    return Filters(brand, source, label, min_score, max_score, since, until, q)
+
+
+FiltersDep = Annotated[Filters, Depends(filter_params)]

@@ -1,0 +1,134 @@
+"""The read queries, as pure statement builders (SQL first, Pydantic second).
+
+Every statement is built from ``Filters`` and enumerated options only; values travel as bound
+parameters. Each query is shaped for an index of the first migration: keyset pages walk
+``(created_on, id)`` / ``(sentiment_score, id)`` (optionally behind an equality on brand,
+source or label), stats aggregate one brand's ``(brand, created_on)`` range.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, Select, func, literal_column, select, true, tuple_
+
+from core.schema import LABELS, Sentiment
+from query_api.cursor import Cursor, Sort, is_time_sort
+from query_api.filters import Filters, conditions
+
+GroupBy = Literal["brand", "source", "label"]
+Bucket = Literal["hour", "day", "week"]
+TimeField = Literal["created_on", "published_at"]
+
+# SQLAlchemy 2.1 types a Select by its column types; these builders return varying shapes.
+Statement = Select[*tuple[Any, ...]]
+
+PUBLIC_COLUMNS = (
+    Sentiment.id,
+    Sentiment.review_key,
+    Sentiment.sentence,
+    Sentiment.sentiment_score,
+    Sentiment.confidence,
+    Sentiment.label,
+    Sentiment.suggested_rating,
+    Sentiment.brand,
+    Sentiment.source,
+    Sentiment.rating,
+    Sentiment.url,
+    Sentiment.lang,
+    Sentiment.published_at,
+    Sentiment.model_version,
+    Sentiment.created_on,
+    Sentiment.updated_on,
+)
+PUBLIC_FIELDS = tuple(column.key for column in PUBLIC_COLUMNS)
+
+
+def _where(filters: Filters) -> ColumnElement[bool]:
+    terms = conditions(filters)
+    if not terms:
+        return true()
+    combined = terms[0]
+    for term in terms[1:]:
+        combined = combined & term
+    return combined
+
+
+def sort_key(sort: Sort) -> ColumnElement[object]:
+    return Sentiment.created_on if is_time_sort(sort) else Sentiment.sentiment_score  # type: ignore[return-value]
+
+
+def list_statement(filters: Filters, sort: Sort, after: Cursor | None, limit: int) -> Statement:
+    """One page, fetching ``limit + 1`` rows so the caller knows whether another page exists."""
+    key = sort_key(sort)
+    descending = sort in ("newest", "score_desc")
+    stmt = select(*PUBLIC_COLUMNS).where(_where(filters))
+    if after is not None:
+        position = tuple_(key, Sentiment.id)
+        bound = tuple_(after.key, after.id)
+        stmt = stmt.where(position < bound if descending else position > bound)
+    order = (key.desc(), Sentiment.id.desc()) if descending else (key.asc(), Sentiment.id.asc())
+    return stmt.order_by(*order).limit(limit + 1)
+
+
+def by_id_statement(row_id: int) -> Statement:
+    return select(*PUBLIC_COLUMNS).where(Sentiment.id == row_id)
+
+
+def by_key_statement(key: str) -> Statement:
+    return select(*PUBLIC_COLUMNS).where(Sentiment.review_key == key)
+
+
+def _time_column(time_field: TimeField) -> ColumnElement[object]:
+    return Sentiment.created_on if time_field == "created_on" else Sentiment.published_at  # type: ignore[return-value]
+
+
+def stats_statement(
+    filters: Filters, group_by: GroupBy | None, bucket: Bucket | None, time_field: TimeField, max_rows: int
+) -> Statement:
+    """Count, mean score and per-label counts per (bucket, group), ordered by bucket then group.
+
+    Buckets are truncated in UTC whatever the session time zone; ``bucket`` is one of three
+    literals, so rendering it into the SQL text is safe and lets GROUP BY repeat the expression.
+    """
+    columns: list[ColumnElement[object]] = []
+    if bucket is not None:
+        unit: ColumnElement[str] = literal_column(f"'{bucket}'")
+        utc: ColumnElement[str] = literal_column("'UTC'")
+        columns.append(func.date_trunc(unit, _time_column(time_field), utc).label("bucket"))
+    else:
+        columns.append(literal_column("NULL::timestamptz").label("bucket"))
+    if group_by is not None:
+        columns.append(getattr(Sentiment, group_by).label("group"))
+    else:
+        columns.append(literal_column("NULL::text").label("group"))
+    label_counts = [func.count().filter(Sentiment.label == label).label(label) for label in LABELS]
+    aggregates = [func.count().label("n"), func.avg(Sentiment.sentiment_score).label("mean_score"), *label_counts]
+    stmt: Statement = select(*columns, *aggregates).where(_where(filters))
+    if time_field == "published_at":
+        stmt = stmt.where(Sentiment.published_at.is_not(None))
+    flags = ((1, bucket), (2, group_by))
+    grouping: list[ColumnElement[Any]] = [literal_column(str(i)) for i, flag in flags if flag is not None]
+    # Without GROUP BY an aggregate returns one row even over nothing; HAVING drops that row.
+    stmt = stmt.group_by(*grouping) if grouping else stmt.having(func.count() > 0)
+    return stmt.order_by(literal_column("1").asc().nulls_first(), literal_column("2").asc().nulls_first()).limit(
+        max_rows + 1
+    )
+
+
+def brands_statement(filters: Filters, limit: int) -> Statement:
+    """Brands with their review counts and mean score, most reviewed first."""
+    count = func.count().label("n")
+    return (
+        select(Sentiment.brand, count, func.avg(Sentiment.sentiment_score).label("mean_score"))
+        .where(_where(filters), Sentiment.brand.is_not(None))
+        .group_by(Sentiment.brand)
+        .order_by(count.desc(), Sentiment.brand.asc())
+        .limit(limit)
+    )
+
+
+def export_statement(filters: Filters, limit: int | None) -> Statement:
+    """All matching rows in id order (stable, and what a downstream loader can resume from)."""
+    stmt = select(*PUBLIC_COLUMNS).where(_where(filters)).order_by(Sentiment.id.asc())
+    return stmt.limit(limit) if limit is not None else stmt

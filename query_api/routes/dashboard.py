@@ -1,0 +1,69 @@
+"""The analysts' dashboard: a static page, its script, and the two SVG charts it shows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse, Response
+
+from query_api.charts import Point, labels_svg, timeline_svg
+from query_api.deps import SessionDep, StateDep
+from query_api.errors import ApiError, responses
+from query_api.filters import Filters, FiltersDep
+from query_api.queries import Bucket, TimeField, stats_statement
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+SVG = "image/svg+xml"
+
+router = APIRouter(tags=["dashboard"])
+
+
+def _svg_response(body: str) -> Response:
+    return Response(body, media_type=SVG, headers={"Cache-Control": "no-store"})
+
+
+def _describe(filters: Filters) -> str:
+    return filters.brand if filters.brand is not None else "all brands"
+
+
+@router.get("/", include_in_schema=False)
+def dashboard() -> FileResponse:
+    return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+
+@router.get(
+    "/charts/timeline.svg",
+    response_class=Response,
+    responses={200: {"content": {SVG: {"example": "<svg ...>...</svg>"}}}, **responses(400, 503)},
+    summary="Sentiment-over-time chart",
+)
+def timeline_chart(
+    session: SessionDep,
+    state: StateDep,
+    filters: FiltersDep,
+    bucket: Annotated[Bucket, Query(description="Time bucket of each bar.", examples=["day"])] = "day",
+    time_field: Annotated[TimeField, Query(description="Timestamp the buckets are cut from.")] = "created_on",
+) -> Response:
+    """Mean sentiment per bucket over the review counts, as SVG."""
+    rows = session.execute(stats_statement(filters, None, bucket, time_field, state.api.stats_max_rows)).all()
+    if len(rows) > state.api.stats_max_rows:
+        raise ApiError(400, "too_many_rows", "too many buckets: use a coarser bucket or narrower filters")
+    points = [Point(row.bucket, row.n, float(row.mean_score)) for row in rows]
+    return _svg_response(timeline_svg(points, f"Mean sentiment per {bucket} — {_describe(filters)}", bucket))
+
+
+@router.get(
+    "/charts/labels.svg",
+    response_class=Response,
+    responses={200: {"content": {SVG: {"example": "<svg ...>...</svg>"}}}, **responses(503)},
+    summary="Label distribution chart",
+)
+def labels_chart(session: SessionDep, filters: FiltersDep) -> Response:
+    """Reviews per predicted label, as SVG."""
+    rows = session.execute(stats_statement(filters, None, None, "created_on", 1)).all()
+    counts = {"negative": 0, "neutral": 0, "positive": 0}
+    for row in rows:
+        counts = {"negative": row.negative, "neutral": row.neutral, "positive": row.positive}
+    return _svg_response(labels_svg(counts, f"Labels — {_describe(filters)}"))

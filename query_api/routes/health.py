@@ -1,0 +1,64 @@
+"""Liveness, readiness (database and broker) and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
+
+from query_api.deps import AppState, StateDep
+from query_api.errors import ApiError, FieldError, responses
+from query_api.schemas import Health
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", response_model=Health, summary="Liveness")
+def healthz() -> Health:
+    """The process answers; says nothing about its dependencies."""
+    return Health(status="ok")
+
+
+def _check_database(state: AppState) -> str:
+    if state.engine is None:
+        return "not connected"
+    try:
+        with state.engine.connect() as conn:
+            conn.execute(text("SELECT 1 FROM sentiments LIMIT 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; the reason is reported
+        return f"unreachable: {type(exc).__name__}"
+    return "ok"
+
+
+def _check_broker(state: AppState) -> str:
+    if state.publisher is None:
+        return state.publisher_error or "not configured"
+    return state.publisher.ping()
+
+
+@router.get("/readyz", response_model=Health, responses=responses(503), summary="Readiness")
+async def readyz(state: StateDep) -> Health:
+    """200 when the database (as the read-only role) and the broker both answer; 503 otherwise."""
+    checks = {
+        "database": await run_in_threadpool(_check_database, state),
+        "broker": await run_in_threadpool(_check_broker, state),
+    }
+    failing = [
+        FieldError(loc=[name], msg=result, type="dependency") for name, result in checks.items() if result != "ok"
+    ]
+    if failing:
+        raise ApiError(503, "not_ready", ", ".join(f"{f.loc[0]}: {f.msg}" for f in failing), failing)
+    return Health(status="ok", checks=checks)
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"example": "reviewscore_api_requests_total{...} 42.0\n"}}}},
+    summary="Prometheus metrics",
+)
+def metrics(state: StateDep) -> Response:
+    """Request counts and latencies by route, and submissions by outcome (text exposition format)."""
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

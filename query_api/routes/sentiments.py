@@ -1,0 +1,198 @@
+"""Read endpoints over ``sentiments``: list, stats, brands, export, one row."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query
+from fastapi.responses import StreamingResponse
+from sqlalchemy import Row
+
+from query_api.cursor import SORTS, Cursor, CursorError, Sort, decode_cursor, encode_cursor, is_time_sort
+from query_api.deps import SessionDep, StateDep
+from query_api.errors import ApiError, responses
+from query_api.export import MEDIA_TYPES, ExportFormat, export_chunks, negotiate_format
+from query_api.filters import FiltersDep
+from query_api.queries import (
+    Bucket,
+    GroupBy,
+    TimeField,
+    brands_statement,
+    by_id_statement,
+    export_statement,
+    list_statement,
+    stats_statement,
+)
+from query_api.schemas import BrandOut, LabelCounts, Page, SentimentOut, Stats, StatsRow
+
+router = APIRouter(tags=["sentiments"])
+
+MAX_PAGE = 500
+MAX_ID = 2**63 - 1
+
+SortQuery = Annotated[
+    Sort,
+    Query(
+        description=(
+            "Order of the walk: `newest` / `oldest` by scoring time, `score_desc` / `score_asc` by "
+            "sentiment_score; ties are broken by id so the order is total."
+        ),
+        examples=list(SORTS),
+    ),
+]
+CursorQuery = Annotated[
+    str | None,
+    Query(
+        max_length=512,
+        description="`next_cursor` of the previous page; it only continues the same sort and filters.",
+        examples=["eyJ2IjoxLCJzIjoibmV3ZXN0Ii..."],
+    ),
+]
+LimitQuery = Annotated[
+    int | None,
+    Query(ge=1, le=MAX_PAGE, description="Rows per page (default 50, at most 500).", examples=[50]),
+]
+
+
+def _page_limit(state: StateDep, limit: int | None) -> int:
+    chosen = limit or state.api.page_limit_default
+    if chosen > state.api.page_limit_max:
+        raise ApiError(422, "invalid_request", f"limit must be at most {state.api.page_limit_max}")
+    return chosen
+
+
+def _cursor_after(row: Row[Any], sort: Sort, filters_digest: str) -> str:
+    key = row.created_on if is_time_sort(sort) else row.sentiment_score
+    return encode_cursor(Cursor(sort, key, row.id, filters_digest))
+
+
+@router.get("/sentiments/", response_model=Page, responses=responses(400, 503), summary="List scored reviews")
+def list_sentiments(
+    session: SessionDep,
+    state: StateDep,
+    filters: FiltersDep,
+    sort: SortQuery = "newest",
+    cursor: CursorQuery = None,
+    limit: LimitQuery = None,
+) -> Page:
+    """One page of reviews matching the filters; follow `next_cursor` for the next page."""
+    size = _page_limit(state, limit)
+    digest = filters.digest()
+    try:
+        after = decode_cursor(cursor, sort, digest) if cursor else None
+    except CursorError as exc:
+        raise ApiError(400, "invalid_cursor", str(exc)) from exc
+    rows = session.execute(list_statement(filters, sort, after, size)).all()
+    more = len(rows) > size
+    rows = rows[:size]
+    next_cursor = _cursor_after(rows[-1], sort, digest) if more else None
+    return Page(items=[SentimentOut.model_validate(row) for row in rows], next_cursor=next_cursor, limit=size)
+
+
+@router.get("/sentiments/stats", response_model=Stats, responses=responses(400, 503), summary="Aggregate scores")
+def sentiment_stats(
+    session: SessionDep,
+    state: StateDep,
+    filters: FiltersDep,
+    group_by: Annotated[
+        GroupBy | None, Query(description="Group rows by this column (none: one group).", examples=["brand"])
+    ] = None,
+    bucket: Annotated[
+        Bucket | None,
+        Query(description="Time bucket, truncated in UTC; weeks start on Monday (none: one bucket).", examples=["day"]),
+    ] = None,
+    time_field: Annotated[
+        TimeField,
+        Query(
+            description=(
+                "Timestamp the buckets are cut from: `created_on` (when scored) or `published_at` "
+                "(when written; rows without it are left out). The since/until filters stay on created_on."
+            ),
+        ),
+    ] = "created_on",
+) -> Stats:
+    """Count, mean score and label distribution per (bucket, group)."""
+    statement = stats_statement(filters, group_by, bucket, time_field, state.api.stats_max_rows)
+    rows = session.execute(statement).all()
+    if len(rows) > state.api.stats_max_rows:
+        raise ApiError(
+            400, "too_many_rows", f"more than {state.api.stats_max_rows} rows: use a coarser bucket or narrower filters"
+        )
+    out = [
+        StatsRow(
+            bucket=row.bucket,
+            group=row.group,
+            count=row.n,
+            mean_score=float(row.mean_score),
+            labels=LabelCounts(negative=row.negative, neutral=row.neutral, positive=row.positive),
+        )
+        for row in rows
+    ]
+    return Stats(group_by=group_by, bucket=bucket, time_field=time_field, total=sum(r.count for r in out), rows=out)
+
+
+@router.get("/brands", response_model=list[BrandOut], responses=responses(503), summary="Brands")
+def list_brands(
+    session: SessionDep,
+    filters: FiltersDep,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Most brands returned.", examples=[100])] = 100,
+) -> list[BrandOut]:
+    """Brands with their review counts and mean score, most reviewed first."""
+    rows = session.execute(brands_statement(filters, limit)).all()
+    return [BrandOut(brand=row.brand, count=row.n, mean_score=float(row.mean_score)) for row in rows]
+
+
+@router.get(
+    "/sentiments/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "The matching rows, streamed in id order.",
+            "content": {
+                "text/csv": {"example": "id,review_key,sentence,...\n42,user:sha256:0c1f,Great fit,...\n"},
+                "application/x-ndjson": {"example": '{"id": 42, "sentence": "Great fit", "...": "..."}\n'},
+            },
+        },
+        **responses(503),
+    },
+    summary="Export as CSV or NDJSON",
+)
+def export_sentiments(
+    state: StateDep,
+    filters: FiltersDep,
+    format: Annotated[
+        ExportFormat | None,
+        Query(description="`csv` or `ndjson`; overrides the Accept header. Default: from Accept, else csv."),
+    ] = None,
+    limit: Annotated[
+        int | None, Query(ge=1, description="Export at most this many rows (default: all).", examples=[100000])
+    ] = None,
+    accept: Annotated[str | None, Header(max_length=1024, description="`text/csv` or `application/x-ndjson`.")] = None,
+) -> StreamingResponse:
+    """Every row matching the filters, streamed chunk by chunk (memory stays flat)."""
+    if state.engine is None:
+        raise ApiError(503, "database_unavailable", "the API has no database connection")
+    if limit is not None and limit > state.api.export_max_rows:
+        raise ApiError(422, "invalid_request", f"limit must be at most {state.api.export_max_rows}")
+    fmt = negotiate_format(format, accept)
+    chunks = export_chunks(state.engine, export_statement(filters, limit), fmt, state.api.export_chunk_rows)
+    extension = "csv" if fmt == "csv" else "ndjson"
+    return StreamingResponse(
+        chunks,
+        media_type=MEDIA_TYPES[fmt],
+        headers={"Content-Disposition": f'attachment; filename="sentiments.{extension}"'},
+    )
+
+
+@router.get(
+    "/sentiments/{sentiment_id}", response_model=SentimentOut, responses=responses(404, 503), summary="One review"
+)
+def get_sentiment(
+    session: SessionDep,
+    sentiment_id: Annotated[int, Path(ge=1, le=MAX_ID, description="Row id.", examples=[42])],
+) -> SentimentOut:
+    """One scored review by id; 404 `not_found` when there is none."""
+    row = session.execute(by_id_statement(sentiment_id)).first()
+    if row is None:
+        raise ApiError(404, "not_found", f"no sentiment with id {sentiment_id}")
+    return SentimentOut.model_validate(row)

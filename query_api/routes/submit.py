@@ -1,0 +1,129 @@
+"""Submission through Kafka (the API never writes to PostgreSQL) and the row it lands in."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import ValidationError
+from sqlalchemy import Row
+from starlette.concurrency import run_in_threadpool
+
+from core.messages import ReviewMessage
+from query_api.deps import AppState, PublisherDep, StateDep
+from query_api.errors import ApiError, responses, validation_details
+from query_api.publisher import PublishError
+from query_api.queries import by_key_statement
+from query_api.schemas import SentimentOut, SubmitReview, Submitted
+
+router = APIRouter(tags=["submit"])
+
+WaitQuery = Annotated[
+    float,
+    Query(
+        ge=0,
+        le=300,
+        description=(
+            "Seconds to wait for the worker to score the review before answering (0: answer at once). "
+            "Capped by the server's API_SUBMIT_WAIT_MAX (30 s by default)."
+        ),
+        examples=[5],
+    ),
+]
+
+
+def _lookup(state: AppState, key: str) -> Row[Any] | None:
+    if state.sessions is None:
+        raise ApiError(503, "database_unavailable", "the API has no database connection")
+    with state.sessions() as session:
+        return session.execute(by_key_statement(key)).first()
+
+
+async def wait_for_row(state: AppState, key: str, wait: float) -> Row[Any] | None:
+    """Poll for the scored row until it appears or ``wait`` (capped by the settings) runs out.
+
+    Async with the lookups in the thread pool: a waiting client holds no worker thread between polls.
+    """
+    deadline = time.monotonic() + min(wait, state.api.submit_wait_max)
+    while True:
+        row = await run_in_threadpool(_lookup, state, key)
+        if row is not None or time.monotonic() >= deadline:
+            return row
+        await asyncio.sleep(min(state.api.wait_poll_interval, max(0.0, deadline - time.monotonic())))
+
+
+def location_of(request: Request, key: str) -> str:
+    return f"{request.scope.get('root_path', '')}/sentiments/by-key/{quote(key, safe=':/')}"
+
+
+@router.post(
+    "/sentiments/",
+    status_code=202,
+    response_model=Submitted,
+    responses={
+        200: {"model": Submitted, "description": "Scored within `wait`: the body carries the row."},
+        **responses(413, 503),
+    },
+    summary="Submit a review (create_review)",
+)
+async def submit_review(
+    review: SubmitReview,
+    request: Request,
+    response: Response,
+    state: StateDep,
+    publisher: PublisherDep,
+    wait: WaitQuery = 0,
+) -> Submitted:
+    """Publish the review to Kafka with `source=user`; 202 with its key and Location once the broker has it."""
+    try:
+        message = ReviewMessage(source="user", **review.model_dump(exclude_none=True))
+    except ValidationError as exc:
+        details = validation_details(exc.errors(include_url=False, include_input=False))
+        for detail in details:
+            detail.loc = ["body", *detail.loc]
+        raise ApiError(422, "invalid_request", "the review does not satisfy the message contract", details) from exc
+    try:
+        await run_in_threadpool(publisher.publish, message)
+    except PublishError as exc:
+        state.metrics.submissions.labels("failed").inc()
+        raise ApiError(503, "broker_unavailable", f"the review was not accepted by the broker: {exc}") from exc
+    state.metrics.submissions.labels("published").inc()
+    key = message.review_key
+    location = location_of(request, key)
+    response.headers["Location"] = location
+    row = await wait_for_row(state, key, wait) if wait > 0 else None
+    if row is None:
+        return Submitted(review_key=key, status="pending", location=location, sentiment=None)
+    response.status_code = 200
+    return Submitted(review_key=key, status="scored", location=location, sentiment=SentimentOut.model_validate(row))
+
+
+@router.get(
+    "/sentiments/by-key/{review_key:path}",
+    response_model=SentimentOut,
+    responses=responses(404, 503),
+    summary="A submitted review, once scored",
+)
+async def get_by_key(
+    state: StateDep,
+    review_key: Annotated[
+        str,
+        Path(
+            min_length=1,
+            max_length=512,
+            description="The `review_key` a submission returned (URL-encoded).",
+            examples=["user:sha256:0c1f2e3d4c5b6a79881726354453627a"],
+        ),
+    ],
+    wait: WaitQuery = 0,
+) -> SentimentOut:
+    """The scored row; 404 with code `pending` until the worker has scored it."""
+    if "\x00" in review_key:
+        raise ApiError(422, "invalid_request", "review_key must not contain NUL characters")
+    row = await wait_for_row(state, review_key, wait)
+    if row is None:
+        raise ApiError(404, "pending", f"{review_key!r} is not scored yet (or was never submitted)")
+    return SentimentOut.model_validate(row)

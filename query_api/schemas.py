@@ -1,0 +1,181 @@
+"""Request and response bodies. Field names follow the seed API plus what analysts need."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
+
+from core.messages import MAX_TEXT_CHARS
+
+_SENTIMENT_EXAMPLE: dict[str, JsonValue] = {
+    "id": 42,
+    "review_key": "scraper:trustpilot:5f2a9c",
+    "sentence": "Delivery was fast and the support team solved my problem in minutes.",
+    "sentiment_score": 0.93,
+    "confidence": 0.88,
+    "label": "positive",
+    "suggested_rating": 5,
+    "brand": "Acme",
+    "source": "scraper:trustpilot",
+    "rating": 5,
+    "url": "https://www.trustpilot.com/reviews/5f2a9c",
+    "lang": "en",
+    "published_at": "2026-11-20T14:03:00Z",
+    "model_version": "minilm-3c-20261122",
+    "created_on": "2026-11-23T09:15:02.123456Z",
+    "updated_on": None,
+}
+
+
+class SentimentOut(BaseModel):
+    """One scored review as stored in ``sentiments`` (Kafka provenance and author left out)."""
+
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [_SENTIMENT_EXAMPLE]})
+
+    id: int = Field(description="Row id.")
+    review_key: str = Field(description="Idempotency key: `source:review_id` or `source:sha256:<hash>`.")
+    sentence: str = Field(description="The review text.")
+    sentiment_score: float = Field(ge=0, le=1, description="Expected positivity in [0, 1].")
+    confidence: float = Field(ge=0, le=1, description="Calibrated probability of `label`.")
+    label: Literal["negative", "neutral", "positive"] = Field(description="Predicted label.")
+    suggested_rating: int = Field(ge=1, le=5, description="The score mapped onto 1-5 stars.")
+    brand: str | None = Field(description="Brand the review is about.")
+    source: str = Field(description="Producer of the review.")
+    rating: int | None = Field(description="Stars given by the author, when known.")
+    url: str | None = Field(description="Where the review was published.")
+    lang: str | None = Field(description="Language tag of the text.")
+    published_at: datetime | None = Field(description="When the review was published.")
+    model_version: str = Field(description="Model that produced the score.")
+    created_on: datetime = Field(description="When the row was first scored.")
+    updated_on: datetime | None = Field(description="When a newer model last rescored it.")
+
+
+class Page(BaseModel):
+    """One page of a keyset walk; pass ``next_cursor`` back as ``cursor`` for the next one."""
+
+    items: list[SentimentOut]
+    next_cursor: str | None = Field(description="Opaque cursor of the next page; null on the last page.")
+    limit: int = Field(description="Page size used.")
+
+
+class LabelCounts(BaseModel):
+    negative: int = 0
+    neutral: int = 0
+    positive: int = 0
+
+
+class StatsRow(BaseModel):
+    bucket: datetime | None = Field(description="Start of the time bucket (UTC); null without bucketing.")
+    group: str | None = Field(description="Value of the group_by column; null without grouping or for no brand.")
+    count: int = Field(description="Reviews in this bucket and group.")
+    mean_score: float = Field(description="Mean sentiment_score.")
+    labels: LabelCounts = Field(description="Reviews per predicted label.")
+
+
+class Stats(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "group_by": "brand",
+                    "bucket": "day",
+                    "time_field": "created_on",
+                    "total": 12,
+                    "rows": [
+                        {
+                            "bucket": "2026-11-23T00:00:00Z",
+                            "group": "Acme",
+                            "count": 12,
+                            "mean_score": 0.71,
+                            "labels": {"negative": 2, "neutral": 1, "positive": 9},
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    group_by: Literal["brand", "source", "label"] | None
+    bucket: Literal["hour", "day", "week"] | None
+    time_field: Literal["created_on", "published_at"]
+    total: int = Field(description="Reviews counted over all rows.")
+    rows: list[StatsRow] = Field(description="Ordered by bucket, then group.")
+
+
+class BrandOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"brand": "Acme", "count": 1234, "mean_score": 0.64}]})
+
+    brand: str
+    count: int = Field(description="Reviews of this brand matching the filters.")
+    mean_score: float = Field(description="Their mean sentiment_score.")
+
+
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+
+
+class SubmitReview(BaseModel):
+    """A review typed by a user; it is published to Kafka with ``source=user`` and scored there."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "text": "The jacket arrived a day early and fits perfectly.",
+                    "brand": "Acme",
+                    "rating": 5,
+                    "lang": "en",
+                }
+            ]
+        },
+    )
+
+    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_CHARS)] = Field(
+        description="The review text (not empty after stripping whitespace)."
+    )
+    brand: ShortText | None = Field(default=None, description="Brand or company the review is about.")
+    rating: Annotated[int, Field(ge=1, le=5, strict=True)] | None = Field(
+        default=None, description="The author's own 1-5 stars."
+    )
+    url: Annotated[str, StringConstraints(max_length=2048)] | None = Field(
+        default=None, description="Absolute http(s) URL of the review, if it lives somewhere."
+    )
+    author: ShortText | None = Field(default=None, description="Name to show with the review.")
+    review_id: ShortText | None = Field(
+        default=None, description="Your own stable id: re-submitting with it updates one row instead of adding one."
+    )
+    published_at: datetime | None = Field(default=None, description="When it was written (ISO-8601).")
+    lang: Annotated[str, StringConstraints(max_length=35)] | None = Field(
+        default=None, description="BCP-47 language tag, e.g. `en`."
+    )
+
+
+class Submitted(BaseModel):
+    """Answer to a submission: ``pending`` until the worker has scored it, then ``scored``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "review_key": "user:sha256:0c1f2e3d4c5b6a79881726354453627a",
+                    "status": "pending",
+                    "location": "/sentiments/by-key/user:sha256:0c1f2e3d4c5b6a79881726354453627a",
+                    "sentiment": None,
+                }
+            ]
+        }
+    )
+
+    review_key: str = Field(description="Key of the row the review will land in.")
+    status: Literal["pending", "scored"]
+    location: str = Field(description="Where to GET the scored row.")
+    sentiment: SentimentOut | None = Field(description="The scored row when `status` is `scored`.")
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok", "checks": {"database": "ok"}}]})
+
+    status: Literal["ok"]
+    checks: dict[str, str] = Field(default_factory=dict, description="Result of each dependency check.")

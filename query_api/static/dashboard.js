@@ -1,0 +1,164 @@
+// The dashboard's only script: plain DOM and fetch, no framework, no CDN, so it works offline.
+// Charts are SVG rendered by the API (/charts/*.svg); this file only wires controls to URLs and
+// writes data with textContent (never innerHTML), so review text cannot inject markup.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let nextCursor = null;
+
+function filterParams() {
+  const params = new URLSearchParams();
+  const brand = $("brand").value;
+  if (brand) params.set("brand", brand);
+  return params;
+}
+
+function setStatus(text, isError = false) {
+  $("status").textContent = text;
+  $("status").classList.toggle("error", isError);
+}
+
+async function getJSON(url, options) {
+  const response = await fetch(url, options);
+  const body = await response.json().catch(() => null);
+  if (!response.ok && response.status !== 404) {
+    const message = body && body.error ? body.error.message : response.statusText;
+    throw new Error(message);
+  }
+  return { status: response.status, body, headers: response.headers };
+}
+
+function stars(n) {
+  return "★".repeat(n) + "☆".repeat(5 - n);
+}
+
+async function loadBrands() {
+  const { body } = await getJSON("brands?limit=200");
+  const select = $("brand");
+  for (const item of body) {
+    const option = document.createElement("option");
+    option.value = item.brand;
+    option.textContent = `${item.brand} (${item.count})`;
+    select.appendChild(option);
+  }
+}
+
+function refreshCharts() {
+  const params = filterParams();
+  params.set("bucket", $("bucket").value);
+  params.set("time_field", $("time-field").value);
+  $("timeline").src = `charts/timeline.svg?${params}`;
+  $("labels").src = `charts/labels.svg?${filterParams()}`;
+}
+
+function reviewRow(item) {
+  const tr = document.createElement("tr");
+  tr.dataset.id = item.id;
+  const cells = [
+    new Date(item.created_on).toLocaleString(),
+    item.brand || "—",
+    item.sentence,
+    item.label,
+    item.sentiment_score.toFixed(2),
+    stars(item.suggested_rating),
+  ];
+  cells.forEach((value, i) => {
+    const td = document.createElement("td");
+    td.textContent = value;
+    if (i === 2) td.className = "text";
+    if (i === 3) td.className = item.label;
+    if (i === 5) td.className = "stars";
+    tr.appendChild(td);
+  });
+  return tr;
+}
+
+async function loadReviews(append = false) {
+  const params = filterParams();
+  for (const id of ["label", "q", "sort"]) {
+    const value = $(id).value.trim();
+    if (value) params.set(id, value);
+  }
+  params.set("limit", "20");
+  if (append && nextCursor) params.set("cursor", nextCursor);
+  const { body } = await getJSON(`sentiments/?${params}`);
+  const tbody = $("reviews").querySelector("tbody");
+  if (!append) tbody.replaceChildren();
+  for (const item of body.items) tbody.appendChild(reviewRow(item));
+  nextCursor = body.next_cursor;
+  $("more").hidden = !nextCursor;
+}
+
+function showScore(target, row) {
+  target.replaceChildren();
+  const label = document.createElement("strong");
+  label.className = row.label;
+  label.textContent = row.label;
+  const detail = document.createElement("span");
+  detail.textContent = ` score ${row.sentiment_score.toFixed(2)} · confidence ${row.confidence.toFixed(2)} · suggested `;
+  const rating = document.createElement("span");
+  rating.className = "stars";
+  rating.dataset.rating = row.suggested_rating;
+  rating.textContent = stars(row.suggested_rating);
+  target.append(label, detail, rating);
+  target.dataset.state = "scored";
+}
+
+async function submitReview(event) {
+  event.preventDefault();
+  const target = $("submit-result");
+  const payload = { text: $("submit-text").value };
+  if ($("submit-brand").value.trim()) payload.brand = $("submit-brand").value.trim();
+  if ($("submit-rating").value) payload.rating = Number($("submit-rating").value);
+  target.dataset.state = "sending";
+  target.textContent = "Sending…";
+  try {
+    const response = await fetch("sentiments/?wait=2", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(payload),
+    });
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.error ? body.error.message : response.statusText);
+    if (body.status === "scored") return showScore(target, body.sentiment);
+    target.dataset.state = "pending";
+    target.textContent = "Queued for scoring; waiting for the worker…";
+    const location = body.location.replace(/^\//, "");
+    for (let attempt = 0; attempt < 12; attempt++) {
+      const { status, body: row } = await getJSON(`${location}?wait=5`);
+      if (status === 200) {
+        showScore(target, row);
+        loadReviews();
+        refreshCharts();
+        return;
+      }
+    }
+    target.textContent = "Still queued: the worker has not scored it yet. It will appear in the list once scored.";
+  } catch (error) {
+    target.dataset.state = "error";
+    target.textContent = `Not submitted: ${error.message}`;
+    target.classList.add("error");
+  }
+}
+
+function refreshAll() {
+  refreshCharts();
+  loadReviews().catch((e) => setStatus(e.message, true));
+}
+
+document.addEventListener("DOMContentLoaded", async () => {
+  $("brand").addEventListener("change", refreshAll);
+  $("bucket").addEventListener("change", refreshCharts);
+  $("time-field").addEventListener("change", refreshCharts);
+  $("filters").addEventListener("submit", (e) => { e.preventDefault(); loadReviews().catch((x) => setStatus(x.message, true)); });
+  $("more").addEventListener("click", () => loadReviews(true).catch((x) => setStatus(x.message, true)));
+  $("submit-form").addEventListener("submit", submitReview);
+  try {
+    await loadBrands();
+    refreshAll();
+    setStatus("ready");
+    document.body.dataset.ready = "true";
+  } catch (error) {
+    setStatus(`Could not load data: ${error.message}`, true);
+  }
+});
