@@ -126,7 +126,8 @@ def test_items_carry_the_seed_api_fields(seeded_api: Seeded) -> None:
         assert item[field] == row[field]
     assert datetime.fromisoformat(item["created_on"]) == row["created_on"]
     assert {"id", "created_on", "updated_on", "model_version", "published_at", "url", "rating"} <= item.keys()
-    assert "author" not in item and "kafka_offset" not in item
+    assert "author" not in item
+    assert "kafka_offset" not in item
 
 
 def test_default_page_size_is_50_and_the_maximum_500(seeded_api: Seeded) -> None:
