@@ -22,6 +22,21 @@ class StreamSettings(BaseSettings):
     retry_max: float = Field(default=10.0, gt=0, description="Longest backoff between retries (s).")
     web_port: int = Field(default=6066, ge=0, le=65535, description="Port of the worker's /metrics and /healthz.")
     web_host: str = Field(default="127.0.0.1", description="Bind address of the worker's metrics server.")
+    max_sub_batch: int = Field(default=64, ge=1, description="Most reviews in one model call within a batch.")
+    commit_interval: float = Field(
+        default=1.0, gt=0, description="Seconds between Kafka offset commits (only acked, stored offsets)."
+    )
+    shutdown_grace: float = Field(
+        default=30.0, ge=0, description="On SIGTERM, how long the in-flight batch may take to land before it is left."
+    )
+    scorer: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description=(
+            "'module:factory' returning a Scorer, used instead of model.load_scorer (benchmarks, tests). "
+            "Unset: the model at MODEL_PATH / --model."
+        ),
+    )
 
 
 @cached

@@ -1,0 +1,159 @@
+"""The Faust app, built by a factory from settings: one agent on the reviews topic.
+
+The agent takes micro-batches with ``take_events(max_batch, within=max_wait)`` and hands each
+to ``BatchProcessor.process`` on an executor thread. ``take_events`` acknowledges a batch when
+the loop body returns *or raises*, so the body never raises, and before processing it holds an
+extra reference on every message: a batch's offsets become committable only after the agent
+releases that reference, which it does once the rows are committed in Postgres and the dead
+letters confirmed. A batch abandoned at shutdown keeps its reference and is redelivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import Executor, Future
+from pathlib import Path
+from typing import Any
+
+from core.config import KafkaSettings, StreamSettings
+from stream.pipeline import AbandonedError, BatchOutcome, BatchProcessor
+from stream.records import Record
+
+log = logging.getLogger(__name__)
+
+
+def faust_options(kafka: KafkaSettings, stream: StreamSettings, datadir: Path) -> dict[str, Any]:
+    """Faust settings for Apache Kafka, plus the short sessions Tansu needs (DESIGN.md)."""
+    if not kafka.bootstrap_servers:
+        raise ValueError("KAFKA_BOOTSTRAP_SERVERS is not set")
+    options: dict[str, Any] = {
+        "broker": [f"kafka://{server.strip()}" for server in kafka.bootstrap_servers.split(",")],
+        "broker_client_id": kafka.client_id,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "topic_partitions": kafka.partitions,
+        "topic_replication_factor": kafka.replication_factor,
+        # Topics are created by `reviewscore worker` / infra, never implicitly by Faust.
+        "topic_allow_declare": False,
+        "topic_disable_leader": True,
+        "stream_wait_empty": False,
+        "web_enabled": False,
+        # Tansu's high watermark is wrong, so "latest" would replay; "earliest" is right anyway
+        # for a group that has never committed: every review gets scored.
+        "consumer_auto_offset_reset": "earliest",
+        "broker_commit_interval": stream.commit_interval,
+        "datadir": str(datadir),
+        "store": "memory://",
+    }
+    if kafka.flavor == "tansu":
+        options |= {"broker_session_timeout": 2, "broker_heartbeat_interval": 0.5, "broker_rebalance_timeout": 2}
+    if kafka.sasl_mechanism and kafka.sasl_username:
+        import faust
+
+        options["broker_credentials"] = faust.SASLCredentials(
+            username=kafka.sasl_username,
+            password=kafka.sasl_password or "",
+            mechanism=kafka.sasl_mechanism,
+            ssl_context=None,
+        )
+    return options
+
+
+def record_of(event: Any) -> Record:
+    message = event.message
+    return Record(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        timestamp=message.timestamp,
+    )
+
+
+def create_app(
+    kafka: KafkaSettings,
+    stream: StreamSettings,
+    processor: BatchProcessor,
+    executor: Executor,
+    datadir: Path,
+) -> Any:
+    """A ``faust.App`` whose only agent scores the reviews topic through ``processor``."""
+    import faust
+
+    app = faust.App(stream.app_id, **faust_options(kafka, stream, datadir))
+    topic = app.topic(
+        kafka.topic,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=kafka.partitions,
+    )
+
+    async def score_reviews(events_stream: Any) -> None:
+        async for events in events_stream.take_events(stream.max_batch, within=stream.max_wait):
+            await handle_batch(events_stream, events, processor, executor, stream.shutdown_grace)
+
+    app.agent(topic, name="score_reviews")(score_reviews)
+    return app
+
+
+async def handle_batch(
+    events_stream: Any, events: list[Any], processor: BatchProcessor, executor: Executor, grace: float
+) -> BatchOutcome | None:
+    """Process one batch off the loop; acknowledge it only when it is durable. Never raises
+    except ``CancelledError`` (shutdown), and then only after the in-flight batch landed."""
+    records = [record_of(event) for event in events]
+    for event in events:
+        event.message.incref()  # hold the offsets: take_events' own ack must not release them
+    future = executor.submit(processor.process, records)
+    try:
+        outcome = await asyncio.shield(asyncio.wrap_future(future))
+    except asyncio.CancelledError:
+        _finish_in_flight(future, events, processor, grace)
+        raise
+    except AbandonedError as exc:
+        log.warning("batch of %d left unacknowledged: %s", len(events), exc)
+        return None
+    except Exception:  # pragma: no cover - process() retries everything else; defence in depth
+        log.exception("batch of %d failed unexpectedly; left unacknowledged", len(events))
+        return None
+    for event in events:
+        await events_stream.ack(event)
+    _log_outcome(outcome)
+    return outcome
+
+
+def _finish_in_flight(future: Future[BatchOutcome], events: list[Any], processor: BatchProcessor, grace: float) -> None:
+    """SIGTERM arrived mid-batch: let it land (bounded by ``grace``), then acknowledge it."""
+    log.info("shutdown: waiting up to %.0fs for the in-flight batch of %d", grace, len(events))
+    timer = threading.Timer(grace, processor.abandon.set)
+    timer.start()
+    try:
+        outcome = future.result()
+    except Exception as exc:  # noqa: BLE001 - AbandonedError or worse: the batch stays unacknowledged
+        log.warning("shutdown: in-flight batch left unacknowledged (%s); it will be redelivered", exc)
+        return
+    finally:
+        timer.cancel()
+    for event in events:
+        event.ack()
+    log.info("shutdown: in-flight batch committed (%d scored, %d dead-lettered)", outcome.scored, len(outcome.dead))
+
+
+def _log_outcome(outcome: BatchOutcome) -> None:
+    log.debug(
+        "batch: %d consumed, %d scored (%d new, %d updated, %d unchanged), %d dead-lettered; model %.3fs db %.3fs",
+        outcome.consumed,
+        outcome.scored,
+        outcome.inserted,
+        outcome.updated,
+        outcome.unchanged,
+        len(outcome.dead),
+        outcome.model_seconds,
+        outcome.db_seconds,
+        extra={"consumed": outcome.consumed, "scored": outcome.scored, "dead_lettered": len(outcome.dead)},
+    )

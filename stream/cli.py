@@ -1,0 +1,190 @@
+"""``reviewscore worker``, ``reviewscore rescore`` and ``reviewscore dlq show|replay``.
+
+Thin shells over the library: heavy imports (faust, torch, confluent-kafka) happen inside the
+commands so ``reviewscore --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from stream.dlq import DeadLetter
+
+dlq_app = typer.Typer(help="Inspect and replay the dead-letter topic.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("worker")(worker)
+    app.command("rescore")(rescore)
+    app.add_typer(dlq_app, name="dlq")
+
+
+def worker(
+    model: Annotated[
+        Path | None, typer.Option(help="Model artifact directory (default: MODEL_PATH, else the default model).")
+    ] = None,
+    embedded: Annotated[
+        bool, typer.Option(help="Start the embedded broker and database for what is not configured, and migrate.")
+    ] = False,
+    partitions: Annotated[
+        int | None,
+        typer.Option(min=1, help="Partitions when the reviews topic is created (default: KAFKA_PARTITIONS)."),
+    ] = None,
+    web_port: Annotated[
+        int | None, typer.Option(min=0, help="Port of /metrics and /healthz (default: STREAM_WEB_PORT).")
+    ] = None,
+    create_topics: Annotated[bool, typer.Option(help="Create the reviews and dead-letter topics when missing.")] = True,
+) -> None:
+    """Consume reviews, score them in micro-batches and upsert them into PostgreSQL."""
+    from core import migrate as migrations
+    from core.config import (
+        get_database_settings,
+        get_infra_settings,
+        get_kafka_settings,
+        get_model_settings,
+        get_stream_settings,
+    )
+    from core.embedded import create_topics as create_kafka_topics
+    from core.runtime import ensure_infra
+    from stream.scorers import load_worker_scorer
+    from stream.worker import build_worker, run_worker
+
+    with ExitStack() as stack:
+        try:
+            connections = stack.enter_context(ensure_infra(start_embedded=embedded))
+        except RuntimeError as exc:
+            typer.echo(f"error: {exc} (or pass --embedded)", err=True)
+            raise typer.Exit(2) from exc
+        kafka = get_kafka_settings()
+        if partitions is not None:
+            kafka = kafka.model_copy(update={"partitions": partitions})
+        stream = get_stream_settings()
+        if web_port is not None:
+            stream = stream.model_copy(update={"web_port": web_port})
+        database = get_database_settings()
+        if embedded:
+            assert connections.database_url
+            migrations.upgrade(connections.database_url, "head", database.readonly_role)
+        if create_topics:
+            assert kafka.bootstrap_servers
+            create_kafka_topics(kafka.bootstrap_servers, {kafka.topic: kafka.partitions, kafka.dlq_topic: 1})
+        scorer = load_worker_scorer(stream.scorer, model or get_model_settings().path)
+        built = build_worker(
+            scorer, kafka, stream, database, datadir=get_infra_settings().state_dir.resolve() / "faust"
+        )
+        run_worker(built, log_level=get_infra_settings().log_level)
+
+
+def rescore(
+    model: Annotated[Path | None, typer.Option(help="Model artifact directory (default: MODEL_PATH).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Rows read, scored and updated per round.")] = 256,
+    limit: Annotated[int | None, typer.Option(min=1, help="Stop after this many rows (resume later).")] = None,
+) -> None:
+    """Re-score stored rows with another model version; resumable (rows already at it are skipped)."""
+    from rich.progress import Progress
+
+    from core.config import get_database_settings, get_model_settings, get_stream_settings
+    from core.db import make_engine
+    from core.runtime import ensure_infra
+    from stream.rescore import pending_rows, rescore_rows
+    from stream.scorers import load_worker_scorer
+
+    with ensure_infra(kafka=False, start_embedded=False):
+        scorer = load_worker_scorer(get_stream_settings().scorer, model or get_model_settings().path)
+        engine = make_engine(get_database_settings(), application_name="reviewscore-rescore")
+        try:
+            todo = pending_rows(engine, scorer.model_version)
+            total = min(todo, limit) if limit else todo
+            typer.echo(f"{todo} rows not at model version {scorer.model_version}; re-scoring {total}")
+            with Progress(disable=not sys.stderr.isatty()) as progress:
+                task = progress.add_task("rescoring", total=total)
+                done = rescore_rows(
+                    engine,
+                    scorer,
+                    batch_size=batch_size,
+                    limit=limit,
+                    max_batch_tokens=get_stream_settings().max_batch_tokens,
+                    on_progress=lambda n: progress.advance(task, n),
+                )
+        finally:
+            engine.dispose()
+    typer.echo(f"re-scored {done} rows to model version {scorer.model_version}")
+
+
+@dlq_app.command("show")
+def dlq_show(
+    reason: Annotated[str | None, typer.Option(help="Only dead letters with this reason code.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Show at most this many.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per line (input for replay --file).")
+    ] = False,
+    idle_timeout: Annotated[float, typer.Option(help="Stop reading after this long without a message (s).")] = 3.0,
+) -> None:
+    """Print the dead letters: reason, error, origin and the original message."""
+    from core.config import get_kafka_settings
+    from core.runtime import ensure_infra
+    from stream.dlq import read_dead_letters
+
+    shown = 0
+    with ensure_infra(database=False, start_embedded=False):
+        for letter in read_dead_letters(get_kafka_settings(), idle_timeout=idle_timeout):
+            if reason and letter.reason != reason:
+                continue
+            if as_json:
+                typer.echo(letter.to_json().decode("utf-8"))
+            else:
+                value = letter.value if letter.value is not None else "(none)"
+                if len(value) > 200:
+                    value = value[:200] + f"… ({len(value)} chars)"
+                typer.echo(
+                    f"{letter.topic}[{letter.partition}]@{letter.offset} {letter.dead_lettered_at} "
+                    f"{letter.reason}: {letter.error}\n    {letter.value_encoding}: {value}"
+                )
+            shown += 1
+            if limit and shown >= limit:
+                break
+    typer.echo(f"{shown} dead letters", err=True)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    file: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="JSONL of dead letters (from `dlq show --json`), edited."),
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Only dead letters with this reason code.")] = None,
+    topic: Annotated[str | None, typer.Option(help="Publish to this topic (default: KAFKA_TOPIC).")] = None,
+    idle_timeout: Annotated[float, typer.Option(help="Stop reading the DLQ after this long idle (s).")] = 3.0,
+) -> None:
+    """Re-publish dead letters to the reviews topic: fixed ones from --file, else as they were."""
+    from core.config import get_kafka_settings
+    from core.runtime import ensure_infra
+    from stream.dlq import DeadLetter, KafkaSender, read_dead_letters
+
+    with ensure_infra(database=False, start_embedded=False):
+        settings = get_kafka_settings()
+        if file is not None:
+            letters = [DeadLetter.from_json(line) for line in file.read_text(encoding="utf-8").splitlines() if line]
+        else:
+            letters = list(read_dead_letters(settings, idle_timeout=idle_timeout))
+        letters = [letter for letter in letters if not reason or letter.reason == reason]
+        messages = [
+            (
+                letter.original_key(),
+                letter.original_value(),
+                {"replayed_from": f"{letter.partition}:{letter.offset}".encode()},
+            )
+            for letter in letters
+        ]
+        KafkaSender(settings).send(topic or settings.topic, messages)
+    typer.echo(f"replayed {len(messages)} dead letters to {topic or settings.topic}")
+
+
+def _replay_headers(letter: DeadLetter) -> dict[str, bytes]:
+    return {"replayed_from": f"{letter.topic}:{letter.partition}:{letter.offset}".encode()}

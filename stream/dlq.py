@@ -1,0 +1,167 @@
+"""The dead-letter contract (DESIGN.md) and its producer/reader.
+
+A dead letter is a JSON object carrying everything needed to understand and replay a message:
+the original key and value (UTF-8 text when they decode, base64 otherwise), the reason code
+and message of the error, the source topic/partition/offset and when it happened. The reason
+is also a Kafka header so consumers can filter without parsing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from core.config import KafkaSettings
+from stream.records import Rejected
+
+DLQ_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    reason: str
+    error: str
+    topic: str
+    partition: int
+    offset: int
+    value: str | None
+    value_encoding: str  # "utf-8", "base64" or "none"
+    key: str | None
+    key_encoding: str
+    timestamp: float | None
+    dead_lettered_at: str
+    dlq_version: int = DLQ_VERSION
+
+    def original_value(self) -> bytes | None:
+        return _decode(self.value, self.value_encoding)
+
+    def original_key(self) -> bytes | None:
+        return _decode(self.key, self.key_encoding)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), ensure_ascii=False).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> DeadLetter:
+        data: dict[str, Any] = json.loads(raw)
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _encode(raw: bytes | None) -> tuple[str | None, str]:
+    if raw is None:
+        return None, "none"
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(raw).decode("ascii"), "base64"
+
+
+def _decode(text: str | None, encoding: str) -> bytes | None:
+    if text is None or encoding == "none":
+        return None
+    if encoding == "base64":
+        return base64.b64decode(text)
+    return text.encode("utf-8")
+
+
+def dead_letter(rejected: Rejected, now: datetime | None = None) -> DeadLetter:
+    """Pure: the dead letter of one rejected record."""
+    record = rejected.record
+    value, value_encoding = _encode(record.value)
+    key, key_encoding = _encode(record.key)
+    return DeadLetter(
+        reason=rejected.reason,
+        error=rejected.detail,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        value=value,
+        value_encoding=value_encoding,
+        key=key,
+        key_encoding=key_encoding,
+        timestamp=record.timestamp,
+        dead_lettered_at=(now or datetime.now(UTC)).isoformat(timespec="milliseconds"),
+    )
+
+
+class DeliveryError(RuntimeError):
+    """The broker did not confirm some messages; the caller retries the whole send."""
+
+
+class KafkaSender:
+    """A confluent-kafka producer that sends a list and waits until every message is confirmed.
+
+    Used for dead letters from the worker thread and by ``dlq replay``; blocking on purpose:
+    the batch is acknowledged only after its dead letters are durable.
+    """
+
+    def __init__(self, settings: KafkaSettings, flush_timeout: float = 30.0) -> None:
+        from confluent_kafka import Producer
+
+        self._producer = Producer(settings.producer_config())
+        self._flush_timeout = flush_timeout
+
+    def send(self, topic: str, messages: Sequence[tuple[bytes | None, bytes | None, dict[str, bytes]]]) -> None:
+        errors: list[str] = []
+
+        def on_delivery(err: Any, _msg: Any) -> None:
+            if err is not None:
+                errors.append(str(err))
+
+        for key, value, headers in messages:
+            while True:
+                try:
+                    self._producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
+                    break
+                except BufferError:
+                    self._producer.poll(0.1)
+        remaining = self._producer.flush(self._flush_timeout)
+        if remaining or errors:
+            raise DeliveryError(f"{remaining} unconfirmed, {len(errors)} failed: {errors[:3]}")
+
+    def send_dead_letters(self, topic: str, letters: Sequence[DeadLetter]) -> None:
+        self.send(
+            topic,
+            [(letter.original_key(), letter.to_json(), {"reason": letter.reason.encode()}) for letter in letters],
+        )
+
+
+def read_dead_letters(
+    settings: KafkaSettings, idle_timeout: float = 3.0, on_error: Callable[[str], None] | None = None
+) -> Iterator[DeadLetter]:
+    """Every dead letter on the DLQ topic from the beginning, until none arrives for ``idle_timeout``.
+
+    Partitions are assigned directly (no group join, which Tansu holds for seconds) and nothing
+    is committed: showing or replaying leaves no trace.
+    """
+    import time
+    import uuid
+
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer(settings.consumer_config(group_id=f"reviewscore-dlq-reader-{uuid.uuid4().hex[:8]}"))
+    metadata = consumer.list_topics(settings.dlq_topic, timeout=10)
+    topic = metadata.topics.get(settings.dlq_topic)
+    if topic is None or topic.error is not None:
+        consumer.close()
+        raise RuntimeError(f"dead-letter topic {settings.dlq_topic!r} not found")
+    consumer.assign([TopicPartition(settings.dlq_topic, p, OFFSET_BEGINNING) for p in topic.partitions])
+    last = time.monotonic()
+    try:
+        while time.monotonic() - last < idle_timeout:
+            for message in consumer.consume(num_messages=500, timeout=0.25):
+                if message.error():
+                    continue
+                last = time.monotonic()
+                try:
+                    yield DeadLetter.from_json(message.value())
+                except (ValueError, TypeError) as exc:
+                    if on_error:
+                        on_error(f"offset {message.offset()}: not a dead letter ({exc})")
+    finally:
+        consumer.close()

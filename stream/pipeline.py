@@ -1,0 +1,176 @@
+"""One micro-batch, start to durable finish: validate, score, upsert, dead-letter.
+
+``BatchProcessor.process`` is synchronous and runs on the worker's executor thread, so the
+event loop keeps heartbeating and fetching while the model and the database work. It returns
+only when every record of the batch is either a committed row or a confirmed dead letter;
+transient failures (database down, broker hiccup, anything unexpected) are retried with
+exponential backoff and jitter while the worker reports itself unhealthy. It raises only
+``AbandonedError``, when shutdown ran out of patience: the caller must then not acknowledge.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential_jitter
+
+from model.base import Score, Scorer
+from stream.batching import padded_tokens, split_by_tokens
+from stream.dlq import DeadLetter, dead_letter
+from stream.metrics import Health, Metrics
+from stream.records import Parsed, Record, Rejected, latest_per_key, to_row, triage
+from stream.sink import WriteResult
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Sink(Protocol):
+    def write(self, rows: Sequence[dict[str, object]]) -> WriteResult: ...
+
+
+class DeadLetterSender(Protocol):
+    def send_dead_letters(self, topic: str, letters: Sequence[DeadLetter]) -> None: ...
+
+
+class AbandonedError(RuntimeError):
+    """Shutdown gave up on a batch that could not be completed; it must stay unacknowledged."""
+
+
+@dataclass
+class BatchOutcome:
+    consumed: int = 0
+    scored: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    dead: list[DeadLetter] = field(default_factory=list)
+    model_seconds: float = 0.0
+    db_seconds: float = 0.0
+
+
+@dataclass
+class BatchProcessor:
+    scorer: Scorer
+    sink: Sink
+    dead_letters: DeadLetterSender
+    dlq_topic: str
+    max_text_chars: int
+    max_batch_tokens: int
+    max_sub_batch: int
+    retry_initial: float = 0.2
+    retry_max: float = 10.0
+    metrics: Metrics = field(default_factory=Metrics)
+    health: Health = field(default_factory=Health)
+    abandon: threading.Event = field(default_factory=threading.Event)
+
+    def process(self, records: Sequence[Record]) -> BatchOutcome:
+        outcome = BatchOutcome(consumed=len(records))
+        good, bad = triage(records, self.max_text_chars)
+        good = latest_per_key(good)
+
+        started = time.perf_counter()
+        scored, failed = self._retry("score", lambda: self._score(good))
+        outcome.model_seconds = time.perf_counter() - started
+        bad.extend(failed)
+
+        rows = [to_row(item, score) for item, score in scored]
+        by_key = {item.message.review_key: item for item, _ in scored}
+        started = time.perf_counter()
+        written = self._retry("write", lambda: self.sink.write(rows))
+        outcome.db_seconds = time.perf_counter() - started
+        bad.extend(Rejected(by_key[row["review_key"]].record, "db_rejected", why) for row, why in written.rejected)
+
+        outcome.dead = [dead_letter(rejected) for rejected in bad]
+        if outcome.dead:
+            self._retry("dead_letter", lambda: self.dead_letters.send_dead_letters(self.dlq_topic, outcome.dead))
+        outcome.scored = len(rows) - len(written.rejected)
+        outcome.inserted, outcome.updated, outcome.unchanged = written.inserted, written.updated, written.unchanged
+        self._observe(records, outcome)
+        return outcome
+
+    # -- scoring -------------------------------------------------------------------------------
+
+    def _score(self, items: list[Parsed]) -> tuple[list[tuple[Parsed, Score]], list[Rejected]]:
+        if not items:
+            return [], []
+        tokens = self.scorer.count_tokens([item.message.text for item in items])
+        scored: list[tuple[Parsed, Score]] = []
+        failed: list[Rejected] = []
+        indexed = list(enumerate(tokens))
+        for sub_batch in split_by_tokens(indexed, self.max_batch_tokens, self.max_sub_batch):
+            self.metrics.batch_tokens.observe(padded_tokens([tokens[i] for i in sub_batch]))
+            self._score_isolating([items[i] for i in sub_batch], scored, failed)
+        return scored, failed
+
+    def _score_isolating(self, items: list[Parsed], scored: list[tuple[Parsed, Score]], failed: list[Rejected]) -> None:
+        """A text the model cannot score is bisected out and dead-lettered; its neighbours are scored."""
+        try:
+            scores = self.scorer.predict([item.message.text for item in items])
+            if len(scores) != len(items):
+                raise RuntimeError(f"the scorer returned {len(scores)} scores for {len(items)} texts")
+        except Exception as exc:  # noqa: BLE001 - any model failure: isolate the text that causes it
+            if len(items) == 1:
+                log.warning("scoring failed for %s: %r", items[0].message.review_key, exc)
+                failed.append(Rejected(items[0].record, "scoring_failed", f"{type(exc).__name__}: {exc}"[:1000]))
+                return
+            middle = len(items) // 2
+            self._score_isolating(items[:middle], scored, failed)
+            self._score_isolating(items[middle:], scored, failed)
+            return
+        scored.extend(zip(items, scores, strict=True))
+
+    # -- retries -------------------------------------------------------------------------------
+
+    def _retry(self, operation: str, action: Callable[[], T]) -> T:
+        def before_sleep(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            problem = f"{operation} failing: {type(error).__name__}: {error}"[:500]
+            self.health.failing(problem)
+            self.metrics.retries.labels(operation).inc()
+            log.warning("%s (attempt %d), retrying", problem, state.attempt_number)
+
+        retrying = Retrying(
+            retry=retry_if_exception(lambda exc: not isinstance(exc, AbandonedError)),
+            wait=wait_exponential_jitter(initial=self.retry_initial, max=self.retry_max),
+            stop=lambda _state: self.abandon.is_set(),
+            sleep=self._sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            result: T = retrying(action)
+        except Exception as exc:
+            if self.abandon.is_set():
+                raise AbandonedError(f"{operation} abandoned at shutdown: {exc}") from exc
+            raise
+        if not self.health.is_healthy:
+            log.info("%s recovered", operation)
+        self.health.ok()
+        return result
+
+    def _sleep(self, seconds: float) -> None:
+        if self.abandon.wait(seconds):
+            raise AbandonedError("shutdown while waiting to retry")
+
+    def _observe(self, records: Sequence[Record], outcome: BatchOutcome) -> None:
+        m = self.metrics
+        m.consumed.inc(outcome.consumed)
+        m.scored.inc(outcome.scored)
+        for letter in outcome.dead:
+            m.dead_lettered.labels(letter.reason).inc()
+        m.rows.labels("inserted").inc(outcome.inserted)
+        m.rows.labels("updated").inc(outcome.updated)
+        m.rows.labels("unchanged").inc(outcome.unchanged)
+        m.batch_size.observe(outcome.consumed)
+        m.model_seconds.observe(outcome.model_seconds)
+        m.db_seconds.observe(outcome.db_seconds)
+        now = time.time()
+        for record in records:
+            if record.timestamp:
+                m.latency.observe(max(0.0, now - record.timestamp))

@@ -1,0 +1,86 @@
+"""The worker's view of one consumed message and the pure mapping from message + score to a row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from core.messages import MessageError, ReviewMessage, parse_message
+from model.base import Score
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A message as it came off the topic: raw bytes plus where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: float | None = None  # seconds since the epoch (producer CreateTime)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record that can never be scored, with a stable reason code for the dead-letter topic."""
+
+    record: Record
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    record: Record
+    message: ReviewMessage
+
+
+def triage(records: Iterable[Record], max_text_chars: int) -> tuple[list[Parsed], list[Rejected]]:
+    """Validate every record; one bad message never takes the rest of its batch down with it."""
+    good: list[Parsed] = []
+    bad: list[Rejected] = []
+    for record in records:
+        try:
+            message = parse_message(record.value)
+            if len(message.text) > max_text_chars:
+                raise MessageError("too_long", f"text has {len(message.text)} characters, limit {max_text_chars}")
+        except MessageError as exc:
+            bad.append(Rejected(record, exc.reason, exc.detail))
+        else:
+            good.append(Parsed(record, message))
+    return good, bad
+
+
+def latest_per_key(parsed: Sequence[Parsed]) -> list[Parsed]:
+    """Keep the last occurrence of each review key: one INSERT … ON CONFLICT may touch a row once."""
+    by_key: dict[str, Parsed] = {}
+    for item in parsed:
+        by_key.pop(item.message.review_key, None)
+        by_key[item.message.review_key] = item
+    return list(by_key.values())
+
+
+def to_row(item: Parsed, score: Score) -> dict[str, Any]:
+    """The ``sentiments`` row of one scored message, Kafka provenance included."""
+    message, record = item.message, item.record
+    return {
+        "review_key": message.review_key,
+        "sentence": message.text,
+        "sentiment_score": score.sentiment_score,
+        "confidence": score.confidence,
+        "label": score.label,
+        "suggested_rating": score.suggested_rating,
+        "brand": message.brand,
+        "source": message.source,
+        "rating": message.rating,
+        "url": message.url,
+        "author": message.author,
+        "lang": message.lang,
+        "published_at": message.published_at,
+        "model_version": score.model_version,
+        "kafka_topic": record.topic,
+        "kafka_partition": record.partition,
+        "kafka_offset": record.offset,
+    }

@@ -1,0 +1,101 @@
+"""Assemble and run one worker process: scorer, sink, DLQ sender, metrics server, Faust app.
+
+``build_worker`` wires the parts from settings (any Scorer can be injected: the real model, a
+benchmark's no-op scorer, a test scorer); ``run_worker`` runs it until SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.config import DatabaseSettings, KafkaSettings, StreamSettings
+from core.db import make_engine
+from core.kafka_patch import apply_leave_group_patch
+from model.base import Scorer
+from stream.dlq import KafkaSender
+from stream.metrics import Health, Metrics, MetricsServer
+from stream.pipeline import BatchProcessor
+from stream.sink import PostgresSink
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Worker:
+    app: Any
+    processor: BatchProcessor
+    executor: ThreadPoolExecutor
+    server: MetricsServer | None
+    engine: Any
+    topic: str
+
+    def close(self) -> None:
+        self.processor.abandon.set()
+        self.executor.shutdown(wait=True)
+        if self.server:
+            self.server.stop()
+        self.engine.dispose()
+
+
+def build_worker(
+    scorer: Scorer,
+    kafka: KafkaSettings,
+    stream: StreamSettings,
+    database: DatabaseSettings,
+    *,
+    serve_metrics: bool = True,
+    datadir: Path | None = None,
+) -> Worker:
+    from stream.app import create_app
+
+    apply_leave_group_patch()  # Tansu numbers the first generation 0; see core/kafka_patch.py
+    metrics = Metrics()
+    health = Health(metrics)
+    health.ok()
+    metrics.model_info.labels(scorer.model_version).set(1)
+    engine = make_engine(database, application_name="reviewscore-worker")
+    processor = BatchProcessor(
+        scorer=scorer,
+        sink=PostgresSink(engine),
+        dead_letters=KafkaSender(kafka),
+        dlq_topic=kafka.dlq_topic,
+        max_text_chars=stream.max_text_chars,
+        max_batch_tokens=stream.max_batch_tokens,
+        max_sub_batch=stream.max_sub_batch,
+        retry_initial=stream.retry_initial,
+        retry_max=stream.retry_max,
+        metrics=metrics,
+        health=health,
+    )
+    server = None
+    if serve_metrics:
+        server = MetricsServer(metrics, health, stream.web_host, stream.web_port).start()
+        log.info("metrics on http://%s:%d/metrics, health on /healthz", stream.web_host, server.port)
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reviewscore-batch")
+    datadir = datadir or Path(tempfile.mkdtemp(prefix="reviewscore-faust-"))
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = create_app(kafka, stream, processor, executor, datadir)
+    return Worker(app=app, processor=processor, executor=executor, server=server, engine=engine, topic=kafka.topic)
+
+
+def run_worker(worker: Worker, log_level: str = "INFO") -> None:
+    """Run until a signal stops it. Faust's Worker installs the SIGTERM/SIGINT handlers."""
+    import faust
+
+    log.info(
+        "worker %s consuming %s with model %s",
+        worker.app.conf.id,
+        worker.topic,
+        worker.processor.scorer.model_version,
+    )
+    faust_worker = faust.Worker(worker.app, loglevel=log_level, quiet=True, redirect_stdouts=False)
+    try:
+        faust_worker.execute_from_commandline()  # raises SystemExit with Faust's exit code
+    finally:
+        worker.close()
+        log.info("worker stopped")
