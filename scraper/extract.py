@@ -20,7 +20,7 @@ from urllib.parse import urljoin, urlsplit
 from parsel import Selector
 
 from scraper.items import ReviewItem
-from scraper.selectors import (
+from scraper.page_selectors import (
     COMPANY_TYPES,
     RATING_IN_TEXT,
     REVIEW_ID_IN_URL,

@@ -211,8 +211,12 @@ class KafkaPublishPipeline:
 
 
 def _retriable(err: Any) -> bool:
+    """Worth sending again: what librdkafka calls retriable, and a message that timed out
+    waiting for an unreachable broker (it may be back by the next attempt)."""
+    from confluent_kafka import KafkaError
+
     try:
-        return bool(err.retriable())
+        return bool(err.retriable()) or err.code() == KafkaError._MSG_TIMED_OUT
     except AttributeError:
         return False
 

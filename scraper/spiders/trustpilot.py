@@ -3,8 +3,8 @@
 Categories -> sub-categories -> company listings (paginated) -> company review pages
 (paginated). Any page is a valid start: a category index, one category, or a single
 company's review page (``-a start_url=URL``), or a file of such URLs (``-a url_file=PATH``,
-one per line, ``#`` comments). Pages are told apart by URL (``selectors.COMPANY_PAGE``);
-what is read from them lives in ``scraper.extract`` and ``scraper.selectors``.
+one per line, ``#`` comments). Pages are told apart by URL (``page_selectors.COMPANY_PAGE``);
+what is read from them lives in ``scraper.extract`` and ``scraper.page_selectors``.
 
 A page that cannot be read (not HTML, no reviews, broken structured data) is logged and
 counted, and the crawl goes on.
@@ -22,7 +22,7 @@ from scrapy.http import Response, TextResponse
 
 from scraper.extract import extract_reviews, listing_links
 from scraper.items import ReviewItem
-from scraper.selectors import COMPANY_PAGE
+from scraper.page_selectors import COMPANY_PAGE
 
 STAT = "reviewscore/{}"
 

@@ -62,7 +62,10 @@ def test_a_page_without_structured_data_is_read_from_its_cards() -> None:
 def test_reviews_that_exist_only_as_structured_data_are_found() -> None:
     result = extract_reviews(page("review/skyways.example/index.html"), f"{BASE}/review/skyways.example")
 
-    assert [(r.review_id, r.rating, r.author) for r in result.reviews] == [("sw0001", 1, "Olu A."), ("sw0002", 4, "Mei")]
+    assert [(r.review_id, r.rating, r.author) for r in result.reviews] == [
+        ("sw0001", 1, "Olu A."),
+        ("sw0002", 4, "Mei"),
+    ]
     assert result.reviews[0].text == "They lost my bag on a direct flight & took ten days to find it."
     assert result.reviews[0].url == f"{BASE}/reviews/sw0001"
     assert result.reviews[1].published_at == "2026-10-08T00:00:00+00:00"

@@ -1,0 +1,146 @@
+"""From item to message, the seen-state, and the settings a crawl runs with (no broker needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from core.config import ScraperSettings
+from core.messages import parse_message
+from scraper.addon import scrapy_settings
+from scraper.items import ReviewItem
+from scraper.pipelines import summary
+from scraper.publishing import digest, message_text, to_message
+from scraper.seen import SeenState
+from scraper.spiders.trustpilot import TrustpilotSpider, is_company_page, read_url_file
+
+
+def item(**changes: object) -> ReviewItem:
+    values: dict[str, object] = {
+        "text": "The parcel came two weeks late.",
+        "page_url": "http://reviews.test/review/acme?page=2",
+        "review_id": "ae0005",
+        "title": "Late",
+        "rating": 2,
+        "published_at": "2026-09-01T06:05:00+00:00",
+        "author": "Ana",
+        "url": "http://reviews.test/reviews/ae0005",
+        "company_name": "Acme Electronics",
+        "company_website": "https://acme-electronics.example",
+    }
+    values.update(changes)
+    return ReviewItem(**values)  # type: ignore[arg-type]
+
+
+def test_a_review_becomes_a_contract_message_keyed_by_the_sites_id() -> None:
+    message = to_message(item(), "trustpilot")
+
+    assert message.source == "scraper:trustpilot"
+    assert message.review_key == "scraper:trustpilot:ae0005"
+    assert (message.brand, message.rating, message.author) == ("Acme Electronics", 2, "Ana")
+    assert message.text == "Late. The parcel came two weeks late."
+    key, value = message.to_kafka()
+    assert key == b"scraper:trustpilot:ae0005"
+    assert parse_message(value) == message  # what the worker will read back
+
+
+def test_the_title_is_not_repeated_when_the_body_starts_with_it() -> None:
+    assert message_text(item(title="The parcel", text="The parcel came late.")) == "The parcel came late."
+    assert message_text(item(title="Never again!", text="Broken on arrival.")) == "Never again! Broken on arrival."
+    assert message_text(item(title=None)) == "The parcel came two weeks late."
+
+
+def test_a_review_without_a_site_id_is_keyed_by_its_content() -> None:
+    first = to_message(item(review_id=None), "trustpilot")
+    again = to_message(item(review_id=None, author="someone else"), "trustpilot")
+
+    assert first.review_key.startswith("scraper:trustpilot:sha256:")
+    assert first.review_key == again.review_key
+
+
+def test_overlong_author_and_brand_are_cut_to_the_contract_limit() -> None:
+    message = to_message(item(author="x" * 300, company_name="y" * 300), "trustpilot")
+
+    assert (len(message.author or ""), len(message.brand or "")) == (256, 256)
+
+
+def test_a_review_the_contract_cannot_carry_is_rejected() -> None:
+    with pytest.raises(ValidationError):
+        to_message(item(text="x" * 25_000), "trustpilot")
+
+
+def test_seen_state_remembers_delivered_messages_across_crawls(tmp_path: Path) -> None:
+    path = tmp_path / "seen.sqlite3"
+    value = to_message(item(), "trustpilot").to_kafka()[1]
+    with SeenState(path) as seen:
+        assert not seen.unchanged("scraper:trustpilot:ae0005", digest(value))
+        seen.mark("scraper:trustpilot:ae0005", digest(value))
+
+    with SeenState(path) as seen:  # the next crawl
+        assert seen.unchanged("scraper:trustpilot:ae0005", digest(value))
+        edited = to_message(item(text="The parcel came two weeks late; refund was quick."), "trustpilot")
+        assert not seen.unchanged("scraper:trustpilot:ae0005", digest(edited.to_kafka()[1]))
+        assert len(seen) == 1
+
+
+def test_polite_defaults_for_real_runs(tmp_path: Path) -> None:
+    values = scrapy_settings(ScraperSettings(state_dir=tmp_path / "state"))
+
+    assert values["ROBOTSTXT_OBEY"] is True
+    assert values["AUTOTHROTTLE_ENABLED"] is True
+    assert values["CONCURRENT_REQUESTS_PER_DOMAIN"] == 2
+    assert values["DOWNLOAD_DELAY"] == 0.5
+    assert values["USER_AGENT"].startswith("reviewscore-bot/")
+    assert values["HTTPCACHE_ENABLED"] is True
+    assert values["HTTPCACHE_DIR"] == str((tmp_path / "state" / "httpcache").resolve())
+    assert values["REVIEWSCORE_INCREMENTAL"] is True
+    assert "DOWNLOAD_HANDLERS" not in values  # no browser unless asked for
+
+
+def test_settings_follow_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCRAPER_AUTOTHROTTLE", "false")
+    monkeypatch.setenv("SCRAPER_MAX_PAGES", "40")
+    monkeypatch.setenv("SCRAPER_OBEY_ROBOTS", "false")
+
+    values = scrapy_settings(ScraperSettings())
+
+    assert (values["AUTOTHROTTLE_ENABLED"], values["CLOSESPIDER_PAGECOUNT"], values["ROBOTSTXT_OBEY"]) == (
+        False,
+        40,
+        False,
+    )
+
+
+def test_start_urls_come_from_an_option_or_a_file(tmp_path: Path) -> None:
+    url_file = tmp_path / "urls.txt"
+    url_file.write_text("# companies to watch\nhttp://a.test/review/x.example\n\nhttp://b.test/categories/  # all\n")
+
+    assert read_url_file(url_file) == ["http://a.test/review/x.example", "http://b.test/categories/"]
+    spider = TrustpilotSpider(start_url="http://c.test/categories/", url_file=str(url_file))
+    assert spider.start_urls == [
+        "http://c.test/categories/",
+        "http://a.test/review/x.example",
+        "http://b.test/categories/",
+    ]
+    assert spider.allowed_domains == ["a.test", "b.test", "c.test"]
+
+
+def test_a_start_url_that_is_not_http_is_refused() -> None:
+    with pytest.raises(ValueError, match="absolute http"):
+        TrustpilotSpider(start_url="reviews.test/categories/")
+
+
+def test_company_pages_are_told_from_listings_by_url() -> None:
+    assert is_company_page("http://h/review/acme-electronics.example")
+    assert is_company_page("http://h/review/acme-electronics.example?page=2")
+    assert not is_company_page("http://h/categories/electronics/")
+
+
+def test_summary_reports_zero_for_what_did_not_happen() -> None:
+    figures = summary({"response_received_count": 3, "reviewscore/published": 2})
+
+    assert figures["pages"] == 3
+    assert figures["published"] == 2
+    assert figures["failed"] == 0
