@@ -1,0 +1,96 @@
+"""The model artifact: a directory of weights, tokenizer and ``model_card.json`` that describes itself.
+
+Like a nanoGPT checkpoint, the directory carries what is needed to load and judge it: the
+architecture, labels, maximum length, calibration temperature, which numeric variants exist
+(and their files), the data it was trained on (with file hashes), its metrics and the command
+that reproduces it. ``version`` is a content hash, so new weights always mean a new version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+CARD_FILE = "model_card.json"
+Architecture = Literal["transformer", "charcnn"]
+# Variant name -> file (relative to the artifact directory) holding its weights.
+FP32_FILE = "model.safetensors"
+ONNX_FP32_FILE = "model.onnx"
+ONNX_INT8_FILE = "model.int8.onnx"
+# Files that never change what the model computes and are left out of the version hash.
+_NOT_HASHED = {CARD_FILE, "training_metrics.json", "training_curves.png", "README.md"}
+
+
+class ArtifactError(ValueError):
+    """A directory that is not a usable model artifact."""
+
+
+@dataclass(slots=True)
+class ModelCard:
+    architecture: Architecture
+    labels: list[str]
+    max_length: int
+    name: str = "reviewscore-sentiment"
+    version: str = ""
+    base_model: str = ""
+    label_scheme: str = "stars3"
+    temperature: float = 1.0
+    variants: dict[str, str] = field(default_factory=dict)
+    data_sources: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    architecture_config: dict[str, Any] = field(default_factory=dict)
+    reproduce: str = ""
+    notes: str = ""
+    created_at: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
+        known = {f.name for f in fields(cls)}
+        missing = {"architecture", "labels", "max_length"} - set(data)
+        if missing:
+            raise ArtifactError(f"model card lacks {sorted(missing)}")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def read_card(directory: Path) -> ModelCard:
+    path = Path(directory) / CARD_FILE
+    if not path.is_file():
+        raise ArtifactError(f"{directory}: not a model artifact (no {CARD_FILE})")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{path}: invalid JSON ({exc})") from exc
+    return ModelCard.from_dict(data)
+
+
+def content_hash(directory: Path, card: ModelCard) -> str:
+    """SHA-256 over every weight/tokenizer file and the card fields that change outputs."""
+    digest = hashlib.sha256()
+    base = Path(directory)
+    for file in sorted(p for p in base.rglob("*") if p.is_file() and p.name not in _NOT_HASHED):
+        if file.suffix in {".png", ".md"} or file.parent.name in {"eval", "curves"}:
+            continue
+        digest.update(file.relative_to(base).as_posix().encode())
+        with file.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    meaning = {"labels": card.labels, "max_length": card.max_length, "temperature": card.temperature}
+    digest.update(json.dumps(meaning, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def write_card(directory: Path, card: ModelCard) -> ModelCard:
+    """Recompute the version from the directory's contents and write the card next to the weights."""
+    card.version = f"{card.name}-{card.architecture}-{content_hash(directory, card)[:12]}"
+    card.created_at = card.created_at or datetime.now(UTC).isoformat(timespec="seconds")
+    (Path(directory) / CARD_FILE).write_text(card.to_json(), encoding="utf-8")
+    return card

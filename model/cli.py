@@ -1,0 +1,164 @@
+"""``reviewscore train | eval | quantize | score``: thin shells over the library functions.
+
+Heavy imports (torch, transformers, onnxruntime) happen inside the commands so ``reviewscore
+--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_command)
+    app.command("eval")(eval_command)
+    app.command("quantize")(quantize_command)
+    app.command("score")(score_command)
+
+
+def train_command(
+    train_files: Annotated[
+        list[Path] | None, typer.Option("--train", help="Labeled training file (repeat for several).")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Artifact directory to write.")] = None,
+    config: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="YAML/JSON file of training options.")
+    ] = None,
+    eval_files: Annotated[list[Path] | None, typer.Option("--eval", help="Held-out file evaluated at the end.")] = None,
+    architecture: Annotated[str | None, typer.Option(help="transformer or charcnn.")] = None,
+    base_model: Annotated[str | None, typer.Option(help="Checkpoint directory, or 'minilm'.")] = None,
+    label_scheme: Annotated[str | None, typer.Option(help="binary or stars3.")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Most epochs.")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Reviews per step.")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    max_length: Annotated[int | None, typer.Option(min=8, help="Tokens kept per review.")] = None,
+    max_per_class: Annotated[
+        int | None, typer.Option(min=1, help="Class-balanced cap per training file (CLI files only).")
+    ] = None,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after this many steps.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Train a classifier and write an artifact (weights, tokenizer, model card, metrics, curves)."""
+    from model.train import TrainArgs, train
+
+    overrides: dict[str, Any] = {
+        "output_dir": str(output) if output else None,
+        "architecture": architecture,
+        "base_model": base_model,
+        "label_scheme": label_scheme,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "max_length": max_length,
+        "max_steps": max_steps,
+        "seed": seed,
+        "num_threads": threads,
+    }
+    if train_files:
+        overrides["train"] = [{"path": str(p), "max_per_class": max_per_class} for p in train_files]
+    if eval_files:
+        overrides["eval"] = [{"path": str(p)} for p in eval_files]
+    try:
+        if config:
+            args = TrainArgs.from_file(config, **overrides)
+        else:
+            if not output or not train_files:
+                raise ValueError("give --train and --output (or --config)")
+            args = TrainArgs.from_dict({k: v for k, v in overrides.items() if v is not None})
+        args.progress = progress
+        card = train(args)
+    except (ValueError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"wrote {args.output_dir} (version {card.version})")
+    typer.echo(json.dumps({k: _headline(v) for k, v in card.metrics.items()}, indent=2))
+
+
+def eval_command(
+    model_dir: Annotated[Path, typer.Argument(help="Artifact directory.")],
+    file: Annotated[Path, typer.Argument(help="Labeled file (CSV, JSONL, Parquet).")],
+    text_column: Annotated[str, typer.Option(help="Column holding the text.")] = "text",
+    label_column: Annotated[str, typer.Option(help="Column holding the label.")] = "label",
+    stars_column: Annotated[str | None, typer.Option(help="Use 1-5 stars from this column instead.")] = None,
+    scheme: Annotated[str | None, typer.Option(help="Evaluate as binary or stars3 (default: the file's).")] = None,
+    variant: Annotated[str, typer.Option(help="auto, fp32, bf16, onnx-int8.")] = "auto",
+    output: Annotated[Path | None, typer.Option(help="Directory for eval JSON + confusion PNG.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Evaluate the first N rows only.")] = None,
+) -> None:
+    """Accuracy, macro-F1, per-class precision/recall, confusion matrix and calibration on a labeled file."""
+    from core.config import ModelSettings
+    from model.artifact import ArtifactError
+    from model.data import DataError, DataSource, infer_scheme, read_rows, to_labeled
+    from model.evaluate import evaluate_scorer, save_report
+    from model.scorer import load_scorer
+
+    try:
+        settings = ModelSettings(variant=variant)  # type: ignore[arg-type]
+        scorer = load_scorer(model_dir, settings)
+        rows = read_rows(file)[:limit] if limit else read_rows(file)
+        source = DataSource(str(file), text_column, label_column, stars_column)
+        if scheme is None:
+            scheme = "stars3" if stars_column or not rows else infer_scheme(r[label_column] for r in rows)
+        data = to_labeled(rows, source, scheme)  # type: ignore[arg-type]
+        report = evaluate_scorer(scorer, data)
+    except (ArtifactError, DataError, KeyError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    report["model_version"] = scorer.model_version
+    report["variant"] = scorer.variant
+    report["file"] = str(file)
+    if output:
+        paths = save_report(report, output, name=file.stem)
+        typer.echo(f"wrote {paths['json']} and {paths['png']}", err=True)
+    typer.echo(json.dumps(report, indent=2))
+
+
+def quantize_command(
+    model_dir: Annotated[Path, typer.Argument(help="Artifact directory with fp32 weights.")],
+    output: Annotated[Path | None, typer.Option(help="Write a new artifact here (default: in place).")] = None,
+    drop_fp32: Annotated[bool, typer.Option(help="Leave out the fp32 weights (for shipping in git).")] = False,
+    check: Annotated[Path | None, typer.Option(help="Labeled file to compare fp32 and int8 accuracy on.")] = None,
+) -> None:
+    """Add the ONNX Runtime dynamic int8 variant (the CPU default) to an artifact."""
+    from model.artifact import ArtifactError
+    from model.data import DataSource
+    from model.quantize import quantize_artifact
+
+    try:
+        card = quantize_artifact(
+            model_dir, output, drop_fp32=drop_fp32, check=DataSource(str(check)) if check else None
+        )
+    except (ArtifactError, OSError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"wrote {output or model_dir} (version {card.version}, variants {sorted(card.variants)})")
+    if "quantization_check" in card.metrics:
+        typer.echo(json.dumps(card.metrics["quantization_check"], indent=2))
+
+
+def score_command(
+    texts: Annotated[list[str], typer.Argument(help="Review texts to score.")],
+    model_dir: Annotated[
+        Path | None, typer.Option("--model", help="Artifact (default: MODEL_PATH or shipped).")
+    ] = None,
+) -> None:
+    """Score texts and print one JSON object per line."""
+    from dataclasses import asdict
+
+    from model.scorer import load_scorer
+
+    scorer = load_scorer(model_dir)
+    for text, score in zip(texts, scorer.predict(texts), strict=True):
+        typer.echo(json.dumps({"text": text, **asdict(score)}, ensure_ascii=False))
+
+
+def _headline(report: Any) -> Any:
+    if isinstance(report, dict) and "accuracy" in report:
+        return {k: report[k] for k in ("n", "accuracy", "macro_f1", "ece") if k in report}
+    return report

@@ -1,0 +1,106 @@
+"""The CPU int8 path: export the transformer to ONNX and quantize it dynamically with ONNX Runtime.
+
+Chosen on measurement: ONNX Runtime dynamic int8 lost 0.2 pt of accuracy and ran about 2 ms per
+short review at batch 1, while ``torch.ao.quantization.quantize_dynamic`` (deprecated in torch
+2.13) lost 0.75 pt and was slower. The int8 file is also what the default artifact ships (~23 MB).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from model.artifact import ModelCard
+from model.scorer import BatchedScorer
+from model.transformer import encode, load_tokenizer, pad_batch
+
+log = logging.getLogger(__name__)
+
+
+def export_onnx(directory: Path, path: Path, opset: int = 17) -> Path:
+    """Export the fp32 classifier in ``directory`` to ``path`` with dynamic batch and sequence axes."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(directory), attn_implementation="eager", local_files_only=True
+    ).eval()
+    model.config.return_dict = False
+    sample = (torch.ones(2, 8, dtype=torch.long), torch.ones(2, 8, dtype=torch.long))
+    axes = {0: "batch", 1: "sequence"}
+    with warnings.catch_warnings(), torch.inference_mode():
+        # The TorchScript exporter (dynamo=False) is the one that needs no onnxscript; it warns
+        # about its own deprecation and about tracing Python control flow, both expected here.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            sample,
+            str(path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["logits"],
+            dynamic_axes={"input_ids": axes, "attention_mask": axes, "logits": {0: "batch"}},
+            opset_version=opset,
+            dynamo=False,
+        )
+    return path
+
+
+def quantize_int8(source: Path, target: Path) -> Path:
+    """Dynamic (weight int8, activations quantized per batch at run time) quantization of an ONNX file."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    return target
+
+
+def make_session(path: Path, threads: int | None) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class OnnxScorer(BatchedScorer):
+    """ONNX Runtime on CPU; the tokenizer comes from the artifact directory."""
+
+    device = "cpu"
+
+    def __init__(
+        self,
+        directory: Path,
+        card: ModelCard,
+        onnx_path: Path,
+        threads: int | None = None,
+        *,
+        max_length: int = 256,
+        max_batch_size: int = 64,
+        max_batch_tokens: int = 8192,
+    ) -> None:
+        super().__init__(card, max_length, max_batch_size, max_batch_tokens)
+        self.variant = "onnx-int8" if "int8" in onnx_path.name else "onnx-fp32"
+        self.tokenizer = load_tokenizer(directory)
+        self.pad_id = int(self.tokenizer.pad_token_id or 0)
+        self.session = make_session(onnx_path, threads)
+        self._inputs = {i.name for i in self.session.get_inputs()}
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        return encode(self.tokenizer, texts, self.max_length)
+
+    def forward(self, batch: list[list[int]]) -> npt.NDArray[np.float32]:
+        input_ids, mask = pad_batch(batch, self.pad_id)
+        feeds = {"input_ids": input_ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feeds["token_type_ids"] = np.zeros_like(input_ids)
+        result: npt.NDArray[np.float32] = self.session.run(["logits"], feeds)[0].astype(np.float32)
+        return result

@@ -1,0 +1,165 @@
+"""Scorer implementations share one batching shell; ``load_scorer`` picks device and variant.
+
+``BatchedScorer.predict`` does the part every backend needs: encode once, plan length-sorted
+sub-batches under a token budget and a count cap, run each padded to its own longest member,
+apply the calibration temperature, and hand results back in input order. A backend only says
+how to encode texts and how to turn a list of token-id lists into logits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from model.artifact import FP32_FILE, ONNX_INT8_FILE, ArtifactError, ModelCard, read_card
+from model.base import Score
+from model.batching import plan_batches
+from model.scoring import scores_from_probs, softmax
+
+if TYPE_CHECKING:
+    from core.config import ModelSettings
+
+log = logging.getLogger(__name__)
+DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "default"
+
+
+class BatchedScorer(ABC):
+    """A ``model.base.Scorer`` given ``encode`` and ``forward``."""
+
+    variant: str = "fp32"
+    device: str = "cpu"
+
+    def __init__(self, card: ModelCard, max_length: int, max_batch_size: int, max_batch_tokens: int) -> None:
+        self.card = card
+        self.labels = tuple(card.labels)
+        self.max_length = min(max_length, card.max_length)
+        self.max_batch_size = max_batch_size
+        self.max_batch_tokens = max_batch_tokens
+
+    @property
+    def model_version(self) -> str:
+        return self.card.version
+
+    @abstractmethod
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token (or character) ids of each text, truncated to ``max_length``, unpadded."""
+
+    @abstractmethod
+    def forward(self, batch: list[list[int]]) -> npt.NDArray[np.float32]:
+        """Logits of shape (len(batch), num_labels) for one sub-batch, padded by the backend."""
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(ids) for ids in self.encode(texts)]
+
+    def logits(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Uncalibrated logits in input order (evaluation fits the temperature on these)."""
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        if not texts:
+            return out
+        ids = self.encode(texts)
+        for batch in plan_batches([len(x) for x in ids], self.max_batch_tokens, self.max_batch_size):
+            out[batch] = self.forward([ids[i] for i in batch])
+        return out
+
+    def probabilities(self, texts: Sequence[str]) -> npt.NDArray[np.float64]:
+        return softmax(self.logits(texts), self.card.temperature)
+
+    def predict(self, texts: Sequence[str]) -> list[Score]:
+        if not texts:
+            return []
+        return scores_from_probs(self.probabilities(texts), self.labels, self.model_version)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.model_version}, variant={self.variant}, device={self.device})"
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU has AMX or AVX-512 BF16, the only CPUs where bf16 autocast beats fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("amx_bf16", "avx512_bf16"))
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def resolve_variant(card: ModelCard, device: str, variant: str) -> tuple[str, str]:
+    """(device, variant) to run, from the settings and what the artifact ships.
+
+    auto: CUDA -> bf16 torch weights; CPU -> the ONNX int8 file when present, else bf16 autocast on
+    CPUs with AMX/AVX-512-BF16, else fp32. Asking for a variant the artifact lacks is an error that
+    says which ones it has.
+    """
+    have = set(card.variants)
+    torch_weights = "fp32" in have
+    if device == "auto":
+        device = "cuda" if torch_weights and cuda_available() else "cpu"
+    if variant == "auto":
+        if device == "cuda":
+            return device, "bf16"
+        if "onnx-int8" in have:
+            return "cpu", "onnx-int8"
+        if torch_weights and card.architecture == "transformer" and cpu_has_fast_bf16():
+            return "cpu", "bf16"
+        if torch_weights:
+            return "cpu", "fp32"
+        raise ArtifactError(f"artifact has no runnable variant (has {sorted(have)})")
+    if variant == "int8":
+        variant = "onnx-int8"
+    if variant == "onnx-int8":
+        if "onnx-int8" not in have:
+            raise ArtifactError(f"artifact has no onnx-int8 variant (has {sorted(have)}); run `reviewscore quantize`")
+        return "cpu", variant
+    if variant in {"fp32", "bf16", "cuda-int8"} and not torch_weights:
+        raise ArtifactError(f"variant {variant} needs the fp32 weights ({FP32_FILE}); artifact has {sorted(have)}")
+    if variant == "cuda-int8" and device != "cuda":
+        raise ArtifactError("variant cuda-int8 needs a CUDA device")
+    return device, variant
+
+
+def load_scorer(path: Path | None = None, settings: ModelSettings | None = None) -> BatchedScorer:
+    """Load an artifact directory as a Scorer: ``path``, else ``settings.path``, else the shipped default."""
+    from core.config import get_model_settings
+
+    settings = settings or get_model_settings()
+    directory = Path(path or settings.path or DEFAULT_ARTIFACT)
+    card = read_card(directory)
+    device, variant = resolve_variant(card, settings.device, settings.variant)
+    threads = settings.num_threads or None
+    limits = {
+        "max_length": settings.max_length,
+        "max_batch_size": settings.max_batch_size,
+        "max_batch_tokens": settings.max_batch_tokens,
+    }
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    scorer: BatchedScorer
+    if variant == "onnx-int8":
+        from model.onnx_runtime import OnnxScorer
+
+        scorer = OnnxScorer(
+            directory, card, directory / card.variants.get("onnx-int8", ONNX_INT8_FILE), threads, **limits
+        )
+    elif card.architecture == "charcnn":
+        from model.charcnn import CharCNNScorer
+
+        scorer = CharCNNScorer.load(directory, card, device, threads, **limits)
+    else:
+        from model.transformer import TransformerScorer
+
+        scorer = TransformerScorer.load(directory, card, device, variant, threads, **limits)
+    log.info("loaded %r from %s", scorer, directory)
+    return scorer

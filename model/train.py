@@ -1,0 +1,390 @@
+"""Fine-tune a transformer (or train the char-CNN) and save a self-describing artifact.
+
+One loop for both architectures: class-weighted cross-entropy, AdamW with linear warmup and
+decay, length-grouped batches padded per batch (dynamic padding), early stopping on validation
+macro-F1, per-epoch metrics as JSON and curves as PNG, a calibration temperature fitted on the
+validation split, and a model card with data hashes and the command that reproduces it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+
+from model.artifact import FP32_FILE, ModelCard, write_card
+from model.data import (
+    SCHEMES,
+    DataSource,
+    LabeledData,
+    LabelScheme,
+    class_weights,
+    concat,
+    load_labeled,
+    stratified_split,
+)
+from model.evaluate import calibrate, evaluate_logits, evaluate_scorer
+from model.metrics import classification_report
+from model.scorer import BatchedScorer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainArgs:
+    """Arguments of ``reviewscore train``; each field's ``help`` is the CLI/config documentation."""
+
+    output_dir: str = field(metadata={"help": "Directory the artifact is written to."})
+    train: list[DataSource] = field(default_factory=list, metadata={"help": "Labeled training files."})
+    eval: list[DataSource] = field(
+        default_factory=list, metadata={"help": "Held-out files evaluated at the end (metrics go in the card)."}
+    )
+    architecture: Literal["transformer", "charcnn"] = field(
+        default="transformer", metadata={"help": "transformer (fine-tune a checkpoint) or charcnn."}
+    )
+    base_model: str = field(
+        default="minilm", metadata={"help": "Local checkpoint directory, or 'minilm' for the packaged MiniLM-L6."}
+    )
+    label_scheme: LabelScheme = field(default="stars3", metadata={"help": "binary or stars3 (neg/neutral/pos)."})
+    max_length: int = field(default=128, metadata={"help": "Tokens (characters for the char-CNN) kept per review."})
+    epochs: int = field(default=3, metadata={"help": "Most passes over the training data."})
+    batch_size: int = field(default=32, metadata={"help": "Reviews per optimizer step."})
+    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate after warmup."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases and norms)."})
+    warmup_ratio: float = field(default=0.06, metadata={"help": "Fraction of steps spent warming up linearly."})
+    class_weighting: bool = field(default=True, metadata={"help": "Weight the loss by inverse class frequency."})
+    patience: int = field(default=1, metadata={"help": "Epochs without validation macro-F1 gain before stopping."})
+    validation_fraction: float = field(default=0.1, metadata={"help": "Share of each training file for validation."})
+    max_steps: int = field(default=0, metadata={"help": "Stop after this many optimizer steps (0: no limit)."})
+    seed: int = field(default=42, metadata={"help": "Seed for sampling, splitting, initialisation and order."})
+    num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0: library default)."})
+    progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
+    charcnn: dict[str, Any] = field(default_factory=dict, metadata={"help": "Char-CNN widths (channels, hidden)."})
+    name: str = field(default="reviewscore-sentiment", metadata={"help": "Model name, prefix of the version."})
+    reproduce: str = field(default="", metadata={"help": "Command recorded in the model card (default: argv)."})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainArgs:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown training options {sorted(unknown)}")
+        values = dict(data)
+        for key in ("train", "eval"):
+            values[key] = [DataSource(path=s) if isinstance(s, str) else DataSource(**s) for s in values.get(key, [])]
+        return cls(**values)
+
+    @classmethod
+    def from_file(cls, path: Path, **overrides: Any) -> TrainArgs:
+        """A YAML or JSON config keyed by field name; relative data paths resolve against the working directory."""
+        text = path.read_text(encoding="utf-8")
+        if path.suffix in {".yaml", ".yml"}:
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(data)
+
+
+class Trainee(Protocol):
+    """What the loop needs from an architecture."""
+
+    @property
+    def model(self) -> torch.nn.Module: ...
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]: ...
+
+    def logits(self, batch: list[list[int]]) -> torch.Tensor: ...
+
+    def save(self, directory: Path) -> None: ...
+
+    def scorer(self, card: ModelCard) -> BatchedScorer: ...
+
+
+class TransformerTrainee:
+    def __init__(self, args: TrainArgs, labels: Sequence[str]) -> None:
+        from model.transformer import build_classifier
+
+        self.model, self.tokenizer = build_classifier(args.base_model, labels)
+        self.max_length = args.max_length
+        self.pad_id = int(self.tokenizer.pad_token_id or 0)
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        from model.transformer import encode
+
+        return encode(self.tokenizer, texts, self.max_length)
+
+    def logits(self, batch: list[list[int]]) -> torch.Tensor:
+        from model.transformer import pad_batch
+
+        ids, mask = pad_batch(batch, self.pad_id)
+        out: torch.Tensor = self.model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits
+        return out
+
+    def save(self, directory: Path) -> None:
+        self.model.save_pretrained(str(directory))
+        self.tokenizer.save_pretrained(str(directory))
+
+    def scorer(self, card: ModelCard) -> BatchedScorer:
+        from model.transformer import TransformerScorer
+
+        return TransformerScorer(self.model, self.tokenizer, card, max_length=self.max_length, max_batch_tokens=8192)
+
+
+class CharCNNTrainee:
+    def __init__(self, args: TrainArgs, labels: Sequence[str]) -> None:
+        from model.charcnn import CharCNN, CharCNNConfig
+
+        self.config = CharCNNConfig(num_labels=len(labels), max_length=args.max_length, **args.charcnn)
+        self.model = CharCNN(self.config)
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        from model.charcnn import encode_chars
+
+        return encode_chars(texts, self.config.max_length)
+
+    def logits(self, batch: list[list[int]]) -> torch.Tensor:
+        from model.charcnn import pad_chars
+
+        out: torch.Tensor = self.model(pad_chars(batch, self.config.max_length))
+        return out
+
+    def save(self, directory: Path) -> None:
+        from model.charcnn import save_charcnn
+
+        save_charcnn(self.model, directory)
+
+    def scorer(self, card: ModelCard) -> BatchedScorer:
+        from model.charcnn import CharCNNScorer
+
+        return CharCNNScorer(self.model, card)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Shuffled batches of similar lengths: shuffle, sort within windows of 50 batches, shuffle batches.
+
+    Padding to the longest of a batch is cheap when its members have similar lengths, while the
+    window keeps every epoch's order random.
+    """
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    window = batch_size * 50
+    batches: list[list[int]] = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def prepare_data(args: TrainArgs) -> tuple[LabeledData, LabeledData]:
+    """Each training file is split on its own (stratified), so validation mixes every source."""
+    trains, vals = [], []
+    for source in args.train:
+        data = load_labeled(source, args.label_scheme, args.seed)
+        train, val = stratified_split(data, [args.validation_fraction], args.seed)
+        trains.append(train)
+        vals.append(val)
+        log.info("%s: %d train, %d validation, balance %s", source.display_name, len(train), len(val), data.balance())
+    if not trains:
+        raise ValueError("no training files given")
+    return concat(trains), concat(vals)
+
+
+def _optimizer(model: torch.nn.Module, args: TrainArgs, total_steps: int) -> tuple[Any, Any]:
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=args.learning_rate,
+    )
+    warmup = max(1, int(total_steps * args.warmup_ratio))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def train(args: TrainArgs) -> ModelCard:
+    """Train, keep the best epoch by validation macro-F1, calibrate, evaluate, write the artifact."""
+    seed_everything(args.seed)
+    previous_threads = torch.get_num_threads()
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+    try:
+        return _train(args)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(args: TrainArgs) -> ModelCard:
+    from tqdm import tqdm
+
+    labels = list(SCHEMES[args.label_scheme])
+    output = Path(args.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    train_data, val_data = prepare_data(args)
+    trainee: Trainee = (
+        TransformerTrainee(args, labels) if args.architecture == "transformer" else CharCNNTrainee(args, labels)
+    )
+    train_ids = trainee.encode(train_data.texts)
+    lengths = [len(ids) for ids in train_ids]
+    weights = class_weights(train_data.labels, len(labels)) if args.class_weighting else [1.0] * len(labels)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32))
+    steps_per_epoch = math.ceil(len(train_ids) / args.batch_size)
+    total_steps = steps_per_epoch * args.epochs
+    if args.max_steps:
+        total_steps = min(total_steps, args.max_steps)
+    optimizer, scheduler = _optimizer(trainee.model, args, total_steps)
+    card = ModelCard(
+        architecture=args.architecture,
+        labels=labels,
+        max_length=args.max_length,
+        name=args.name,
+        base_model=args.base_model if args.architecture == "transformer" else "",
+        label_scheme=args.label_scheme,
+        variants={"fp32": FP32_FILE},
+        data_sources=train_data.sources,
+        training=_jsonable(asdict(args)),
+        reproduce=args.reproduce or "reviewscore " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    )
+    rng = random.Random(args.seed)
+    history: list[dict[str, Any]] = []
+    best_f1, stale, step = -1.0, 0, 0
+    started = time.perf_counter()
+    for epoch in range(1, args.epochs + 1):
+        trainee.model.train()
+        batches = length_grouped_batches(lengths, args.batch_size, rng)
+        running, seen = 0.0, 0
+        bar = tqdm(batches, desc=f"epoch {epoch}", disable=not args.progress, mininterval=5, file=sys.stderr)
+        for batch in bar:
+            logits = trainee.logits([train_ids[i] for i in batch])
+            target = torch.tensor([train_data.labels[i] for i in batch])
+            loss = loss_fn(logits, target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainee.model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            running += loss.item() * len(batch)
+            seen += len(batch)
+            step += 1
+            bar.set_postfix(loss=f"{running / seen:.4f}", refresh=False)
+            if args.max_steps and step >= args.max_steps:
+                break
+        bar.close()
+        trainee.model.eval()
+        val_logits = trainee.scorer(card).logits(val_data.texts)
+        report = classification_report(val_data.labels, [int(k) for k in val_logits.argmax(axis=1)], labels)
+        entry = {
+            "epoch": epoch,
+            "step": step,
+            "train_loss": round(running / max(seen, 1), 5),
+            "val_accuracy": report["accuracy"],
+            "val_macro_f1": report["macro_f1"],
+            "lr": scheduler.get_last_lr()[0],
+            "elapsed_s": round(time.perf_counter() - started, 1),
+        }
+        history.append(entry)
+        log.info("epoch %s", entry)
+        print(json.dumps(entry), file=sys.stderr, flush=True)
+        if report["macro_f1"] > best_f1:
+            best_f1, stale = report["macro_f1"], 0
+            trainee.save(output)
+        else:
+            stale += 1
+        _write_history(output, history)
+        if stale > args.patience or (args.max_steps and step >= args.max_steps):
+            break
+    return finish(output, card, val_data, args)
+
+
+def finish(output: Path, card: ModelCard, val_data: LabeledData, args: TrainArgs) -> ModelCard:
+    """Reload the best epoch, fit the temperature on validation, evaluate the held-out files, write the card."""
+    from model.scorer import load_scorer
+
+    write_card(output, card)  # provisional card so the best weights load as an artifact
+    from core.config import ModelSettings
+
+    settings = ModelSettings(variant="fp32", device="cpu", max_length=args.max_length)
+    scorer = load_scorer(output, settings)
+    val_logits = scorer.logits(val_data.texts)
+    card.calibration = calibrate(val_logits, val_data.labels)
+    card.temperature = card.calibration["temperature"]
+    scorer.card.temperature = card.temperature
+    card.metrics = {"validation": evaluate_logits(val_logits, val_data, card.labels, card.temperature)}
+    for source in args.eval:
+        data = load_labeled(source, _scheme_of(source, args.label_scheme), args.seed)
+        card.metrics[source.display_name] = evaluate_scorer(scorer, data)
+        card.data_sources = [*card.data_sources, {**data.sources[0], "role": "evaluation"}]
+    return write_card(output, card)
+
+
+def _scheme_of(source: DataSource, default: LabelScheme) -> LabelScheme:
+    """Evaluate a file in its own scheme (binary files as binary), so the metric matches its labels."""
+    from model.data import infer_scheme, read_rows
+
+    if source.stars_column:
+        return default
+    if source.source_scheme:
+        return source.source_scheme
+    rows = read_rows(source.path)
+    return infer_scheme(r[source.label_column or "label"] for r in rows)
+
+
+def _write_history(output: Path, history: list[dict[str, Any]]) -> None:
+    (output / "training_metrics.json").write_text(json.dumps(history, indent=2) + "\n", encoding="utf-8")
+    try:
+        plot_curves(history, output / "training_curves.png")
+    except Exception:
+        log.exception("could not plot training curves")
+
+
+def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    left.plot(epochs, [h["train_loss"] for h in history], marker="o")
+    left.set_title("training loss")
+    left.set_xlabel("epoch")
+    right.plot(epochs, [h["val_macro_f1"] for h in history], marker="o", label="macro-F1")
+    right.plot(epochs, [h["val_accuracy"] for h in history], marker="o", label="accuracy")
+    right.set_title("validation")
+    right.set_xlabel("epoch")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
