@@ -111,5 +111,5 @@ def test_asking_for_a_missing_variant_says_which_exist(tiny_model_dir: Path) -> 
 def test_a_directory_without_a_card_is_rejected(tmp_path: Path) -> None:
     from model import ArtifactError
 
-    with pytest.raises(ArtifactError, match="model_card.json"):
+    with pytest.raises(ArtifactError, match=r"model_card\.json"):
         load_scorer(tmp_path)
