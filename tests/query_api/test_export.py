@@ -1,0 +1,129 @@
+"""GET /sentiments/export: the content of CSV and NDJSON exports, negotiation, and streaming."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import tracemalloc
+from datetime import datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, pool, text
+
+from core.db import sqlalchemy_url
+from query_api.export import export_chunks
+from query_api.filters import Filters
+from query_api.queries import PUBLIC_FIELDS, export_statement
+from tests.fixtures.api import Seeded, insert_rows, make_rows
+
+pytestmark = pytest.mark.integration
+
+
+def as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def test_csv_export_holds_every_matching_row_in_id_order(seeded_api: Seeded) -> None:
+    response = seeded_api.client.get("/sentiments/export", params={"brand": "Acme", "format": "csv"})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/csv; charset=utf-8"
+    assert 'filename="sentiments.csv"' in response.headers["content-disposition"]
+    records = list(csv.DictReader(io.StringIO(response.text)))
+    expected = sorted((r for r in seeded_api.rows if r["brand"] == "Acme"), key=lambda r: r["id"])
+    assert [int(r["id"]) for r in records] == [r["id"] for r in expected]
+    assert list(records[0]) == list(PUBLIC_FIELDS)
+    for record, row in zip(records, expected, strict=True):
+        assert record == {field: as_text(row[field] if field != "updated_on" else None) for field in PUBLIC_FIELDS}
+
+
+def test_ndjson_export_is_one_json_object_per_row(seeded_api: Seeded) -> None:
+    response = seeded_api.client.get("/sentiments/export", params={"label": "negative", "format": "ndjson"})
+    assert response.headers["content-type"] == "application/x-ndjson"
+    lines = response.text.splitlines()
+    expected = sorted((r for r in seeded_api.rows if r["label"] == "negative"), key=lambda r: r["id"])
+    assert len(lines) == len(expected)
+    for line, row in zip(lines, expected, strict=True):
+        item = json.loads(line)
+        assert item["id"] == row["id"]
+        assert item["sentence"] == row["sentence"]
+        assert item["sentiment_score"] == row["sentiment_score"]
+        assert datetime.fromisoformat(item["created_on"]) == row["created_on"]
+
+
+@pytest.mark.parametrize(
+    ("accept", "format_param", "media"),
+    [
+        ("application/x-ndjson", None, "application/x-ndjson"),
+        ("text/csv", None, "text/csv; charset=utf-8"),
+        ("application/json, text/csv;q=0.5", None, "application/x-ndjson"),
+        ("*/*", None, "text/csv; charset=utf-8"),
+        ("application/x-ndjson", "csv", "text/csv; charset=utf-8"),
+    ],
+)
+def test_the_format_comes_from_the_parameter_else_the_accept_header(
+    seeded_api: Seeded, accept: str, format_param: str | None, media: str
+) -> None:
+    params = {"limit": 3, **({"format": format_param} if format_param else {})}
+    response = seeded_api.client.get("/sentiments/export", params=params, headers={"Accept": accept})
+    assert response.headers["content-type"] == media
+
+
+def test_export_limit_and_its_bound(seeded_api: Seeded) -> None:
+    limited = seeded_api.client.get("/sentiments/export", params={"format": "ndjson", "limit": 7})
+    assert len(limited.text.splitlines()) == 7
+    huge = seeded_api.client.get("/sentiments/export", params={"limit": 10**12})
+    assert huge.status_code == 422
+
+
+def test_the_export_arrives_in_several_chunks(database_url: str, readonly_database_url: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from tests.fixtures.api import build_app
+
+    insert_rows(database_url, make_rows(2500))
+    with (
+        TestClient(build_app(readonly_database_url, export_chunk_rows=500)) as client,
+        client.stream("GET", "/sentiments/export", params={"format": "ndjson"}) as response,
+    ):
+        chunks = [chunk for chunk in response.iter_raw() if chunk]
+    assert len(chunks) >= 5
+    assert sum(chunk.count(b"\n") for chunk in chunks) == 2500
+
+
+def test_exporting_more_rows_does_not_take_more_memory(database_url: str, readonly_database_url: str) -> None:
+    """Peak Python memory while exporting 10k rows stays far below the size of the export."""
+    writer = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)
+    with writer.begin() as conn:  # ~1.4 kB per row, generated server-side to keep the test fast
+        conn.execute(
+            text(
+                "INSERT INTO sentiments (review_key, sentence, sentiment_score, confidence, label,"
+                " suggested_rating, source, model_version)"
+                " SELECT 'bulk:' || i, repeat('lorem ipsum ', 110) || i, (i % 100) / 100.0, 0.9, 'neutral', 3,"
+                " 'bulk', 'm1' FROM generate_series(1, 10000) AS i"
+            )
+        )
+    writer.dispose()
+    engine = create_engine(sqlalchemy_url(readonly_database_url), poolclass=pool.NullPool)
+    try:
+
+        def measure(limit: int) -> tuple[int, int]:
+            tracemalloc.start()
+            size = 0
+            for chunk in export_chunks(engine, export_statement(Filters(), limit), "ndjson", 500):
+                size += len(chunk)
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            return size, peak
+
+        small_size, small_peak = measure(1_500)
+        large_size, large_peak = measure(10_000)
+    finally:
+        engine.dispose()
+    print(f"export {small_size} B: peak {small_peak} B; export {large_size} B: peak {large_peak} B")
+    assert large_size > 6 * small_size
+    assert large_peak < large_size / 2, f"peak {large_peak} for an export of {large_size} bytes"
+    assert large_peak < 1.5 * small_peak, "memory must not grow with the size of the export"
