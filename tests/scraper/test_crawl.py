@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -205,6 +206,8 @@ def test_a_listing_rendered_by_javascript_is_crawled_with_render_js(
     fixture_site: FixtureSite, crawl: Crawl, tmp_path: Path
 ) -> None:
     pytest.importorskip("scrapy_playwright", reason="the browser path needs scrapy-playwright (optional)")
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        pytest.skip("the browser path needs a chromium binary on PATH (apt-get install chromium)")
     out = tmp_path / "items.jsonl"
 
     result = crawl(
