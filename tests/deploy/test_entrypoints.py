@@ -8,6 +8,8 @@ so these tests read them from the real CLI and the real servers.
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import urllib.error
 import urllib.request
 from functools import cache
@@ -17,7 +19,7 @@ from typing import Any
 import pytest
 import typer
 
-from tests.deploy.manifests import containers, load_compose, load_manifests
+from tests.deploy.manifests import DEPLOY, containers, load_compose, load_manifests
 
 # The entry point (pyproject's reviewscore.cli group) that provides each top-level command.
 PART_OF_COMMAND = {"worker": "stream", "rescore": "stream", "dlq": "stream", "api": "api", "crawl": "scraper"}
@@ -30,7 +32,8 @@ def cli() -> Any:
     from core import cli as core_cli
 
     app = typer.Typer()
-    app.command("migrate")(core_cli.migrate)
+    app.registered_commands.extend(core_cli.app.registered_commands)  # migrate, publish, schema
+    app.registered_groups.extend(core_cli.app.registered_groups)  # infra
     for entry in entry_points(group="reviewscore.cli"):
         try:
             register = entry.load()
@@ -89,17 +92,33 @@ def test_every_deployed_command_line_parses(where: str, argv: list[str]) -> None
     context.close()
 
 
-@pytest.mark.parametrize(
-    "argv",
-    [["dlq", "show"], ["dlq", "replay"], ["rescore", "--model", "PATH"], ["migrate"]],
-    ids=" ".join,
-)
-def test_the_runbook_commands_exist(argv: list[str]) -> None:
-    """deploy/README.md's operations section tells operators to run these."""
+def readme_command_lines() -> list[list[str]]:
+    """Every ``reviewscore ...`` line in the shell blocks of deploy/README.md."""
+    readme = (DEPLOY / "README.md").read_text(encoding="utf-8")
+    lines: list[list[str]] = []
+    for block in re.findall(r"```bash\n(.*?)```", readme, flags=re.DOTALL):
+        for line in block.splitlines():
+            line = line.split(" #")[0].strip().removeprefix("time ")
+            if not line.startswith("reviewscore "):
+                continue
+            tokens = shlex.split(line)
+            cut = next((i for i, t in enumerate(tokens) if t in ("&", ">", "|", ";", "&&")), len(tokens))
+            lines.append(tokens[1:cut])
+    return lines
+
+
+@pytest.mark.parametrize("argv", readme_command_lines(), ids=" ".join)
+def test_the_runbook_commands_in_the_readme_exist(argv: list[str]) -> None:
+    """deploy/README.md tells operators to run these; a renamed command or option fails here."""
     command, rest = resolve(cli(), argv)
     for arg in rest:
         if arg.startswith("--"):
-            assert arg in options(command)
+            assert arg in options(command), f"`reviewscore {' '.join(argv)}`: {arg} unknown"
+
+
+def test_the_readme_covers_the_operations_of_the_issue() -> None:
+    covered = {tuple(argv[:2]) for argv in readme_command_lines()}
+    assert {("dlq", "show"), ("dlq", "replay"), ("rescore", "--model"), ("publish", "reviews.jsonl")} <= covered
 
 
 def test_the_api_serves_the_probed_paths() -> None:
