@@ -19,15 +19,18 @@ RUN pip install --upgrade pip setuptools wheel \
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="reviewscore-scraper" \
       org.opencontainers.image.description="reviewscore review crawler (Scrapy -> Kafka)"
+# The state dir exists (owned by the user) so a volume mounted there inherits that ownership.
 RUN groupadd --system --gid 10001 reviewscore \
-    && useradd --system --uid 10001 --gid reviewscore --home-dir /home/reviewscore --create-home reviewscore
+    && useradd --system --uid 10001 --gid reviewscore --home-dir /home/reviewscore --create-home reviewscore \
+    && install -d -o 10001 -g 10001 /home/reviewscore/state
 COPY --from=build /opt/venv /opt/venv
+# HTTP cache + seen-review state of incremental crawls: mount a volume here to keep them.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    REVIEWSCORE_LOG_JSON=true
+    REVIEWSCORE_LOG_JSON=true \
+    SCRAPER_STATE_DIR=/home/reviewscore/state
 USER 10001:10001
-# Scrapy's HTTP cache lives under the working directory; a volume can keep it between runs.
 WORKDIR /home/reviewscore
 ENTRYPOINT ["reviewscore"]
 CMD ["crawl", "--help"]

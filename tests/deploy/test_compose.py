@@ -15,6 +15,7 @@ import pytest
 from core.config import KafkaSettings, StreamSettings
 from tests.deploy.manifests import (
     LIBRARY_ENV,
+    ROOT,
     InterpolationError,
     compose_schema,
     image_is_pinned,
@@ -167,7 +168,7 @@ def test_each_service_environment_is_accepted_by_the_settings(
     for key, value in service_environment(services[service]).items():
         monkeypatch.setenv(key, value)
     for cls in settings_prefixes().values():
-        cls(_env_file=None)  # type: ignore[call-arg]
+        cls(_env_file=None)
 
 
 def test_kafka_init_creates_the_topics_the_services_read(services: dict[str, dict[str, Any]]) -> None:
@@ -217,3 +218,12 @@ def test_images_are_pinned_and_ours_carry_the_project_version(services: dict[str
         if is_our_image(image):
             assert tag == project_version(), f"{name}: {image}"
             assert service["build"]["dockerfile"].startswith("deploy/docker/"), name
+
+
+def test_the_crawler_keeps_its_state_on_a_volume_its_user_owns(services: dict[str, dict[str, Any]]) -> None:
+    """Incremental crawls need the seen-review state of the last run; a root-owned mount would refuse writes."""
+    state_dir = service_environment(services["scraper"])["SCRAPER_STATE_DIR"]
+    assert any(volume.endswith(f":{state_dir}") for volume in services["scraper"]["volumes"])
+    dockerfile = (ROOT / services["scraper"]["build"]["dockerfile"]).read_text(encoding="utf-8")
+    assert f"install -d -o 10001 -g 10001 {state_dir}" in dockerfile
+    assert f"SCRAPER_STATE_DIR={state_dir}" in dockerfile

@@ -210,7 +210,7 @@ def test_each_container_environment_is_accepted_by_the_settings(
             ref = item.get("valueFrom", {}).get("secretKeyRef")
             monkeypatch.setenv(key, secret[ref["key"]] if ref else str(item.get("value", "")))
         for cls in settings_prefixes().values():
-            cls(_env_file=None)  # type: ignore[call-arg]
+            cls(_env_file=None)
 
 
 def test_referenced_secret_and_config_keys_exist(config: dict[str, str]) -> None:
@@ -306,3 +306,16 @@ def test_workloads_run_the_same_commands_as_compose() -> None:
 def test_the_reader_role_sql_in_the_config_map_is_the_one_in_deploy_postgres() -> None:
     data = config_map_data(MANIFESTS, "reviewscore-db-roles")
     assert data["reader-role.sql"] == READER_ROLE_SQL.read_text(encoding="utf-8")
+
+
+def test_the_crawler_keeps_its_state_on_a_persistent_volume() -> None:
+    cron = find(MANIFESTS, "CronJob", "reviewscore-scraper")
+    scraper = container(cron, "scraper")
+    state_dir = env_value_names(scraper)["SCRAPER_STATE_DIR"]["value"]
+    (mount,) = [m for m in scraper["volumeMounts"] if m["mountPath"] == state_dir]
+    spec = pod_spec(cron)
+    assert spec is not None
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    claim = find(MANIFESTS, "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
+    assert claim.doc["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert cron.doc["spec"]["concurrencyPolicy"] == "Forbid"  # one writer at a time on a RWO volume
