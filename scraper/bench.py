@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from parsel import Selector
 
@@ -45,7 +46,9 @@ def company_page(company: int, page: int, pages: int, reviews: int) -> str:
     )
     json_ld = ""
     if page % 2 == 1:
-        graph = [{"@type": "Organization", "name": f"Company {company}", "url": f"https://c{company}.example"}]
+        graph: list[dict[str, Any]] = [
+            {"@type": "Organization", "name": f"Company {company}", "url": f"https://c{company}.example"}
+        ]
         graph += [
             {
                 "@type": "Review",
