@@ -216,3 +216,20 @@ def test_a_listing_rendered_by_javascript_is_crawled_with_render_js(
 
     assert result.returncode == 0, result.stderr[-3000:]
     assert [i["review_id"] for i in feed(out)] == ["nt0001"]
+
+
+def test_scrapy_crawl_from_the_project_folder_publishes_too(
+    fixture_site: FixtureSite, kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    project = Path(scraper.__file__).parent
+    env = {**os.environ, **FAST_CRAWL_ENV, "SCRAPER_STATE_DIR": str(tmp_path / "state")}
+    start = "start_url=" + fixture_site.url("/review/volt-gadgets.example")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "scrapy", "crawl", "trustpilot", "-a", start, "-s", "LOG_LEVEL=INFO"],
+        cwd=project, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "'reviewscore/published': 3" in result.stderr
+    assert {m.review_id for m in messages_on(kafka_settings, 3).values()} == {"vg0001", "vg0002", "vg0003"}
