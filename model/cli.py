@@ -99,7 +99,7 @@ def eval_command(
     from model.scorer import load_scorer
 
     try:
-        settings = ModelSettings(variant=variant)  # type: ignore[arg-type]
+        settings = ModelSettings.model_validate({"variant": variant})
         scorer = load_scorer(model_dir, settings)
         rows = read_rows(file)[:limit] if limit else read_rows(file)
         source = DataSource(str(file), text_column, label_column, stars_column)

@@ -59,7 +59,13 @@ class DataSource:
 
     @property
     def display_name(self) -> str:
-        return self.name or Path(self.path).parent.name or Path(self.path).stem
+        """The given name, else the file stem (prefixed by its folder for generic names like train.csv)."""
+        path = Path(self.path)
+        if self.name:
+            return self.name
+        if path.stem in {"train", "test", "validation", "valid", "dev", "reviews", "data"} and path.parent.name:
+            return f"{path.parent.name}_{path.stem}"
+        return path.stem
 
 
 @dataclass(slots=True)

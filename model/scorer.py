@@ -124,10 +124,10 @@ def resolve_variant(card: ModelCard, device: str, variant: str) -> tuple[str, st
         if "onnx-int8" not in have:
             raise ArtifactError(f"artifact has no onnx-int8 variant (has {sorted(have)}); run `reviewscore quantize`")
         return "cpu", variant
-    if variant in {"fp32", "bf16", "cuda-int8"} and not torch_weights:
+    if variant in {"fp32", "bf16", "cuda-int8", "cuda-fp8"} and not torch_weights:
         raise ArtifactError(f"variant {variant} needs the fp32 weights ({FP32_FILE}); artifact has {sorted(have)}")
-    if variant == "cuda-int8" and device != "cuda":
-        raise ArtifactError("variant cuda-int8 needs a CUDA device")
+    if variant in {"cuda-int8", "cuda-fp8"} and device != "cuda":
+        raise ArtifactError(f"variant {variant} needs a CUDA device")
     return device, variant
 
 

@@ -105,12 +105,16 @@ class TransformerScorer(BatchedScorer):
         self.variant = variant
         self.pad_id = int(tokenizer.pad_token_id or 0)
         model.eval()
-        if device == "cuda" and variant in {"bf16", "cuda-int8"}:
+        if device == "cuda" and variant in {"bf16", "cuda-int8", "cuda-fp8"}:
             model = model.to(device=device, dtype=torch.bfloat16)
             if variant == "cuda-int8":
                 from model.gpu import quantize_int8_weight_only
 
                 model = quantize_int8_weight_only(model)
+            elif variant == "cuda-fp8":
+                from model.gpu import quantize_fp8
+
+                model = quantize_fp8(model)
         else:
             model = model.to(device)
         self.model = model

@@ -16,9 +16,12 @@ class ModelSettings(BaseSettings):
         default=None, description="Model artifact directory. Unset: the default model shipped in model/artifacts."
     )
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="Where inference runs.")
-    variant: Literal["auto", "fp32", "bf16", "int8", "onnx-int8"] = Field(
+    variant: Literal["auto", "fp32", "bf16", "int8", "onnx-int8", "cuda-int8", "cuda-fp8"] = Field(
         default="auto",
-        description="Numeric variant; auto = CUDA bf16, else CPU int8 when the artifact has it.",
+        description=(
+            "Numeric variant; auto = CUDA bf16, else CPU ONNX int8 when the artifact has it, else bf16 autocast"
+            " on AMX/AVX-512-BF16 CPUs, else fp32. cuda-int8 (weight-only) and cuda-fp8 use torchao on a GPU."
+        ),
     )
     num_threads: int = Field(default=0, ge=0, description="CPU threads for inference (0: library default).")
     max_length: int = Field(default=256, ge=8, description="Tokens kept per review (longer text is truncated).")

@@ -1,0 +1,62 @@
+"""The artifact directory and its model card."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from model import ArtifactError, ModelCard, read_card
+from model.artifact import CARD_FILE, write_card
+
+
+def test_a_card_round_trips_through_json(tmp_path: Path) -> None:
+    card = ModelCard(
+        architecture="transformer",
+        labels=["negative", "neutral", "positive"],
+        max_length=128,
+        base_model="minilm",
+        temperature=1.7,
+        variants={"fp32": "model.safetensors"},
+        metrics={"test": {"accuracy": 0.9}},
+        data_sources=[{"name": "x", "sha256": "ab"}],
+    )
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    written = write_card(tmp_path, card)
+    assert read_card(tmp_path) == written
+    assert written.version.startswith("reviewscore-sentiment-transformer-")
+
+
+def test_the_version_changes_with_the_weights_and_the_temperature(tmp_path: Path) -> None:
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    card = ModelCard(architecture="transformer", labels=["negative", "positive"], max_length=64)
+    first = write_card(tmp_path, card).version
+    assert write_card(tmp_path, card).version == first
+    card.temperature = 2.0
+    second = write_card(tmp_path, card).version
+    (tmp_path / "model.safetensors").write_bytes(b"other weights")
+    assert len({first, second, write_card(tmp_path, card).version}) == 3
+
+
+def test_the_tiny_artifact_describes_itself(tiny_model_dir: Path) -> None:
+    card = read_card(tiny_model_dir)
+    assert card.labels == ["negative", "neutral", "positive"]
+    assert card.variants == {"fp32": "model.safetensors"}
+    assert 0.05 <= card.temperature <= 20
+    assert {"temperature", "ece_before", "ece_after"} <= set(card.calibration)
+    assert card.metrics["generated_held_out"]["accuracy"] >= 0.9
+    assert card.data_sources[0]["sha256"]
+    assert (tiny_model_dir / "training_metrics.json").is_file()
+    assert (tiny_model_dir / "training_curves.png").stat().st_size > 1000
+    assert card.reproduce
+
+
+def test_a_card_missing_required_fields_is_rejected(tmp_path: Path, tiny_model_dir: Path) -> None:
+    shutil.copytree(tiny_model_dir, tmp_path / "m")
+    data = json.loads((tmp_path / "m" / CARD_FILE).read_text())
+    del data["labels"]
+    (tmp_path / "m" / CARD_FILE).write_text(json.dumps(data))
+    with pytest.raises(ArtifactError, match="labels"):
+        read_card(tmp_path / "m")

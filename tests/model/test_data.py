@@ -1,0 +1,102 @@
+"""Loading labeled files, mapping label schemes, cleaning, deduping and splitting."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from model.data import (
+    DataError,
+    DataSource,
+    class_weights,
+    clean_text,
+    load_labeled,
+    stars_to_label,
+    stratified_split,
+)
+from model.testing import write_reviews_csv
+
+
+def test_csv_jsonl_and_parquet_give_the_same_examples(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"text": "good", "label": 1}, {"text": "bad", "label": 0}, {"text": "fine", "label": 1}]
+    (tmp_path / "r.csv").write_text("text,label\ngood,1\nbad,0\nfine,1\n")
+    (tmp_path / "r.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "r.parquet")
+    loaded = [load_labeled(DataSource(str(tmp_path / f"r.{ext}")), "binary") for ext in ("csv", "jsonl", "parquet")]
+    assert all(d.texts == ["good", "bad", "fine"] and d.labels == [1, 0, 1] for d in loaded)
+
+
+def test_stars_map_to_three_classes_or_drop_neutral_for_binary() -> None:
+    assert [stars_to_label(s, "stars3") for s in range(1, 6)] == [
+        "negative",
+        "negative",
+        "neutral",
+        "positive",
+        "positive",
+    ]
+    assert stars_to_label(3, "binary") is None
+
+
+def test_a_stars_column_can_label_the_data(tmp_path: Path) -> None:
+    path = write_reviews_csv(tmp_path / "r.csv", 30, stars=True)
+    data = load_labeled(DataSource(str(path), label_column=None, stars_column="stars"), "stars3")
+    assert data.balance() == {"negative": 10, "neutral": 10, "positive": 10}
+
+
+def test_binary_labels_map_into_three_classes_and_neutral_is_dropped_for_binary(tmp_path: Path) -> None:
+    binary = tmp_path / "b.csv"
+    binary.write_text("text,label\nnice,1\nawful,0\n")
+    three = tmp_path / "t.csv"
+    three.write_text("text,label\nnice,2\nmeh,1\nawful,0\n")
+    assert load_labeled(DataSource(str(binary)), "stars3").labels == [2, 0]
+    assert load_labeled(DataSource(str(three)), "binary").labels == [1, 0]
+
+
+def test_cleaning_keeps_case_punctuation_and_emoji() -> None:
+    assert clean_text("  Loved it!!! 😀 &amp; <3\x00\n\n so  good ") == "Loved it!!! 😀 & <3 so good"
+
+
+def test_duplicates_and_empty_texts_are_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text('text,label\nsame,1\n"same ",1\n,0\n   ,1\nother,0\n')
+    assert load_labeled(DataSource(str(path)), "binary").texts == ["same", "other"]
+
+
+def test_missing_columns_and_unknown_labels_are_clear_errors(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text("body,label\nhi,1\n")
+    with pytest.raises(DataError, match="no text column 'text'"):
+        load_labeled(DataSource(str(path)), "binary")
+    path.write_text("text,label\nhi,maybe\nho,1\n")
+    with pytest.raises(DataError, match="cannot infer"):
+        load_labeled(DataSource(str(path)), "binary")
+    (tmp_path / "x.xlsx").touch()
+    with pytest.raises(DataError, match="unsupported format"):
+        load_labeled(DataSource(str(tmp_path / "x.xlsx")), "binary")
+
+
+def test_stratified_split_keeps_class_proportions_and_is_seeded(tmp_path: Path) -> None:
+    data = load_labeled(DataSource(str(write_reviews_csv(tmp_path / "r.csv", 300))), "stars3")
+    train, val, test = stratified_split(data, [0.1, 0.2], seed=7)
+    assert (len(train), len(val), len(test)) == (210, 30, 60)
+    assert val.balance() == {"negative": 10, "neutral": 10, "positive": 10}
+    assert set(train.texts).isdisjoint(test.texts)
+    assert stratified_split(data, [0.1, 0.2], seed=7)[2].texts == test.texts
+
+
+def test_max_per_class_subsamples_a_balanced_set(tmp_path: Path) -> None:
+    path = write_reviews_csv(tmp_path / "r.csv", 300)
+    data = load_labeled(DataSource(str(path), max_per_class=20), "stars3")
+    assert data.balance() == {"negative": 20, "neutral": 20, "positive": 20}
+    assert data.sources[0]["used"] == 60
+    assert len(data.sources[0]["sha256"]) == 64
+
+
+def test_class_weights_favour_rare_classes() -> None:
+    weights = class_weights([2] * 8 + [0, 1], 3)
+    assert weights[0] == weights[1] > weights[2]

@@ -1,0 +1,108 @@
+"""int8 quantization and the train / eval / quantize commands, end to end on tiny models."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from core.cli import _load_plugins, app
+from core.config import ModelSettings
+from model import load_scorer, read_card
+from model.testing import build_tiny_base, generate_reviews, write_reviews_csv
+
+_load_plugins()
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def int8_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from model.quantize import quantize_artifact
+
+    target = tmp_path_factory.mktemp("int8") / "model"
+    quantize_artifact(tiny_model_dir, target)
+    return target
+
+
+def test_int8_agrees_with_fp32_on_the_tiny_model(int8_model_dir: Path) -> None:
+    texts = [text for text, _ in generate_reviews(120, seed=99)]
+    fp32 = load_scorer(int8_model_dir, ModelSettings(variant="fp32")).predict(texts)
+    int8 = load_scorer(int8_model_dir, ModelSettings(variant="onnx-int8")).predict(texts)
+    agreement = sum(a.label == b.label for a, b in zip(fp32, int8, strict=True)) / len(texts)
+    drift = max(abs(a.sentiment_score - b.sentiment_score) for a, b in zip(fp32, int8, strict=True))
+    assert agreement >= 0.95
+    assert drift < 0.15
+
+
+def test_auto_picks_int8_on_cpu_when_the_artifact_has_it(int8_model_dir: Path, tiny_model_dir: Path) -> None:
+    card = read_card(int8_model_dir)
+    scorer = load_scorer(int8_model_dir, ModelSettings(device="cpu"))
+    assert scorer.variant == "onnx-int8"
+    assert card.variants == {"fp32": "model.safetensors", "onnx-int8": "model.int8.onnx"}
+    assert scorer.model_version == card.version != read_card(tiny_model_dir).version
+
+
+def test_cli_train_eval_quantize(tmp_path: Path) -> None:
+    base = build_tiny_base(tmp_path / "base", max_length=32)
+    data = write_reviews_csv(tmp_path / "train.csv", 120)
+    binary = write_reviews_csv(tmp_path / "binary.csv", 40, seed=5, labels=2)
+    out = tmp_path / "model"
+    options = ["--epochs", "1", "--max-length", "32", "--learning-rate", "0.001", "--threads", "1", "--no-progress"]
+    result = runner.invoke(
+        app,
+        ["train", "--train", str(data), "-o", str(out), "--base-model", str(base), "--eval", str(binary), *options],
+    )
+    assert result.exit_code == 0, result.output
+    card = read_card(out)
+    assert f"version {card.version}" in result.output
+    assert card.metrics["binary"]["label_scheme"] == "binary"
+
+    result = runner.invoke(app, ["eval", str(out), str(binary), "--output", str(tmp_path / "eval")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "eval" / "binary.json").read_text())
+    assert report["labels"] == ["negative", "positive"]
+    assert report["n"] == 40
+    assert (tmp_path / "eval" / "binary_confusion.png").stat().st_size > 1000
+
+    result = runner.invoke(app, ["quantize", str(out), "--check", str(binary)])
+    assert result.exit_code == 0, result.output
+    check = read_card(out).metrics["quantization_check"]
+    assert {"fp32", "onnx-int8", "label_agreement", "accuracy_delta_pt"} <= set(check)
+
+
+def test_eval_reports_three_class_metrics_with_calibration(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = write_reviews_csv(tmp_path / "test.csv", 60, seed=3)
+    result = runner.invoke(app, ["eval", str(tiny_model_dir), str(data)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report["per_class"]) == {"negative", "neutral", "positive"}
+    assert {"accuracy", "macro_f1", "confusion_matrix", "ece", "ece_uncalibrated", "temperature"} <= set(report)
+    assert report["model_version"] == read_card(tiny_model_dir).version
+
+
+def test_eval_of_a_missing_column_is_a_clear_error(tiny_model_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("body,label\nhi,1\n")
+    result = runner.invoke(app, ["eval", str(tiny_model_dir), str(bad)])
+    assert result.exit_code == 2
+    assert "no text column" in result.output
+
+
+def test_train_without_data_is_a_usage_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", "--output", str(tmp_path / "x")])
+    assert result.exit_code == 2
+    assert "--train" in result.output
+
+
+def test_quantizing_the_char_cnn_is_refused(tmp_path: Path, tiny_model_dir: Path) -> None:
+    copy = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, copy)
+    card = json.loads((copy / "model_card.json").read_text())
+    card["architecture"] = "charcnn"
+    (copy / "model_card.json").write_text(json.dumps(card))
+    result = runner.invoke(app, ["quantize", str(copy)])
+    assert result.exit_code == 2
+    assert "transformer" in result.output
