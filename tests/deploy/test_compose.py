@@ -201,7 +201,8 @@ def test_healthchecks_probe_the_ports_the_processes_bind(services: dict[str, dic
 
 def test_the_api_reads_through_the_select_only_role_and_cannot_write(services: dict[str, dict[str, Any]]) -> None:
     api = service_environment(services["api"])
-    assert "DATABASE_URL" not in api
+    # No writer credentials: where DATABASE_URL is set at all, it is the reader's URL.
+    assert api.get("DATABASE_URL", api["DATABASE_READONLY_URL"]) == api["DATABASE_READONLY_URL"]
     role = api["DATABASE_READONLY_ROLE"]
     assert api["DATABASE_READONLY_URL"].startswith(f"postgresql://{role}:")
     assert service_environment(services["db-roles"])["READER_ROLE"] == role
