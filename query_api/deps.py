@@ -45,7 +45,7 @@ def get_session(state: StateDep) -> Iterator[Session]:
         yield session
 
 
-def get_publisher(state: StateDep) -> Publisher:
+def require_publisher(state: AppState) -> Publisher:
     if state.publisher is None:
         reason = state.publisher_error or "no broker configured"
         raise ApiError(503, "broker_unavailable", f"submissions are disabled: {reason}")
@@ -53,4 +53,3 @@ def get_publisher(state: StateDep) -> Publisher:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
-PublisherDep = Annotated[Publisher, Depends(get_publisher)]

@@ -13,7 +13,7 @@ from sqlalchemy import Row
 from starlette.concurrency import run_in_threadpool
 
 from core.messages import ReviewMessage
-from query_api.deps import AppState, PublisherDep, StateDep
+from query_api.deps import AppState, StateDep, require_publisher
 from query_api.errors import ApiError, responses, validation_details
 from query_api.publisher import PublishError
 from query_api.queries import by_key_statement
@@ -74,7 +74,6 @@ async def submit_review(
     request: Request,
     response: Response,
     state: StateDep,
-    publisher: PublisherDep,
     wait: WaitQuery = 0,
 ) -> Submitted:
     """Publish the review to Kafka with `source=user`; 202 with its key and Location once the broker has it."""
@@ -85,6 +84,7 @@ async def submit_review(
         for detail in details:
             detail.loc = ["body", *detail.loc]
         raise ApiError(422, "invalid_request", "the review does not satisfy the message contract", details) from exc
+    publisher = require_publisher(state)  # after validation: a bad body is a 422 even without a broker
     try:
         await run_in_threadpool(publisher.publish, message)
     except PublishError as exc:

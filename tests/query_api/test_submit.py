@@ -1,0 +1,222 @@
+"""POST /sentiments/ and /sentiments/by-key: submission lands on the real broker; the row is read back.
+
+The stream worker is simulated the only way the API can observe it: a row with the message's
+``review_key`` appears in the table after the message was published.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from core.config import KafkaSettings
+from core.messages import parse_message, review_key
+from tests.fixtures.api import build_app, insert_rows, make_rows, read_topic
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def submit_client(readonly_database_url: str, kafka_settings: KafkaSettings) -> Iterator[TestClient]:
+    with TestClient(build_app(readonly_database_url, kafka_settings, submit_wait_max=5.0)) as client:
+        yield client
+
+
+def scored_row(key: str, text: str, **overrides: Any) -> dict[str, Any]:
+    row = make_rows(1)[0]
+    row.update(review_key=key, sentence=text, source="user", **overrides)
+    row.pop("created_on")
+    return row
+
+
+def worker_after_message(database_url: str, settings: KafkaSettings, delay: float = 0.0) -> threading.Thread:
+    """Wait for the message on the topic, then write its scored row, as the stream worker would."""
+
+    def run() -> None:
+        messages = read_topic(settings, 1, timeout=20)
+        time.sleep(delay)
+        message = parse_message(messages[0][1])
+        insert_rows(database_url, [scored_row(message.review_key, message.text, brand=message.brand)])
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_a_submission_is_published_with_source_user_and_answered_202(
+    submit_client: TestClient, kafka_settings: KafkaSettings
+) -> None:
+    review = {
+        "text": "  The zip broke after two days.  ",
+        "brand": "Acme",
+        "rating": 2,
+        "url": "https://shop.example/r/1",
+        "author": "Sam",
+        "published_at": "2026-11-20T10:00:00",
+        "lang": "en-GB",
+    }
+    response = submit_client.post("/sentiments/", json=review)
+
+    assert response.status_code == 202
+    key = review_key("user", "The zip broke after two days.")
+    body = response.json()
+    assert body == {
+        "review_key": key,
+        "status": "pending",
+        "location": f"/sentiments/by-key/{key}",
+        "sentiment": None,
+    }
+    assert response.headers["location"] == body["location"]
+
+    [(message_key, value)] = read_topic(kafka_settings, 1)
+    assert message_key == key.encode()
+    assert value is not None
+    payload = json.loads(value)
+    assert payload == {
+        "schema_version": 1,
+        "text": "The zip broke after two days.",
+        "source": "user",
+        "brand": "Acme",
+        "rating": 2,
+        "url": "https://shop.example/r/1",
+        "author": "Sam",
+        "published_at": "2026-11-20T10:00:00Z",
+        "lang": "en-GB",
+    }
+    assert parse_message(value).review_key == key
+
+
+def test_a_submission_with_its_own_id_is_keyed_by_it(submit_client: TestClient, kafka_settings: KafkaSettings) -> None:
+    response = submit_client.post("/sentiments/", json={"text": "Nice", "review_id": "order-77/a"})
+    assert response.json()["review_key"] == "user:order-77/a"
+    assert response.headers["location"] == "/sentiments/by-key/user:order-77/a"
+    [(key, _)] = read_topic(kafka_settings, 1)
+    assert key == b"user:order-77/a"
+
+
+def test_wait_returns_the_scored_row_when_the_worker_writes_it_in_time(
+    submit_client: TestClient, database_url: str, kafka_settings: KafkaSettings
+) -> None:
+    worker = worker_after_message(database_url, kafka_settings, delay=0.3)
+    response = submit_client.post("/sentiments/", params={"wait": 5}, json={"text": "Lovely fabric", "brand": "Acme"})
+    worker.join()
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "scored"
+    assert body["sentiment"]["sentence"] == "Lovely fabric"
+    assert body["sentiment"]["review_key"] == body["review_key"] == review_key("user", "Lovely fabric")
+    assert response.headers["location"] == body["location"]
+
+
+def test_wait_gives_up_at_the_server_bound_and_answers_pending(
+    readonly_database_url: str, kafka_settings: KafkaSettings
+) -> None:
+    with TestClient(build_app(readonly_database_url, kafka_settings, submit_wait_max=0.3)) as client:
+        started = time.monotonic()
+        response = client.post("/sentiments/", params={"wait": 60}, json={"text": "Nobody scores me"})
+        elapsed = time.monotonic() - started
+    assert response.status_code == 202
+    assert response.json()["status"] == "pending"
+    assert 0.3 <= elapsed < 5
+
+
+def test_by_key_is_a_pending_404_until_the_row_lands_then_the_row(
+    submit_client: TestClient, database_url: str, kafka_settings: KafkaSettings
+) -> None:
+    location = submit_client.post("/sentiments/", json={"text": "Arrived late"}).headers["location"]
+
+    pending = submit_client.get(location)
+    assert pending.status_code == 404
+    assert pending.json()["error"]["code"] == "pending"
+
+    worker = worker_after_message(database_url, kafka_settings, delay=0.3)
+    waited = submit_client.get(location, params={"wait": 5})
+    worker.join()
+    assert waited.status_code == 200
+    assert waited.json()["sentence"] == "Arrived late"
+    assert submit_client.get(location).json() == waited.json()
+
+
+INVALID: list[tuple[dict[str, Any], str]] = [
+    ({}, "text"),
+    ({"text": ""}, "text"),
+    ({"text": "   "}, "text"),
+    ({"text": "x" * 20_001}, "text"),
+    ({"text": "ok", "rating": 6}, "rating"),
+    ({"text": "ok", "rating": "5"}, "rating"),
+    ({"text": "ok", "url": "javascript:alert(1)"}, "url"),
+    ({"text": "ok", "lang": "not a tag"}, "lang"),
+    ({"text": "ok", "published_at": "last week"}, "published_at"),
+    ({"text": "ok", "source": "scraper:trustpilot"}, "source"),
+    ({"text": 42}, "text"),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), INVALID)
+def test_an_invalid_submission_is_a_422_naming_the_field(client: TestClient, body: dict[str, Any], field: str) -> None:
+    response = client.post("/sentiments/", json=body)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert field in [d["loc"][-1] for d in error["details"]]
+
+
+def test_invalid_submissions_publish_nothing(submit_client: TestClient, kafka_settings: KafkaSettings) -> None:
+    for body, _ in INVALID:
+        assert submit_client.post("/sentiments/", json=body).status_code == 422
+    assert submit_client.post("/sentiments/", json={"text": "the only valid one"}).status_code == 202
+    messages = read_topic(kafka_settings, len(INVALID) + 1, timeout=2)
+    assert [parse_message(value).text for _, value in messages] == ["the only valid one"]
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [(b"not json", "application/json"), (b'["a list"]', "application/json"), (b"text=hi", "text/plain")],
+)
+def test_a_body_that_is_not_a_json_object_is_a_422(client: TestClient, content: bytes, content_type: str) -> None:
+    response = client.post("/sentiments/", content=content, headers={"Content-Type": content_type})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_request"
+
+
+def test_an_oversized_body_is_a_413_declared_or_streamed(client: TestClient) -> None:
+    big = json.dumps({"text": "x" * 70_000}).encode()
+    declared = client.post("/sentiments/", content=big, headers={"Content-Type": "application/json"})
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(big), 8192):
+            yield big[start : start + 8192]
+
+    streamed = client.post("/sentiments/", content=chunks(), headers={"Content-Type": "application/json"})
+    for response in (declared, streamed):
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "body_too_large"
+
+
+def test_without_a_broker_submissions_are_a_503_and_reads_still_work(client: TestClient) -> None:
+    refused = client.post("/sentiments/", json={"text": "hello"})
+    listed = client.get("/sentiments/")
+    assert refused.status_code == 503
+    assert refused.json()["error"]["code"] == "broker_unavailable"
+    assert listed.status_code == 200
+
+
+def test_an_unreachable_broker_is_a_503_after_the_publish_timeout(readonly_database_url: str) -> None:
+    from tests.fixtures.api import free_port
+
+    dead = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}", topic="reviews-nowhere")
+    with TestClient(build_app(readonly_database_url, dead, publish_timeout=1.0)) as client:
+        started = time.monotonic()
+        response = client.post("/sentiments/", json={"text": "lost?"})
+        metrics = client.get("/metrics").text
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "broker_unavailable"
+    assert time.monotonic() - started < 5
+    assert 'reviewscore_api_submissions_total{outcome="failed"} 1.0' in metrics
