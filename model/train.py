@@ -324,14 +324,18 @@ def _train(args: TrainArgs) -> ModelCard:
     return finish(output, card, val_data, args)
 
 
-def finish(output: Path, card: ModelCard, val_data: LabeledData, args: TrainArgs) -> ModelCard:
-    """Reload the best epoch, fit the temperature on validation, evaluate the held-out files, write the card."""
+def finish(output: Path, card: ModelCard, val_data: LabeledData, args: TrainArgs, variant: str = "fp32") -> ModelCard:
+    """Reload the best epoch, fit the temperature on validation, evaluate the held-out files, write the card.
+
+    ``variant`` is the one calibrated and evaluated: the shipped default calibrates its int8 file.
+    """
+    from core.config import ModelSettings
     from model.scorer import load_scorer
 
     write_card(output, card)  # provisional card so the best weights load as an artifact
-    from core.config import ModelSettings
-
-    settings = ModelSettings(variant="fp32", device="cpu", max_length=args.max_length)
+    settings = ModelSettings.model_validate(
+        {"variant": variant, "device": "cpu", "max_length": args.max_length, "num_threads": args.num_threads}
+    )
     scorer = load_scorer(output, settings)
     val_logits = scorer.logits(val_data.texts)
     card.calibration = calibrate(val_logits, val_data.labels)
@@ -343,6 +347,39 @@ def finish(output: Path, card: ModelCard, val_data: LabeledData, args: TrainArgs
         card.metrics[source.display_name] = evaluate_scorer(scorer, data)
         card.data_sources = [*card.data_sources, {**data.sources[0], "role": "evaluation"}]
     return write_card(output, card)
+
+
+def finalize(args: TrainArgs, *, int8: bool = False) -> ModelCard:
+    """Card, calibration and evaluation for weights already saved in ``args.output_dir``.
+
+    For a run stopped before its last epoch (the best epoch so far is always on disk): rebuilds
+    the same validation split from the same seed, optionally adds the int8 variant first and
+    calibrates that, and records which epochs ran.
+    """
+    from model.quantize import quantize_artifact
+
+    output = Path(args.output_dir)
+    history = json.loads((output / "training_metrics.json").read_text(encoding="utf-8"))
+    train_data, val_data = prepare_data(args)
+    labels = list(SCHEMES[args.label_scheme])
+    card = ModelCard(
+        architecture=args.architecture,
+        labels=labels,
+        max_length=args.max_length,
+        name=args.name,
+        base_model=args.base_model if args.architecture == "transformer" else "",
+        label_scheme=args.label_scheme,
+        variants={"fp32": FP32_FILE},
+        data_sources=train_data.sources,
+        training={**_jsonable(asdict(args)), "epochs_run": history},
+        reproduce=args.reproduce,
+    )
+    write_card(output, card)
+    variant = "fp32"
+    if int8:
+        card = quantize_artifact(output)
+        variant = "onnx-int8"
+    return finish(output, card, val_data, args, variant)
 
 
 def _scheme_of(source: DataSource, default: LabelScheme) -> LabelScheme:

@@ -1,0 +1,147 @@
+"""Benchmark the model variants: batch-1 latency, batch 32/64 throughput, accuracy, size on disk.
+
+    python bench/model.py --model /tmp/reviewscore-default --test ../shared/data/rt_polarity/test.csv
+
+The artifact must hold the fp32 weights (the shipped default keeps only int8; rebuild with its
+reproduce command). Prints a Markdown table; numbers are medians of whatever this machine gives,
+never asserted. "fixed order" is the naive baseline: batches of N in input order, padded to the
+longest; every other row uses the Scorer (length-sorted, token-budgeted sub-batches).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.config import ModelSettings
+from model.artifact import read_card
+from model.data import DataSource, infer_scheme, load_labeled, read_rows
+from model.evaluate import evaluate_scorer
+from model.scorer import BatchedScorer, cpu_has_fast_bf16, cuda_available, load_scorer
+
+
+def latency(predict: Callable[[list[str]], object], texts: Sequence[str]) -> tuple[float, float]:
+    timings = []
+    for text in texts:
+        start = time.perf_counter()
+        predict([text])
+        timings.append((time.perf_counter() - start) * 1000)
+    return statistics.median(timings), float(np.percentile(timings, 99))
+
+
+def throughput(predict: Callable[[list[str]], object], texts: Sequence[str], batch: int) -> float:
+    start = time.perf_counter()
+    for i in range(0, len(texts), batch):
+        predict(list(texts[i : i + batch]))
+    return len(texts) / (time.perf_counter() - start)
+
+
+def fixed_order(scorer: BatchedScorer) -> Callable[[list[str]], object]:
+    """Naive batching: one forward pass over the whole batch as given, padded to its longest member."""
+
+    def predict(texts: list[str]) -> object:
+        return scorer.forward(scorer.encode(texts))
+
+    return predict
+
+
+def accuracy(scorer: BatchedScorer, test: Path, limit: int) -> str:
+    rows = read_rows(test)
+    scheme = infer_scheme(r["label"] for r in rows)
+    data = load_labeled(DataSource(str(test)), scheme)
+    data.texts, data.labels = data.texts[:limit], data.labels[:limit]
+    return f"{100 * evaluate_scorer(scorer, data)['accuracy']:.1f}%"
+
+
+def size_mb(path: Path) -> str:
+    return f"{path.stat().st_size / 1e6:.1f}" if path.is_file() else "-"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True, help="Artifact with fp32 weights (onnx-int8 optional).")
+    parser.add_argument("--test", type=Path, required=True, help="Labeled test file for accuracy and texts.")
+    parser.add_argument("--latency-n", type=int, default=100, help="Reviews timed one by one.")
+    parser.add_argument("--throughput-n", type=int, default=512, help="Reviews per throughput run.")
+    parser.add_argument("--accuracy-n", type=int, default=1067, help="Rows of the test file scored for accuracy.")
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", "2")))
+    parser.add_argument("--compile", action="store_true", help="Also time torch.compile (slow to warm up).")
+    parser.add_argument("--charcnn", action="store_true", help="Also time an (untrained) paper-size char-CNN.")
+    options = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(options.threads)
+    card = read_card(options.model)
+    texts = [str(r["text"]) for r in read_rows(options.test)]
+    sample = (texts * (1 + options.throughput_n // max(len(texts), 1)))[: options.throughput_n]
+    rows: list[tuple[str, ...]] = []
+
+    def settings(variant: str, device: str = "cpu") -> ModelSettings:
+        return ModelSettings.model_validate(
+            {"variant": variant, "device": device, "num_threads": options.threads, "max_length": card.max_length}
+        )
+
+    def measure(name: str, scorer: BatchedScorer, size: str, predict: Callable[[list[str]], object] | None = None):
+        run = predict or scorer.predict
+        run(sample[:8])  # warm-up
+        p50, p99 = latency(run, texts[: options.latency_n])
+        row = (
+            name,
+            f"{p50:.1f}",
+            f"{p99:.1f}",
+            f"{throughput(run, sample, 32):.0f}",
+            f"{throughput(run, sample, 64):.0f}",
+            accuracy(scorer, options.test, options.accuracy_n),
+            size,
+        )
+        rows.append(row)
+        print(" | ".join(row), file=sys.stderr, flush=True)
+
+    weights = options.model / "model.safetensors"
+    fp32 = load_scorer(options.model, settings("fp32"))
+    measure("fp32 eager, fixed order", fp32, size_mb(weights), fixed_order(fp32))
+    measure("fp32 eager, Scorer batching", fp32, size_mb(weights))
+    if cpu_has_fast_bf16():
+        measure("bf16 autocast (AMX)", load_scorer(options.model, settings("bf16")), size_mb(weights))
+    if options.compile:
+        compiled = load_scorer(options.model, settings("fp32"))
+        compiled.model = torch.compile(compiled.model, dynamic=True)  # type: ignore[attr-defined]
+        measure("fp32 torch.compile", compiled, size_mb(weights))
+    if "onnx-int8" in card.variants:
+        int8 = options.model / card.variants["onnx-int8"]
+        measure("ONNX Runtime int8, Scorer", load_scorer(options.model, settings("onnx-int8")), size_mb(int8))
+    if options.charcnn:
+        from model.charcnn import CharCNN, CharCNNConfig, CharCNNScorer, save_charcnn
+
+        with tempfile.TemporaryDirectory() as tmp:
+            cnn = CharCNN(CharCNNConfig(num_labels=len(card.labels)))
+            save_charcnn(cnn, Path(tmp))
+            cnn_card = type(card)(architecture="charcnn", labels=card.labels, max_length=1014)
+            measure("char-CNN (untrained; speed only)", CharCNNScorer(cnn, cnn_card), size_mb(Path(tmp) / weights.name))
+    if cuda_available():
+        for variant in ("bf16", "cuda-int8", "cuda-fp8"):
+            try:
+                measure(f"CUDA {variant}", load_scorer(options.model, settings(variant, "cuda")), size_mb(weights))
+            except Exception as exc:  # noqa: BLE001 - report and go on to the next variant
+                print(f"CUDA {variant}: skipped ({type(exc).__name__}: {exc})", file=sys.stderr)
+
+    print(f"\nmodel {card.version}, test {options.test.name}, threads {options.threads}, torch {torch.__version__}")
+    print("| variant | batch-1 p50 ms | batch-1 p99 ms | batch 32 reviews/s | batch 64 reviews/s | accuracy | MB |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
