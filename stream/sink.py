@@ -67,10 +67,14 @@ class WriteResult:
 
 
 def is_row_error(exc: BaseException) -> bool:
-    """Errors caused by the data of some row (retrying cannot help; isolating the row can)."""
+    """Errors caused by the data of some row (retrying cannot help; isolating the row can).
+
+    psycopg2 refuses a NUL character client-side with a plain ``ValueError``; connection
+    failures are never ``ValueError``s, so counting it here cannot hide an outage.
+    """
     import psycopg2  # type: ignore[import-untyped,unused-ignore]
 
-    return isinstance(exc, psycopg2.DataError | psycopg2.IntegrityError)
+    return isinstance(exc, psycopg2.DataError | psycopg2.IntegrityError | ValueError)
 
 
 class PostgresSink:

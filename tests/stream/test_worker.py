@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
+import json
+import random
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, pool, text
+from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
 
 from core.config import KafkaSettings
-from tests.fixtures.stream import LexiconScorer, fetch_rows, make_reviews, produce_reviews, wait_for_rows
+from core.db import sqlalchemy_url
+from stream.dlq import DeadLetter
+from tests.fixtures.kafka import consume_all
+from tests.fixtures.stream import (
+    EXPLODE,
+    LexiconScorer,
+    cli_app,
+    count_rows,
+    fetch_rows,
+    make_reviews,
+    produce,
+    produce_reviews,
+    wait_for_rows,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -42,3 +66,242 @@ def test_n_messages_become_exactly_n_rows_with_the_scorers_scores(
         assert row["kafka_offset"] >= 0
         assert row["updated_on"] is None
     assert "reviewscore_messages_scored_total 120.0" in worker.metrics()
+
+
+def test_republishing_changes_nothing_and_a_new_model_version_updates_the_rows(
+    start_worker: Any, kafka_settings: KafkaSettings, database_url: str
+) -> None:
+    reviews = make_reviews(40)
+    first = start_worker()
+    produce_reviews(kafka_settings, reviews)
+    wait_for_rows(database_url, 40, 60, first)
+    before = {r["review_key"]: r for r in fetch_rows(database_url)}
+
+    produce_reviews(kafka_settings, reviews)
+    wait_until(lambda: 'reviewscore_rows_written_total{outcome="unchanged"} 40.0' in first.metrics(), 30, what="replay")
+    assert fetch_rows(database_url) == list(before.values())
+    first.stop()
+
+    second = start_worker(RS_TEST_SCORER_VERSION="lexicon-2")
+    produce_reviews(kafka_settings, reviews)
+    wait_until(lambda: {r["model_version"] for r in fetch_rows(database_url)} == {"lexicon-2"}, 60, what="new version")
+    after = fetch_rows(database_url)
+    assert len(after) == 40
+    for row in after:
+        assert row["updated_on"] is not None
+        assert (row["id"], row["created_on"]) == (
+            before[row["review_key"]]["id"],
+            before[row["review_key"]]["created_on"],
+        )
+    assert second.alive
+
+
+def _poison(kafka: KafkaSettings) -> list[tuple[str, bytes | None, bytes | None]]:
+    """(expected reason, key, value) for every kind of message that can never be scored."""
+
+    def doc(**fields: Any) -> bytes:
+        return json.dumps({"source": "test", **fields}).encode()
+
+    return [
+        ("empty", b"p-empty", b""),
+        ("empty", b"p-tombstone", None),
+        ("not_utf8", None, b"\xff\xfe\x00binary"),
+        ("bad_json", b"p-json", b'{"text": "unterminated'),
+        ("not_object", b"p-array", b'["a", "list"]'),
+        ("not_object", b"p-string", b'"just a string"'),
+        ("invalid", b"p-missing", doc(brand="Acme")),
+        ("invalid", b"p-blank", doc(text="   \n\t ")),
+        ("invalid", b"p-type", doc(text=12345)),
+        ("invalid", b"p-rating", doc(text="Fine", rating=7)),
+        ("invalid", b"p-rating-str", doc(text="Fine", rating="5")),
+        ("invalid", b"p-date", doc(text="Fine", published_at="yesterday-ish")),
+        ("invalid", b"p-url", doc(text="Fine", url="javascript:alert(1)")),
+        ("unsupported_version", b"p-version", doc(text="Fine", schema_version=2)),
+        ("too_long", b"p-long", doc(text="word " * 400)),
+        ("too_large", b"p-large", doc(text="x", padding="y" * 300_000)),
+        ("db_rejected", b"p-nul", doc(text="A NUL \u0000 byte Postgres cannot store")),
+        ("scoring_failed", b"p-model", doc(text=f"{EXPLODE} makes the model raise")),
+    ]
+
+
+def test_poison_messages_go_to_the_dlq_with_their_reason_and_good_traffic_is_scored(
+    start_worker: Any, kafka_settings: KafkaSettings, database_url: str
+) -> None:
+    poison = _poison(kafka_settings)
+    reviews = make_reviews(60)
+    good = [r.to_kafka() for r in reviews]
+    mixed: list[tuple[bytes | None, bytes | None]] = []
+    for i, (_, key, value) in enumerate(poison):
+        mixed.extend(good[i * 3 : i * 3 + 3])
+        mixed.append((key, value))
+    mixed.extend(good[len(poison) * 3 :])
+    worker = start_worker(STREAM_MAX_TEXT_CHARS="1000")
+    produce(kafka_settings, mixed)
+
+    wait_for_rows(database_url, len(reviews), 60, worker)
+    dlq = consume_all(kafka_settings, kafka_settings.dlq_topic, len(poison))
+    letters = [DeadLetter.from_json(value or b"") for _, value, _ in dlq]
+
+    assert sorted(r["review_key"] for r in fetch_rows(database_url)) == sorted(r.review_key for r in reviews)
+    by_value = {letter.original_value(): letter for letter in letters}
+    assert len(letters) == len(poison)
+    for reason, key, value in poison:
+        letter = by_value[value]
+        assert letter.reason == reason, (reason, letter)
+        assert letter.original_key() == key
+        assert letter.error
+        assert (letter.topic, letter.offset >= 0) == (kafka_settings.topic, True)
+    assert sorted((key or b"", headers["reason"]) for key, _, headers in dlq) == sorted(
+        (key or b"", reason.encode()) for reason, key, _ in poison
+    )
+    assert worker.alive
+    worker.wait_healthy()
+    metrics = worker.metrics()
+    assert 'reviewscore_messages_dead_lettered_total{reason="invalid"} 7.0' in metrics
+    assert f"reviewscore_messages_consumed_total {len(mixed)}.0" in metrics
+
+
+def test_dlq_show_lists_dead_letters_and_replay_of_a_fixed_one_gets_it_scored(
+    start_worker: Any, kafka_settings: KafkaSettings, database_url: str, tmp_path: Path
+) -> None:
+    worker = start_worker()
+    broken = json.dumps({"text": "Great shop, fast delivery", "source": "test", "review_id": "r1", "rating": 9})
+    produce(kafka_settings, [(b"test:r1", broken.encode()), (b"x", b"{nope")])
+    consume_all(kafka_settings, kafka_settings.dlq_topic, 2)
+    runner = CliRunner()
+
+    shown = runner.invoke(cli_app(), ["dlq", "show", "--idle-timeout", "1"])
+    as_json = runner.invoke(cli_app(), ["dlq", "show", "--json", "--reason", "invalid", "--idle-timeout", "1"])
+
+    assert shown.exit_code == 0, shown.output
+    assert "invalid: rating: Input should be less than or equal to 5" in shown.output
+    assert "bad_json" in shown.output
+    assert f"{kafka_settings.topic}[" in shown.output
+    (line,) = [x for x in as_json.stdout.splitlines() if x.startswith("{")]
+    letter = json.loads(line)
+    letter["value"] = letter["value"].replace('"rating": 9', '"rating": 5')
+    fixed = tmp_path / "fixed.jsonl"
+    fixed.write_text(json.dumps(letter) + "\n")
+
+    replayed = runner.invoke(cli_app(), ["dlq", "replay", "--file", str(fixed)])
+
+    assert replayed.exit_code == 0, replayed.output
+    assert "replayed 1 dead letters" in replayed.output
+    wait_for_rows(database_url, 1, 30, worker)
+    (row,) = fetch_rows(database_url)
+    assert (row["review_key"], row["rating"]) == ("test:r1", 5)
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_points_then_restart_loses_and_duplicates_nothing(
+    start_worker: Any, kafka_settings: KafkaSettings, database_url: str
+) -> None:
+    rng = random.Random()
+    reviews = make_reviews(800)
+    produce_reviews(kafka_settings, reviews)
+    settings = {"RS_TEST_SCORER_DELAY": "0.15", "STREAM_MAX_BATCH": "40"}
+    worker = start_worker(**settings)
+    kills_mid_stream = 0
+    for _ in range(3):
+        wait_until(lambda: count_rows(database_url) > 0, 60, what="progress")
+        time.sleep(rng.uniform(0.1, 0.8))
+        worker.signal(signal.SIGKILL)
+        worker.wait(10)
+        kills_mid_stream += count_rows(database_url) < len(reviews)
+        worker = start_worker(**settings)
+
+    assert kills_mid_stream >= 2
+    wait_for_rows(database_url, len(reviews), 120, worker)
+    rows = fetch_rows(database_url, "review_key")
+    assert len(rows) == len(reviews)
+    assert sorted(r["review_key"] for r in rows) == sorted(r.review_key for r in reviews)
+
+
+@pytest.mark.slow
+def test_postgres_unavailable_for_seconds_the_worker_retries_reports_unhealthy_and_recovers(
+    start_worker: Any, kafka_settings: KafkaSettings, database_url: str, pg_server_url: str
+) -> None:
+    worker = start_worker()
+    first, second = make_reviews(30), make_reviews(50)
+    produce_reviews(kafka_settings, first)
+    wait_for_rows(database_url, 30, 60, worker)
+
+    with blocked_database(pg_server_url, database_url):
+        produce_reviews(kafka_settings, second)
+        wait_until(lambda: (worker.health() or (0, {}))[0] == 503, 30, what="unhealthy while the database is down")
+        _, report = worker.health() or (0, {})
+        assert "write failing" in report["problem"]
+        time.sleep(2.0)
+        assert worker.alive
+
+    wait_for_rows(database_url, 80, 60, worker)
+    worker.wait_healthy(20)
+    assert len(fetch_rows(database_url)) == 80
+    retries = [line for line in worker.metrics().splitlines() if line.startswith("reviewscore_retries_total")]
+    assert any('operation="write"' in line and not line.endswith(" 0.0") for line in retries), retries
+
+
+@pytest.mark.slow
+def test_two_workers_in_one_group_share_the_partitions_and_score_each_review_once(
+    start_worker: Any, kafka_settings: KafkaSettings, database_url: str
+) -> None:
+    settings = {"RS_TEST_SCORER_DELAY": "0.02", "STREAM_MAX_BATCH": "20"}
+    workers = [start_worker(**settings), start_worker(**settings)]
+    for worker in workers:
+        worker.wait_healthy()
+    reviews = make_reviews(400)
+    for i in range(0, 400, 40):  # a steady stream, so the group settles while traffic flows
+        produce_reviews(kafka_settings, reviews[i : i + 40])
+        time.sleep(0.4)
+
+    wait_for_rows(database_url, 400, 90, *workers)
+
+    rows = fetch_rows(database_url, "review_key, kafka_partition")
+    assert len(rows) == 400
+    assert {r["kafka_partition"] for r in rows} == set(range(kafka_settings.partitions))
+    scored = [_scored(w.metrics()) for w in workers]
+    assert all(n > 0 for n in scored), scored
+    assert sum(scored) >= 400
+
+
+def test_sigterm_lets_the_in_flight_batch_commit_before_exit(
+    start_worker: Any, kafka_settings: KafkaSettings, database_url: str, tmp_path: Path
+) -> None:
+    mark = tmp_path / "predicting"
+    reviews = make_reviews(100)
+    produce_reviews(kafka_settings, reviews)
+    worker = start_worker(
+        RS_TEST_SCORER_DELAY="3", RS_TEST_SCORER_MARK=str(mark), STREAM_MAX_BATCH="500", STREAM_MAX_WAIT="1.5"
+    )
+    wait_until(mark.exists, 60, interval=0.05, what="a batch in the model")
+    assert count_rows(database_url) == 0
+
+    worker.signal(signal.SIGTERM)
+    code = worker.wait(60)
+
+    assert code == 0, worker.log()[-3000:]
+    assert count_rows(database_url) == 100
+    assert "in-flight batch committed" in worker.log()
+
+
+def _scored(metrics: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith("reviewscore_messages_scored_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
+@contextmanager
+def blocked_database(server_url: str, database_url: str) -> Iterator[None]:
+    """Refuse new connections to the test database and cut the open ones, then let them back."""
+    name = make_url(database_url).database
+    admin = create_engine(sqlalchemy_url(server_url), poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name})
+    try:
+        yield
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        admin.dispose()

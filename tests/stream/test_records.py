@@ -1,0 +1,87 @@
+"""Pure mapping: raw record -> validated message or a rejection reason; message + score -> row; DLQ form."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from model.base import Score
+from stream.dlq import DeadLetter, dead_letter
+from stream.records import Parsed, Record, latest_per_key, to_row, triage
+
+
+def _record(value: bytes | None, offset: int = 0, key: bytes | None = b"k") -> Record:
+    return Record("reviews", 2, offset, key, value, 1_700_000_000.0)
+
+
+def test_triage_keeps_good_messages_and_names_the_reason_of_each_bad_one() -> None:
+    good = json.dumps({"text": "Great service", "source": "test"}).encode()
+    records = [
+        _record(good, 0),
+        _record(b"\xff\xfe", 1),
+        _record(b"{oops", 2),
+        _record(json.dumps({"text": "x" * 50, "source": "test"}).encode(), 3),
+        _record(None, 4),
+    ]
+    parsed, rejected = triage(records, max_text_chars=40)
+    assert [p.record.offset for p in parsed] == [0]
+    assert [(r.record.offset, r.reason) for r in rejected] == [
+        (1, "not_utf8"),
+        (2, "bad_json"),
+        (3, "too_long"),
+        (4, "empty"),
+    ]
+
+
+def test_the_same_review_twice_in_a_batch_is_written_once_with_the_latest_copy() -> None:
+    value = json.dumps({"text": "Fine", "source": "test", "review_id": "1"}).encode()
+    parsed, _ = triage([_record(value, 0), _record(b'{"text": "Other", "source": "test"}', 1), _record(value, 2)], 100)
+    assert [p.record.offset for p in latest_per_key(parsed)] == [1, 2]
+
+
+def test_a_row_carries_the_scores_the_message_fields_and_kafka_provenance() -> None:
+    value = json.dumps(
+        {
+            "text": "Lovely",
+            "source": "scraper:x",
+            "review_id": "9",
+            "brand": "Acme",
+            "rating": 5,
+            "published_at": "2026-01-02T03:04:05",
+        }
+    ).encode()
+    (parsed,), _ = triage([_record(value, 41)], 100)
+    row = to_row(parsed, Score("positive", 0.9, 0.8, 5, "v1"))
+    assert row["review_key"] == "scraper:x:9"
+    assert (row["sentence"], row["brand"], row["rating"], row["source"]) == ("Lovely", "Acme", 5, "scraper:x")
+    assert (row["sentiment_score"], row["confidence"], row["label"], row["suggested_rating"]) == (
+        0.9,
+        0.8,
+        "positive",
+        5,
+    )
+    assert (row["model_version"], row["kafka_topic"], row["kafka_partition"], row["kafka_offset"]) == (
+        "v1",
+        "reviews",
+        2,
+        41,
+    )
+    assert row["published_at"] == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert isinstance(parsed, Parsed)
+
+
+def test_a_dead_letter_keeps_the_original_bytes_utf8_as_text_and_binary_as_base64() -> None:
+    _, (text_bad,) = triage([_record(b"{oops", 5)], 100)
+    _, (binary_bad,) = triage([_record(b"\xff\x00\x01", 6, key=b"\xfe")], 100)
+    for rejected, encoding in ((text_bad, "utf-8"), (binary_bad, "base64")):
+        letter = DeadLetter.from_json(dead_letter(rejected).to_json())
+        assert letter.value_encoding == encoding
+        assert letter.original_value() == rejected.record.value
+        assert letter.original_key() == rejected.record.key
+        assert (letter.topic, letter.partition, letter.offset) == ("reviews", 2, rejected.record.offset)
+        assert letter.reason == rejected.reason
+        assert letter.error
+        assert letter.timestamp == 1_700_000_000.0
+        assert datetime.fromisoformat(letter.dead_lettered_at).tzinfo is not None
+    assert text_bad.reason == "bad_json"
+    assert binary_bad.reason == "not_utf8"

@@ -1,0 +1,108 @@
+"""The Postgres sink and the rescore job against a real database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+from typer.testing import CliRunner
+
+from stream.records import Record, to_row, triage
+from stream.rescore import pending_rows, rescore_rows
+from stream.sink import PostgresSink
+from tests.fixtures.stream import LexiconScorer, cli_app, fetch_rows, make_reviews
+
+pytestmark = pytest.mark.integration
+
+
+def _rows(n: int, version: str = "lexicon-1", tag: str = "s") -> list[dict[str, Any]]:
+    scorer = LexiconScorer(model_version=version)
+    records = [Record("reviews", i % 4, i, *r.to_kafka(), None) for i, r in enumerate(make_reviews(n, tag))]
+    parsed, _ = triage(records, 20_000)
+    return [to_row(p, s) for p, s in zip(parsed, scorer.predict([p.message.text for p in parsed]), strict=True)]
+
+
+def test_a_batch_is_one_round_trip_and_redelivery_with_the_same_model_changes_nothing(
+    engine: Engine, database_url: str
+) -> None:
+    sink = PostgresSink(engine)
+    first = sink.write(_rows(50))
+    before = fetch_rows(database_url)
+
+    again = sink.write(_rows(50))
+
+    assert (first.inserted, first.updated, first.round_trips) == (50, 0, 1)
+    assert (again.inserted, again.updated, again.unchanged, again.round_trips) == (0, 0, 50, 1)
+    assert fetch_rows(database_url) == before
+
+
+def test_a_new_model_version_updates_scores_and_updated_on_but_keeps_id_and_created_on(
+    engine: Engine, database_url: str
+) -> None:
+    sink = PostgresSink(engine)
+    sink.write(_rows(20))
+    before = {r["review_key"]: r for r in fetch_rows(database_url)}
+
+    result = sink.write(_rows(20, version="lexicon-2"))
+
+    assert (result.inserted, result.updated) == (0, 20)
+    for row in fetch_rows(database_url):
+        old = before[row["review_key"]]
+        assert row["model_version"] == "lexicon-2"
+        assert row["updated_on"] is not None
+        assert row["updated_on"] >= old["created_on"]
+        assert (row["id"], row["created_on"], row["sentence"]) == (old["id"], old["created_on"], old["sentence"])
+
+
+def test_a_row_the_database_refuses_is_isolated_and_the_rest_of_the_batch_lands(
+    engine: Engine, database_url: str
+) -> None:
+    rows = _rows(9)
+    rows[4] = {**rows[4], "sentence": "NUL \x00 inside"}
+    rows[7] = {**rows[7], "label": "ecstatic"}  # violates the label check constraint
+
+    result = PostgresSink(engine).write(rows)
+
+    assert result.inserted == 7
+    assert sorted(row["review_key"] for row, _ in result.rejected) == sorted(
+        [rows[4]["review_key"], rows[7]["review_key"]]
+    )
+    assert any("NUL" in why for _, why in result.rejected)
+    assert any("CheckViolation" in why for _, why in result.rejected)
+    assert len(fetch_rows(database_url)) == 7
+
+
+def test_rescore_brings_every_row_to_the_new_version_and_resumes_where_it_stopped(
+    engine: Engine, database_url: str
+) -> None:
+    PostgresSink(engine).write(_rows(30))
+    new = LexiconScorer(model_version="lexicon-2")
+
+    assert rescore_rows(engine, new, batch_size=8, limit=10) == 10
+    assert pending_rows(engine, "lexicon-2") == 20
+    assert rescore_rows(engine, new, batch_size=8) == 20
+    assert rescore_rows(engine, new, batch_size=8) == 0
+
+    rows = fetch_rows(database_url)
+    assert {r["model_version"] for r in rows} == {"lexicon-2"}
+    assert all(r["updated_on"] is not None for r in rows)
+    for row in rows:
+        assert row["sentiment_score"] == pytest.approx(new.score_one(row["sentence"]).sentiment_score)
+
+
+def test_rescore_command_reports_what_it_did(
+    engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    PostgresSink(engine).write(_rows(12))
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("STREAM_SCORER", "tests.fixtures.stream:make_test_scorer")
+    monkeypatch.setenv("RS_TEST_SCORER_VERSION", "lexicon-3")
+
+    result = CliRunner().invoke(cli_app(), ["rescore", "--batch-size", "5"])
+
+    assert result.exit_code == 0, result.output
+    assert "12 rows not at model version lexicon-3" in result.output
+    assert "re-scored 12 rows to model version lexicon-3" in result.output
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM sentiments WHERE model_version = 'lexicon-3'")).scalar() == 12
