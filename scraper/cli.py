@@ -56,9 +56,14 @@ def crawl(
     from core.config import clear_settings_cache
     from core.runtime import ensure_infra
     from scraper.runner import run_crawl
+    from scraper.spiders.trustpilot import not_http_urls, read_url_file
 
     if not start_url and not url_file:
         typer.echo("error: give --start-url URL or --url-file FILE", err=True)
+        raise typer.Exit(2)
+    bad = not_http_urls([*(start_url or []), *(read_url_file(url_file) if url_file else [])])
+    if bad:
+        typer.echo(f"error: start URLs must be absolute http(s) URLs: {', '.join(bad)}", err=True)
         raise typer.Exit(2)
     _env("SCRAPER_STATE_DIR", state_dir)
     _env("SCRAPER_INCREMENTAL", incremental)

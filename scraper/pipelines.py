@@ -121,6 +121,8 @@ class KafkaPublishPipeline:
         )
 
     def close_spider(self) -> None:
+        if self.producer is None:  # open_spider failed; Scrapy reported why
+            return
         deadline = time.monotonic() + self.delivery_timeout_s * (self.retries + 1) + 5
         while (self._in_flight or self._to_resend) and time.monotonic() < deadline:
             self._resend()

@@ -37,6 +37,11 @@ def read_url_file(path: Path) -> list[str]:
     return urls
 
 
+def not_http_urls(urls: list[str]) -> list[str]:
+    """The start URLs that are not absolute http(s) URLs."""
+    return [u for u in urls if urlsplit(u).scheme not in ("http", "https") or not urlsplit(u).hostname]
+
+
 def is_company_page(url: str) -> bool:
     return bool(COMPANY_PAGE.search(urlsplit(url).path))
 
@@ -51,7 +56,7 @@ class TrustpilotSpider(scrapy.Spider):  # type: ignore[misc]  # scrapy is untype
             urls.extend(u.strip() for u in start_url.split(",") if u.strip())
         if url_file:
             urls.extend(read_url_file(Path(url_file)))
-        bad = [u for u in urls if urlsplit(u).scheme not in ("http", "https") or not urlsplit(u).hostname]
+        bad = not_http_urls(urls)
         if bad:
             raise ValueError(f"start URLs must be absolute http(s) URLs: {', '.join(bad)}")
         self.start_urls = urls
