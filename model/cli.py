@@ -43,9 +43,16 @@ def train_command(
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    finalize_only: Annotated[
+        bool,
+        typer.Option(
+            "--finalize-only", help="Skip training: card, calibrate and evaluate the weights already in the output."
+        ),
+    ] = False,
+    int8: Annotated[bool, typer.Option(help="With --finalize-only: add the int8 variant and calibrate that.")] = False,
 ) -> None:
     """Train a classifier and write an artifact (weights, tokenizer, model card, metrics, curves)."""
-    from model.train import TrainArgs, train
+    from model.train import TrainArgs, finalize, train
 
     overrides: dict[str, Any] = {
         "output_dir": str(output) if output else None,
@@ -72,7 +79,7 @@ def train_command(
                 raise ValueError("give --train and --output (or --config)")
             args = TrainArgs.from_dict({k: v for k, v in overrides.items() if v is not None})
         args.progress = progress
-        card = train(args)
+        card = finalize(args, int8=int8) if finalize_only else train(args)
     except (ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

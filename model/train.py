@@ -67,6 +67,9 @@ class TrainArgs:
     patience: int = field(default=1, metadata={"help": "Epochs without validation macro-F1 gain before stopping."})
     validation_fraction: float = field(default=0.1, metadata={"help": "Share of each training file for validation."})
     max_steps: int = field(default=0, metadata={"help": "Stop after this many optimizer steps (0: no limit)."})
+    stop_after_epoch: int = field(
+        default=0, metadata={"help": "End after this epoch, keeping the learning-rate schedule of `epochs` (0: off)."}
+    )
     seed: int = field(default=42, metadata={"help": "Seed for sampling, splitting, initialisation and order."})
     num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0: library default)."})
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
@@ -320,6 +323,8 @@ def _train(args: TrainArgs) -> ModelCard:
             stale += 1
         _write_history(output, history)
         if stale > args.patience or (args.max_steps and step >= args.max_steps):
+            break
+        if args.stop_after_epoch and epoch >= args.stop_after_epoch:
             break
     return finish(output, card, val_data, args)
 

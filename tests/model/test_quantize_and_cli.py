@@ -106,3 +106,18 @@ def test_quantizing_the_char_cnn_is_refused(tmp_path: Path, tiny_model_dir: Path
     result = runner.invoke(app, ["quantize", str(copy)])
     assert result.exit_code == 2
     assert "transformer" in result.output
+
+
+def test_finalize_only_cards_a_stopped_run_and_calibrates_its_int8_file(tiny_model_dir: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model_dir, run)
+    (run / "model_card.json").unlink()  # as if the run had been stopped after saving its best epoch
+    data = write_reviews_csv(tmp_path / "train.csv", 90)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"output_dir": str(run), "train": [str(data)], "max_length": 64, "num_threads": 1}))
+    result = runner.invoke(app, ["train", "--config", str(config), "--finalize-only", "--int8"])
+    assert result.exit_code == 0, result.output
+    card = read_card(run)
+    assert set(card.variants) == {"fp32", "onnx-int8"}
+    assert card.metrics["validation"]["n"] == 9
+    assert card.training["epochs_run"] == json.loads((run / "training_metrics.json").read_text())

@@ -45,10 +45,11 @@ def test_results_come_back_in_input_order_whatever_the_lengths(tiny_scorer: Batc
     long_first = ["great " * 40, "awful", "okay fine " * 10, "love"]
     one_by_one = [tiny_scorer.predict([text])[0] for text in long_first]
     batched = tiny_scorer.predict(long_first)
+    tolerance = 1e-4 if tiny_scorer.variant == "fp32" else 2e-2  # bf16 where the machine picks it
     for single, together in zip(one_by_one, batched, strict=True):
         assert single.label == together.label
-        assert math.isclose(single.sentiment_score, together.sentiment_score, abs_tol=1e-4)
-        assert math.isclose(single.confidence, together.confidence, abs_tol=1e-4)
+        assert math.isclose(single.sentiment_score, together.sentiment_score, abs_tol=tolerance)
+        assert math.isclose(single.confidence, together.confidence, abs_tol=tolerance)
 
 
 def test_empty_input_gives_an_empty_result(tiny_scorer: BatchedScorer) -> None:
