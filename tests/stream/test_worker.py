@@ -18,11 +18,11 @@ from typer.testing import CliRunner
 
 from core.config import KafkaSettings
 from core.db import sqlalchemy_url
+from model.base import Scorer
 from stream.dlq import DeadLetter
 from tests.fixtures.kafka import consume_all
 from tests.fixtures.stream import (
     EXPLODE,
-    LexiconScorer,
     cli_app,
     count_rows,
     fetch_rows,
@@ -36,29 +36,33 @@ from tests.fixtures.stream import (
 pytestmark = pytest.mark.integration
 
 
+def _model_env(model_dir: Path) -> dict[str, str]:
+    """Worker settings that load a real model artifact through ``model.load_scorer``."""
+    return {"STREAM_SCORER": "", "MODEL_PATH": str(model_dir), "MODEL_DEVICE": "cpu", "MODEL_VARIANT": "fp32"}
+
+
 def test_n_messages_become_exactly_n_rows_with_the_scorers_scores(
-    start_worker: Any, kafka_settings: KafkaSettings, database_url: str
+    start_worker: Any, kafka_settings: KafkaSettings, database_url: str, tiny_model_dir: Path, tiny_scorer: Scorer
 ) -> None:
     reviews = make_reviews(120)
-    worker = start_worker()
+    worker = start_worker(**_model_env(tiny_model_dir))
     produce_reviews(kafka_settings, reviews)
 
-    wait_for_rows(database_url, len(reviews), 60, worker)
+    wait_for_rows(database_url, len(reviews), 90, worker)
     worker.wait_healthy()
 
     rows = {row["review_key"]: row for row in fetch_rows(database_url)}
     assert len(rows) == len(reviews)
-    expected = LexiconScorer()
+    expected = dict(zip((r.review_key for r in reviews), tiny_scorer.predict([r.text for r in reviews]), strict=True))
     for review in reviews:
-        row = rows[review.review_key]
-        score = expected.score_one(review.text)
+        row, score = rows[review.review_key], expected[review.review_key]
         assert row["sentence"] == review.text
-        assert row["sentiment_score"] == pytest.approx(score.sentiment_score)
-        assert row["confidence"] == pytest.approx(score.confidence)
+        assert row["sentiment_score"] == pytest.approx(score.sentiment_score, abs=1e-4)
+        assert row["confidence"] == pytest.approx(score.confidence, abs=1e-4)
         assert (row["label"], row["suggested_rating"], row["model_version"]) == (
             score.label,
             score.suggested_rating,
-            "lexicon-1",
+            tiny_scorer.model_version,
         )
         assert (row["brand"], row["rating"], row["source"]) == (review.brand, review.rating, "test")
         assert row["kafka_topic"] == kafka_settings.topic
@@ -88,11 +92,9 @@ def test_republishing_changes_nothing_and_a_new_model_version_updates_the_rows(
     after = fetch_rows(database_url)
     assert len(after) == 40
     for row in after:
+        old = before[row["review_key"]]
         assert row["updated_on"] is not None
-        assert (row["id"], row["created_on"]) == (
-            before[row["review_key"]]["id"],
-            before[row["review_key"]]["created_on"],
-        )
+        assert (row["id"], row["created_on"]) == (old["id"], old["created_on"])
     assert second.alive
 
 
