@@ -16,8 +16,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +110,9 @@ def validation_details(errors: Sequence[Any]) -> list[FieldError]:
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` entries documenting ``ErrorBody`` for these statuses."""
+    """OpenAPI ``responses`` entries documenting ``ErrorBody`` for these statuses (and 500, always)."""
     return {
-        status: {"model": ErrorBody, "description": HTTPStatus(status).phrase}
-        for status in sorted({*statuses, 422, 500})
+        status: {"model": ErrorBody, "description": HTTPStatus(status).phrase} for status in sorted({*statuses, 500})
     }
 
 
@@ -128,10 +128,28 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "invalid_request", f"{len(details)} invalid {noun}", details)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+def allowed_methods(request: Request) -> str:
+    """Every method any route serves at this path: Starlette's own 405 names only the first route's."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    headers = dict(exc.headers) if exc.headers else None
-    return error_response(exc.status_code, _code_for(exc.status_code), str(exc.detail), headers=headers)
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        headers["Allow"] = allowed_methods(request)
+    return error_response(exc.status_code, _code_for(exc.status_code), str(exc.detail), headers=headers or None)
+
+
+async def _data_error(_: Request, exc: Exception) -> JSONResponse:
+    """A value PostgreSQL refuses (out of its range) is the client's doing: a 422, never a 500."""
+    log.info("value refused by the database: %s", exc)
+    return error_response(422, "invalid_value", "a parameter value is outside what the database accepts")
 
 
 async def _database_error(_: Request, exc: Exception) -> JSONResponse:
@@ -149,4 +167,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(OperationalError, _database_error)
+    app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -8,12 +8,13 @@ FastAPI dependency that documents and validates the query parameters once for ev
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import astuple, dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import Depends, Query
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 from sqlalchemy import ColumnElement, func, literal_column
 
 from core.schema import Sentiment
@@ -22,6 +23,7 @@ from query_api.errors import ApiError, FieldError
 Label = Literal["negative", "neutral", "positive"]
 
 # Must match the expression of the GIN index ix_sentiments_sentence_fts, or the index is not used.
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _FTS_CONFIG: ColumnElement[str] = literal_column("'english'")
 
 
@@ -71,11 +73,28 @@ def conditions(filters: Filters) -> list[ColumnElement[bool]]:
     return terms
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    """Naive times are taken as UTC, like the message contract does."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
+def _iso_only(value: object) -> object:
+    """pydantic reads a bare number as a Unix timestamp; the API documents ISO-8601 only."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        raise ValueError("must be an ISO-8601 date-time, e.g. 2026-11-01T00:00:00Z")
     return value
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_only)]
+
+
+def _utc(value: datetime | None, name: str) -> datetime | None:
+    """Naive times are taken as UTC, like the message contract does; aware ones are converted
+    to UTC, because PostgreSQL refuses offsets beyond ±15:59 that Python accepts."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        problem = FieldError(loc=["query", name], msg="out of the supported range", type="range")
+        raise ApiError(422, "invalid_request", f"{name} is out of range", [problem]) from exc
 
 
 def filter_params(
@@ -101,14 +120,14 @@ def filter_params(
         float | None, Query(ge=0, le=1, description="Highest sentiment_score (inclusive).", examples=[1.0])
     ] = None,
     since: Annotated[
-        datetime | None,
+        IsoDateTime | None,
         Query(
             description="Only reviews scored at or after this time (ISO-8601; naive = UTC).",
             examples=["2026-11-01T00:00:00Z"],
         ),
     ] = None,
     until: Annotated[
-        datetime | None,
+        IsoDateTime | None,
         Query(
             description="Only reviews scored before this time (ISO-8601, exclusive; naive = UTC).",
             examples=["2026-12-01T00:00:00Z"],
@@ -131,7 +150,7 @@ def filter_params(
     problems: list[FieldError] = []
     if min_score is not None and max_score is not None and min_score > max_score:
         problems.append(FieldError(loc=["query", "min_score"], msg="min_score exceeds max_score", type="range"))
-    since, until = _aware(since), _aware(until)
+    since, until = _utc(since, "since"), _utc(until, "until")
     if since is not None and until is not None and since > until:
         problems.append(FieldError(loc=["query", "since"], msg="since is after until", type="range"))
     if problems:

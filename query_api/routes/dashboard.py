@@ -36,7 +36,7 @@ def dashboard() -> FileResponse:
 @router.get(
     "/charts/timeline.svg",
     response_class=Response,
-    responses={200: {"content": {SVG: {"example": "<svg ...>...</svg>"}}}, **responses(400, 503)},
+    responses={200: {"content": {SVG: {"example": "<svg ...>...</svg>"}}}, **responses(400, 422, 503)},
     summary="Sentiment-over-time chart",
 )
 def timeline_chart(
@@ -57,7 +57,7 @@ def timeline_chart(
 @router.get(
     "/charts/labels.svg",
     response_class=Response,
-    responses={200: {"content": {SVG: {"example": "<svg ...>...</svg>"}}}, **responses(503)},
+    responses={200: {"content": {SVG: {"example": "<svg ...>...</svg>"}}}, **responses(422, 503)},
     summary="Label distribution chart",
 )
 def labels_chart(session: SessionDep, filters: FiltersDep) -> Response:

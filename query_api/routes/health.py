@@ -15,7 +15,7 @@ from query_api.schemas import Health
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", response_model=Health, summary="Liveness")
+@router.get("/healthz", response_model=Health, responses=responses(), summary="Liveness")
 def healthz() -> Health:
     """The process answers; says nothing about its dependencies."""
     return Health(status="ok")
@@ -56,7 +56,10 @@ async def readyz(state: StateDep) -> Health:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {"example": "reviewscore_api_requests_total{...} 42.0\n"}}}},
+    responses={
+        200: {"content": {"text/plain": {"example": "reviewscore_api_requests_total{...} 42.0\n"}}},
+        **responses(),
+    },
     summary="Prometheus metrics",
 )
 def metrics(state: StateDep) -> Response:

@@ -66,7 +66,7 @@ def _cursor_after(row: Row[Any], sort: Sort, filters_digest: str) -> str:
     return encode_cursor(Cursor(sort, key, row.id, filters_digest))
 
 
-@router.get("/sentiments/", response_model=Page, responses=responses(400, 503), summary="List scored reviews")
+@router.get("/sentiments/", response_model=Page, responses=responses(400, 422, 503), summary="List scored reviews")
 def list_sentiments(
     session: SessionDep,
     state: StateDep,
@@ -89,7 +89,7 @@ def list_sentiments(
     return Page(items=[SentimentOut.model_validate(row) for row in rows], next_cursor=next_cursor, limit=size)
 
 
-@router.get("/sentiments/stats", response_model=Stats, responses=responses(400, 503), summary="Aggregate scores")
+@router.get("/sentiments/stats", response_model=Stats, responses=responses(400, 422, 503), summary="Aggregate scores")
 def sentiment_stats(
     session: SessionDep,
     state: StateDep,
@@ -131,7 +131,7 @@ def sentiment_stats(
     return Stats(group_by=group_by, bucket=bucket, time_field=time_field, total=sum(r.count for r in out), rows=out)
 
 
-@router.get("/brands", response_model=list[BrandOut], responses=responses(503), summary="Brands")
+@router.get("/brands", response_model=list[BrandOut], responses=responses(422, 503), summary="Brands")
 def list_brands(
     session: SessionDep,
     filters: FiltersDep,
@@ -153,7 +153,7 @@ def list_brands(
                 "application/x-ndjson": {"example": '{"id": 42, "sentence": "Great fit", "...": "..."}\n'},
             },
         },
-        **responses(503),
+        **responses(422, 503),
     },
     summary="Export as CSV or NDJSON",
 )
@@ -185,7 +185,7 @@ def export_sentiments(
 
 
 @router.get(
-    "/sentiments/{sentiment_id}", response_model=SentimentOut, responses=responses(404, 503), summary="One review"
+    "/sentiments/{sentiment_id}", response_model=SentimentOut, responses=responses(404, 422, 503), summary="One review"
 )
 def get_sentiment(
     session: SessionDep,

@@ -65,7 +65,7 @@ def location_of(request: Request, key: str) -> str:
     response_model=Submitted,
     responses={
         200: {"model": Submitted, "description": "Scored within `wait`: the body carries the row."},
-        **responses(413, 503),
+        **responses(400, 413, 422, 503),
     },
     summary="Submit a review (create_review)",
 )
@@ -104,7 +104,7 @@ async def submit_review(
 @router.get(
     "/sentiments/by-key/{review_key:path}",
     response_model=SentimentOut,
-    responses=responses(404, 503),
+    responses=responses(404, 422, 503),
     summary="A submitted review, once scored",
 )
 async def get_by_key(
