@@ -37,7 +37,7 @@ from core.config import KafkaSettings, get_kafka_settings
 from core.messages import describe_validation_error
 from scraper.items import ReviewItem
 from scraper.publishing import digest, to_message
-from scraper.seen import SeenState
+from scraper.seen import SeenState, state_file
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -111,7 +111,8 @@ class KafkaPublishPipeline:
         config["message.timeout.ms"] = int(self.delivery_timeout_s * 1000)
         self.producer = Producer(config)
         if self.incremental:
-            self.seen = SeenState(self.state_dir / f"seen-{self.spider_name}.sqlite3")
+            path = state_file(self.state_dir, self.spider_name, self.kafka.bootstrap_servers or "", self.topic)
+            self.seen = SeenState(path)
         log.info(
             "publishing to %s on %s (incremental=%s, state in %s)",
             self.topic,

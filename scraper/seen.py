@@ -1,6 +1,6 @@
 """What earlier crawls already delivered: review key -> fingerprint of the published message.
 
-A SQLite file under ``SCRAPER_STATE_DIR`` (one per spider). The pipeline asks
+A SQLite file under ``SCRAPER_STATE_DIR`` (one per spider and destination topic). The pipeline asks
 ``unchanged(key, digest)`` before sending and calls ``mark`` only from a *successful*
 delivery report, so a review whose delivery failed is offered again by the next crawl.
 Single-threaded by design: Scrapy's reactor thread runs the pipeline and the producer's
@@ -9,9 +9,17 @@ delivery callbacks (they fire inside ``poll()``).
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from pathlib import Path
 from types import TracebackType
+
+
+def state_file(state_dir: Path, spider: str, bootstrap_servers: str, topic: str) -> Path:
+    """One state per spider *and destination*: "already delivered" means delivered to this topic
+    on this cluster, so a crawl to a fresh broker (a demo, another environment) sends everything."""
+    destination = hashlib.sha256(f"{bootstrap_servers}\x1f{topic}".encode()).hexdigest()[:12]
+    return state_dir / f"seen-{spider}-{destination}.sqlite3"
 
 
 class SeenState:

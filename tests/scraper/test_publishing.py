@@ -13,7 +13,7 @@ from scraper.addon import scrapy_settings
 from scraper.items import ReviewItem
 from scraper.pipelines import summary
 from scraper.publishing import digest, message_text, to_message
-from scraper.seen import SeenState
+from scraper.seen import SeenState, state_file
 from scraper.spiders.trustpilot import TrustpilotSpider, is_company_page, read_url_file
 
 
@@ -83,6 +83,16 @@ def test_seen_state_remembers_delivered_messages_across_crawls(tmp_path: Path) -
         edited = to_message(item(text="The parcel came two weeks late; refund was quick."), "trustpilot")
         assert not seen.unchanged("scraper:trustpilot:ae0005", digest(edited.to_kafka()[1]))
         assert len(seen) == 1
+
+
+def test_seen_state_is_kept_per_destination(tmp_path: Path) -> None:
+    """Delivered to one cluster's topic is not delivered to another's: a fresh broker gets everything."""
+    here = state_file(tmp_path, "trustpilot", "kafka-a:9092", "reviews")
+
+    assert here == state_file(tmp_path, "trustpilot", "kafka-a:9092", "reviews")
+    assert here != state_file(tmp_path, "trustpilot", "127.0.0.1:40123", "reviews")
+    assert here != state_file(tmp_path, "trustpilot", "kafka-a:9092", "reviews-eu")
+    assert here.name.startswith("seen-trustpilot-")
 
 
 def test_polite_defaults_for_real_runs(tmp_path: Path) -> None:
