@@ -66,7 +66,8 @@ class Publisher:
     def ping(self, timeout: float = 2.0) -> str:
         """'ok' when the broker answers and knows the topic, else the reason."""
         try:
-            metadata = self._producer.list_topics(self.topic, timeout=timeout)
+            # All topics, not list_topics(topic): asking for one topic may auto-create it.
+            metadata = self._producer.list_topics(timeout=timeout)
         except Exception as exc:  # noqa: BLE001 - any failure is "not ready", reported as text
             return f"unreachable: {exc}"
         topic = metadata.topics.get(self.topic)

@@ -1,0 +1,156 @@
+"""Hostile input, the read-only database role, health, readiness and metrics."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from core.config import KafkaSettings
+from tests.fixtures.api import Seeded, build_app, fetch_all
+
+pytestmark = pytest.mark.integration
+
+INJECTIONS = [
+    "' OR '1'='1",
+    "Acme' OR 1=1 --",
+    "'; DROP TABLE sentiments; --",
+    "Robert'); DELETE FROM sentiments; --",
+    '" OR ""="',
+    "%' OR '%'='",
+    "1; SELECT pg_sleep(5)",
+    "' UNION SELECT * FROM pg_roles --",
+    "$$; DROP TABLE sentiments; $$",
+    "\\'; TRUNCATE sentiments; --",
+    "a & | ! : * ( ) <-> b",
+]
+TEXT_PARAMETERS = [
+    ("/sentiments/", "brand"),
+    ("/sentiments/", "source"),
+    ("/sentiments/", "q"),
+    ("/sentiments/", "cursor"),
+    ("/sentiments/stats", "brand"),
+    ("/sentiments/stats", "source"),
+    ("/sentiments/stats", "q"),
+    ("/brands", "source"),
+    ("/brands", "q"),
+    ("/sentiments/export", "brand"),
+    ("/sentiments/export", "q"),
+    ("/charts/timeline.svg", "brand"),
+    ("/charts/labels.svg", "q"),
+]
+
+
+@pytest.mark.parametrize(("path", "parameter"), TEXT_PARAMETERS)
+def test_sql_injection_strings_in_text_parameters_are_just_values(
+    seeded_api: Seeded, path: str, parameter: str
+) -> None:
+    for hostile in INJECTIONS:
+        response = seeded_api.client.get(path, params={parameter: hostile})
+        if parameter == "cursor":
+            assert response.status_code == 400, hostile
+            continue
+        assert response.status_code == 200, (hostile, response.text)
+        if path == "/sentiments/" and parameter != "q":
+            assert response.json()["items"] == [], hostile  # matched as a literal value, i.e. nothing
+    assert len(fetch_all(seeded_api.database_url)) == len(seeded_api.rows)
+
+
+def test_sql_injection_in_the_key_path_and_in_a_submission(seeded_api: Seeded) -> None:
+    for hostile in INJECTIONS:
+        response = seeded_api.client.get(f"/sentiments/by-key/{quote(hostile, safe='')}")
+        assert response.status_code in (404, 422), hostile
+        submitted = seeded_api.client.post("/sentiments/", json={"text": hostile, "brand": hostile})
+        assert submitted.status_code == 503  # no broker in this app: validated, then refused
+    assert len(fetch_all(seeded_api.database_url)) == len(seeded_api.rows)
+
+
+def test_review_text_is_never_markup_in_the_charts(seeded_api: Seeded) -> None:
+    svg = seeded_api.client.get("/charts/timeline.svg", params={"brand": "<script>alert(1)</script>"}).text
+    assert "<script>" not in svg
+    assert "&lt;script&gt;" in svg
+
+
+def test_the_api_connection_can_neither_write_nor_escape_read_only_mode(seeded_api: Seeded) -> None:
+    engine = seeded_api.client.app.state.reviewscore.engine  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT current_user")).scalar() == "reviewscore_reader"
+        assert conn.execute(text("SHOW transaction_read_only")).scalar() == "on"
+    for statement in (
+        "DELETE FROM sentiments",
+        "UPDATE sentiments SET label = 'negative'",
+        "SET TRANSACTION READ WRITE; DELETE FROM sentiments",
+    ):
+        with pytest.raises(DBAPIError), engine.begin() as conn:
+            conn.execute(text(statement))
+    assert len(fetch_all(seeded_api.database_url)) == len(seeded_api.rows)
+
+
+def test_a_derived_reader_url_switches_to_the_reader_role(database_url: str) -> None:
+    """With only DATABASE_URL set, the API still connects as the SELECT-only role."""
+    with TestClient(build_app(readonly_url=None, database_url=database_url)) as client:
+        engine = client.app.state.reviewscore.engine  # type: ignore[attr-defined]
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT current_user")).scalar() == "reviewscore_reader"
+        assert client.get("/sentiments/").status_code == 200
+
+
+def test_an_app_needs_some_database_url() -> None:
+    from core.config import ApiSettings, DatabaseSettings
+    from query_api import create_app
+
+    with pytest.raises(ValueError, match="DATABASE"):
+        create_app(ApiSettings(), DatabaseSettings(), KafkaSettings())
+
+
+def test_healthz_answers_without_dependencies(seeded_api: Seeded) -> None:
+    assert seeded_api.client.get("/healthz").json() == {"status": "ok", "checks": {}}
+
+
+def test_readyz_is_ok_when_database_and_broker_answer(
+    readonly_database_url: str, kafka_settings: KafkaSettings
+) -> None:
+    with TestClient(build_app(readonly_database_url, kafka_settings)) as client:
+        response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
+
+
+def test_readyz_names_what_is_missing(seeded_api: Seeded, kafka_bootstrap: tuple[str, str]) -> None:
+    no_broker = seeded_api.client.get("/readyz")
+    assert no_broker.status_code == 503
+    assert no_broker.json()["error"]["code"] == "not_ready"
+    assert [d["loc"] for d in no_broker.json()["error"]["details"]] == [["broker"]]
+
+    servers, flavor = kafka_bootstrap
+    no_topic = KafkaSettings(bootstrap_servers=servers, flavor=flavor, topic="never-created-topic")  # type: ignore[arg-type]
+    with TestClient(build_app(seeded_api.readonly_url, no_topic)) as client:
+        missing_topic = client.get("/readyz").json()["error"]["details"]
+    assert missing_topic[0]["loc"] == ["broker"]
+    assert "missing" in missing_topic[0]["msg"]
+
+
+def test_a_database_that_is_gone_makes_reads_503_and_readyz_say_so(seeded_api: Seeded) -> None:
+    gone = seeded_api.readonly_url.replace("/rs_api_", "/rs_gone_")
+    with TestClient(build_app(gone)) as client:
+        listed = client.get("/sentiments/")
+        ready = client.get("/readyz")
+    assert listed.status_code == 503
+    assert listed.json()["error"]["code"] == "database_unavailable"
+    assert ready.status_code == 503
+    assert "database" in ready.json()["error"]["message"]
+
+
+def test_metrics_count_requests_by_route_template(seeded_api: Seeded) -> None:
+    row_id = seeded_api.rows[0]["id"]
+    seeded_api.client.get(f"/sentiments/{row_id}")
+    seeded_api.client.get("/sentiments/999999")
+    body = seeded_api.client.get("/metrics")
+    assert body.headers["content-type"].startswith("text/plain")
+    assert 'route="/sentiments/{sentiment_id}",status="200"' in body.text
+    assert 'route="/sentiments/{sentiment_id}",status="404"' in body.text
+    assert f"/sentiments/{row_id}" not in body.text
+    assert "reviewscore_api_request_duration_seconds_bucket" in body.text
