@@ -1,0 +1,122 @@
+"""Pure pieces of the API: cursors, format negotiation, chart rendering, filter fingerprints."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from query_api.charts import Point, labels_svg, score_color, timeline_svg
+from query_api.cursor import Cursor, CursorError, decode_cursor, encode_cursor
+from query_api.export import encode_csv, negotiate_format
+from query_api.filters import Filters
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        Cursor("newest", datetime(2026, 3, 2, 10, 0, 0, 123456, tzinfo=UTC), 42, "abc"),
+        Cursor("oldest", datetime(2026, 3, 2, tzinfo=UTC), 1, "abc"),
+        Cursor("score_desc", 0.1 + 0.2, 2**62, "abc"),
+        Cursor("score_asc", 0.0, 7, ""),
+    ],
+)
+def test_a_cursor_round_trips_exactly(cursor: Cursor) -> None:
+    token = encode_cursor(cursor)
+    assert "=" not in token
+    assert decode_cursor(token, cursor.sort, cursor.filters) == cursor
+
+
+def test_a_cursor_refuses_other_sorts_filters_and_forged_values() -> None:
+    token = encode_cursor(Cursor("newest", datetime(2026, 1, 1, tzinfo=UTC), 5, "f1"))
+    with pytest.raises(CursorError, match="sort"):
+        decode_cursor(token, "oldest", "f1")
+    with pytest.raises(CursorError, match="filters"):
+        decode_cursor(token, "newest", "f2")
+    naive = encode_cursor(Cursor("newest", datetime(2026, 1, 1), 5, "f1"))
+    with pytest.raises(CursorError):
+        decode_cursor(naive, "newest", "f1")
+    huge = encode_cursor(Cursor("score_asc", 0.5, 2**64, "f1"))
+    with pytest.raises(CursorError):
+        decode_cursor(huge, "score_asc", "f1")
+
+
+def test_filters_fingerprint_changes_with_any_filter() -> None:
+    base = Filters()
+    assert base.digest() == Filters().digest()
+    assert len({base.digest(), Filters(brand="a").digest(), Filters(source="a").digest(), Filters(q="a").digest()}) == 4
+
+
+@pytest.mark.parametrize(
+    ("requested", "accept", "chosen"),
+    [
+        (None, None, "csv"),
+        (None, "application/x-ndjson", "ndjson"),
+        (None, "text/html, application/jsonl;q=0.9", "ndjson"),
+        (None, "text/*", "csv"),
+        ("ndjson", "text/csv", "ndjson"),
+        (None, "image/png", "csv"),
+    ],
+)
+def test_export_format_negotiation(requested: str | None, accept: str | None, chosen: str) -> None:
+    assert negotiate_format(requested, accept) == chosen  # type: ignore[arg-type]
+
+
+def test_csv_quotes_commas_quotes_and_newlines() -> None:
+    row = [
+        1,
+        "k",
+        'said "hi", then\nleft',
+        0.5,
+        0.9,
+        "neutral",
+        3,
+        None,
+        "user",
+        None,
+        None,
+        None,
+        None,
+        "m",
+        None,
+        None,
+    ]
+    text = encode_csv([row], header=False)
+    assert text.startswith('1,k,"said ""hi"", then\nleft",0.5')
+
+
+def _parse(svg: str) -> ET.Element:
+    return ET.fromstring(svg)
+
+
+def test_the_timeline_is_well_formed_svg_with_a_bar_and_a_dot_per_bucket() -> None:
+    start = datetime(2026, 3, 2, tzinfo=UTC)
+    points = [Point(start + timedelta(days=i), 10 + i, i / 10) for i in range(8)]
+    root = _parse(timeline_svg(points, 'Acme & "Sons" <b>', "day"))
+    ns = "{http://www.w3.org/2000/svg}"
+    assert len(root.findall(f".//{ns}rect")) == 8
+    assert len(root.findall(f".//{ns}circle")) == 8
+    assert root.find(f"{ns}title").text == 'Acme & "Sons" <b>'  # type: ignore[union-attr]
+    texts = [t.text for t in root.iter(f"{ns}text")]
+    assert "2026-03-02" in texts
+    assert "2026-03-09" in texts
+
+
+def test_the_timeline_of_nothing_says_so_and_hours_are_labelled() -> None:
+    assert "no reviews match" in timeline_svg([], "empty")
+    one = timeline_svg([Point(datetime(2026, 3, 2, 13, tzinfo=UTC), 3, 0.5)], "one", "hour")
+    assert "2026-03-02 13:00" in one
+    _parse(one)
+
+
+def test_the_label_chart_shows_shares() -> None:
+    svg = labels_svg({"negative": 1, "neutral": 1, "positive": 2}, "labels")
+    _parse(svg)
+    assert ">2 (50%)<" in svg
+    assert svg.count(">1 (25%)<") == 2
+
+
+@pytest.mark.parametrize(("score", "color"), [(0.0, "#c0393c"), (0.5, "#c0a03c"), (1.0, "#2e8b3c"), (7.0, "#2e8b3c")])
+def test_score_colours_run_from_red_to_green(score: float, color: str) -> None:
+    assert score_color(score) == color
