@@ -1,0 +1,123 @@
+"""The dashboard in real headless Chromium against a live server, real PostgreSQL and the real broker."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from core.config import KafkaSettings
+from core.messages import parse_message
+from tests.fixtures.api import build_app, insert_rows, live_server, make_rows, read_topic
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _browser_unavailable() -> str | None:
+    if not CHROMIUM.exists() and shutil.which("chromium") is None:
+        return "Debian chromium is not installed (apt-get install chromium); .ci/run installs it"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed (dev extra)"
+    return None
+
+
+@pytest.mark.skipif(_browser_unavailable() is not None, reason=str(_browser_unavailable()))
+def test_the_dashboard_shows_charts_filters_reviews_and_a_submitted_review_once_scored(
+    database_url: str, readonly_database_url: str, kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    insert_rows(database_url, make_rows(160))
+    app = build_app(readonly_database_url, kafka_settings, submit_wait_max=5.0)
+    with live_server(app) as base_url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            requested: list[str] = []
+            page.on("request", lambda request: requested.append(request.url))
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+
+            page.goto(base_url + "/")
+            page.wait_for_selector("body[data-ready=true]", timeout=15_000)
+            options = page.locator("#brand option").all_inner_texts()
+            assert options[0] == "All brands"
+            assert {o.split(" (")[0] for o in options[1:]} == {"Acme", "Globex", "Initech"}
+            page.wait_for_function("document.querySelectorAll('#reviews tbody tr').length === 20")
+
+            page.select_option("#brand", "Globex")
+            page.wait_for_function(
+                "[...document.querySelectorAll('#reviews tbody tr td:nth-child(2)')]"
+                ".every(td => td.textContent === 'Globex')"
+            )
+            page.wait_for_function(
+                "['timeline', 'labels'].every(id => { const i = document.getElementById(id);"
+                " return i.complete && i.naturalWidth > 0 && i.src.includes('brand=Globex'); })"
+            )
+
+            page.select_option("#label", "negative")
+            page.click("#filters button[type=submit]")
+            page.wait_for_function(
+                "[...document.querySelectorAll('#reviews tbody tr td:nth-child(4)')]"
+                ".every(td => td.textContent === 'negative')"
+            )
+
+            worker = _score_the_next_submission(database_url, kafka_settings)
+            page.fill("#submit-text", "Lovely soft fabric, fits perfectly")
+            page.fill("#submit-brand", "Globex")
+            page.click("#submit-form button[type=submit]")
+            page.wait_for_selector("#submit-result[data-state=scored]", timeout=30_000)
+            worker.join()
+            result = page.inner_text("#submit-result")
+            assert "positive" in result
+            assert page.get_attribute("#submit-result .stars", "data-rating") == "5"
+
+            shot = tmp_path / "dashboard.png"
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(data) > 20_000
+    assert errors == []
+    assert all(url.startswith(base_url) for url in requested), "the dashboard must not fetch anything external"
+
+
+def _score_the_next_submission(database_url: str, kafka_settings: KafkaSettings) -> threading.Thread:
+    """Play the stream worker: take the submitted message from the topic and write its scored row."""
+
+    def run() -> None:
+        [(_, value)] = read_topic(kafka_settings, 1, timeout=30)
+        message = parse_message(value)
+        row = make_rows(1)[0]
+        row.pop("created_on")
+        row.update(
+            review_key=message.review_key,
+            sentence=message.text,
+            brand=message.brand,
+            source=message.source,
+            sentiment_score=0.93,
+            confidence=0.88,
+            label="positive",
+            suggested_rating=5,
+        )
+        insert_rows(database_url, [row])
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
