@@ -19,12 +19,14 @@ def serve(
     """Serve the read-only query API, the submit endpoint and the dashboard."""
     import uvicorn
 
-    from core.config import get_api_settings
+    from core.config import get_api_settings, get_database_settings
     from core.runtime import ensure_infra
 
     settings = get_api_settings()
-    # Settings from the environment, else a running `reviewscore infra up`; the API starts nothing itself.
-    with ensure_infra(start_embedded=False):
+    # Settings from the environment, else a running `reviewscore infra up`; the API starts nothing
+    # itself. The broker is optional: without one reads work and submissions answer 503.
+    needs_writer_url = get_database_settings().readonly_url is None
+    with ensure_infra(database=needs_writer_url, kafka=False, start_embedded=False):
         uvicorn.run(
             "query_api.app:create_app",
             factory=True,
