@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from model.base import Scorer
+from model.base import Score, Scorer
 
 
 def import_scorer(spec: str) -> Scorer:
@@ -27,3 +28,16 @@ def load_worker_scorer(spec: str | None, model_path: Path | None) -> Scorer:
 
     scorer: Scorer = load_scorer(model_path)
     return scorer
+
+
+class NoopScorer:
+    """Scores nothing: a constant neutral score. Measures the pipeline without a model
+    (``STREAM_SCORER=stream.scorers:NoopScorer``), as the benchmark's row (c) does."""
+
+    model_version = "noop"
+
+    def predict(self, texts: Sequence[str]) -> list[Score]:
+        return [Score("neutral", 0.5, 1.0, 3, "noop") for _ in texts]
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(t) // 4 + 2 for t in texts]

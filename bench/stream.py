@@ -1,0 +1,373 @@
+"""Stream benchmark: model alone, end to end, no-op pipeline, seed-style baseline, latency.
+
+    python bench/stream.py [--n 2000] [--noop-n 40000] [--baseline-n 200] [--model DIR]
+
+Everything runs on embedded parts (Tansu broker, embedded PostgreSQL) in a temporary directory;
+the worker is the real ``reviewscore worker`` in a subprocess. Texts come from
+/work/shared/data (womens_clothing_reviews test + train, real lengths). The model is
+``--model``, else model/artifacts/default when it exists, else a tiny model trained on the spot
+(the output says which). Figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from sqlalchemy import create_engine, pool, text  # noqa: E402
+
+from core import migrate  # noqa: E402
+from core.config import DatabaseSettings, KafkaSettings, ModelSettings  # noqa: E402
+from core.db import make_engine, sqlalchemy_url  # noqa: E402
+from core.embedded import EmbeddedBroker, EmbeddedDatabase, create_topics, free_port  # noqa: E402
+from core.messages import ReviewMessage  # noqa: E402
+from stream.dlq import KafkaSender  # noqa: E402
+from stream.records import Record, to_row, triage  # noqa: E402
+from stream.sink import COLUMNS, PostgresSink  # noqa: E402
+
+DATA = Path(os.environ.get("REVIEWSCORE_DATA", "/work/shared/data")) / "womens_clothing_reviews"
+
+
+def load_texts(n: int) -> list[str]:
+    texts: list[str] = []
+    for name in ("test.csv", "train.csv"):
+        with (DATA / name).open(encoding="utf-8", newline="") as handle:
+            texts.extend(row["text"] for row in csv.DictReader(handle) if row["text"].strip())
+    out = [texts[i % len(texts)] + ("" if i < len(texts) else f" #{i}") for i in range(n)]
+    return out
+
+
+def messages(texts: list[str], tag: str) -> list[tuple[bytes, bytes]]:
+    return [ReviewMessage(text=t, source="bench", review_id=f"{tag}-{i}").to_kafka() for i, t in enumerate(texts)]
+
+
+def pick_model(explicit: str | None, workdir: Path) -> tuple[Path, str]:
+    if explicit:
+        return Path(explicit), f"--model {explicit}"
+    default = REPO / "model" / "artifacts" / "default"
+    if (default / "model_card.json").exists() or default.exists():
+        return default, "model/artifacts/default"
+    from model.testing import build_tiny_model
+
+    print("no model/artifacts/default: training a tiny model for the benchmark…", file=sys.stderr)
+    return build_tiny_model(workdir / "tiny-model", seed=0), "TINY test model (2 layers, 32 wide) — not the default"
+
+
+class Infra:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.db = EmbeddedDatabase(workdir / "pg").start()
+        self.broker = EmbeddedBroker(workdir / "tansu").start()
+        self.kafka = KafkaSettings(bootstrap_servers=self.broker.bootstrap_servers, flavor="tansu")
+
+    def fresh(self, name: str, partitions: int = 4) -> tuple[str, KafkaSettings]:
+        admin = create_engine(sqlalchemy_url(self.db.url), poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        url = self.db.url.replace("/postgres?", f"/{name}?")
+        migrate.upgrade(url, "head", "reviewscore_reader")
+        kafka = self.kafka.model_copy(update={"topic": f"reviews-{name}", "dlq_topic": f"reviews-{name}.dlq"})
+        create_topics(self.broker.bootstrap_servers, {kafka.topic: partitions, kafka.dlq_topic: 1})
+        return url, kafka
+
+    def close(self) -> None:
+        self.broker.stop()
+        self.db.stop()
+
+
+def count(url: str) -> int:
+    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+    with engine.connect() as conn:
+        n = int(conn.execute(text("SELECT count(*) FROM sentiments")).scalar_one())
+    engine.dispose()
+    return n
+
+
+def start_worker(url: str, kafka: KafkaSettings, extra: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "KAFKA_", "STREAM_", "MODEL_"))},
+        "PYTHONPATH": str(REPO),
+        "DATABASE_URL": url,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers or "",
+        "KAFKA_FLAVOR": "tansu",
+        "KAFKA_TOPIC": kafka.topic,
+        "KAFKA_DLQ_TOPIC": kafka.dlq_topic,
+        "STREAM_WEB_PORT": str(free_port()),
+        "REVIEWSCORE_LOG_LEVEL": "WARNING",
+        "REVIEWSCORE_STATE_DIR": str(log.parent / "state"),
+        **extra,
+    }
+    with log.open("ab") as handle:
+        return subprocess.Popen([sys.executable, "-m", "core.cli", "worker"], env=env, stdout=handle, stderr=handle)
+
+
+def drain_rate(url: str, n: int, worker: subprocess.Popen[bytes], timeout: float = 600) -> float:
+    """Reviews/s from the first committed row to the last (worker start-up excluded)."""
+    deadline = time.monotonic() + timeout
+    while (first := count(url)) == 0:
+        if worker.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("worker produced no rows")
+        time.sleep(0.02)
+    started = time.perf_counter()
+    while (done := count(url)) < n:
+        if worker.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"worker stopped at {done}/{n}")
+        time.sleep(0.02)
+    return (n - first) / (time.perf_counter() - started)
+
+
+def stop(worker: subprocess.Popen[bytes]) -> None:
+    worker.terminate()
+    try:
+        worker.wait(30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+
+
+def end_to_end(infra: Infra, name: str, texts: list[str], extra: dict[str, str]) -> float:
+    url, kafka = infra.fresh(name)
+    KafkaSender(kafka).send(kafka.topic, [(k, v, {}) for k, v in messages(texts, name)])
+    worker = start_worker(url, kafka, extra, infra.workdir / f"{name}.log")
+    try:
+        return drain_rate(url, len(texts), worker)
+    finally:
+        stop(worker)
+
+
+def latency(infra: Infra, texts: list[str], rate: float, seconds: float, extra: dict[str, str]) -> list[float]:
+    """Publish at ``rate``/s to a running worker; latency = row created_on - send time."""
+    url, kafka = infra.fresh("latency")
+    worker = start_worker(url, kafka, extra, infra.workdir / "latency.log")
+    try:
+        warm = messages(texts[:20], "warm")
+        KafkaSender(kafka).send(kafka.topic, [(k, v, {}) for k, v in warm])
+        drain_rate(url, 1, worker)
+        time.sleep(2)
+        n = max(1, int(rate * seconds))
+        payload = messages([texts[i % len(texts)] for i in range(n)], "lat")
+        from confluent_kafka import Producer
+
+        producer = Producer({**kafka.producer_config(), "linger.ms": 0})
+        sent: dict[str, float] = {}
+        started = time.perf_counter()
+        for i, (key, value) in enumerate(payload):
+            target = started + i / rate
+            while (now := time.perf_counter()) < target:
+                time.sleep(min(0.002, target - now))
+            sent[key.decode()] = time.time()
+            producer.produce(kafka.topic, key=key, value=value)
+            producer.poll(0)
+        producer.flush(30)
+        while count(url) < n + len(warm):
+            if worker.poll() is not None:
+                raise RuntimeError("worker died")
+            time.sleep(0.1)
+        engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT review_key, extract(epoch from created_on) FROM sentiments")).all()
+        engine.dispose()
+        return [float(t) - sent[k] for k, t in rows if k in sent]
+    finally:
+        stop(worker)
+
+
+def seed_baseline(infra: Infra, scorer: Any, texts: list[str]) -> float:
+    """The seed's shape: one model call per review and one INSERT + commit per row."""
+    url, _ = infra.fresh("baseline")
+    engine = make_engine(DatabaseSettings(url=url))
+    insert = text(f"INSERT INTO sentiments ({', '.join(COLUMNS)}) VALUES ({', '.join(':' + c for c in COLUMNS)})")
+    records = [Record("reviews", 0, i, k, v) for i, (k, v) in enumerate(messages(texts, "seed"))]
+    parsed, _ = triage(records, 20_000)
+    started = time.perf_counter()
+    for item in parsed:
+        (score,) = scorer.predict([item.message.text])
+        with engine.begin() as conn:
+            conn.execute(insert, to_row(item, score))
+    elapsed = time.perf_counter() - started
+    engine.dispose()
+    return len(parsed) / elapsed
+
+
+def overlap(infra: Infra, scorer: Any, texts: list[str], batch: int = 256) -> tuple[float, float, float, float]:
+    """Sequential (score N, then write N) vs overlapped (score N while writing N-1): reviews/s,
+    plus the model and database shares of the sequential run."""
+    records = [Record("reviews", 0, i, k, v) for i, (k, v) in enumerate(messages(texts, "ov"))]
+    parsed, _ = triage(records, 20_000)
+    batches = [parsed[i : i + batch] for i in range(0, len(parsed), batch)]
+    results = []
+    model_s = db_s = 0.0
+    for mode in ("sequential", "overlapped"):
+        url, _ = infra.fresh(f"overlap_{mode}")
+        engine = make_engine(DatabaseSettings(url=url))
+        sink = PostgresSink(engine)
+        started = time.perf_counter()
+        if mode == "sequential":
+            for items in batches:
+                t0 = time.perf_counter()
+                scores = scorer.predict([p.message.text for p in items])
+                t1 = time.perf_counter()
+                sink.write([to_row(p, s) for p, s in zip(items, scores, strict=True)])
+                model_s += t1 - t0
+                db_s += time.perf_counter() - t1
+        else:
+            with ThreadPoolExecutor(1) as writer:
+                pending = None
+                for items in batches:
+                    scores = scorer.predict([p.message.text for p in items])
+                    if pending is not None:
+                        pending.result()
+                    rows = [to_row(p, s) for p, s in zip(items, scores, strict=True)]
+                    pending = writer.submit(sink.write, rows)
+                if pending is not None:
+                    pending.result()
+        results.append(len(parsed) / (time.perf_counter() - started))
+        engine.dispose()
+    return results[0], results[1], model_s, db_s
+
+
+def sink_methods(infra: Infra, rows_per_batch: int = 256, batches: int = 40) -> tuple[float, float]:
+    """Rows/s of the multi-row upsert vs COPY into a temp table + merge, same batches."""
+    from psycopg2.extras import execute_values  # noqa: F401 - imported for parity with the sink
+
+    scorer_rows = []
+    records = [
+        Record("reviews", 0, i, k, v) for i, (k, v) in enumerate(messages(load_texts(rows_per_batch * batches), "snk"))
+    ]
+    parsed, _ = triage(records, 20_000)
+    from model.base import Score
+
+    scorer_rows = [to_row(p, Score("neutral", 0.5, 0.9, 3, "v1")) for p in parsed]
+    chunks = [scorer_rows[i : i + rows_per_batch] for i in range(0, len(scorer_rows), rows_per_batch)]
+    out = []
+    for method in ("upsert", "copy"):
+        url, _ = infra.fresh(f"sink_{method}")
+        engine = make_engine(DatabaseSettings(url=url))
+        sink = PostgresSink(engine)
+        started = time.perf_counter()
+        for chunk in chunks:
+            if method == "upsert":
+                sink.write(chunk)
+            else:
+                copy_merge(engine, chunk)
+        out.append(len(scorer_rows) / (time.perf_counter() - started))
+        engine.dispose()
+    return out[0], out[1]
+
+
+def copy_merge(engine: Any, rows: list[dict[str, Any]]) -> None:
+    import io
+
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS staging ON COMMIT DELETE ROWS AS "
+            f"SELECT {', '.join(COLUMNS)} FROM sentiments WITH NO DATA"
+        )
+        buffer = io.StringIO()
+        for row in rows:
+            buffer.write("\t".join(_copy_value(row[c]) for c in COLUMNS) + "\n")
+        buffer.seek(0)
+        cursor.copy_from(buffer, "staging", columns=COLUMNS)
+        cols = ", ".join(COLUMNS)
+        cursor.execute(
+            f"INSERT INTO sentiments ({cols}) SELECT {cols} FROM staging ON CONFLICT (review_key) DO UPDATE SET "
+            "sentiment_score = excluded.sentiment_score, model_version = excluded.model_version, updated_on = now() "
+            "WHERE sentiments.model_version IS DISTINCT FROM excluded.model_version"
+        )
+        raw.commit()
+        cursor.close()
+    finally:
+        raw.close()
+
+
+def _copy_value(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    return str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=2000, help="reviews for (a), (b)")
+    parser.add_argument("--noop-n", type=int, default=40000, help="reviews for (c)")
+    parser.add_argument("--baseline-n", type=int, default=200, help="reviews for (d)")
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--model", default=None)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="reviewscore-bench-") as tmp:
+        workdir = Path(tmp)
+        model_dir, model_name = pick_model(args.model, workdir)
+        from model import load_scorer
+
+        settings = ModelSettings()
+        scorer = load_scorer(model_dir, settings)
+        texts = load_texts(max(args.n, args.baseline_n))
+        model_env = {"MODEL_PATH": str(model_dir)}
+        print(
+            f"model: {model_name} (version {scorer.model_version}, "
+            f"device {settings.device}, variant {settings.variant})"
+        )
+        print(
+            f"texts: womens_clothing_reviews, mean {statistics.mean(len(t.split()) for t in texts[: args.n]):.0f} words"
+        )
+        print(f"cpu cores: {os.cpu_count()}")
+
+        scorer.predict(texts[:64])  # warm-up
+        started = time.perf_counter()
+        for i in range(0, args.n, 256):
+            scorer.predict(texts[i : min(i + 256, args.n)])
+        model_alone = args.n / (time.perf_counter() - started)
+
+        infra = Infra(workdir)
+        try:
+            e2e = end_to_end(infra, "e2e", texts[: args.n], model_env)
+            noop = end_to_end(infra, "noop", load_texts(args.noop_n), {"STREAM_SCORER": "stream.scorers:NoopScorer"})
+            baseline = seed_baseline(infra, scorer, texts[: args.baseline_n])
+            lat = latency(infra, texts, e2e / 2, args.latency_seconds, model_env)
+            seq, ovl, model_s, db_s = overlap(infra, scorer, texts[: min(args.n, 1024)])
+            upsert_rate, copy_rate = sink_methods(infra)
+        finally:
+            infra.close()
+
+    q = statistics.quantiles(lat, n=100)
+    print()
+    print("| measure | reviews/s |")
+    print("|---|---:|")
+    print(f"| (a) model alone, batches of 256 | {model_alone:,.0f} |")
+    print(f"| (b) end to end: Tansu -> worker -> Postgres, same model | {e2e:,.0f} |")
+    print(f"| (c) same pipeline, no-op scorer | {noop:,.0f} |")
+    print(f"| (d) seed-style: one review per model call, one INSERT per row | {baseline:,.0f} |")
+    print()
+    print(f"(b)/(a) = {e2e / model_alone:.2f}   (b)/(d) = {e2e / baseline:.1f}")
+    print(
+        f"latency publish -> committed row at {e2e / 2:,.0f}/s for {args.latency_seconds:.0f}s "
+        f"({len(lat)} reviews): p50 {q[49] * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms"
+    )
+    print(
+        f"overlap model(N) with write(N-1): sequential {seq:,.0f}/s, overlapped {ovl:,.0f}/s "
+        f"({(ovl / seq - 1) * 100:+.1f}%); sequential time split model {model_s:.2f}s / db {db_s:.2f}s"
+    )
+    print(
+        f"sink, 256-row batches: multi-row INSERT ON CONFLICT {upsert_rate:,.0f} rows/s, "
+        f"COPY + merge {copy_rate:,.0f} rows/s"
+    )
+
+
+if __name__ == "__main__":
+    main()
