@@ -124,7 +124,7 @@ def live_api(seeded_api: Seeded, kafka_bootstrap: tuple[str, str]) -> Iterator[s
 
 
 @schema.parametrize()
-@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 def test_no_generated_request_causes_a_server_error(case: Any, live_api: str) -> None:
     """Every default check but "schema-valid data is accepted": a cursor from another query and
     min_score > max_score are schema-valid yet rightly refused with a 4xx."""
