@@ -29,7 +29,8 @@ class AppState:
     publisher_error: str | None = None
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
+    """Async on purpose: FastAPI runs sync dependencies in the thread pool, a hop this lookup needs not."""
     state: AppState = request.app.state.reviewscore
     return state
 

@@ -97,7 +97,7 @@ def _utc(value: datetime | None, name: str) -> datetime | None:
         raise ApiError(422, "invalid_request", f"{name} is out of range", [problem]) from exc
 
 
-def filter_params(
+async def filter_params(
     brand: Annotated[
         str | None,
         Query(max_length=256, description="Only reviews of this brand (exact match).", examples=["Acme"]),
@@ -146,7 +146,10 @@ def filter_params(
         AfterValidator(_printable),
     ] = None,
 ) -> Filters:
-    """Validate the shared filters; contradictory ranges are a client error, not an empty page."""
+    """Validate the shared filters; contradictory ranges are a client error, not an empty page.
+
+    Async although it awaits nothing: it does no I/O, and FastAPI would otherwise run it in the
+    thread pool."""
     problems: list[FieldError] = []
     if min_score is not None and max_score is not None and min_score > max_score:
         problems.append(FieldError(loc=["query", "min_score"], msg="min_score exceeds max_score", type="range"))

@@ -1,0 +1,302 @@
+"""Query API benchmark: 1,000,000 seeded rows, 32 concurrent clients, p50/p99 per query kind.
+
+    python bench/api.py [--rows 1000000] [--clients 32] [--requests 2000] [--workers 2] [--explain]
+
+Uses ``BENCH_DATABASE_URL`` (a server where it may create the database ``rs_bench``) or else an
+embedded PostgreSQL under ``.reviewscore/bench-pg``. Seeds with COPY (indexes dropped first and
+rebuilt after, as a bulk load should), serves the real app with uvicorn in a subprocess (the
+SELECT-only role, read-only transactions), and drives it from one asyncio process. The client
+shares the machine's cores with the server, so figures are upper bounds of the server's latency.
+Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, pool, text
+from sqlalchemy.dialects import postgresql
+
+from core import migrate
+from core.db import libpq_url, sqlalchemy_url
+from core.embedded import EmbeddedDatabase, free_port
+from query_api.cursor import Cursor, encode_cursor
+from query_api.filters import Filters
+from query_api.queries import by_id_statement, export_statement, list_statement, stats_statement
+
+ROLE = "reviewscore_reader"
+DB = "rs_bench"
+BRANDS = [f"Brand{i:02d}" for i in range(50)]
+SOURCES = ["scraper:trustpilot", "scraper:amazon", "user", "cli", "partner:feed"]
+WORDS = [
+    "delivery",
+    "fast",
+    "slow",
+    "refund",
+    "broken",
+    "lovely",
+    "terrible",
+    "excellent",
+    "support",
+    "fabric",
+    "colour",
+    "size",
+    "shipping",
+    "price",
+    "quality",
+    "return",
+    "awful",
+    "great",
+    "comfortable",
+    "cheap",
+    "service",
+    "staff",
+    "order",
+    "late",
+    "early",
+    "perfect",
+    "poor",
+    "friendly",
+]
+END = datetime(2026, 11, 23, tzinfo=UTC)
+START = END - timedelta(days=365)
+COLUMNS = (
+    "review_key, sentence, sentiment_score, confidence, label, suggested_rating, brand, source, rating, "
+    "url, lang, published_at, model_version, created_on"
+)
+
+
+def csv_rows(count: int, seed: int = 1) -> Iterator[str]:
+    rng = random.Random(seed)
+    span = (END - START).total_seconds()
+    for i in range(count):
+        score = rng.random()
+        label = "negative" if score < 0.4 else ("neutral" if score < 0.6 else "positive")
+        created = START + timedelta(seconds=span * i / count + rng.random())
+        text_ = " ".join(rng.choices(WORDS, k=rng.randint(5, 30)))
+        yield (
+            f"bench:{i}\t{text_}\t{score:.6f}\t{0.5 + rng.random() / 2:.6f}\t{label}\t{min(5, int(score * 5) + 1)}\t"
+            f"{rng.choice(BRANDS)}\t{rng.choice(SOURCES)}\t{rng.randint(1, 5)}\t\\N\ten\t"
+            f"{(created - timedelta(days=rng.randint(0, 30))).isoformat()}\tbench-model\t{created.isoformat()}\n"
+        )
+
+
+class RowStream(io.TextIOBase):
+    """A file-like view over generated lines, so COPY streams without building 150 MB first."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+        self._buffer = ""
+
+    def read(self, size: int | None = -1) -> str:
+        while size is None or size < 0 or len(self._buffer) < size:
+            try:
+                self._buffer += next(self._lines)
+            except StopIteration:
+                break
+        if size is None or size < 0:
+            out, self._buffer = self._buffer, ""
+        else:
+            out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out
+
+    def readline(self, size: int | None = -1) -> str:  # pragma: no cover - COPY uses read()
+        return self.read(size)
+
+
+def prepare_database(server_url: str, rows: int) -> tuple[str, str]:
+    admin = create_engine(sqlalchemy_url(server_url), poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
+    url = libpq_url(sqlalchemy_url(server_url).set(database=DB))
+    reader = libpq_url(sqlalchemy_url(url).set(username=ROLE, password=None))
+    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+    with admin.connect() as conn:
+        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": DB}).first()
+    if exists:
+        with engine.connect() as conn:
+            have = conn.execute(text("SELECT count(*) FROM sentiments")).scalar_one()
+        if have == rows:
+            print(f"reusing {DB} with {have:,} rows")
+            return url, reader
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE "{DB}" WITH (FORCE)'))
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{DB}"'))
+    migrate.upgrade(url, "head", ROLE)
+    started = time.perf_counter()
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute(
+            "SELECT indexdef, indexname FROM pg_indexes WHERE tablename = 'sentiments' AND indexname LIKE 'ix_%'"
+        )
+        indexes = cur.fetchall()
+        for _, name in indexes:
+            cur.execute(f"DROP INDEX {name}")
+        cur.copy_expert(f"COPY sentiments ({COLUMNS}) FROM STDIN", RowStream(csv_rows(rows)))
+        loaded = time.perf_counter()
+        cur.execute("SET maintenance_work_mem = '512MB'")
+        for definition, _ in indexes:
+            cur.execute(definition)
+        raw.commit()
+        raw.driver_connection.autocommit = True  # type: ignore[union-attr]
+        raw.driver_connection.cursor().execute("VACUUM ANALYZE sentiments")  # type: ignore[union-attr]
+    finally:
+        raw.close()
+    done = time.perf_counter()
+    print(f"seeded {rows:,} rows: COPY {loaded - started:.1f}s, indexes + analyze {done - loaded:.1f}s")
+    return url, reader
+
+
+DEEP_SQL = "SELECT created_on, id FROM sentiments ORDER BY created_on DESC, id DESC OFFSET :n LIMIT 1"
+
+
+def explain(url: str, rows: int) -> None:
+    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+    with engine.connect() as conn:
+        deep = conn.execute(text(DEEP_SQL), {"n": rows * 9 // 10}).one()
+        queries = {
+            "filtered list (brand + label, newest)": list_statement(
+                Filters(brand="Brand07", label="negative"), "newest", None, 50
+            ),
+            "deep keyset page (newest, 90% deep)": list_statement(
+                Filters(), "newest", Cursor("newest", deep.created_on, deep.id, ""), 50
+            ),
+            "by id": by_id_statement(123_456),
+            "daily stats, one brand, one year": stats_statement(
+                Filters(brand="Brand07", since=START, until=END), None, "day", "created_on", 10_000
+            ),
+            "full-text search (q=refund late)": list_statement(Filters(q="refund late"), "newest", None, 50),
+            "export": export_statement(Filters(), 100_000),
+        }
+        for title, statement in queries.items():
+            sql = statement.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+            plan = conn.execute(text(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {sql}")).scalars().all()
+            print(f"\n-- {title}\n" + "\n".join(plan))
+    engine.dispose()
+
+
+def start_server(url: str, reader: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "DATABASE_READONLY_URL": reader,
+        "DATABASE_POOL_SIZE": "20",
+        "DATABASE_MAX_OVERFLOW": "20",
+    }
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    command = [sys.executable, "-m", "uvicorn", "query_api.app:create_app", "--factory", "--port", str(port)]
+    command += ["--workers", str(workers), "--log-level", "warning", "--no-access-log"]
+    server = subprocess.Popen(command, env=env)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                return server, base
+        except httpx.TransportError:
+            time.sleep(0.2)
+    server.kill()
+    raise RuntimeError("the API did not start")
+
+
+async def load(base: str, make_path: Callable[[int], str], clients: int, requests: int) -> tuple[list[float], float]:
+    latencies: list[float] = []
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(requests):
+        queue.put_nowait(i)
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+
+        async def worker() -> None:
+            while not queue.empty():
+                i = queue.get_nowait()
+                started = time.perf_counter()
+                response = await client.get(make_path(i))
+                latencies.append(time.perf_counter() - started)
+                if response.status_code != 200:
+                    raise RuntimeError(f"{response.status_code}: {response.text[:200]}")
+
+        wall = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        return latencies, time.perf_counter() - wall
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE of the main queries")
+    args = parser.parse_args()
+
+    with ExitStack() as stack:
+        server_url = os.environ.get("BENCH_DATABASE_URL")
+        if not server_url:
+            server_url = stack.enter_context(EmbeddedDatabase(Path(".reviewscore/bench-pg"))).url
+        url, reader = prepare_database(server_url, args.rows)
+        if args.explain:
+            explain(url, args.rows)
+        engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+        with engine.connect() as conn:
+            max_id = conn.execute(text("SELECT max(id) FROM sentiments")).scalar_one()
+            deep = conn.execute(text(DEEP_SQL), {"n": args.rows * 9 // 10}).one()
+        engine.dispose()
+        server, base = start_server(url, reader, args.workers)
+        stack.callback(server.wait, 20)
+        stack.callback(server.terminate)
+        deep_cursor = encode_cursor(Cursor("newest", deep.created_on, deep.id, Filters().digest()))
+        rng = random.Random(3)
+        since, until = START.isoformat(), END.isoformat()
+        kinds = {
+            "filtered list (brand+label, 50 rows)": lambda i: (
+                f"/sentiments/?brand={rng.choice(BRANDS)}&label=negative&limit=50"
+            ),
+            "deep keyset page (90% deep)": lambda i: f"/sentiments/?cursor={deep_cursor}&limit=50",
+            "by id": lambda i: f"/sentiments/{rng.randint(1, max_id)}",
+            "daily stats, one brand, one year": lambda i: (
+                f"/sentiments/stats?brand={rng.choice(BRANDS)}&bucket=day&since={since}&until={until}"
+            ).replace("+", "%2B"),
+        }
+        print(
+            f"\n{args.rows:,} rows, {args.clients} concurrent clients, {args.requests} requests each, "
+            f"uvicorn workers={args.workers}, {os.cpu_count()} CPUs shared with the client"
+        )
+        print(f"{'query':40} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
+        for name, make_path in kinds.items():
+            asyncio.run(load(base, make_path, args.clients, 100))  # warm-up
+            latencies, wall = asyncio.run(load(base, make_path, args.clients, args.requests))
+            print(f"{name:40} {pct(latencies, 0.5):8.1f} {pct(latencies, 0.99):8.1f} {len(latencies) / wall:8.0f}")
+
+        for fmt in ("csv", "ndjson"):
+            started = time.perf_counter()
+            size = lines = 0
+            with httpx.stream("GET", f"{base}/sentiments/export?limit=100000&format={fmt}", timeout=120) as response:
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    lines += chunk.count(b"\n")
+            elapsed = time.perf_counter() - started
+            rate = f"{100_000 / elapsed:,.0f} rows/s, {size / elapsed / 1e6:.1f} MB/s"
+            print(f"export 100k rows {fmt:6}: {elapsed:.2f}s, {rate} ({lines:,} lines incl. any header)")
+
+
+if __name__ == "__main__":
+    main()
