@@ -55,7 +55,11 @@ def quantize_int8(source: Path, target: Path) -> Path:
     """Dynamic (weight int8, activations quantized per batch at run time) quantization of an ONNX file."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    logging.disable(logging.INFO)  # it logs one INFO line per tensor through the root logger
+    try:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    finally:
+        logging.disable(logging.NOTSET)
     return target
 
 

@@ -26,7 +26,11 @@ def quantize_artifact(
     drop_fp32: bool = False,
     check: DataSource | None = None,
 ) -> ModelCard:
-    """Export + quantize ``directory``'s transformer into ``output`` (default: in place)."""
+    """Export + quantize ``directory``'s transformer into ``output`` (default: in place).
+
+    An artifact that already has its int8 file keeps it (the calibrated one), so this also serves
+    to check it against fp32 and to make a slim copy for shipping.
+    """
     from model.onnx_runtime import export_onnx, quantize_int8
 
     directory = Path(directory)
@@ -40,9 +44,10 @@ def quantize_artifact(
         if target.exists() and any(target.iterdir()):
             raise ArtifactError(f"{target}: exists and is not empty")
         shutil.copytree(directory, target, dirs_exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        fp32_onnx = export_onnx(directory, Path(tmp) / "model.onnx")
-        quantize_int8(fp32_onnx, target / ONNX_INT8_FILE)
+    if not (card.variants.get("onnx-int8") and (target / card.variants["onnx-int8"]).is_file()):
+        with tempfile.TemporaryDirectory() as tmp:
+            fp32_onnx = export_onnx(directory, Path(tmp) / "model.onnx")
+            quantize_int8(fp32_onnx, target / ONNX_INT8_FILE)
     card.variants = {**card.variants, "onnx-int8": ONNX_INT8_FILE}
     if check is not None:
         card.metrics = {**card.metrics, "quantization_check": compare_variants(target, card, check)}

@@ -1,0 +1,31 @@
+"""The model shipped in git loads on a fresh machine and scores real reviews sensibly."""
+
+from __future__ import annotations
+
+from model import DEFAULT_ARTIFACT, load_scorer, read_card
+
+
+def test_the_default_artifact_is_small_and_describes_itself() -> None:
+    card = read_card(DEFAULT_ARTIFACT)
+    assert card.labels == ["negative", "neutral", "positive"]
+    assert card.variants == {"onnx-int8": "model.int8.onnx"}
+    size = sum(f.stat().st_size for f in DEFAULT_ARTIFACT.iterdir())
+    assert size < 50e6
+    assert {"rt_polarity_test", "womens_clothing_test", "trustpilot_seed"} <= set(card.metrics)
+    assert "reviewscore train --config model/configs/default.yaml" in card.reproduce
+
+
+def test_the_default_scorer_tells_praise_from_complaints() -> None:
+    scorer = load_scorer()
+    assert scorer.variant == "onnx-int8"
+    praise, complaint = scorer.predict(
+        [
+            "Absolutely love this dress, the fit is perfect and the fabric is gorgeous!",
+            "Terrible quality. It ripped the first time I wore it and customer service never answered.",
+        ]
+    )
+    assert praise.label == "positive"
+    assert praise.sentiment_score > 0.7
+    assert complaint.label == "negative"
+    assert complaint.sentiment_score < 0.3
+    assert praise.model_version == read_card(DEFAULT_ARTIFACT).version
