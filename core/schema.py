@@ -71,8 +71,15 @@ class Sentiment(Base):
         CheckConstraint("label IN ('negative', 'neutral', 'positive')", name="label_known"),
         # Keyset pagination newest/oldest first: (created_on, id) is a total order.
         Index("ix_sentiments_created_on_id", "created_on", "id"),
-        # Per-brand timelines and stats; per-source likewise; label filters and distributions.
-        Index("ix_sentiments_brand_created_on_id", "brand", "created_on", "id"),
+        # Per-brand timelines; covering (INCLUDE) so a brand's daily stats read only the index.
+        Index(
+            "ix_sentiments_brand_created_on_id",
+            "brand",
+            "created_on",
+            "id",
+            postgresql_include=["sentiment_score", "label"],
+        ),
+        # Per-source timelines; label filters and distributions.
         Index("ix_sentiments_source_created_on_id", "source", "created_on", "id"),
         Index("ix_sentiments_label_created_on_id", "label", "created_on", "id"),
         # Sort by score with a keyset tiebreaker.

@@ -99,7 +99,7 @@ def test_infra_up_is_ready_quickly_and_stops_cleanly_on_sigterm(tmp_path: Path) 
     assert found is not None
     engine = create_engine(sqlalchemy_url(found["DATABASE_URL"]), poolclass=pool.NullPool)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
     engine.dispose()
     assert _produce_and_consume(found["KAFKA_BOOTSTRAP_SERVERS"], "reviews")
 

@@ -24,12 +24,12 @@ def _tables(url: str) -> set[str]:
 
 
 def test_upgrade_downgrade_upgrade_round_trip(database_url: str) -> None:
-    assert migrate.current_revision(database_url) == "0001"
+    assert migrate.current_revision(database_url) == "0002"
     migrate.downgrade(database_url, "base")
     assert migrate.current_revision(database_url) is None
     assert "sentiments" not in _tables(database_url)
     migrate.upgrade(database_url, "head")
-    assert migrate.current_revision(database_url) == "0001"
+    assert migrate.current_revision(database_url) == "0002"
     assert "sentiments" in _tables(database_url)
 
 
@@ -43,7 +43,12 @@ def test_autogenerate_finds_no_difference_between_schema_and_migrations(database
 
 
 def test_indexes_for_the_query_patterns_exist(engine: object) -> None:
-    names = {ix["name"] for ix in inspect(engine).get_indexes("sentiments")}  # type: ignore[arg-type]
+    indexes = {ix["name"]: ix for ix in inspect(engine).get_indexes("sentiments")}  # type: ignore[arg-type]
+    names = set(indexes)
+    assert indexes["ix_sentiments_brand_created_on_id"]["dialect_options"]["postgresql_include"] == [
+        "sentiment_score",
+        "label",
+    ]
     assert {
         "ix_sentiments_created_on_id",
         "ix_sentiments_brand_created_on_id",

@@ -104,7 +104,7 @@ def test_unknown_routes_and_methods_answer_in_the_error_shape(seeded_api: Seeded
 
 def _document() -> dict[str, Any]:
     """The app's own OpenAPI document; building the app connects to nothing."""
-    from query_api import create_app
+    from query_api.app import create_app
 
     app = create_app(database=DatabaseSettings(url="postgresql://nobody@localhost/nothing"), kafka=KafkaSettings())
     return app.openapi()

@@ -100,7 +100,7 @@ def test_a_derived_reader_url_switches_to_the_reader_role(database_url: str) -> 
 
 def test_an_app_needs_some_database_url() -> None:
     from core.config import ApiSettings, DatabaseSettings
-    from query_api import create_app
+    from query_api.app import create_app
 
     with pytest.raises(ValueError, match="DATABASE"):
         create_app(ApiSettings(), DatabaseSettings(), KafkaSettings())
