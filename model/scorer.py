@@ -47,6 +47,11 @@ class BatchedScorer(ABC):
     def model_version(self) -> str:
         return self.card.version
 
+    @staticmethod
+    def load(path: Path | None = None, settings: ModelSettings | None = None) -> BatchedScorer:
+        """``BatchedScorer.load(path)``: the right implementation for the artifact (see ``load_scorer``)."""
+        return load_scorer(path, settings)
+
     @abstractmethod
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token (or character) ids of each text, truncated to ``max_length``, unpadded."""

@@ -109,6 +109,10 @@ def test_asking_for_a_missing_variant_says_which_exist(tiny_model_dir: Path) -> 
         load_scorer(tiny_model_dir, ModelSettings(variant="onnx-int8"))
 
 
+def test_scorer_load_is_load_scorer(tiny_model_dir: Path) -> None:
+    assert BatchedScorer.load(tiny_model_dir).model_version == read_card(tiny_model_dir).version
+
+
 def test_a_directory_without_a_card_is_rejected(tmp_path: Path) -> None:
     from model import ArtifactError
 
