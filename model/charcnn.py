@@ -125,7 +125,9 @@ class CharCNNScorer(BatchedScorer):
         self.model = model.eval()
 
     @classmethod
-    def load(cls, directory: Path, card: ModelCard, device: str, threads: int | None, **limits: int) -> CharCNNScorer:
+    def from_artifact(
+        cls, directory: Path, card: ModelCard, device: str, threads: int | None, **limits: int
+    ) -> CharCNNScorer:
         if threads:
             torch.set_num_threads(threads)
         return cls(load_charcnn(Path(directory)), card, **limits)

@@ -161,10 +161,10 @@ def load_scorer(path: Path | None = None, settings: ModelSettings | None = None)
     elif card.architecture == "charcnn":
         from model.charcnn import CharCNNScorer
 
-        scorer = CharCNNScorer.load(directory, card, device, threads, **limits)
+        scorer = CharCNNScorer.from_artifact(directory, card, device, threads, **limits)
     else:
         from model.transformer import TransformerScorer
 
-        scorer = TransformerScorer.load(directory, card, device, variant, threads, **limits)
+        scorer = TransformerScorer.from_artifact(directory, card, device, variant, threads, **limits)
     log.info("loaded %r from %s", scorer, directory)
     return scorer

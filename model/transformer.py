@@ -120,7 +120,7 @@ class TransformerScorer(BatchedScorer):
         self.model = model
 
     @classmethod
-    def load(
+    def from_artifact(
         cls,
         directory: Path,
         card: ModelCard,
