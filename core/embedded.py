@@ -156,7 +156,7 @@ def create_topics(
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 3})
     futures = admin.create_topics(
         [NewTopic(name, num_partitions=n, replication_factor=replication_factor) for name, n in topics.items()],
         request_timeout=timeout,

