@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from model.artifact import ModelCard
 from model.scorer import BatchedScorer
-from model.transformer import encode, load_tokenizer, pad_batch
+from model.tokenization import FastTokenizer, encode, pad_batch
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class OnnxScorer(BatchedScorer):
     ) -> None:
         super().__init__(card, max_length, max_batch_size, max_batch_tokens)
         self.variant = "onnx-int8" if "int8" in onnx_path.name else "onnx-fp32"
-        self.tokenizer = load_tokenizer(directory)
+        self.tokenizer = FastTokenizer(directory)
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
         self.session = make_session(onnx_path, threads)
         self._inputs = {i.name for i in self.session.get_inputs()}

@@ -126,12 +126,12 @@ class TransformerTrainee:
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        from model.transformer import encode
+        from model.tokenization import encode
 
         return encode(self.tokenizer, texts, self.max_length)
 
     def logits(self, batch: list[list[int]]) -> torch.Tensor:
-        from model.transformer import pad_batch
+        from model.tokenization import pad_batch
 
         ids, mask = pad_batch(batch, self.pad_id)
         out: torch.Tensor = self.model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits

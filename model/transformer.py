@@ -18,6 +18,7 @@ import torch
 
 from model.artifact import ArtifactError, ModelCard
 from model.scorer import BatchedScorer
+from model.tokenization import encode, pad_batch
 
 MINILM = "all-MiniLM-L6-v2"
 
@@ -63,25 +64,6 @@ def build_classifier(base: str, labels: Sequence[str]) -> tuple[Any, Any]:
     finally:
         hf_logging.set_verbosity(verbosity)
     return model, tokenizer
-
-
-def encode(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
-    """Token ids with special tokens, truncated, unpadded (the fast tokenizer runs in Rust)."""
-    if not texts:
-        return []
-    ids: list[list[int]] = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-    return ids
-
-
-def pad_batch(batch: Sequence[Sequence[int]], pad_id: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """(input_ids, attention_mask) padded on the right to the batch's longest member."""
-    width = max(len(ids) for ids in batch)
-    input_ids = np.full((len(batch), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(batch), width), dtype=np.int64)
-    for row, ids in enumerate(batch):
-        input_ids[row, : len(ids)] = ids
-        mask[row, : len(ids)] = 1
-    return input_ids, mask
 
 
 class TransformerScorer(BatchedScorer):

@@ -29,3 +29,27 @@ def test_the_default_scorer_tells_praise_from_complaints() -> None:
     assert complaint.label == "negative"
     assert complaint.sentiment_score < 0.3
     assert praise.model_version == read_card(DEFAULT_ARTIFACT).version
+
+
+def test_the_light_tokenizer_gives_the_same_ids_as_transformers() -> None:
+    from transformers import AutoTokenizer
+
+    from model.tokenization import FastTokenizer
+
+    texts = ["Great service!", "Très bien 👍", "x" * 5, "word " * 2000, "", "   ", "Don't — ñ"]
+    reference = AutoTokenizer.from_pretrained(str(DEFAULT_ARTIFACT), local_files_only=True)
+    light = FastTokenizer(DEFAULT_ARTIFACT)
+    for max_length in (8, 128, 256):
+        assert light.encode(texts, max_length) == reference(texts, truncation=True, max_length=max_length)["input_ids"]
+
+
+def test_loading_the_cpu_default_does_not_import_torch_or_transformers() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from model import load_scorer; load_scorer();"
+        " print('torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
