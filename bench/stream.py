@@ -239,66 +239,61 @@ def overlap(infra: Infra, scorer: Any, texts: list[str], batch: int = 256) -> tu
     return results[0], results[1], model_s, db_s
 
 
-def sink_methods(infra: Infra, rows_per_batch: int = 256, batches: int = 40) -> tuple[float, float]:
-    """Rows/s of the multi-row upsert vs COPY into a temp table + merge, same batches."""
-    from psycopg2.extras import execute_values  # noqa: F401 - imported for parity with the sink
-
-    scorer_rows = []
-    records = [
-        Record("reviews", 0, i, k, v) for i, (k, v) in enumerate(messages(load_texts(rows_per_batch * batches), "snk"))
-    ]
+def sink_methods(infra: Infra, total: int, batch_sizes: tuple[int, ...]) -> dict[tuple[str, int], float]:
+    """Rows/s of the sink's two methods (multi-row INSERT … ON CONFLICT vs COPY + merge) at
+    several batch sizes, full schema (all indexes), interleaved in one run."""
+    records = [Record("reviews", 0, i, k, v) for i, (k, v) in enumerate(messages(load_texts(total), "snk"))]
     parsed, _ = triage(records, 20_000)
     from model.base import Score
 
-    scorer_rows = [to_row(p, Score("neutral", 0.5, 0.9, 3, "v1")) for p in parsed]
-    chunks = [scorer_rows[i : i + rows_per_batch] for i in range(0, len(scorer_rows), rows_per_batch)]
-    out = []
-    for method in ("upsert", "copy"):
-        url, _ = infra.fresh(f"sink_{method}")
-        engine = make_engine(DatabaseSettings(url=url))
-        sink = PostgresSink(engine)
-        started = time.perf_counter()
-        for chunk in chunks:
-            if method == "upsert":
-                sink.write(chunk)
-            else:
-                copy_merge(engine, chunk)
-        out.append(len(scorer_rows) / (time.perf_counter() - started))
-        engine.dispose()
-    return out[0], out[1]
+    rows = [to_row(p, Score("neutral", 0.5, 0.9, 3, "v1")) for p in parsed]
+    out: dict[tuple[str, int], float] = {}
+    for batch in batch_sizes:
+        for method in ("insert", "copy"):
+            url, _ = infra.fresh(f"sink_{method}_{batch}")
+            engine = make_engine(DatabaseSettings(url=url))
+            sink = PostgresSink(engine, method=method)  # type: ignore[arg-type]
+            started = time.perf_counter()
+            for i in range(0, len(rows), batch):
+                sink.write(rows[i : i + batch])
+            out[(method, batch)] = len(rows) / (time.perf_counter() - started)
+            engine.dispose()
+    return out
 
 
-def copy_merge(engine: Any, rows: list[dict[str, Any]]) -> None:
-    import io
-
-    raw = engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        cursor.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS staging ON COMMIT DELETE ROWS AS "
-            f"SELECT {', '.join(COLUMNS)} FROM sentiments WITH NO DATA"
-        )
-        buffer = io.StringIO()
-        for row in rows:
-            buffer.write("\t".join(_copy_value(row[c]) for c in COLUMNS) + "\n")
-        buffer.seek(0)
-        cursor.copy_from(buffer, "staging", columns=COLUMNS)
-        cols = ", ".join(COLUMNS)
-        cursor.execute(
-            f"INSERT INTO sentiments ({cols}) SELECT {cols} FROM staging ON CONFLICT (review_key) DO UPDATE SET "
-            "sentiment_score = excluded.sentiment_score, model_version = excluded.model_version, updated_on = now() "
-            "WHERE sentiments.model_version IS DISTINCT FROM excluded.model_version"
-        )
-        raw.commit()
-        cursor.close()
-    finally:
-        raw.close()
+def parse_variant(spec: str) -> tuple[str, dict[str, str]]:
+    name, _, assignments = spec.partition(":")
+    env = dict(pair.split("=", 1) for pair in assignments.split(",") if pair)
+    return name, env
 
 
-def _copy_value(value: Any) -> str:
-    if value is None:
-        return "\\N"
-    return str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+def noop_variants(args: argparse.Namespace) -> None:
+    """(c) for several worker settings in one run, interleaved so machine load hits them alike."""
+    variants = [parse_variant(v) for v in args.variant] or [("default", {})]
+    texts = load_texts(args.noop_n)
+    rates: dict[str, list[float]] = {name: [] for name, _ in variants}
+    with tempfile.TemporaryDirectory(prefix="reviewscore-bench-") as tmp:
+        infra = Infra(Path(tmp))
+        try:
+            for round_ in range(args.rounds):
+                for i, (name, env) in enumerate(variants):
+                    extra = {"STREAM_SCORER": "stream.scorers:NoopScorer", **env}
+                    rates[name].append(end_to_end(infra, f"noop_{round_}_{i}", texts, extra))
+                    print(f"round {round_ + 1} {name}: {rates[name][-1]:,.0f} reviews/s", file=sys.stderr)
+            sink_rates = sink_methods(infra, args.sink_n, (256, 2000)) if args.sink_n else {}
+        finally:
+            infra.close()
+    print(f"cpu cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}; {args.noop_n} reviews per run")
+    print()
+    print("| (c) variant | worker settings | reviews/s (median) | runs |")
+    print("|---|---|---:|---|")
+    for name, env in variants:
+        settings = ", ".join(f"{k}={v}" for k, v in env.items()) or "defaults"
+        runs = " / ".join(f"{r:,.0f}" for r in rates[name])
+        print(f"| {name} | {settings} | {statistics.median(rates[name]):,.0f} | {runs} |")
+    print()
+    for (method, batch), rate in sink_rates.items():
+        print(f"sink alone, {method}, {batch}-row batches: {rate:,.0f} rows/s")
 
 
 def main() -> None:
@@ -308,7 +303,24 @@ def main() -> None:
     parser.add_argument("--baseline-n", type=int, default=200, help="reviews for (d)")
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--model", default=None)
+    parser.add_argument(
+        "--noop-only",
+        action="store_true",
+        help="measure only (c), once per --variant, side by side (no model needed)",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:VAR=VALUE,...",
+        help="extra worker environment for a (c) variant, e.g. 'big:STREAM_MAX_BATCH=4000'; repeatable",
+    )
+    parser.add_argument("--sink-n", type=int, default=20_000, help="rows for the sink-alone comparison (0: skip)")
+    parser.add_argument("--rounds", type=int, default=1, help="(c) variants: interleaved rounds, median reported")
     args = parser.parse_args()
+    if args.noop_only:
+        noop_variants(args)
+        return
 
     with tempfile.TemporaryDirectory(prefix="reviewscore-bench-") as tmp:
         workdir = Path(tmp)
@@ -341,7 +353,7 @@ def main() -> None:
             baseline = seed_baseline(infra, scorer, texts[: args.baseline_n])
             lat = latency(infra, texts, e2e / 2, args.latency_seconds, model_env)
             seq, ovl, model_s, db_s = overlap(infra, scorer, texts[: min(args.n, 1024)])
-            upsert_rate, copy_rate = sink_methods(infra)
+            sink_rates = sink_methods(infra, args.sink_n, (256, 2000)) if args.sink_n else {}
         finally:
             infra.close()
 
@@ -363,10 +375,8 @@ def main() -> None:
         f"overlap model(N) with write(N-1): sequential {seq:,.0f}/s, overlapped {ovl:,.0f}/s "
         f"({(ovl / seq - 1) * 100:+.1f}%); sequential time split model {model_s:.2f}s / db {db_s:.2f}s"
     )
-    print(
-        f"sink, 256-row batches: multi-row INSERT ON CONFLICT {upsert_rate:,.0f} rows/s, "
-        f"COPY + merge {copy_rate:,.0f} rows/s"
-    )
+    for (method, batch), rate in sink_rates.items():
+        print(f"sink alone, {method}, {batch}-row batches: {rate:,.0f} rows/s")
 
 
 if __name__ == "__main__":

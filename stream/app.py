@@ -98,6 +98,17 @@ def create_app(
             await handle_batch(events_stream, events, processor, executor, stream.shutdown_grace)
 
     app.agent(topic, name="score_reviews")(score_reviews)
+
+    async def on_assigned(_sender: Any, assigned: Any, **_kwargs: Any) -> None:
+        """Expose the assignment: operators (and tests) can tell when the group has settled."""
+        processor.metrics.rebalances.inc()
+        processor.metrics.assigned_partitions.set(sum(1 for tp in assigned if tp.topic == kafka.topic))
+
+    async def on_revoked(_sender: Any, _revoked: Any, **_kwargs: Any) -> None:
+        processor.metrics.assigned_partitions.set(0)
+
+    app.on_partitions_assigned.connect(on_assigned)
+    app.on_partitions_revoked.connect(on_revoked)
     return app
 
 

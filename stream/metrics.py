@@ -18,7 +18,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
-_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 _TOKEN_BUCKETS = (64, 256, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
 _SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -54,6 +54,12 @@ class Metrics:
         self.retries = Counter(
             "reviewscore_retries", "Transient failures retried, by operation.", ["operation"], registry=r
         )
+        self.assigned_partitions = Gauge(
+            "reviewscore_assigned_partitions",
+            "Partitions of the reviews topic this worker holds (0 before it joined its group).",
+            registry=r,
+        )
+        self.rebalances = Counter("reviewscore_rebalances", "Partition assignments received.", registry=r)
         self.healthy = Gauge("reviewscore_healthy", "1 when the worker is making progress.", registry=r)
         self.model_info = Gauge("reviewscore_model_info", "The loaded model version.", ["version"], registry=r)
 

@@ -61,7 +61,7 @@ def build_worker(
     engine = make_engine(database, application_name="reviewscore-worker")
     processor = BatchProcessor(
         scorer=scorer,
-        sink=PostgresSink(engine),
+        sink=PostgresSink(engine, method=stream.sink_method),
         dead_letters=KafkaSender(kafka),
         dlq_topic=kafka.dlq_topic,
         max_text_chars=stream.max_text_chars,

@@ -1,5 +1,7 @@
 """Stream worker settings (prefix ``STREAM_``): batching, retries, metrics."""
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
@@ -10,10 +12,16 @@ class StreamSettings(BaseSettings):
     model_config = settings_config("STREAM_")
 
     app_id: str = Field(default="reviewscore-worker", description="Faust app id = Kafka consumer group.")
-    max_batch: int = Field(default=256, ge=1, description="Most messages taken from the topic per batch.")
+    max_batch: int = Field(
+        default=2000, ge=1, description="Most messages taken from the topic per batch (bench/stream.py: 2000 > 256)."
+    )
     max_wait: float = Field(default=0.5, gt=0, description="Seconds to wait for a batch to fill.")
     max_batch_tokens: int = Field(
         default=16_384, ge=64, description="Token budget of one model sub-batch (sum of padded lengths)."
+    )
+    sink_method: Literal["copy", "insert"] = Field(
+        default="copy",
+        description="How a batch reaches Postgres: COPY into a staging table + merge, or one multi-row INSERT.",
     )
     max_text_chars: int = Field(
         default=20_000, ge=1, description="Longest review text accepted; longer messages are dead-lettered."

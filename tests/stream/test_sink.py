@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -71,6 +72,19 @@ def test_a_row_the_database_refuses_is_isolated_and_the_rest_of_the_batch_lands(
     assert any("NUL" in why for _, why in result.rejected)
     assert any("CheckViolation" in why for _, why in result.rejected)
     assert len(fetch_rows(database_url)) == 7
+
+
+@pytest.mark.parametrize("method", ["copy", "insert"])
+def test_both_write_methods_store_every_field_exactly(engine: Engine, database_url: str, method: str) -> None:
+    published = datetime(2026, 11, 20, 14, 3, 0, 123456, tzinfo=UTC)
+    tricky = "tab\there, line\nbreak, back\\slash \\N, CR\r, quote ' \" and ünïcödé ✓"
+    row = {**_rows(1)[0], "sentence": tricky, "published_at": published, "brand": None, "confidence": 1e-05}
+
+    result = PostgresSink(engine, method=method).write([row])  # type: ignore[arg-type]
+
+    assert (result.inserted, result.rejected) == (1, [])
+    (stored,) = fetch_rows(database_url)
+    assert {name: stored[name] for name in row} == row
 
 
 def test_rescore_brings_every_row_to_the_new_version_and_resumes_where_it_stopped(

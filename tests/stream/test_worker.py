@@ -251,8 +251,11 @@ def test_two_workers_in_one_group_share_the_partitions_and_score_each_review_onc
     workers = [start_worker(**settings), start_worker(**settings)]
     for worker in workers:
         worker.wait_healthy()
+    # The group must have settled (both members hold partitions, all four held) before traffic
+    # flows: a rebalance mid-stream can stall faust-streaming's fetcher (see stream/README.md).
+    wait_until(lambda: _group_settled(workers, kafka_settings.partitions), 60, what="both workers assigned")
     reviews = make_reviews(400)
-    for i in range(0, 400, 40):  # a steady stream, so the group settles while traffic flows
+    for i in range(0, 400, 40):  # a steady stream, shared by the two members
         produce_reviews(kafka_settings, reviews[i : i + 40])
         time.sleep(0.4)
 
@@ -287,10 +290,19 @@ def test_sigterm_lets_the_in_flight_batch_commit_before_exit(
 
 
 def _scored(metrics: str) -> float:
+    return _metric(metrics, "reviewscore_messages_scored_total")
+
+
+def _metric(metrics: str, name: str) -> float:
     for line in metrics.splitlines():
-        if line.startswith("reviewscore_messages_scored_total "):
+        if line.startswith(name + " "):
             return float(line.split()[1])
     return 0.0
+
+
+def _group_settled(workers: list[Any], partitions: int) -> bool:
+    held = [_metric(w.metrics(), "reviewscore_assigned_partitions") for w in workers]
+    return all(n > 0 for n in held) and sum(held) == partitions
 
 
 @contextmanager
