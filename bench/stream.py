@@ -121,6 +121,8 @@ def drain_rate(url: str, n: int, worker: subprocess.Popen[bytes], timeout: float
         if worker.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError("worker produced no rows")
         time.sleep(0.02)
+    if first >= n > 1:  # n == 1 is the warm-up wait of latency()
+        raise RuntimeError(f"all {n} rows landed in the first batch: raise --n above STREAM_MAX_BATCH")
     started = time.perf_counter()
     while (done := count(url)) < n:
         if worker.poll() is not None or time.monotonic() > deadline:

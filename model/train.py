@@ -264,17 +264,12 @@ def _train(args: TrainArgs) -> ModelCard:
     if args.max_steps:
         total_steps = min(total_steps, args.max_steps)
     optimizer, scheduler = _optimizer(trainee.model, args, total_steps)
-    card = ModelCard(
-        architecture=args.architecture,
-        labels=labels,
-        max_length=args.max_length,
-        name=args.name,
-        base_model=args.base_model if args.architecture == "transformer" else "",
-        label_scheme=args.label_scheme,
-        variants={"fp32": FP32_FILE},
-        data_sources=train_data.sources,
-        training=_jsonable(asdict(args)),
-        reproduce=args.reproduce or "reviewscore " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    card = _new_card(
+        args,
+        labels,
+        train_data.sources,
+        _jsonable(asdict(args)),
+        args.reproduce or "reviewscore " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
     rng = random.Random(args.seed)
     history: list[dict[str, Any]] = []
@@ -367,17 +362,8 @@ def finalize(args: TrainArgs, *, int8: bool = False) -> ModelCard:
     history = json.loads((output / "training_metrics.json").read_text(encoding="utf-8"))
     train_data, val_data = prepare_data(args)
     labels = list(SCHEMES[args.label_scheme])
-    card = ModelCard(
-        architecture=args.architecture,
-        labels=labels,
-        max_length=args.max_length,
-        name=args.name,
-        base_model=args.base_model if args.architecture == "transformer" else "",
-        label_scheme=args.label_scheme,
-        variants={"fp32": FP32_FILE},
-        data_sources=train_data.sources,
-        training={**_jsonable(asdict(args)), "epochs_run": history},
-        reproduce=args.reproduce,
+    card = _new_card(
+        args, labels, train_data.sources, {**_jsonable(asdict(args)), "epochs_run": history}, args.reproduce
     )
     write_card(output, card)
     variant = "fp32"
@@ -430,3 +416,19 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
+
+
+def _new_card(args: TrainArgs, labels: list[str], sources: Any, training: dict[str, Any], reproduce: str) -> ModelCard:
+    """The card of a run, before calibration and evaluation fill in their parts."""
+    return ModelCard(
+        architecture=args.architecture,
+        labels=labels,
+        max_length=args.max_length,
+        name=args.name,
+        base_model=args.base_model if args.architecture == "transformer" else "",
+        label_scheme=args.label_scheme,
+        variants={"fp32": FP32_FILE},
+        data_sources=sources,
+        training=training,
+        reproduce=reproduce,
+    )

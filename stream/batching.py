@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeVar
 
+from model.batching import plan_batches
+
 T = TypeVar("T")
 
 
@@ -20,25 +22,11 @@ def split_by_tokens(items: Sequence[tuple[T, int]], max_tokens: int, max_items: 
     Every sub-batch holds at most ``max_items`` items and ``len * longest <= max_tokens``,
     except that an item longer than the whole budget travels alone (it must still be scored;
     the model truncates it). Items are ordered by token count, ties keep their input order,
-    so the result is deterministic.
+    so the result is deterministic. The plan is the Scorer's own (``model.batching``), so the
+    worker's sub-batches and the model's agree on what a batch costs.
     """
-    if max_tokens < 1 or max_items < 1:
-        raise ValueError("max_tokens and max_items must be positive")
-    ordered = sorted(items, key=lambda pair: pair[1])
-    batches: list[list[T]] = []
-    current: list[T] = []
-    longest = 0
-    for item, tokens in ordered:
-        tokens = max(tokens, 1)
-        widest = max(longest, tokens)
-        if current and (len(current) + 1 > max_items or (len(current) + 1) * widest > max_tokens):
-            batches.append(current)
-            current, widest = [], tokens
-        current.append(item)
-        longest = widest
-    if current:
-        batches.append(current)
-    return batches
+    plan = plan_batches([tokens for _, tokens in items], max_tokens, max_items)
+    return [[items[index][0] for index in batch] for batch in plan]
 
 
 def padded_tokens(token_counts: Sequence[int]) -> int:

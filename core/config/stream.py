@@ -13,7 +13,12 @@ class StreamSettings(BaseSettings):
 
     app_id: str = Field(default="reviewscore-worker", description="Faust app id = Kafka consumer group.")
     max_batch: int = Field(
-        default=2000, ge=1, description="Most messages taken from the topic per batch (bench/stream.py: 2000 > 256)."
+        default=256,
+        ge=1,
+        description=(
+            "Most messages taken from the topic per batch: the unit of commit and of redelivery after a crash "
+            "(256 at ~55 reviews/s on a 2-core CPU is ~5 s of work; larger batches gain ~10% without a model)."
+        ),
     )
     max_wait: float = Field(default=0.5, gt=0, description="Seconds to wait for a batch to fill.")
     max_batch_tokens: int = Field(
