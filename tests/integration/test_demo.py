@@ -1,0 +1,44 @@
+"""`make demo` keeps working: the whole pipeline on embedded parts scores every demo review."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_demo_scores_every_review_and_leaves_no_process_behind(tmp_path: Path) -> None:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DATABASE_", "KAFKA_", "STREAM_", "API_", "MODEL_", "SCRAPER_", "REVIEWSCORE_"))
+    }
+    env["REVIEWSCORE_STATE_DIR"] = str(tmp_path / "state")
+    result = subprocess.run(
+        [sys.executable, "-m", "core.cli", "demo", "--once", "--timeout", "180"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    scored = re.search(r"(\d+)/(\d+) reviews scored", result.stdout)
+    assert scored is not None, result.stdout
+    assert scored.group(1) == scored.group(2)
+    assert int(scored.group(2)) >= 24 + 3  # sample file + API submissions (+ the crawl when installed)
+    assert "time from start to the first scored row" in result.stdout
+    assert "dashboard:  http://127.0.0.1:" in result.stdout
+    leftovers = [
+        p.info["cmdline"]
+        for p in psutil.process_iter(["cmdline"])
+        if p.info["cmdline"] and str(tmp_path) in " ".join(p.info["cmdline"])
+    ]
+    assert leftovers == []
