@@ -63,7 +63,7 @@ def quantize_int8(source: Path, target: Path) -> Path:
     return target
 
 
-def make_session(path: Path, threads: int | None) -> Any:
+def make_session(path: Path, threads: int | None, spin: bool = False) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -72,6 +72,12 @@ def make_session(path: Path, threads: int | None) -> Any:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    if not spin:
+        # A worker shares its cores with the broker client, the event loop and often the database:
+        # ORT's busy-waiting intra-op threads take their CPU between model calls. bench/stream.py,
+        # back to back: end to end 57 -> 62 reviews/s without spinning, model alone 77 -> 71; a later
+        # full run gave 57 end to end, so the gain is within this machine's run-to-run noise.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -87,6 +93,7 @@ class OnnxScorer(BatchedScorer):
         onnx_path: Path,
         threads: int | None = None,
         *,
+        spin: bool = False,
         max_length: int = 256,
         max_batch_size: int = 64,
         max_batch_tokens: int = 8192,
@@ -95,7 +102,7 @@ class OnnxScorer(BatchedScorer):
         self.variant = "onnx-int8" if "int8" in onnx_path.name else "onnx-fp32"
         self.tokenizer = FastTokenizer(directory)
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
-        self.session = make_session(onnx_path, threads)
+        self.session = make_session(onnx_path, threads, spin)
         self._inputs = {i.name for i in self.session.get_inputs()}
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:

@@ -156,7 +156,12 @@ def load_scorer(path: Path | None = None, settings: ModelSettings | None = None)
         from model.onnx_runtime import OnnxScorer
 
         scorer = OnnxScorer(
-            directory, card, directory / card.variants.get("onnx-int8", ONNX_INT8_FILE), threads, **limits
+            directory,
+            card,
+            directory / card.variants.get("onnx-int8", ONNX_INT8_FILE),
+            threads,
+            spin=settings.cpu_spin,
+            **limits,
         )
     elif card.architecture == "charcnn":
         from model.charcnn import CharCNNScorer

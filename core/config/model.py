@@ -24,6 +24,13 @@ class ModelSettings(BaseSettings):
         ),
     )
     num_threads: int = Field(default=0, ge=0, description="CPU threads for inference (0: library default).")
+    cpu_spin: bool = Field(
+        default=False,
+        description=(
+            "Let ONNX Runtime's threads busy-wait between calls: faster for the model alone, slower for a "
+            "worker that shares its cores with the broker client and the database."
+        ),
+    )
     max_length: int = Field(default=256, ge=8, description="Tokens kept per review (longer text is truncated).")
     max_batch_size: int = Field(default=64, ge=1, description="Most reviews in one forward pass.")
     max_batch_tokens: int = Field(default=8192, ge=64, description="Padded-token budget of one forward pass.")
