@@ -143,9 +143,12 @@ def stop(worker: subprocess.Popen[bytes]) -> None:
 def end_to_end(infra: Infra, name: str, texts: list[str], extra: dict[str, str]) -> float:
     url, kafka = infra.fresh(name)
     KafkaSender(kafka).send(kafka.topic, [(k, v, {}) for k, v in messages(texts, name)])
-    worker = start_worker(url, kafka, extra, infra.workdir / f"{name}.log")
+    log = infra.workdir / f"{name}.log"
+    worker = start_worker(url, kafka, extra, log)
     try:
         return drain_rate(url, len(texts), worker)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc}; worker log:\n{log.read_text(errors='replace')[-3000:]}") from exc
     finally:
         stop(worker)
 

@@ -12,6 +12,7 @@ import json
 import re
 import unicodedata
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -100,8 +101,9 @@ class ReviewMessage(BaseModel):
             return value.replace(tzinfo=UTC)
         return value
 
-    @property
+    @cached_property
     def review_key(self) -> str:
+        """Computed once per message: the worker reads it several times per review."""
         return review_key(self.source, self.text, self.review_id)
 
     def to_kafka(self) -> tuple[bytes, bytes]:

@@ -1,7 +1,9 @@
-"""Assemble and run one worker process: scorer, sink, DLQ sender, metrics server, Faust app.
+"""Assemble and run one worker process: scorer, sink, DLQ sender, metrics server, consumer engine.
 
 ``build_worker`` wires the parts from settings (any Scorer can be injected: the real model, a
-benchmark's no-op scorer, a test scorer); ``run_worker`` runs it until SIGTERM/SIGINT.
+benchmark's no-op scorer, a test scorer) around the engine ``STREAM_ENGINE`` names, the Faust
+app or the librdkafka batch consumer; both drive the same ``BatchProcessor``. ``run_worker``
+runs it until SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Worker:
-    app: Any
+    app: Any  # a faust.App, or a stream.consumer.BatchConsumer
     processor: BatchProcessor
     executor: ThreadPoolExecutor
     server: MetricsServer | None
@@ -51,8 +53,6 @@ def build_worker(
     serve_metrics: bool = True,
     datadir: Path | None = None,
 ) -> Worker:
-    from stream.app import create_app
-
     apply_leave_group_patch()  # Tansu numbers the first generation 0; see core/kafka_patch.py
     metrics = Metrics()
     health = Health(metrics)
@@ -77,14 +77,39 @@ def build_worker(
         server = MetricsServer(metrics, health, stream.web_host, stream.web_port).start()
         log.info("metrics on http://%s:%d/metrics, health on /healthz", stream.web_host, server.port)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reviewscore-batch")
-    datadir = datadir or Path(tempfile.mkdtemp(prefix="reviewscore-faust-"))
-    datadir.mkdir(parents=True, exist_ok=True)
-    app = create_app(kafka, stream, processor, executor, datadir)
+    app: Any
+    if stream.engine == "batch":
+        from stream.consumer import BatchConsumer
+
+        app = BatchConsumer(kafka, stream, processor)
+    else:
+        from stream.app import create_app
+
+        datadir = datadir or Path(tempfile.mkdtemp(prefix="reviewscore-faust-"))
+        datadir.mkdir(parents=True, exist_ok=True)
+        app = create_app(kafka, stream, processor, executor, datadir)
     return Worker(app=app, processor=processor, executor=executor, server=server, engine=engine, topic=kafka.topic)
 
 
 def run_worker(worker: Worker, log_level: str = "INFO") -> None:
-    """Run until a signal stops it. Faust's Worker installs the SIGTERM/SIGINT handlers."""
+    """Run until a signal stops it (Faust's Worker, or the batch consumer, handles SIGTERM/SIGINT)."""
+    from stream.consumer import BatchConsumer
+
+    if isinstance(worker.app, BatchConsumer):
+        log.info(
+            "worker %s (batch engine) consuming %s with model %s",
+            worker.app.stream.app_id,
+            worker.topic,
+            worker.processor.scorer.model_version,
+        )
+        worker.app.install_signal_handlers()
+        try:
+            worker.app.run()
+        finally:
+            worker.close()
+            log.info("worker stopped")
+        return
+
     import faust
 
     log.info(

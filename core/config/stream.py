@@ -12,6 +12,13 @@ class StreamSettings(BaseSettings):
     model_config = settings_config("STREAM_")
 
     app_id: str = Field(default="reviewscore-worker", description="Faust app id = Kafka consumer group.")
+    engine: Literal["faust", "batch"] = Field(
+        default="faust",
+        description=(
+            "Consumer engine: 'faust' (an agent with take_events) or 'batch' (librdkafka micro-batches: "
+            "same guarantees, ~4x the no-model throughput; for fast models and GPUs)."
+        ),
+    )
     max_batch: int = Field(
         default=256,
         ge=1,

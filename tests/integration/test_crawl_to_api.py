@@ -31,6 +31,12 @@ def _parts_missing() -> str | None:
 MISSING = _parts_missing()
 
 
+@pytest.fixture
+def stream_engine() -> str:
+    """The demo runs the Faust engine; this end-to-end path runs the batch engine."""
+    return "batch"
+
+
 @pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
 def test_crawled_reviews_are_scored_and_served_by_the_api(
     fixture_site: FixtureSite,

@@ -16,9 +16,9 @@ from sqlalchemy import create_engine, pool, text
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
-from core.config import KafkaSettings
+from core.config import KafkaSettings, ModelSettings
 from core.db import sqlalchemy_url
-from model.base import Scorer
+from model.scorer import load_scorer
 from stream.dlq import DeadLetter
 from tests.fixtures.kafka import consume_all
 from tests.fixtures.stream import (
@@ -42,8 +42,9 @@ def _model_env(model_dir: Path) -> dict[str, str]:
 
 
 def test_n_messages_become_exactly_n_rows_with_the_scorers_scores(
-    start_worker: Any, kafka_settings: KafkaSettings, database_url: str, tiny_model_dir: Path, tiny_scorer: Scorer
+    start_worker: Any, kafka_settings: KafkaSettings, database_url: str, tiny_model_dir: Path
 ) -> None:
+    tiny_scorer = load_scorer(tiny_model_dir, ModelSettings(variant="fp32", device="cpu"))  # as the worker loads it
     reviews = make_reviews(120)
     worker = start_worker(**_model_env(tiny_model_dir))
     produce_reviews(kafka_settings, reviews)
