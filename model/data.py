@@ -292,10 +292,13 @@ def class_balance(labels: Sequence[int], names: Sequence[str]) -> dict[str, int]
     return {name: counts.get(i, 0) for i, name in enumerate(names)}
 
 
-def class_weights(labels: Sequence[int], num_classes: int) -> list[float]:
-    """Inverse-frequency weights normalised to mean 1 over present classes (absent classes weigh 0)."""
+def class_weights(labels: Sequence[int], num_classes: int, power: float = 1.0) -> list[float]:
+    """Inverse-frequency weights, raised to ``power`` (absent classes weigh 0).
+
+    ``power`` 1 makes every class count equally in the loss; 0.5 leans the same way but keeps
+    some of the prior, which suits data that is skewed in the field too.
+    """
     counts = Counter(labels)
     total = len(labels)
     present = [c for c in range(num_classes) if counts.get(c)]
-    raw = [total / (len(present) * counts[c]) if counts.get(c) else 0.0 for c in range(num_classes)]
-    return raw
+    return [(total / (len(present) * counts[c])) ** power if counts.get(c) else 0.0 for c in range(num_classes)]

