@@ -84,16 +84,23 @@ class Infra:
         return url, kafka
 
     def close(self) -> None:
+        for engine in _COUNTERS.values():
+            engine.dispose()
+        _COUNTERS.clear()
         self.broker.stop()
         self.db.stop()
 
 
+_COUNTERS: dict[str, Any] = {}
+
+
 def count(url: str) -> int:
-    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
-    with engine.connect() as conn:
-        n = int(conn.execute(text("SELECT count(*) FROM sentiments")).scalar_one())
-    engine.dispose()
-    return n
+    """Rows so far, over one kept connection per database: a new connection per poll forks a
+    Postgres backend each time, CPU the worker under test would lose (≈15% of a core at 50/s)."""
+    if url not in _COUNTERS:
+        _COUNTERS[url] = create_engine(sqlalchemy_url(url), pool_size=1, max_overflow=0)
+    with _COUNTERS[url].connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM sentiments")).scalar_one())
 
 
 def start_worker(url: str, kafka: KafkaSettings, extra: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -108,6 +115,9 @@ def start_worker(url: str, kafka: KafkaSettings, extra: dict[str, str], log: Pat
         "STREAM_WEB_PORT": str(free_port()),
         "REVIEWSCORE_LOG_LEVEL": "WARNING",
         "REVIEWSCORE_STATE_DIR": str(log.parent / "state"),
+        # A consumer group per run: Faust and librdkafka members cannot share a group (their
+        # assignment protocols differ), and a fresh group starts every run at offset 0.
+        "STREAM_APP_ID": f"bench-{log.stem}",
         **extra,
     }
     with log.open("ab") as handle:
@@ -120,14 +130,14 @@ def drain_rate(url: str, n: int, worker: subprocess.Popen[bytes], timeout: float
     while (first := count(url)) == 0:
         if worker.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError("worker produced no rows")
-        time.sleep(0.02)
+        time.sleep(0.05)
     if first >= n > 1:  # n == 1 is the warm-up wait of latency()
         raise RuntimeError(f"all {n} rows landed in the first batch: raise --n above STREAM_MAX_BATCH")
     started = time.perf_counter()
     while (done := count(url)) < n:
         if worker.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"worker stopped at {done}/{n}")
-        time.sleep(0.02)
+        time.sleep(0.05)
     return (n - first) / (time.perf_counter() - started)
 
 
@@ -153,10 +163,12 @@ def end_to_end(infra: Infra, name: str, texts: list[str], extra: dict[str, str])
         stop(worker)
 
 
-def latency(infra: Infra, texts: list[str], rate: float, seconds: float, extra: dict[str, str]) -> list[float]:
+def latency(
+    infra: Infra, texts: list[str], rate: float, seconds: float, extra: dict[str, str], name: str = "latency"
+) -> list[float]:
     """Publish at ``rate``/s to a running worker; latency = row created_on - send time."""
-    url, kafka = infra.fresh("latency")
-    worker = start_worker(url, kafka, extra, infra.workdir / "latency.log")
+    url, kafka = infra.fresh(name)
+    worker = start_worker(url, kafka, extra, infra.workdir / f"{name}.log")
     try:
         warm = messages(texts[:20], "warm")
         KafkaSender(kafka).send(kafka.topic, [(k, v, {}) for k, v in warm])
@@ -322,7 +334,11 @@ def main() -> None:
     )
     parser.add_argument("--sink-n", type=int, default=20_000, help="rows for the sink-alone comparison (0: skip)")
     parser.add_argument("--rounds", type=int, default=1, help="(c) variants: interleaved rounds, median reported")
+    parser.add_argument(
+        "--engines", default="faust,batch", help="STREAM_ENGINE values measured for (b), (c) and latency"
+    )
     args = parser.parse_args()
+    engines = [e for e in args.engines.split(",") if e]
     if args.noop_only:
         noop_variants(args)
         return
@@ -352,30 +368,42 @@ def main() -> None:
         model_alone = args.n / (time.perf_counter() - started)
 
         infra = Infra(workdir)
+        noop_env = {"STREAM_SCORER": "stream.scorers:NoopScorer"}
         try:
-            e2e = end_to_end(infra, "e2e", texts[: args.n], model_env)
-            noop = end_to_end(infra, "noop", load_texts(args.noop_n), {"STREAM_SCORER": "stream.scorers:NoopScorer"})
+            e2e = {
+                e: end_to_end(infra, f"e2e_{e}", texts[: args.n], {**model_env, "STREAM_ENGINE": e}) for e in engines
+            }
+            noop_texts = load_texts(args.noop_n)
+            noop = {e: end_to_end(infra, f"noop_{e}", noop_texts, {**noop_env, "STREAM_ENGINE": e}) for e in engines}
             baseline = seed_baseline(infra, scorer, texts[: args.baseline_n])
-            lat = latency(infra, texts, e2e / 2, args.latency_seconds, model_env)
+            lat = {
+                e: latency(
+                    infra, texts, e2e[e] / 2, args.latency_seconds, {**model_env, "STREAM_ENGINE": e}, f"latency_{e}"
+                )
+                for e in engines
+            }
             seq, ovl, model_s, db_s = overlap(infra, scorer, texts[: min(args.n, 1024)])
             sink_rates = sink_methods(infra, args.sink_n, (256, 2000)) if args.sink_n else {}
         finally:
             infra.close()
 
-    q = statistics.quantiles(lat, n=100)
     print()
     print("| measure | reviews/s |")
     print("|---|---:|")
     print(f"| (a) model alone, batches of 256 | {model_alone:,.0f} |")
-    print(f"| (b) end to end: Tansu -> worker -> Postgres, same model | {e2e:,.0f} |")
-    print(f"| (c) same pipeline, no-op scorer | {noop:,.0f} |")
+    for e in engines:
+        print(f"| (b) end to end: Tansu -> worker -> Postgres, same model, {e} engine | {e2e[e]:,.0f} |")
+    for e in engines:
+        print(f"| (c) same pipeline, no-op scorer, {e} engine | {noop[e]:,.0f} |")
     print(f"| (d) seed-style: one review per model call, one INSERT per row | {baseline:,.0f} |")
     print()
-    print(f"(b)/(a) = {e2e / model_alone:.2f}   (b)/(d) = {e2e / baseline:.1f}")
-    print(
-        f"latency publish -> committed row at {e2e / 2:,.0f}/s for {args.latency_seconds:.0f}s "
-        f"({len(lat)} reviews): p50 {q[49] * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms"
-    )
+    for e in engines:
+        q = statistics.quantiles(lat[e], n=100)
+        print(f"{e}: (b)/(a) = {e2e[e] / model_alone:.2f}   (b)/(d) = {e2e[e] / baseline:.1f}")
+        print(
+            f"{e}: latency publish -> committed row at {e2e[e] / 2:,.0f}/s for {args.latency_seconds:.0f}s "
+            f"({len(lat[e])} reviews): p50 {q[49] * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms"
+        )
     print(
         f"overlap model(N) with write(N-1): sequential {seq:,.0f}/s, overlapped {ovl:,.0f}/s "
         f"({(ovl / seq - 1) * 100:+.1f}%); sequential time split model {model_s:.2f}s / db {db_s:.2f}s"

@@ -73,6 +73,7 @@ class BatchConsumer:
         self.processor = processor
         self._stopping = threading.Event()
         self._grace_timer: threading.Timer | None = None
+        self._consumer_problem: str | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -104,6 +105,8 @@ class BatchConsumer:
             while not self._stopping.is_set():
                 messages = consumer.consume(self.stream.max_batch, timeout=self.stream.max_wait)
                 records = [record_of(m) for m in messages if not self._is_event(m)]
+                if self._consumer_problem and records and len(records) == len(messages):
+                    self._clear_consumer_problem()  # records again, no errors: the broker is back
                 if records and not self._process(records):
                     break
                 if records:
@@ -142,9 +145,11 @@ class BatchConsumer:
             # harmless redelivery to whoever owns the partition next; a later commit covers it.
             log.warning("offset commit failed (%s); the batch may be redelivered", exc)
 
-    @staticmethod
-    def _is_event(message: Any) -> bool:
-        """librdkafka reports partition EOF and transient errors as messages; skip and log them."""
+    def _is_event(self, message: Any) -> bool:
+        """librdkafka reports partition EOF and errors as messages: skip them. An error makes the
+        worker unhealthy until it is assigned partitions or gets records again (e.g. a JoinGroup
+        refused because Faust members still hold the group: the engines' assignment protocols
+        differ)."""
         error = message.error()
         if error is None:
             return False
@@ -152,11 +157,19 @@ class BatchConsumer:
 
         if error.code() != KafkaError._PARTITION_EOF:
             log.warning("consumer: %s", error)
+            self._consumer_problem = f"consumer: {error.str()}"
+            self.processor.health.failing(self._consumer_problem)
         return True
 
     # -- rebalance callbacks (run inside consume(), between batches) -------------------------
 
+    def _clear_consumer_problem(self) -> None:
+        if self._consumer_problem:
+            self._consumer_problem = None
+            self.processor.health.ok()
+
     def _on_assign(self, _consumer: Any, partitions: list[Any]) -> None:
+        self._clear_consumer_problem()
         self.processor.metrics.rebalances.inc()
         self.processor.metrics.assigned_partitions.set(len(partitions))
         log.info("assigned %s", sorted(p.partition for p in partitions))
