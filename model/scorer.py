@@ -102,6 +102,12 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def default_batch_tokens(device: str) -> int:
+    """A CPU runs small length-sorted passes fastest (less padding, cache-sized activations:
+    bench/model.py, int8 and bf16 alike); a GPU wants large ones to fill its cores."""
+    return 16_384 if device == "cuda" else 1024
+
+
 def resolve_variant(card: ModelCard, device: str, variant: str) -> tuple[str, str]:
     """(device, variant) to run, from the settings and what the artifact ships.
 
@@ -148,7 +154,7 @@ def load_scorer(path: Path | None = None, settings: ModelSettings | None = None)
     limits = {
         "max_length": settings.max_length,
         "max_batch_size": settings.max_batch_size,
-        "max_batch_tokens": settings.max_batch_tokens,
+        "max_batch_tokens": settings.max_batch_tokens or default_batch_tokens(device),
     }
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     scorer: BatchedScorer

@@ -33,7 +33,14 @@ class ModelSettings(BaseSettings):
     )
     max_length: int = Field(default=256, ge=8, description="Tokens kept per review (longer text is truncated).")
     max_batch_size: int = Field(default=64, ge=1, description="Most reviews in one forward pass.")
-    max_batch_tokens: int = Field(default=8192, ge=64, description="Padded-token budget of one forward pass.")
+    max_batch_tokens: int | None = Field(
+        default=None,
+        ge=64,
+        description=(
+            "Padded-token budget of one forward pass. Unset: 1024 on CPU (small length-sorted passes: "
+            "1.5x the reviews/s of 8192 for int8 and bf16 here), 16384 on CUDA."
+        ),
+    )
 
 
 @cached

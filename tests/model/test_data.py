@@ -100,3 +100,11 @@ def test_max_per_class_subsamples_a_balanced_set(tmp_path: Path) -> None:
 def test_class_weights_favour_rare_classes() -> None:
     weights = class_weights([2] * 8 + [0, 1], 3)
     assert weights[0] == weights[1] > weights[2]
+
+
+def test_softer_class_weights_keep_the_order_but_shrink_the_gap() -> None:
+    labels = [2] * 8 + [0, 1]
+    full, soft = class_weights(labels, 3), class_weights(labels, 3, power=0.5)
+
+    assert soft[0] == soft[1] > soft[2]
+    assert soft[0] / soft[2] == pytest.approx((full[0] / full[2]) ** 0.5)

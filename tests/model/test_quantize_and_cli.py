@@ -37,6 +37,20 @@ def test_int8_agrees_with_fp32_on_the_tiny_model(int8_model_dir: Path) -> None:
     assert drift < 0.15
 
 
+def test_int8_keeps_the_feed_forward_output_projections_in_fp32(int8_model_dir: Path) -> None:
+    import onnx
+
+    graph = onnx.load(str(int8_model_dir / "model.int8.onnx")).graph
+    float_matmuls = {n.name for n in graph.node if n.op_type == "MatMul"}
+    int8_matmuls = [n.name for n in graph.node if n.op_type in {"MatMulInteger", "DynamicQuantizeMatMul"}]
+    layers = json.loads((int8_model_dir / "config.json").read_text())["num_hidden_layers"]
+    ffn_outputs = {name for name in float_matmuls if name.endswith("/output/dense/MatMul") and "attention" not in name}
+
+    assert len(ffn_outputs) == layers
+    assert int8_matmuls, "everything else is quantized"
+    assert not any("/output/dense/" in name and "attention" not in name for name in int8_matmuls)
+
+
 def test_auto_picks_int8_on_cpu_when_the_artifact_has_it(int8_model_dir: Path, tiny_model_dir: Path) -> None:
     card = read_card(int8_model_dir)
     scorer = load_scorer(int8_model_dir, ModelSettings(device="cpu"))
