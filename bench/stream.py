@@ -151,7 +151,18 @@ def stop(worker: subprocess.Popen[bytes]) -> None:
 
 
 def end_to_end(infra: Infra, name: str, texts: list[str], extra: dict[str, str]) -> float:
+    """Publish ``texts``, start a worker, reviews/s from its first row to its last.
+
+    ``BENCH_DROP_INDEX=name`` in ``extra`` is not passed to the worker: the bench drops that index
+    from the fresh database first (an ablation: what one index costs the pipeline)."""
+    extra = dict(extra)
+    drop = extra.pop("BENCH_DROP_INDEX", None)
     url, kafka = infra.fresh(name)
+    if drop:
+        admin = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP INDEX "{drop}"'))
+        admin.dispose()
     KafkaSender(kafka).send(kafka.topic, [(k, v, {}) for k, v in messages(texts, name)])
     log = infra.workdir / f"{name}.log"
     worker = start_worker(url, kafka, extra, log)
@@ -330,7 +341,10 @@ def main() -> None:
         action="append",
         default=[],
         metavar="NAME:VAR=VALUE,...",
-        help="extra worker environment for a (c) variant, e.g. 'big:STREAM_MAX_BATCH=4000'; repeatable",
+        help=(
+            "extra worker environment for a (c) variant, e.g. 'big:STREAM_MAX_BATCH=4000'; repeatable; "
+            "BENCH_DROP_INDEX=NAME drops that index first (ablation)"
+        ),
     )
     parser.add_argument("--sink-n", type=int, default=20_000, help="rows for the sink-alone comparison (0: skip)")
     parser.add_argument("--rounds", type=int, default=1, help="(c) variants: interleaved rounds, median reported")
