@@ -20,11 +20,12 @@ import logging
 import signal
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import FrameType
 from typing import Any
 
 from core.config import KafkaSettings, StreamSettings
-from stream.pipeline import AbandonedError, BatchProcessor
+from stream.pipeline import AbandonedError, BatchOutcome, BatchProcessor
 from stream.records import Record
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,9 @@ class BatchConsumer:
         self._stopping = threading.Event()
         self._grace_timer: threading.Timer | None = None
         self._consumer_problem: str | None = None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reviewscore-write")
+        self._in_flight: tuple[Future[BatchOutcome], list[Record]] | None = None
+        self._consumer: Any = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -97,41 +101,59 @@ class BatchConsumer:
     def run(self) -> None:
         from confluent_kafka import Consumer
 
-        consumer = Consumer(consumer_config(self.kafka, self.stream), logger=log)
+        consumer = self._consumer = Consumer(consumer_config(self.kafka, self.stream), logger=log)
         consumer.subscribe(
             [self.kafka.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
         )
+        landed = True
         try:
-            while not self._stopping.is_set():
+            while landed and not self._stopping.is_set():
                 messages = consumer.consume(self.stream.max_batch, timeout=self.stream.max_wait)
                 records = [record_of(m) for m in messages if not self._is_event(m)]
                 if self._consumer_problem and records and len(records) == len(messages):
                     self._clear_consumer_problem()  # records again, no errors: the broker is back
-                if records and not self._process(records):
-                    break
-                if records:
-                    self._commit(consumer, records)
+                landed = self._step(records)
+            landed = landed and self._land()
+        except AbandonedError as exc:
+            landed = False
+            log.warning("shutdown: a batch was left uncommitted (%s); it will be redelivered", exc)
         finally:
             if self._grace_timer:
                 self._grace_timer.cancel()
+            self._writer.shutdown(wait=True)
             consumer.close()  # leaves the group: its partitions move on at once
             log.info("consumer closed")
+        if landed and self._stopping.is_set():
+            log.info("shutdown: in-flight batch committed")
 
     # -- one batch -----------------------------------------------------------------------------
 
-    def _process(self, records: list[Record]) -> bool:
-        """True when the batch is durable; False when shutdown abandoned it (left uncommitted)."""
-        try:
-            outcome = self.processor.process(records)
-        except AbandonedError as exc:
-            log.warning(
-                "shutdown: in-flight batch of %d left uncommitted (%s); it will be redelivered", len(records), exc
-            )
+    def _step(self, records: list[Record]) -> bool:
+        """Prepare ``records`` while the previous batch is written, then hand them to the writer.
+
+        Offsets are committed (in ``_land``) only for batches whose write returned, in order, on
+        this thread. Sequential when ``overlap_writes`` is off. False: shutdown abandoned a batch.
+        """
+        if not records:
+            return self._land()  # idle: finish the in-flight write now
+        prepared = self.processor.prepare(records)
+        if not self._land():
             return False
-        if self._stopping.is_set():
-            log.info(
-                "shutdown: in-flight batch committed (%d scored, %d dead-lettered)", outcome.scored, len(outcome.dead)
-            )
+        self._in_flight = (self._writer.submit(self.processor.complete, prepared), records)
+        return self.stream.overlap_writes or self._land()
+
+    def _land(self) -> bool:
+        """Wait for the in-flight write and commit its offsets; False when it was abandoned."""
+        if self._in_flight is None:
+            return True
+        future, records = self._in_flight
+        self._in_flight = None
+        try:
+            future.result()
+        except AbandonedError as exc:
+            log.warning("shutdown: batch of %d left uncommitted (%s); it will be redelivered", len(records), exc)
+            return False
+        self._commit(self._consumer, records)
         return True
 
     def _commit(self, consumer: Any, records: list[Record]) -> None:
@@ -175,5 +197,7 @@ class BatchConsumer:
         log.info("assigned %s", sorted(p.partition for p in partitions))
 
     def _on_revoke(self, _consumer: Any, partitions: list[Any]) -> None:
+        """Before the partitions go: land the in-flight write and commit it while they are ours."""
+        self._land()
         self.processor.metrics.assigned_partitions.set(0)
         log.info("revoked %s", sorted(p.partition for p in partitions))

@@ -55,6 +55,17 @@ class BatchOutcome:
 
 
 @dataclass
+class Prepared:
+    """A validated, scored batch waiting to be written."""
+
+    records: Sequence[Record]
+    rows: list[dict[str, object]]
+    by_key: dict[str, Parsed]
+    bad: list[Rejected]
+    model_seconds: float
+
+
+@dataclass
 class BatchProcessor:
     scorer: Scorer
     sink: Sink
@@ -70,28 +81,37 @@ class BatchProcessor:
     abandon: threading.Event = field(default_factory=threading.Event)
 
     def process(self, records: Sequence[Record]) -> BatchOutcome:
-        outcome = BatchOutcome(consumed=len(records))
+        return self.complete(self.prepare(records))
+
+    def prepare(self, records: Sequence[Record]) -> Prepared:
+        """Validate and score: the CPU half, which may overlap the previous batch's ``complete``."""
         good, bad = triage(records, self.max_text_chars)
         good = latest_per_key(good)
-
         started = time.perf_counter()
         scored, failed = self._retry("score", lambda: self._score(good))
-        outcome.model_seconds = time.perf_counter() - started
+        model_seconds = time.perf_counter() - started
         bad.extend(failed)
-
         rows = [to_row(item, score) for item, score in scored]
         by_key = {item.message.review_key: item for item, _ in scored}
+        return Prepared(records, rows, by_key, bad, model_seconds)
+
+    def complete(self, prepared: Prepared) -> BatchOutcome:
+        """Upsert and dead-letter: the I/O half. Returns once the batch is durable."""
+        outcome = BatchOutcome(consumed=len(prepared.records), model_seconds=prepared.model_seconds)
+        rows, bad = prepared.rows, list(prepared.bad)
         started = time.perf_counter()
         written = self._retry("write", lambda: self.sink.write(rows))
         outcome.db_seconds = time.perf_counter() - started
-        bad.extend(Rejected(by_key[row["review_key"]].record, "db_rejected", why) for row, why in written.rejected)
+        bad.extend(
+            Rejected(prepared.by_key[row["review_key"]].record, "db_rejected", why) for row, why in written.rejected
+        )
 
         outcome.dead = [dead_letter(rejected) for rejected in bad]
         if outcome.dead:
             self._retry("dead_letter", lambda: self.dead_letters.send_dead_letters(self.dlq_topic, outcome.dead))
         outcome.scored = len(rows) - len(written.rejected)
         outcome.inserted, outcome.updated, outcome.unchanged = written.inserted, written.updated, written.unchanged
-        self._observe(records, outcome)
+        self._observe(prepared.records, outcome)
         return outcome
 
     # -- scoring -------------------------------------------------------------------------------
@@ -128,7 +148,11 @@ class BatchProcessor:
     # -- retries -------------------------------------------------------------------------------
 
     def _retry(self, operation: str, action: Callable[[], T]) -> T:
+        failed = False
+
         def before_sleep(state: RetryCallState) -> None:
+            nonlocal failed
+            failed = True
             error = state.outcome.exception() if state.outcome else None
             problem = f"{operation} failing: {type(error).__name__}: {error}"[:500]
             self.health.failing(problem)
@@ -149,9 +173,9 @@ class BatchProcessor:
             if self.abandon.is_set():
                 raise AbandonedError(f"{operation} abandoned at shutdown: {exc}") from exc
             raise
-        if not self.health.is_healthy:
+        if failed:  # only the operation that reported the problem clears it (prepare and complete overlap)
             log.info("%s recovered", operation)
-        self.health.ok()
+            self.health.ok()
         return result
 
     def _sleep(self, seconds: float) -> None:

@@ -28,6 +28,13 @@ class StreamSettings(BaseSettings):
         ),
     )
     max_wait: float = Field(default=0.5, gt=0, description="Seconds to wait for a batch to fill.")
+    overlap_writes: bool = Field(
+        default=False,
+        description=(
+            "Batch engine: write batch N to Postgres while batch N+1 is validated and scored (offsets still "
+            "commit only after the write). Off: measured no gain on 2 cores (stream/README.md); try it on GPUs."
+        ),
+    )
     max_batch_tokens: int = Field(
         default=16_384, ge=64, description="Token budget of one model sub-batch (sum of padded lengths)."
     )

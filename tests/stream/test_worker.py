@@ -320,3 +320,24 @@ def blocked_database(server_url: str, database_url: str) -> Iterator[None]:
         with admin.connect() as conn:
             conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
         admin.dispose()
+
+
+@pytest.mark.parametrize("stream_engine", ["batch"])
+def test_overlapped_writes_keep_every_review_exactly_once_through_a_kill_and_a_clean_stop(
+    start_worker: Any, kafka_settings: KafkaSettings, database_url: str
+) -> None:
+    reviews = make_reviews(300)
+    produce_reviews(kafka_settings, reviews)
+    settings = {"STREAM_OVERLAP_WRITES": "true", "RS_TEST_SCORER_DELAY": "0.1", "STREAM_MAX_BATCH": "30"}
+    worker = start_worker(**settings)
+    wait_until(lambda: count_rows(database_url) > 0, 60, what="progress")
+    worker.signal(signal.SIGKILL)
+    worker.wait(10)
+
+    worker = start_worker(**settings)
+    wait_for_rows(database_url, len(reviews), 90, worker)
+    worker.signal(signal.SIGTERM)
+
+    assert worker.wait(30) == 0, worker.log()[-3000:]
+    keys = [r["review_key"] for r in fetch_rows(database_url, "review_key")]
+    assert sorted(keys) == sorted(r.review_key for r in reviews)
