@@ -22,7 +22,7 @@ import logging
 import signal
 import threading
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from types import FrameType
 from typing import Any
 
@@ -70,14 +70,16 @@ def next_offsets(records: Sequence[Record]) -> dict[tuple[str, int], int]:
 class BatchConsumer:
     """Consume ``kafka.topic`` in micro-batches through ``processor`` until ``stop()``."""
 
-    def __init__(self, kafka: KafkaSettings, stream: StreamSettings, processor: BatchProcessor) -> None:
+    def __init__(
+        self, kafka: KafkaSettings, stream: StreamSettings, processor: BatchProcessor, writer: Executor
+    ) -> None:
+        """``writer`` runs ``BatchProcessor.complete`` (one thread; the worker owns and closes it)."""
         self.kafka = kafka
         self.stream = stream
         self.processor = processor
+        self._writer = writer
         self._stopping = threading.Event()
         self._grace_timer: threading.Timer | None = None
-        self._consumer_problem: str | None = None
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reviewscore-write")
         self._in_flight: tuple[Future[BatchOutcome], list[Record]] | None = None
         self._consumer: Any = None
 
@@ -112,8 +114,8 @@ class BatchConsumer:
             while landed and not self._stopping.is_set():
                 messages = consumer.consume(self.stream.max_batch, timeout=self.stream.max_wait)
                 records = [record_of(m) for m in messages if not self._is_event(m)]
-                if self._consumer_problem and records and len(records) == len(messages):
-                    self._clear_consumer_problem()  # records again, no errors: the broker is back
+                if records and len(records) == len(messages):
+                    self.processor.health.ok("consumer")  # records and no errors: the broker is back
                 landed = self._step(records)
             landed = landed and self._land()
         except AbandonedError as exc:
@@ -122,7 +124,6 @@ class BatchConsumer:
         finally:
             if self._grace_timer:
                 self._grace_timer.cancel()
-            self._writer.shutdown(wait=True)
             consumer.close()  # leaves the group: its partitions move on at once
             log.info("consumer closed")
         if landed and self._stopping.is_set():
@@ -181,19 +182,13 @@ class BatchConsumer:
 
         if error.code() != KafkaError._PARTITION_EOF:
             log.warning("consumer: %s", error)
-            self._consumer_problem = f"consumer: {error.str()}"
-            self.processor.health.failing(self._consumer_problem)
+            self.processor.health.failing("consumer", f"consumer: {error.str()}")
         return True
 
     # -- rebalance callbacks (run inside consume(), between batches) -------------------------
 
-    def _clear_consumer_problem(self) -> None:
-        if self._consumer_problem:
-            self._consumer_problem = None
-            self.processor.health.ok()
-
     def _on_assign(self, _consumer: Any, partitions: list[Any]) -> None:
-        self._clear_consumer_problem()
+        self.processor.health.ok("consumer")
         self.processor.metrics.rebalances.inc()
         self.processor.metrics.assigned_partitions.set(len(partitions))
         log.info("assigned %s", sorted(p.partition for p in partitions))

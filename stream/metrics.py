@@ -66,37 +66,45 @@ class Metrics:
 
 @dataclass
 class Health:
-    """Healthy unless a transient failure is being retried; the reason says which."""
+    """Healthy unless some part of the worker reports a problem (a retried write, a refused
+    JoinGroup …). Each part clears only its own, so parts that run concurrently cannot mark
+    another's problem solved; the report names the oldest."""
 
     metrics: Metrics | None = None
-    _problem: str | None = field(default=None, init=False)
-    _since: float | None = field(default=None, init=False)
+    _problems: dict[str, tuple[str, float]] = field(default_factory=dict, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
-    def ok(self) -> None:
-        with self._lock:
-            self._problem, self._since = None, None
-        if self.metrics:
-            self.metrics.healthy.set(1)
+    def __post_init__(self) -> None:
+        self._publish()
 
-    def failing(self, problem: str) -> None:
+    def failing(self, part: str, problem: str) -> None:
         with self._lock:
-            if self._problem is None:
-                self._since = time.monotonic()
-            self._problem = problem
-        if self.metrics:
-            self.metrics.healthy.set(0)
+            since = self._problems.get(part, (problem, time.monotonic()))[1]
+            self._problems[part] = (problem, since)
+        self._publish()
+
+    def ok(self, part: str) -> bool:
+        """Clear ``part``'s problem; True when it had one (it has recovered)."""
+        with self._lock:
+            recovered = self._problems.pop(part, None) is not None
+        if recovered:
+            self._publish()
+        return recovered
 
     @property
     def is_healthy(self) -> bool:
-        return self._problem is None
+        return not self._problems
 
     def report(self) -> dict[str, Any]:
         with self._lock:
-            if self._problem is None:
+            if not self._problems:
                 return {"status": "ok"}
-            since = round(time.monotonic() - (self._since or time.monotonic()), 1)
-            return {"status": "unhealthy", "problem": self._problem, "for_seconds": since}
+            problem, since = min(self._problems.values(), key=lambda entry: entry[1])
+            return {"status": "unhealthy", "problem": problem, "for_seconds": round(time.monotonic() - since, 1)}
+
+    def _publish(self) -> None:
+        if self.metrics:
+            self.metrics.healthy.set(1 if self.is_healthy else 0)
 
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):

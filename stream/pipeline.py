@@ -148,14 +148,10 @@ class BatchProcessor:
     # -- retries -------------------------------------------------------------------------------
 
     def _retry(self, operation: str, action: Callable[[], T]) -> T:
-        failed = False
-
         def before_sleep(state: RetryCallState) -> None:
-            nonlocal failed
-            failed = True
             error = state.outcome.exception() if state.outcome else None
             problem = f"{operation} failing: {type(error).__name__}: {error}"[:500]
-            self.health.failing(problem)
+            self.health.failing(operation, problem)
             self.metrics.retries.labels(operation).inc()
             log.warning("%s (attempt %d), retrying", problem, state.attempt_number)
 
@@ -173,9 +169,8 @@ class BatchProcessor:
             if self.abandon.is_set():
                 raise AbandonedError(f"{operation} abandoned at shutdown: {exc}") from exc
             raise
-        if failed:  # only the operation that reported the problem clears it (prepare and complete overlap)
+        if self.health.ok(operation):
             log.info("%s recovered", operation)
-            self.health.ok()
         return result
 
     def _sleep(self, seconds: float) -> None:

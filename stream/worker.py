@@ -56,7 +56,6 @@ def build_worker(
     apply_leave_group_patch()  # Tansu numbers the first generation 0; see core/kafka_patch.py
     metrics = Metrics()
     health = Health(metrics)
-    health.ok()
     metrics.model_info.labels(scorer.model_version).set(1)
     engine = make_engine(database, application_name="reviewscore-worker")
     processor = BatchProcessor(
@@ -81,7 +80,7 @@ def build_worker(
     if stream.engine == "batch":
         from stream.consumer import BatchConsumer
 
-        app = BatchConsumer(kafka, stream, processor)
+        app = BatchConsumer(kafka, stream, processor, executor)
     else:
         from stream.app import create_app
 
