@@ -1,13 +1,9 @@
-"""Engine and session factories. Nothing connects at import time: callers build what they need."""
+"""Engine factory and URL helpers. Nothing connects at import time: callers build what they need."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.orm import Session, sessionmaker
 
 from core.config import DatabaseSettings
 
@@ -32,8 +28,13 @@ def make_engine(
     *,
     read_only: bool = False,
     application_name: str = "reviewscore",
+    pre_ping: bool = True,
 ) -> Engine:
-    """A pooled engine; ``read_only`` makes every transaction READ ONLY at the server."""
+    """A pooled engine; ``read_only`` makes every transaction READ ONLY at the server.
+
+    ``pre_ping`` tests each connection with a round trip at checkout, so a database restart costs
+    no failed call; a latency-bound reader may turn it off and take one 503 per stale connection.
+    """
     target = url or (settings.readonly_url if read_only and settings.readonly_url else settings.url)
     if target is None:
         raise ValueError("no database URL: set DATABASE_URL or start the embedded database")
@@ -46,7 +47,7 @@ def make_engine(
         max_overflow=settings.max_overflow,
         pool_timeout=settings.pool_timeout,
         pool_recycle=settings.pool_recycle,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         echo=settings.echo,
         connect_args={
             "connect_timeout": settings.connect_timeout,
@@ -57,22 +58,4 @@ def make_engine(
     return engine
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
-
-
-@contextmanager
-def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """Commit on success, roll back on error: the unit of work of a CLI command or a batch."""
-    session = factory()
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
-
-
-__all__ = ["libpq_url", "make_engine", "make_session_factory", "session_scope", "sqlalchemy_url"]
+__all__ = ["libpq_url", "make_engine", "sqlalchemy_url"]

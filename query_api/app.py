@@ -21,7 +21,7 @@ from core.config import (
     get_database_settings,
     get_kafka_settings,
 )
-from core.db import libpq_url, make_engine, make_session_factory
+from core.db import libpq_url, make_engine
 from query_api.deps import AppState
 from query_api.errors import install_error_handlers
 from query_api.limits import BodyLimitMiddleware
@@ -62,8 +62,9 @@ def readonly_database_url(settings: DatabaseSettings) -> str:
 
 
 def _open(state: AppState, database: DatabaseSettings, database_url: str) -> None:
-    state.engine = make_engine(database, database_url, read_only=True, application_name="reviewscore-api")
-    state.sessions = make_session_factory(state.engine)
+    state.engine = make_engine(
+        database, database_url, read_only=True, application_name="reviewscore-api", pre_ping=state.api.db_pre_ping
+    )
     if not state.kafka.bootstrap_servers:
         state.publisher_error = "KAFKA_BOOTSTRAP_SERVERS is not set"
         return
@@ -79,7 +80,7 @@ def _close(state: AppState) -> None:
         state.publisher.close()
     if state.engine is not None:
         state.engine.dispose()
-    state.engine = state.sessions = state.publisher = None
+    state.engine = state.publisher = None
 
 
 def create_app(

@@ -7,6 +7,7 @@ a request that gave up with 503 is not delivered behind the client's back later.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from concurrent.futures import Future
@@ -43,12 +44,14 @@ class Publisher:
         while not self._stop.is_set():
             self._producer.poll(0.1)
 
-    def publish(self, message: ReviewMessage) -> None:
-        """Send one review and block until the broker has it; raise ``PublishError`` otherwise."""
+    def _send(self, message: ReviewMessage) -> Future[None]:
+        """Queue one review; the future settles on the broker's acknowledgement (or refusal)."""
         key, value = message.to_kafka()
         done: Future[None] = Future()
 
         def on_delivery(err: Any, _msg: Any) -> None:
+            if not done.set_running_or_notify_cancel():
+                return  # the caller gave up (timeout, client gone): nobody waits for this answer
             if err is not None:
                 done.set_exception(PublishError(str(err)))
             else:
@@ -58,9 +61,20 @@ class Publisher:
             self._producer.produce(self.topic, value=value, key=key, on_delivery=on_delivery)
         except BufferError as exc:  # the local queue is full: the broker is not keeping up
             raise PublishError("the producer queue is full") from exc
+        return done
+
+    def publish(self, message: ReviewMessage) -> None:
+        """Send one review and block until the broker has it; raise ``PublishError`` otherwise."""
         try:
-            done.result(timeout=self.timeout + 1.0)
+            self._send(message).result(timeout=self.timeout + 1.0)
         except FutureTimeout as exc:
+            raise PublishError(f"no acknowledgement within {self.timeout}s") from exc
+
+    async def publish_async(self, message: ReviewMessage) -> None:
+        """``publish`` for the event loop: awaits the acknowledgement without holding a thread."""
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(self._send(message)), self.timeout + 1.0)
+        except TimeoutError as exc:
             raise PublishError(f"no acknowledgement within {self.timeout}s") from exc
 
     def ping(self, timeout: float = 2.0) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, func, literal_column, select, true, tuple_
+from sqlalchemy import ColumnElement, Select, bindparam, func, literal_column, select, true, tuple_
 
 from core.schema import LABELS, Sentiment
 from query_api.cursor import Cursor, Sort, is_time_sort
@@ -71,12 +71,12 @@ def list_statement(filters: Filters, sort: Sort, after: Cursor | None, limit: in
     return stmt.order_by(*order).limit(limit + 1)
 
 
-def by_id_statement(row_id: int) -> Statement:
-    return select(*PUBLIC_COLUMNS).where(Sentiment.id == row_id)
-
-
-def by_key_statement(key: str) -> Statement:
-    return select(*PUBLIC_COLUMNS).where(Sentiment.review_key == key)
+# Built once: executing the same statement object with new parameters skips building the
+# expression, its cache key and the result-map adaptation, about half of a lookup's CPU.
+BY_ID: Statement = select(*PUBLIC_COLUMNS).where(Sentiment.id == bindparam("row_id"))
+"""One row by id; execute with ``{"row_id": ...}``."""
+BY_KEY: Statement = select(*PUBLIC_COLUMNS).where(Sentiment.review_key == bindparam("review_key"))
+"""One row by review key; execute with ``{"review_key": ...}``."""
 
 
 def _time_column(time_field: TimeField) -> ColumnElement[object]:

@@ -14,11 +14,11 @@ from query_api.errors import ApiError, responses
 from query_api.export import MEDIA_TYPES, ExportFormat, export_chunks, negotiate_format
 from query_api.filters import FiltersDep
 from query_api.queries import (
+    BY_ID,
     Bucket,
     GroupBy,
     TimeField,
     brands_statement,
-    by_id_statement,
     export_statement,
     list_statement,
     stats_statement,
@@ -192,7 +192,7 @@ def get_sentiment(
     sentiment_id: Annotated[int, Path(ge=1, le=MAX_ID, description="Row id.", examples=[42])],
 ) -> SentimentOut:
     """One scored review by id; 404 `not_found` when there is none."""
-    row = session.execute(by_id_statement(sentiment_id)).first()
+    row = session.execute(BY_ID, {"row_id": sentiment_id}).first()
     if row is None:
         raise ApiError(404, "not_found", f"no sentiment with id {sentiment_id}")
     return SentimentOut.model_validate(row)

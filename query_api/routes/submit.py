@@ -16,7 +16,7 @@ from core.messages import ReviewMessage
 from query_api.deps import AppState, StateDep, require_publisher
 from query_api.errors import ApiError, responses, validation_details
 from query_api.publisher import PublishError
-from query_api.queries import by_key_statement
+from query_api.queries import BY_KEY
 from query_api.schemas import SentimentOut, SubmitReview, Submitted
 
 router = APIRouter(tags=["submit"])
@@ -36,10 +36,10 @@ WaitQuery = Annotated[
 
 
 def _lookup(state: AppState, key: str) -> Row[Any] | None:
-    if state.sessions is None:
+    if state.engine is None:
         raise ApiError(503, "database_unavailable", "the API has no database connection")
-    with state.sessions() as session:
-        return session.execute(by_key_statement(key)).first()
+    with state.engine.connect() as connection:
+        return connection.execute(BY_KEY, {"review_key": key}).first()
 
 
 async def wait_for_row(state: AppState, key: str, wait: float) -> Row[Any] | None:
@@ -86,7 +86,7 @@ async def submit_review(
         raise ApiError(422, "invalid_request", "the review does not satisfy the message contract", details) from exc
     publisher = require_publisher(state)  # after validation: a bad body is a 422 even without a broker
     try:
-        await run_in_threadpool(publisher.publish, message)
+        await publisher.publish_async(message)
     except PublishError as exc:
         state.metrics.submissions.labels("failed").inc()
         raise ApiError(503, "broker_unavailable", f"the review was not accepted by the broker: {exc}") from exc

@@ -6,10 +6,11 @@ from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import create_engine, pool, text
 from sqlalchemy.exc import DBAPIError
 
 from core.config import KafkaSettings
+from core.db import sqlalchemy_url
 from tests.fixtures.api import Seeded, build_app, fetch_all
 
 pytestmark = pytest.mark.integration
@@ -154,3 +155,57 @@ def test_metrics_count_requests_by_route_template(seeded_api: Seeded) -> None:
     assert 'route="/sentiments/{sentiment_id}",status="404"' in body.text
     assert f"/sentiments/{row_id}" not in body.text
     assert "reviewscore_api_request_duration_seconds_bucket" in body.text
+
+
+def _api_backends(database_url: str) -> set[int]:
+    admin = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)
+    try:
+        with admin.connect() as conn:
+            pids = conn.execute(
+                text(
+                    "SELECT pid FROM pg_stat_activity "
+                    "WHERE application_name = 'reviewscore-api' AND datname = current_database()"
+                )
+            ).scalars()
+            return set(pids)
+    finally:
+        admin.dispose()
+
+
+def _drop_connections(database_url: str, pids: set[int]) -> None:
+    """What a database restart does to an API's pool: its server connections die."""
+    admin = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)
+    try:
+        with admin.connect() as conn:
+            for pid in pids:
+                conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    finally:
+        admin.dispose()
+
+
+def test_after_the_database_drops_its_connections_the_api_fails_once_with_503_then_recovers(
+    seeded_api: Seeded,
+) -> None:
+    row_id = seeded_api.rows[0]["id"]
+    others = _api_backends(seeded_api.database_url)  # the shared client's pool stays untouched
+    with TestClient(build_app(seeded_api.readonly_url)) as client:
+        assert client.get(f"/sentiments/{row_id}").status_code == 200
+        ours = _api_backends(seeded_api.database_url) - others
+        assert ours
+        _drop_connections(seeded_api.database_url, ours)
+        stale = client.get(f"/sentiments/{row_id}")
+        after = [client.get(f"/sentiments/{row_id}").status_code for _ in range(3)]
+    assert stale.status_code == 503
+    assert stale.json()["error"]["code"] == "database_unavailable"
+    assert after == [200, 200, 200]
+
+
+def test_with_pre_ping_a_dropped_connection_costs_no_failed_request(seeded_api: Seeded) -> None:
+    row_id = seeded_api.rows[0]["id"]
+    others = _api_backends(seeded_api.database_url)
+    with TestClient(build_app(seeded_api.readonly_url, db_pre_ping=True)) as client:
+        assert client.get(f"/sentiments/{row_id}").status_code == 200
+        ours = _api_backends(seeded_api.database_url) - others
+        assert ours
+        _drop_connections(seeded_api.database_url, ours)
+        assert client.get(f"/sentiments/{row_id}").status_code == 200

@@ -220,3 +220,29 @@ def test_an_unreachable_broker_is_a_503_after_the_publish_timeout(readonly_datab
     assert response.json()["error"]["code"] == "broker_unavailable"
     assert time.monotonic() - started < 5
     assert 'reviewscore_api_submissions_total{outcome="failed"} 1.0' in metrics
+
+
+def test_a_submission_abandoned_before_its_acknowledgement_leaves_the_publisher_working() -> None:
+    """The delivery report of a request that gave up must not break the delivery thread."""
+    import asyncio
+
+    from core.messages import ReviewMessage
+    from query_api.publisher import Publisher, PublishError
+    from tests.fixtures.api import free_port
+
+    dead = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}", topic="reviews-nowhere")
+    publisher = Publisher(dead, timeout=0.5)
+
+    async def abandon_then_publish() -> None:
+        abandoned = asyncio.create_task(publisher.publish_async(ReviewMessage(text="gone", source="user")))
+        await asyncio.sleep(0.05)
+        abandoned.cancel()
+        await asyncio.sleep(1.0)  # the broker's refusal of the abandoned message arrives now
+        with pytest.raises(PublishError):
+            await publisher.publish_async(ReviewMessage(text="next", source="user"))
+
+    try:
+        asyncio.run(abandon_then_publish())
+        assert publisher._poller.is_alive()
+    finally:
+        publisher.close()
