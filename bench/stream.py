@@ -153,15 +153,18 @@ def stop(worker: subprocess.Popen[bytes]) -> None:
 def end_to_end(infra: Infra, name: str, texts: list[str], extra: dict[str, str]) -> float:
     """Publish ``texts``, start a worker, reviews/s from its first row to its last.
 
-    ``BENCH_DROP_INDEX=name`` in ``extra`` is not passed to the worker: the bench drops that index
-    from the fresh database first (an ablation: what one index costs the pipeline)."""
+    ``BENCH_DROP_INDEX=name`` and ``BENCH_SQL=statement`` in ``extra`` are not passed to the
+    worker: the bench drops that index, or runs that statement, on the fresh database first (an
+    ablation: what one index or one storage setting costs the pipeline)."""
     extra = dict(extra)
-    drop = extra.pop("BENCH_DROP_INDEX", None)
+    statements = [f'DROP INDEX "{drop}"'] if (drop := extra.pop("BENCH_DROP_INDEX", None)) else []
+    statements += [sql] if (sql := extra.pop("BENCH_SQL", None)) else []
     url, kafka = infra.fresh(name)
-    if drop:
+    if statements:
         admin = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
-            conn.execute(text(f'DROP INDEX "{drop}"'))
+            for statement in statements:
+                conn.execute(text(statement))
         admin.dispose()
     KafkaSender(kafka).send(kafka.topic, [(k, v, {}) for k, v in messages(texts, name)])
     log = infra.workdir / f"{name}.log"
@@ -343,7 +346,7 @@ def main() -> None:
         metavar="NAME:VAR=VALUE,...",
         help=(
             "extra worker environment for a (c) variant, e.g. 'big:STREAM_MAX_BATCH=4000'; repeatable; "
-            "BENCH_DROP_INDEX=NAME drops that index first (ablation)"
+            "BENCH_DROP_INDEX=NAME drops that index first, BENCH_SQL=STATEMENT runs it first (ablations)"
         ),
     )
     parser.add_argument("--sink-n", type=int, default=20_000, help="rows for the sink-alone comparison (0: skip)")
