@@ -33,7 +33,8 @@ def make_engine(
     """A pooled engine; ``read_only`` makes every transaction READ ONLY at the server.
 
     ``pre_ping`` tests each connection with a round trip at checkout, so a database restart costs
-    no failed call; a latency-bound reader may turn it off and take one 503 per stale connection.
+    no failed call; a latency-bound reader may turn it off, and then the calls that hold a
+    connection when the database goes away fail once while the pool reconnects.
     """
     target = url or (settings.readonly_url if read_only and settings.readonly_url else settings.url)
     if target is None:
