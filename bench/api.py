@@ -244,7 +244,8 @@ class KeepAliveClient:
 
 async def load(base: str, make_path: Callable[[int], str], clients: int, requests: int) -> tuple[list[float], float]:
     """``clients`` closed-loop clients share ``requests`` requests; latency of each, and the wall time."""
-    host, port = httpx.URL(base).host, httpx.URL(base).port or 80
+    url = httpx.URL(base)
+    host, port = url.host, url.port or 80
     latencies: list[float] = []
     pending = iter(range(requests))
 

@@ -11,7 +11,6 @@ import asyncio
 import logging
 import threading
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from core.config import KafkaSettings
@@ -63,15 +62,9 @@ class Publisher:
             raise PublishError("the producer queue is full") from exc
         return done
 
-    def publish(self, message: ReviewMessage) -> None:
-        """Send one review and block until the broker has it; raise ``PublishError`` otherwise."""
-        try:
-            self._send(message).result(timeout=self.timeout + 1.0)
-        except FutureTimeout as exc:
-            raise PublishError(f"no acknowledgement within {self.timeout}s") from exc
-
-    async def publish_async(self, message: ReviewMessage) -> None:
-        """``publish`` for the event loop: awaits the acknowledgement without holding a thread."""
+    async def publish(self, message: ReviewMessage) -> None:
+        """Send one review and wait, on the event loop, until the broker has it; raise
+        ``PublishError`` otherwise. No thread is held while the acknowledgement is pending."""
         try:
             await asyncio.wait_for(asyncio.wrap_future(self._send(message)), self.timeout + 1.0)
         except TimeoutError as exc:

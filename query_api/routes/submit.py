@@ -86,7 +86,7 @@ async def submit_review(
         raise ApiError(422, "invalid_request", "the review does not satisfy the message contract", details) from exc
     publisher = require_publisher(state)  # after validation: a bad body is a 422 even without a broker
     try:
-        await publisher.publish_async(message)
+        await publisher.publish(message)
     except PublishError as exc:
         state.metrics.submissions.labels("failed").inc()
         raise ApiError(503, "broker_unavailable", f"the review was not accepted by the broker: {exc}") from exc

@@ -234,12 +234,12 @@ def test_a_submission_abandoned_before_its_acknowledgement_leaves_the_publisher_
     publisher = Publisher(dead, timeout=0.5)
 
     async def abandon_then_publish() -> None:
-        abandoned = asyncio.create_task(publisher.publish_async(ReviewMessage(text="gone", source="user")))
+        abandoned = asyncio.create_task(publisher.publish(ReviewMessage(text="gone", source="user")))
         await asyncio.sleep(0.05)
         abandoned.cancel()
         await asyncio.sleep(1.0)  # the broker's refusal of the abandoned message arrives now
         with pytest.raises(PublishError):
-            await publisher.publish_async(ReviewMessage(text="next", source="user"))
+            await publisher.publish(ReviewMessage(text="next", source="user"))
 
     try:
         asyncio.run(abandon_then_publish())
