@@ -27,12 +27,21 @@ log = logging.getLogger(__name__)
 def export_onnx(directory: Path, path: Path, opset: int = 17) -> Path:
     """Export the fp32 classifier in ``directory`` to ``path`` with dynamic batch and sequence axes."""
     import torch
-    from transformers import AutoModelForSequenceClassification
 
-    model = AutoModelForSequenceClassification.from_pretrained(
-        str(directory), attn_implementation="eager", local_files_only=True
-    ).eval()
-    model.config.return_dict = False
+    from model.transformer import load_classifier
+
+    class LogitsOnly(torch.nn.Module):
+        """The exporter traces tensors, not Hugging Face output objects: hand it the logits alone."""
+
+        def __init__(self, classifier: Any) -> None:
+            super().__init__()
+            self.classifier = classifier
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            logits: torch.Tensor = self.classifier(input_ids=input_ids, attention_mask=attention_mask).logits
+            return logits
+
+    model = LogitsOnly(load_classifier(directory, attn_implementation="eager")).eval()
     sample = (torch.ones(2, 8, dtype=torch.long), torch.ones(2, 8, dtype=torch.long))
     axes = {0: "batch", 1: "sequence"}
     with warnings.catch_warnings(), torch.inference_mode():

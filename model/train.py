@@ -57,6 +57,10 @@ class TrainArgs:
     base_model: str = field(
         default="minilm", metadata={"help": "Local checkpoint directory, or 'minilm' for the packaged MiniLM-L6."}
     )
+    pooling: Literal["cls", "mean"] = field(
+        default="cls",
+        metadata={"help": "Transformer head input: the checkpoint's [CLS] head, or the mean over the tokens."},
+    )
     label_scheme: LabelScheme = field(default="stars3", metadata={"help": "binary or stars3 (neg/neutral/pos)."})
     max_length: int = field(default=128, metadata={"help": "Tokens (characters for the char-CNN) kept per review."})
     epochs: int = field(default=3, metadata={"help": "Most passes over the training data."})
@@ -132,7 +136,7 @@ class TransformerTrainee:
     def __init__(self, args: TrainArgs, labels: Sequence[str]) -> None:
         from model.transformer import build_classifier
 
-        self.model, self.tokenizer = build_classifier(args.base_model, labels)
+        self.model, self.tokenizer = build_classifier(args.base_model, labels, args.pooling)
         self.max_length = args.max_length
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
 
