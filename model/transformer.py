@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from model.artifact import ArtifactError, ModelCard
+from model.artifact import FP32_FILE, ArtifactError, ModelCard
 from model.scorer import BatchedScorer
 from model.tokenization import encode, pad_batch
 
@@ -65,6 +65,7 @@ class MeanPooledClassifier(torch.nn.Module):
         super().__init__()
         self.encoder = encoder
         config = encoder.config
+        setattr(config, POOLING_KEY, "mean")  # saved with the weights: how load_classifier tells the kinds apart
         dropout = getattr(config, "classifier_dropout", None)
         self.dropout = torch.nn.Dropout(getattr(config, "hidden_dropout_prob", 0.1) if dropout is None else dropout)
         self.classifier = torch.nn.Linear(config.hidden_size, num_labels)
@@ -85,10 +86,9 @@ class MeanPooledClassifier(torch.nn.Module):
         from safetensors.torch import save_file
 
         Path(directory).mkdir(parents=True, exist_ok=True)
-        setattr(self.config, POOLING_KEY, "mean")
         self.config.save_pretrained(directory)
         state = {name: tensor.detach().contiguous() for name, tensor in self.state_dict().items()}
-        save_file(state, str(Path(directory) / "model.safetensors"), metadata={"format": "pt"})
+        save_file(state, str(Path(directory) / FP32_FILE), metadata={"format": "pt"})
 
 
 def _no_pooler(config: Any) -> dict[str, Any]:
@@ -142,7 +142,7 @@ def load_classifier(directory: str | Path, attn_implementation: str = "sdpa") ->
 
     encoder = AutoModel.from_config(config, attn_implementation=attn_implementation, **_no_pooler(config))
     model = MeanPooledClassifier(encoder, config.num_labels)
-    model.load_state_dict(load_file(str(Path(directory) / "model.safetensors")))
+    model.load_state_dict(load_file(str(Path(directory) / FP32_FILE)))
     return model
 
 

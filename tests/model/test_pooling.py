@@ -1,4 +1,4 @@
-"""The transformer head's two inputs: mean over the tokens (the default) and the checkpoint's [CLS] head."""
+"""The transformer head's two inputs: the checkpoint's [CLS] head (the default) and the mean over the tokens."""
 
 from __future__ import annotations
 
