@@ -34,7 +34,7 @@ from core.db import libpq_url, sqlalchemy_url
 from core.embedded import EmbeddedDatabase, free_port
 from query_api.cursor import Cursor, encode_cursor
 from query_api.filters import Filters
-from query_api.queries import BY_ID, export_statement, list_statement, stats_statement
+from query_api.queries import BY_ID, export_statement, list_statement, scan_stats_statement, stats_statement
 
 ROLE = "reviewscore_reader"
 DB = "rs_bench"
@@ -126,7 +126,8 @@ def prepare_database(server_url: str, rows: int) -> tuple[str, str]:
     if exists:
         with engine.connect() as conn:
             have = conn.execute(text("SELECT count(*) FROM sentiments")).scalar_one()
-        if have == rows:
+            current = conn.execute(text("SELECT to_regclass('sentiment_daily') IS NOT NULL")).scalar_one()
+        if have == rows and current:
             print(f"reusing {DB} with {have:,} rows")
             return url, reader
         with admin.connect() as conn:
@@ -174,7 +175,10 @@ def explain(url: str, rows: int) -> None:
                 Filters(), "newest", Cursor("newest", deep.created_on, deep.id, ""), 50
             ),
             "by id": BY_ID.params(row_id=123_456),
-            "daily stats, one brand, one year": stats_statement(
+            "daily stats, one brand, one year (rollup)": stats_statement(
+                Filters(brand="Brand07", since=START, until=END), None, "day", "created_on", 10_000
+            ),
+            "daily stats, one brand, one year (from the rows)": scan_stats_statement(
                 Filters(brand="Brand07", since=START, until=END), None, "day", "created_on", 10_000
             ),
             "full-text search (q=refund late)": list_statement(Filters(q="refund late"), "newest", None, 50),
@@ -308,6 +312,12 @@ def main() -> None:
             "daily stats, one brand, one year": lambda i: (
                 f"/sentiments/stats?brand={rng.choice(BRANDS)}&bucket=day&since={since}&until={until}"
             ).replace("+", "%2B"),
+            # min_score=0 keeps every row but is not a rollup column: the same answer from the rows.
+            "  the same from the rows (min_score=0)": lambda i: (
+                f"/sentiments/stats?brand={rng.choice(BRANDS)}&bucket=day&since={since}&until={until}&min_score=0"
+            ).replace("+", "%2B"),
+            "brands, all time": lambda i: "/brands?limit=100",
+            "  the same from the rows (min_score=0)  ": lambda i: "/brands?limit=100&min_score=0",
         }
         print(
             f"\n{args.rows:,} rows, {args.clients} concurrent clients, {args.requests} requests per query, "

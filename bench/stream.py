@@ -270,24 +270,32 @@ def overlap(infra: Infra, scorer: Any, texts: list[str], batch: int = 256) -> tu
     return results[0], results[1], model_s, db_s
 
 
-def sink_methods(infra: Infra, total: int, batch_sizes: tuple[int, ...]) -> dict[tuple[str, int], float]:
+SinkVariant = tuple[str, int, bool]
+"""(method, batch size, rollup triggers on)."""
+
+
+def sink_methods(infra: Infra, total: int, batch_sizes: tuple[int, ...]) -> dict[SinkVariant, float]:
     """Rows/s of the sink's two methods (multi-row INSERT … ON CONFLICT vs COPY + merge) at
-    several batch sizes, full schema (all indexes), interleaved in one run."""
+    several batch sizes, full schema (all indexes), interleaved in one run; COPY also with the
+    daily rollup's triggers disabled, which prices what they add to the write path."""
     records = [Record("reviews", 0, i, k, v) for i, (k, v) in enumerate(messages(load_texts(total), "snk"))]
     parsed, _ = triage(records, 20_000)
     from model.base import Score
 
     rows = [to_row(p, Score("neutral", 0.5, 0.9, 3, "v1")) for p in parsed]
-    out: dict[tuple[str, int], float] = {}
+    out: dict[SinkVariant, float] = {}
     for batch in batch_sizes:
-        for method in ("insert", "copy"):
-            url, _ = infra.fresh(f"sink_{method}_{batch}")
+        for method, rollup in (("insert", True), ("copy", True), ("copy", False)):
+            url, _ = infra.fresh(f"sink_{method}_{batch}_{'rollup' if rollup else 'bare'}")
             engine = make_engine(DatabaseSettings(url=url))
+            if not rollup:
+                with engine.begin() as conn:
+                    conn.execute(text("ALTER TABLE sentiments DISABLE TRIGGER USER"))
             sink = PostgresSink(engine, method=method)  # type: ignore[arg-type]
             started = time.perf_counter()
             for i in range(0, len(rows), batch):
                 sink.write(rows[i : i + batch])
-            out[(method, batch)] = len(rows) / (time.perf_counter() - started)
+            out[(method, batch, rollup)] = len(rows) / (time.perf_counter() - started)
             engine.dispose()
     return out
 
@@ -323,8 +331,9 @@ def noop_variants(args: argparse.Namespace) -> None:
         runs = " / ".join(f"{r:,.0f}" for r in rates[name])
         print(f"| {name} | {settings} | {statistics.median(rates[name]):,.0f} | {runs} |")
     print()
-    for (method, batch), rate in sink_rates.items():
-        print(f"sink alone, {method}, {batch}-row batches: {rate:,.0f} rows/s")
+    for (method, batch, rollup), rate in sink_rates.items():
+        triggers = "" if rollup else ", rollup triggers off"
+        print(f"sink alone, {method}, {batch}-row batches{triggers}: {rate:,.0f} rows/s")
 
 
 def main() -> None:
@@ -443,8 +452,9 @@ def main() -> None:
         f"overlap model(N) with write(N-1): sequential {seq:,.0f}/s, overlapped {ovl:,.0f}/s "
         f"({(ovl / seq - 1) * 100:+.1f}%); sequential time split model {model_s:.2f}s / db {db_s:.2f}s"
     )
-    for (method, batch), rate in sink_rates.items():
-        print(f"sink alone, {method}, {batch}-row batches: {rate:,.0f} rows/s")
+    for (method, batch, rollup), rate in sink_rates.items():
+        triggers = "" if rollup else ", rollup triggers off"
+        print(f"sink alone, {method}, {batch}-row batches{triggers}: {rate:,.0f} rows/s")
 
 
 if __name__ == "__main__":

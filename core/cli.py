@@ -63,6 +63,32 @@ def migrate(
         typer.echo(f"database at revision {migrations.current_revision(conn.database_url)}")
 
 
+@app.command()
+def rollup(
+    rebuild: Annotated[bool, typer.Option(help="Recompute the rollup from sentiments (locks out writers).")] = False,
+) -> None:
+    """Check that the daily rollup behind stats equals the rows; exit 1 if it drifted."""
+    from sqlalchemy import create_engine, pool
+
+    from core import rollup as daily
+    from core.db import sqlalchemy_url
+    from core.runtime import ensure_infra
+
+    with ensure_infra(kafka=False, start_embedded=False) as conn:
+        assert conn.database_url
+        engine = create_engine(sqlalchemy_url(conn.database_url), poolclass=pool.NullPool)
+        try:
+            with engine.begin() as db:
+                if rebuild:
+                    typer.echo(f"rollup rebuilt: {daily.rebuild(db)} groups")
+                found = daily.drift(db)
+        finally:
+            engine.dispose()
+    typer.echo(f"rollup {'exact' if found.exact else 'drifted'}: {found.missing} missing, {found.extra} extra groups")
+    if not found.exact:
+        raise typer.Exit(1)
+
+
 @infra_app.command("up")
 def infra_up(
     migrate_db: Annotated[bool, typer.Option("--migrate/--no-migrate", help="Upgrade the schema at start.")] = True,

@@ -30,6 +30,13 @@ def downgrade(url: str, revision: str = "base", readonly_role: str = "reviewscor
     command.downgrade(alembic_config(url, readonly_role), revision)
 
 
+def head_revision() -> str | None:
+    """The newest revision shipped with this code (what ``upgrade(url)`` brings a database to)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+
+
 def current_revision(url: str) -> str | None:
     from alembic.runtime.migration import MigrationContext
     from sqlalchemy import create_engine, pool

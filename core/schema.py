@@ -7,14 +7,18 @@ from datetime import datetime
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Column,
+    Date,
     DateTime,
     Float,
     Identity,
     Index,
     Integer,
     MetaData,
+    Numeric,
     SmallInteger,
     String,
+    Table,
     Text,
     func,
     text,
@@ -92,3 +96,23 @@ class Sentiment(Base):
             postgresql_using="gin",
         ),
     )
+
+
+sentiment_daily = Table(
+    "sentiment_daily",
+    Base.metadata,
+    Column("brand", Text, nullable=True),
+    Column("day", Date, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("label", String(16), nullable=False),
+    Column("reviews", BigInteger, nullable=False),
+    Column("score_sum", Numeric, nullable=False),
+    Index("ux_sentiment_daily_key", "brand", "day", "source", "label", unique=True, postgresql_nulls_not_distinct=True),
+)
+"""Reviews and score sum per (brand, UTC day of ``created_on``, source, label).
+
+Written only by the triggers of migration 0003, in the same transaction as the rows they
+summarise, so stats read from it equal stats aggregated from ``sentiments``. ``reviews`` can
+reach 0 after deletes or re-labelling; readers drop such groups. Exactness is checked by
+``core.rollup.drift`` and restored by ``reviewscore rollup --rebuild``.
+"""

@@ -3,16 +3,31 @@
 Every statement is built from ``Filters`` and enumerated options only; values travel as bound
 parameters. Each query is shaped for an index of the first migration: keyset pages walk
 ``(created_on, id)`` / ``(sentiment_score, id)`` (optionally behind an equality on brand,
-source or label), stats aggregate one brand's ``(brand, created_on)`` range.
+source or label). Stats and brands read the daily rollup (migration 0003) whenever the request
+can be answered from whole UTC days of ``created_on`` by brand, source and label, and otherwise
+aggregate the rows, one brand's ``(brand, created_on)`` range through a covering index.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, time
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, bindparam, func, literal_column, select, true, tuple_
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    DateTime,
+    Select,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    select,
+    true,
+    tuple_,
+)
 
-from core.schema import LABELS, Sentiment
+from core.schema import LABELS, Sentiment, sentiment_daily
 from query_api.cursor import Cursor, Sort, is_time_sort
 from query_api.filters import Filters, conditions
 
@@ -83,10 +98,98 @@ def _time_column(time_field: TimeField) -> ColumnElement[object]:
     return Sentiment.created_on if time_field == "created_on" else Sentiment.published_at  # type: ignore[return-value]
 
 
+def _utc(moment: datetime) -> datetime:
+    """Filters document a naive time as UTC."""
+    return moment.astimezone(UTC) if moment.tzinfo is not None else moment
+
+
+def _whole_day(moment: datetime | None) -> bool:
+    return moment is None or _utc(moment).time() == time(0)
+
+
+def rollup_answers(filters: Filters, bucket: Bucket | None, time_field: TimeField) -> bool:
+    """Whether the daily rollup holds the answer: whole UTC days of created_on, rollup columns only."""
+    return (
+        time_field == "created_on"
+        and bucket != "hour"
+        and filters.min_score is None
+        and filters.max_score is None
+        and not (filters.q is not None and filters.q.strip())
+        and _whole_day(filters.since)
+        and _whole_day(filters.until)
+    )
+
+
+def _rollup_where(filters: Filters) -> list[ColumnElement[bool]]:
+    daily = sentiment_daily.c
+    terms: list[ColumnElement[bool]] = []
+    if filters.brand is not None:
+        terms.append(daily.brand == filters.brand)
+    if filters.source is not None:
+        terms.append(daily.source == filters.source)
+    if filters.label is not None:
+        terms.append(daily.label == filters.label)
+    if filters.since is not None:
+        terms.append(daily.day >= _utc(filters.since).date())
+    if filters.until is not None:
+        terms.append(daily.day < _utc(filters.until).date())
+    return terms
+
+
+def _order_by_bucket_then_group(stmt: Statement, max_rows: int) -> Statement:
+    return stmt.order_by(literal_column("1").asc().nulls_first(), literal_column("2").asc().nulls_first()).limit(
+        max_rows + 1
+    )
+
+
 def stats_statement(
     filters: Filters, group_by: GroupBy | None, bucket: Bucket | None, time_field: TimeField, max_rows: int
 ) -> Statement:
     """Count, mean score and per-label counts per (bucket, group), ordered by bucket then group.
+
+    From the rollup when it holds the answer (``rollup_answers``), else from the rows.
+    """
+    if rollup_answers(filters, bucket, time_field):
+        return rollup_stats_statement(filters, group_by, bucket, max_rows)
+    return scan_stats_statement(filters, group_by, bucket, time_field, max_rows)
+
+
+def rollup_stats_statement(
+    filters: Filters, group_by: GroupBy | None, bucket: Bucket | None, max_rows: int
+) -> Statement:
+    """``stats_statement`` over ``sentiment_daily``; only valid where ``rollup_answers`` holds.
+
+    Days become UTC midnights and weeks their Monday, the same instants ``date_trunc(…, 'UTC')``
+    gives on the rows; the casts keep the session time zone out of it.
+    """
+    if bucket == "hour":
+        raise ValueError("the rollup holds whole days; hourly stats aggregate the rows")
+    daily = sentiment_daily.c
+    instant = {
+        None: "NULL::timestamptz",
+        "day": "(day::timestamp AT TIME ZONE 'UTC')",
+        "week": "(date_trunc('week', day::timestamp) AT TIME ZONE 'UTC')",
+    }[bucket]
+    columns: list[ColumnElement[Any]] = [literal_column(instant, DateTime(timezone=True)).label("bucket")]
+    columns.append(getattr(daily, group_by).label("group") if group_by else literal_column("NULL::text").label("group"))
+    reviews = func.sum(daily.reviews)
+    label_counts = [
+        cast(func.coalesce(reviews.filter(daily.label == label), 0), BigInteger).label(label) for label in LABELS
+    ]
+    aggregates = [cast(reviews, BigInteger).label("n"), (func.sum(daily.score_sum) / reviews).label("mean_score")]
+    stmt: Statement = select(*columns, *aggregates, *label_counts).where(*_rollup_where(filters))
+    # Grouping by the day column itself lets one brand's range come out of the index in day order.
+    by_bucket: ColumnElement[Any] | None = {None: None, "day": daily.day, "week": literal_column("1")}[bucket]
+    by_group: ColumnElement[Any] | None = literal_column("2") if group_by else None
+    grouping: list[ColumnElement[Any]] = [key for key in (by_bucket, by_group) if key is not None]
+    # Groups can sum to zero reviews after deletes or re-labelling: they do not exist in the rows.
+    return _order_by_bucket_then_group(stmt.group_by(*grouping).having(reviews > 0), max_rows)
+
+
+def scan_stats_statement(
+    filters: Filters, group_by: GroupBy | None, bucket: Bucket | None, time_field: TimeField, max_rows: int
+) -> Statement:
+    """``stats_statement`` aggregated from the rows: any filter, any bucket, either time field.
 
     Buckets are truncated in UTC whatever the session time zone; ``bucket`` is one of three
     literals, so rendering it into the SQL text is safe and lets GROUP BY repeat the expression.
@@ -111,13 +214,23 @@ def stats_statement(
     grouping: list[ColumnElement[Any]] = [literal_column(str(i)) for i, flag in flags if flag is not None]
     # Without GROUP BY an aggregate returns one row even over nothing; HAVING drops that row.
     stmt = stmt.group_by(*grouping) if grouping else stmt.having(func.count() > 0)
-    return stmt.order_by(literal_column("1").asc().nulls_first(), literal_column("2").asc().nulls_first()).limit(
-        max_rows + 1
-    )
+    return _order_by_bucket_then_group(stmt, max_rows)
 
 
 def brands_statement(filters: Filters, limit: int) -> Statement:
     """Brands with their review counts and mean score, most reviewed first."""
+    if rollup_answers(filters, None, "created_on"):
+        daily = sentiment_daily.c
+        reviews = func.sum(daily.reviews)
+        mean_score = (func.sum(daily.score_sum) / reviews).label("mean_score")
+        return (
+            select(daily.brand, cast(reviews, BigInteger).label("n"), mean_score)
+            .where(*_rollup_where(filters), daily.brand.is_not(None))
+            .group_by(daily.brand)
+            .having(reviews > 0)
+            .order_by(literal_column("n").desc(), daily.brand.asc())
+            .limit(limit)
+        )
     count = func.count().label("n")
     return (
         select(Sentiment.brand, count, func.avg(Sentiment.sentiment_score).label("mean_score"))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, RootModel, StringConstraints
+from starlette.responses import Response
 
 from core.messages import MAX_TEXT_CHARS
 
@@ -110,6 +111,27 @@ class BrandOut(BaseModel):
     brand: str
     count: int = Field(description="Reviews of this brand matching the filters.")
     mean_score: float = Field(description="Their mean sentiment_score.")
+
+
+BrandList = RootModel[list[BrandOut]]
+
+
+class ModelResponse(Response):
+    """A response model rendered to JSON by pydantic-core in one pass.
+
+    A route that returns the model itself has FastAPI dump it to a dict, validate that dict
+    against the response model again and ``json.dumps`` the result: 2.3 ms for a page of 50
+    rows here against 0.5 ms for this, and 7.1 against 3.2 ms for a year of daily stats. The
+    models are built from database rows already, so the second validation checks nothing new;
+    the routes keep ``response_model`` for the OpenAPI schema.
+    """
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        if not isinstance(content, BaseModel):
+            raise TypeError(f"ModelResponse renders pydantic models, not {type(content).__name__}")
+        return content.__pydantic_serializer__.to_json(content)
 
 
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]

@@ -23,7 +23,7 @@ from query_api.queries import (
     list_statement,
     stats_statement,
 )
-from query_api.schemas import BrandOut, LabelCounts, Page, SentimentOut, Stats, StatsRow
+from query_api.schemas import BrandList, BrandOut, LabelCounts, ModelResponse, Page, SentimentOut, Stats, StatsRow
 
 router = APIRouter(tags=["sentiments"])
 
@@ -74,7 +74,7 @@ def list_sentiments(
     sort: SortQuery = "newest",
     cursor: CursorQuery = None,
     limit: LimitQuery = None,
-) -> Page:
+) -> ModelResponse:
     """One page of reviews matching the filters; follow `next_cursor` for the next page."""
     size = _page_limit(state, limit)
     digest = filters.digest()
@@ -86,7 +86,8 @@ def list_sentiments(
     more = len(rows) > size
     rows = rows[:size]
     next_cursor = _cursor_after(rows[-1], sort, digest) if more else None
-    return Page(items=[SentimentOut.model_validate(row) for row in rows], next_cursor=next_cursor, limit=size)
+    items = [SentimentOut.model_validate(row) for row in rows]
+    return ModelResponse(Page(items=items, next_cursor=next_cursor, limit=size))
 
 
 @router.get("/sentiments/stats", response_model=Stats, responses=responses(400, 422, 503), summary="Aggregate scores")
@@ -110,7 +111,7 @@ def sentiment_stats(
             ),
         ),
     ] = "created_on",
-) -> Stats:
+) -> ModelResponse:
     """Count, mean score and label distribution per (bucket, group)."""
     statement = stats_statement(filters, group_by, bucket, time_field, state.api.stats_max_rows)
     rows = session.execute(statement).all()
@@ -128,7 +129,8 @@ def sentiment_stats(
         )
         for row in rows
     ]
-    return Stats(group_by=group_by, bucket=bucket, time_field=time_field, total=sum(r.count for r in out), rows=out)
+    total = sum(r.count for r in out)
+    return ModelResponse(Stats(group_by=group_by, bucket=bucket, time_field=time_field, total=total, rows=out))
 
 
 @router.get("/brands", response_model=list[BrandOut], responses=responses(422, 503), summary="Brands")
@@ -136,10 +138,12 @@ def list_brands(
     session: SessionDep,
     filters: FiltersDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="Most brands returned.", examples=[100])] = 100,
-) -> list[BrandOut]:
+) -> ModelResponse:
     """Brands with their review counts and mean score, most reviewed first."""
     rows = session.execute(brands_statement(filters, limit)).all()
-    return [BrandOut(brand=row.brand, count=row.n, mean_score=float(row.mean_score)) for row in rows]
+    return ModelResponse(
+        BrandList([BrandOut(brand=row.brand, count=row.n, mean_score=float(row.mean_score)) for row in rows])
+    )
 
 
 @router.get(
@@ -190,9 +194,9 @@ def export_sentiments(
 def get_sentiment(
     session: SessionDep,
     sentiment_id: Annotated[int, Path(ge=1, le=MAX_ID, description="Row id.", examples=[42])],
-) -> SentimentOut:
+) -> ModelResponse:
     """One scored review by id; 404 `not_found` when there is none."""
     row = session.execute(BY_ID, {"row_id": sentiment_id}).first()
     if row is None:
         raise ApiError(404, "not_found", f"no sentiment with id {sentiment_id}")
-    return SentimentOut.model_validate(row)
+    return ModelResponse(SentimentOut.model_validate(row))

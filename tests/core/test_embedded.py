@@ -13,6 +13,7 @@ import psutil
 import pytest
 from sqlalchemy import create_engine, pool, text
 
+from core import migrate
 from core.db import sqlalchemy_url
 from core.embedded import EmbeddedBroker, EmbeddedDatabase, read_infra_file
 
@@ -99,7 +100,7 @@ def test_infra_up_is_ready_quickly_and_stops_cleanly_on_sigterm(tmp_path: Path) 
     assert found is not None
     engine = create_engine(sqlalchemy_url(found["DATABASE_URL"]), poolclass=pool.NullPool)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == migrate.head_revision()
     engine.dispose()
     assert _produce_and_consume(found["KAFKA_BOOTSTRAP_SERVERS"], "reviews")
 

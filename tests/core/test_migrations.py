@@ -24,12 +24,13 @@ def _tables(url: str) -> set[str]:
 
 
 def test_upgrade_downgrade_upgrade_round_trip(database_url: str) -> None:
-    assert migrate.current_revision(database_url) == "0002"
+    assert migrate.head_revision() == "0003"
+    assert migrate.current_revision(database_url) == "0003"
     migrate.downgrade(database_url, "base")
     assert migrate.current_revision(database_url) is None
     assert "sentiments" not in _tables(database_url)
     migrate.upgrade(database_url, "head")
-    assert migrate.current_revision(database_url) == "0002"
+    assert migrate.current_revision(database_url) == "0003"
     assert "sentiments" in _tables(database_url)
 
 
