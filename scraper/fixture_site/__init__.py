@@ -117,6 +117,8 @@ class _Handler(BaseHTTPRequestHandler):
         etag: str | None = None,
         mtime: float | None = None,
     ) -> None:
+        # Logged before the response leaves: a client holding its answer finds it in ``served()``.
+        self.server.record(Served(self.command, self.path, int(status), self.headers.get("User-Agent", "")))
         self.send_response(status)
         if content_type:
             self.send_header("Content-Type", content_type)
@@ -129,7 +131,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if body:
             self.wfile.write(body)
-        self.server.record(Served(self.command, self.path, int(status), self.headers.get("User-Agent", "")))
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: tests read ``server.requests`` instead of stderr."""
