@@ -11,11 +11,11 @@ import hashlib
 import re
 from dataclasses import astuple, dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Query
 from pydantic import AfterValidator, BeforeValidator
-from sqlalchemy import ColumnElement, func, literal_column
+from sqlalchemy import ColumnElement, DateTime, Float, String, bindparam, func, literal_column
 
 from core.schema import Sentiment
 from query_api.errors import ApiError, FieldError
@@ -50,26 +50,46 @@ class Filters:
         return hashlib.sha256(repr(astuple(self)).encode()).hexdigest()[:12]
 
 
+def bound_values(filters: Filters) -> dict[str, Any]:
+    """The filters that apply, by the name of their bound parameter in ``conditions``.
+
+    A blank ``q`` does not apply. Two requests with the same keys build the same SQL, so a
+    statement built once can run again with the other request's values (``queries.list_query``).
+    """
+    values = {name: getattr(filters, name) for name in _BOUND if getattr(filters, name) is not None}
+    if "q" in values and not values["q"].strip():
+        del values["q"]
+    return values
+
+
+_BOUND = ("brand", "source", "label", "min_score", "max_score", "since", "until", "q")
+
+
 def conditions(filters: Filters) -> list[ColumnElement[bool]]:
-    """WHERE terms for ``filters``; each is index-friendly (equality, range, full-text)."""
+    """WHERE terms for ``filters``; each is index-friendly (equality, range, full-text).
+
+    Every value is a bound parameter named as in ``bound_values``.
+    """
+    values = bound_values(filters)
     terms: list[ColumnElement[bool]] = []
-    if filters.brand is not None:
-        terms.append(Sentiment.brand == filters.brand)
-    if filters.source is not None:
-        terms.append(Sentiment.source == filters.source)
-    if filters.label is not None:
-        terms.append(Sentiment.label == filters.label)
-    if filters.min_score is not None:
-        terms.append(Sentiment.sentiment_score >= filters.min_score)
-    if filters.max_score is not None:
-        terms.append(Sentiment.sentiment_score <= filters.max_score)
-    if filters.since is not None:
-        terms.append(Sentiment.created_on >= filters.since)
-    if filters.until is not None:
-        terms.append(Sentiment.created_on < filters.until)
-    if filters.q is not None and filters.q.strip():
+    if "brand" in values:
+        terms.append(Sentiment.brand == bindparam("brand", values["brand"]))
+    if "source" in values:
+        terms.append(Sentiment.source == bindparam("source", values["source"]))
+    if "label" in values:
+        terms.append(Sentiment.label == bindparam("label", values["label"], type_=String))
+    if "min_score" in values:
+        terms.append(Sentiment.sentiment_score >= bindparam("min_score", values["min_score"], type_=Float))
+    if "max_score" in values:
+        terms.append(Sentiment.sentiment_score <= bindparam("max_score", values["max_score"], type_=Float))
+    if "since" in values:
+        terms.append(Sentiment.created_on >= bindparam("since", values["since"], type_=DateTime(timezone=True)))
+    if "until" in values:
+        terms.append(Sentiment.created_on < bindparam("until", values["until"], type_=DateTime(timezone=True)))
+    if "q" in values:
         document = func.to_tsvector(_FTS_CONFIG, Sentiment.sentence)
-        terms.append(document.op("@@")(func.websearch_to_tsquery(_FTS_CONFIG, filters.q)))
+        query = func.websearch_to_tsquery(_FTS_CONFIG, bindparam("q", values["q"], type_=String))
+        terms.append(document.op("@@")(query))
     return terms
 
 

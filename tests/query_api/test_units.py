@@ -1,4 +1,4 @@
-"""Pure pieces of the API: cursors, format negotiation, chart rendering, filter fingerprints."""
+"""Pure pieces of the API: cursors, format negotiation, chart rendering, filter fingerprints, statements."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy.dialects import postgresql
 
 from query_api.charts import Point, labels_svg, score_color, timeline_svg
 from query_api.cursor import Cursor, CursorError, decode_cursor, encode_cursor
 from query_api.export import encode_csv, negotiate_format
 from query_api.filters import Filters
+from query_api.queries import list_query
 
 
 @pytest.mark.parametrize(
@@ -120,3 +122,19 @@ def test_the_label_chart_shows_shares() -> None:
 @pytest.mark.parametrize(("score", "color"), [(0.0, "#c0393c"), (0.5, "#c0a03c"), (1.0, "#2e8b3c"), (7.0, "#2e8b3c")])
 def test_score_colours_run_from_red_to_green(score: float, color: str) -> None:
     assert score_color(score) == color
+
+
+def test_requests_of_one_shape_share_one_statement_and_bind_every_value() -> None:
+    first, first_params = list_query(Filters(brand="Acme", q="late delivery"), "newest", None, 10)
+    again, again_params = list_query(Filters(brand="Globex", q="refund"), "newest", None, 20)
+    blank_q, _ = list_query(Filters(brand="Acme", q="  "), "newest", None, 10)
+    after = Cursor("newest", datetime(2026, 1, 1, tzinfo=UTC), 7, "")
+    walking, walking_params = list_query(Filters(brand="Acme", q="late"), "newest", after, 10)
+
+    assert again is first
+    assert again_params == {"brand": "Globex", "q": "refund", "limit": 21}
+    assert blank_q is not first  # a blank q is no filter at all
+    assert walking is not first
+    assert walking_params == {"brand": "Acme", "q": "late", "limit": 11, "after_key": after.key, "after_id": 7}
+    for statement, params in ((first, first_params), (walking, walking_params)):
+        assert set(statement.compile(dialect=postgresql.dialect()).binds) == set(params)
