@@ -87,32 +87,40 @@ def test_infra_up_is_ready_quickly_and_stops_cleanly_on_sigterm(tmp_path: Path) 
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert process.stdout is not None
-    lines: list[str] = []
-    for line in process.stdout:
-        lines.append(line)
-        if line.startswith("export KAFKA_FLAVOR"):
-            break
-    ready_after = time.monotonic() - started
-    assert ready_after < 10, lines
-    assert any(line.startswith("export DATABASE_URL=") for line in lines)
-    found = read_infra_file(tmp_path / "state")
-    assert found is not None
-    engine = create_engine(sqlalchemy_url(found["DATABASE_URL"]), poolclass=pool.NullPool)
-    with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == migrate.head_revision()
-    engine.dispose()
-    assert _produce_and_consume(found["KAFKA_BOOTSTRAP_SERVERS"], "reviews")
+    try:
+        assert process.stdout is not None
+        lines: list[str] = []
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("export KAFKA_FLAVOR"):
+                break
+        ready_after = time.monotonic() - started
+        assert ready_after < 10, lines
+        assert any(line.startswith("export DATABASE_URL=") for line in lines)
+        found = read_infra_file(tmp_path / "state")
+        assert found is not None
+        engine = create_engine(sqlalchemy_url(found["DATABASE_URL"]), poolclass=pool.NullPool)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == migrate.head_revision()
+        engine.dispose()
+        assert _produce_and_consume(found["KAFKA_BOOTSTRAP_SERVERS"], "reviews")
 
-    children = _descendants_and_servers(process.pid)
-    postgres = psutil.Process(int((tmp_path / "state" / "pgdata" / "postmaster.pid").read_text().split()[0]))
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(20) == 0
-    assert "stopped" in (process.stdout.read() or "")
-    deadline = time.monotonic() + 10
-    alive = [p for p in [*children, postgres] if p.is_running()]
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.1)
-        alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    assert alive == []
-    assert read_infra_file(tmp_path / "state") is None
+        children = _descendants_and_servers(process.pid)
+        postgres = psutil.Process(int((tmp_path / "state" / "pgdata" / "postmaster.pid").read_text().split()[0]))
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+        assert "stopped" in (process.stdout.read() or "")
+        deadline = time.monotonic() + 10
+        alive = [p for p in [*children, postgres] if p.is_running()]
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.1)
+            alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        assert alive == []
+        assert read_infra_file(tmp_path / "state") is None
+    finally:
+        if process.poll() is None:  # a failed assertion must not leave the broker and PostgreSQL running
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()

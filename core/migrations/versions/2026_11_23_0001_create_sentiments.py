@@ -8,19 +8,14 @@ Create Date: 2026-11-23
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import context, op
+from alembic import op
+
+from core.migrations import reader_role
 
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
-
-
-def _reader_role() -> str:
-    role = context.config.get_main_option("readonly_role") or "reviewscore_reader"
-    if not role.replace("_", "").isalnum():
-        raise ValueError(f"unsafe role name {role!r}")
-    return role
 
 
 def upgrade() -> None:
@@ -69,7 +64,7 @@ def upgrade() -> None:
         postgresql_using="gin",
     )
 
-    role = _reader_role()
+    role = reader_role()
     # Roles are cluster-wide: create it once, grant per database.
     op.execute(
         f"""
@@ -88,7 +83,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    role = _reader_role()
+    role = reader_role()
     op.execute(f"REVOKE ALL ON sentiments FROM {role}")
     op.execute(f"REVOKE ALL ON alembic_version FROM {role}")
     op.execute(f"REVOKE USAGE ON SCHEMA public FROM {role}")

@@ -20,7 +20,9 @@ Create Date: 2026-12-02
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import context, op
+from alembic import op
+
+from core.migrations import reader_role
 
 revision: str = "0003"
 down_revision: str | None = "0002"
@@ -65,13 +67,6 @@ _TRIGGERS = (
 )
 
 
-def _reader_role() -> str:
-    role = context.config.get_main_option("readonly_role") or "reviewscore_reader"
-    if not role.replace("_", "").isalnum():
-        raise ValueError(f"unsafe role name {role!r}")
-    return role
-
-
 def upgrade() -> None:
     op.create_table(
         "sentiment_daily",
@@ -105,11 +100,11 @@ def upgrade() -> None:
         f"INSERT INTO sentiment_daily ({_KEY}, reviews, score_sum) "
         f"SELECT {_KEY}, sum(n), sum(s) FROM ({_rows('sentiments', '')}) AS r GROUP BY {_KEY}"
     )
-    op.execute(f"GRANT SELECT ON sentiment_daily TO {_reader_role()}")
+    op.execute(f"GRANT SELECT ON sentiment_daily TO {reader_role()}")
 
 
 def downgrade() -> None:
-    op.execute(f"REVOKE ALL ON sentiment_daily FROM {_reader_role()}")
+    op.execute(f"REVOKE ALL ON sentiment_daily FROM {reader_role()}")
     for name, *_ in _TRIGGERS:
         op.execute(f"DROP TRIGGER {name} ON sentiments")
     for name in _FUNCTIONS:
