@@ -79,6 +79,9 @@ def rollup(
         engine = create_engine(sqlalchemy_url(conn.database_url), poolclass=pool.NullPool)
         try:
             with engine.begin() as db:
+                if not daily.installed(db):
+                    typer.echo("no rollup in this database: run `reviewscore migrate` first", err=True)
+                    raise typer.Exit(2)
                 if rebuild:
                     typer.echo(f"rollup rebuilt: {daily.rebuild(db)} groups")
                 found = daily.drift(db)

@@ -37,6 +37,11 @@ class Drift:
         return self.missing == 0 and self.extra == 0
 
 
+def installed(conn: Connection) -> bool:
+    """Whether the database has the rollup (migration 0003 or later)."""
+    return bool(conn.execute(text("SELECT to_regclass('sentiment_daily') IS NOT NULL")).scalar_one())
+
+
 def drift(conn: Connection) -> Drift:
     """Compare the rollup with a fresh aggregate of ``sentiments`` (a full scan: run it off-peak)."""
     missing, extra = (row[0] for row in conn.execute(_DRIFT))

@@ -217,3 +217,16 @@ def test_rollup_command_reports_drift_from_writes_that_bypassed_triggers_and_reb
     assert rebuilt.exit_code == 0, rebuilt.output
     assert "rollup exact" in rebuilt.output
     assert_rollup_equals_rows(engine)
+
+
+@pytest.mark.integration
+def test_rollup_command_on_a_database_without_the_rollup_says_to_migrate(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    migrate.downgrade(database_url, "0002")
+    monkeypatch.setenv("DATABASE_URL", database_url)
+
+    result = CliRunner().invoke(cli_app(), ["rollup"])
+
+    assert result.exit_code == 2
+    assert "reviewscore migrate" in result.output
