@@ -152,7 +152,8 @@ def prepare_database(server_url: str, rows: int) -> tuple[str, str]:
             cur.execute(definition)
         raw.commit()
         raw.driver_connection.autocommit = True  # type: ignore[union-attr]
-        raw.driver_connection.cursor().execute("VACUUM ANALYZE sentiments")  # type: ignore[union-attr]
+        for table in ("sentiments", "sentiment_daily"):
+            raw.driver_connection.cursor().execute(f"VACUUM ANALYZE {table}")  # type: ignore[union-attr]
     finally:
         raw.close()
     done = time.perf_counter()

@@ -52,5 +52,6 @@ def rebuild(conn: Connection) -> int:
     """Recompute the rollup in the caller's transaction; returns the number of groups written."""
     conn.execute(text("LOCK TABLE sentiments IN SHARE ROW EXCLUSIVE MODE"))
     conn.execute(text("DELETE FROM sentiment_daily"))
-    result = conn.execute(text(f"INSERT INTO sentiment_daily ({_KEY}, reviews, score_sum) {_FRESH}"))
+    # Key order keeps one brand's days together on disk, as the migration's backfill does.
+    result = conn.execute(text(f"INSERT INTO sentiment_daily ({_KEY}, reviews, score_sum) {_FRESH} ORDER BY {_KEY}"))
     return result.rowcount
