@@ -51,6 +51,8 @@ def drift(conn: Connection) -> Drift:
 def rebuild(conn: Connection) -> int:
     """Recompute the rollup in the caller's transaction; returns the number of groups written."""
     conn.execute(text("LOCK TABLE sentiments IN SHARE ROW EXCLUSIVE MODE"))
+    # DELETE, not TRUNCATE: readers keep seeing the old rollup until this commits, where
+    # TRUNCATE's exclusive lock would stall every stats request for the whole rebuild.
     conn.execute(text("DELETE FROM sentiment_daily"))
     # Key order keeps one brand's days together on disk, as the migration's backfill does.
     result = conn.execute(text(f"INSERT INTO sentiment_daily ({_KEY}, reviews, score_sum) {_FRESH} ORDER BY {_KEY}"))

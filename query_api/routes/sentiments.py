@@ -136,8 +136,9 @@ def sentiment_stats(
         }
         for moment, group, n, mean, negative, neutral, positive in map(tuple, rows)
     ]
-    body = {"group_by": group_by, "bucket": bucket, "time_field": time_field, "total": sum(r["count"] for r in out)}
-    return ModelResponse(Stats.model_validate({**body, "rows": out}))
+    total = sum(r["count"] for r in out)
+    body = {"group_by": group_by, "bucket": bucket, "time_field": time_field, "total": total, "rows": out}
+    return ModelResponse(Stats.model_validate(body))
 
 
 @router.get("/brands", response_model=list[BrandOut], responses=responses(422, 503), summary="Brands")
