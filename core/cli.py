@@ -65,12 +65,12 @@ def migrate(
 
 @app.command()
 def rollup(
-    rebuild: Annotated[bool, typer.Option(help="Recompute the rollup from sentiments (locks out writers).")] = False,
+    rebuild: Annotated[bool, typer.Option(help="Recompute the rollups from sentiments (locks out writers).")] = False,
 ) -> None:
-    """Check that the daily rollup behind stats equals the rows; exit 1 if it drifted."""
+    """Check that the rollups behind stats (daily, all-time totals) equal the rows; exit 1 if one drifted."""
     from sqlalchemy import create_engine, pool
 
-    from core import rollup as daily
+    from core import rollup as rollups
     from core.db import sqlalchemy_url
     from core.runtime import ensure_infra
 
@@ -79,16 +79,19 @@ def rollup(
         engine = create_engine(sqlalchemy_url(conn.database_url), poolclass=pool.NullPool)
         try:
             with engine.begin() as db:
-                if not daily.installed(db):
-                    typer.echo("no rollup in this database: run `reviewscore migrate` first", err=True)
+                if not rollups.installed(db):
+                    typer.echo("the rollups are not in this database: run `reviewscore migrate` first", err=True)
                     raise typer.Exit(2)
                 if rebuild:
-                    typer.echo(f"rollup rebuilt: {daily.rebuild(db)} groups")
-                found = daily.drift(db)
+                    for table, groups in rollups.rebuild(db).items():
+                        typer.echo(f"{table} rebuilt: {groups} groups")
+                found = rollups.drift(db)
         finally:
             engine.dispose()
-    typer.echo(f"rollup {'exact' if found.exact else 'drifted'}: {found.missing} missing, {found.extra} extra groups")
-    if not found.exact:
+    for one in found:
+        verdict = "exact" if one.exact else "drifted"
+        typer.echo(f"{one.table} {verdict}: {one.missing} missing, {one.extra} extra groups")
+    if not all(one.exact for one in found):
         raise typer.Exit(1)
 
 

@@ -1,9 +1,9 @@
-"""Check and rebuild the daily rollup (``sentiment_daily``) against the rows it summarises.
+"""Check and rebuild the rollups behind stats (``sentiment_daily``, ``sentiment_totals``).
 
-The triggers keep it exact in normal operation. Writes that bypass triggers do not: a restore
+The triggers keep them exact in normal operation. Writes that bypass triggers do not: a restore
 with ``session_replication_role = replica``, ``ALTER TABLE … DISABLE TRIGGER``, a logical
-replica. After such work, ``reviewscore rollup`` says whether the rollup drifted and
-``--rebuild`` recomputes it under a lock that keeps writers out for the duration.
+replica. After such work, ``reviewscore rollup`` says whether a rollup drifted and
+``--rebuild`` recomputes them under a lock that keeps writers out for the duration.
 """
 
 from __future__ import annotations
@@ -12,23 +12,40 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
-_KEY = "brand, day, source, label"
-_FRESH = (
-    f"SELECT {_KEY}, count(*)::bigint AS reviews, sum(sentiment_score::numeric) AS score_sum FROM ("
-    "SELECT brand, (created_on AT TIME ZONE 'UTC')::date AS day, source, label, sentiment_score FROM sentiments"
-    f") AS r GROUP BY {_KEY}"
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    """One rollup table: its key columns and how each row of ``sentiments`` maps onto them."""
+
+    table: str
+    key: str
+    key_of_row: str
+
+    @property
+    def fresh(self) -> str:
+        return (
+            f"SELECT {self.key}, count(*)::bigint AS reviews, sum(sentiment_score::numeric) AS score_sum"
+            f" FROM (SELECT {self.key_of_row}, sentiment_score FROM sentiments) AS r GROUP BY {self.key}"
+        )
+
+    @property
+    def stored(self) -> str:
+        return f"SELECT {self.key}, reviews, score_sum FROM {self.table} WHERE reviews <> 0 OR score_sum <> 0"
+
+
+DAILY = Rollup(
+    "sentiment_daily", "brand, day, source, label", "brand, (created_on AT TIME ZONE 'UTC')::date AS day, source, label"
 )
-_STORED = f"SELECT {_KEY}, reviews, score_sum FROM sentiment_daily WHERE reviews <> 0 OR score_sum <> 0"
-_DRIFT = text(
-    f"SELECT count(*) FROM (({_FRESH}) EXCEPT ALL ({_STORED})) AS missing"
-    f" UNION ALL SELECT count(*) FROM (({_STORED}) EXCEPT ALL ({_FRESH})) AS extra"
-)
+TOTALS = Rollup("sentiment_totals", "brand, source, label", "brand, source, label")
+ROLLUPS = (DAILY, TOTALS)
+"""In the order the triggers write them (trigger names sort daily before totals)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Drift:
-    """Groups the rollup lacks or gets wrong (``missing``) and groups it has but should not (``extra``)."""
+    """Groups a rollup lacks or gets wrong (``missing``) and groups it has but should not (``extra``)."""
 
+    table: str
     missing: int
     extra: int
 
@@ -38,22 +55,33 @@ class Drift:
 
 
 def installed(conn: Connection) -> bool:
-    """Whether the database has the rollup (migration 0003 or later)."""
-    return bool(conn.execute(text("SELECT to_regclass('sentiment_daily') IS NOT NULL")).scalar_one())
+    """Whether the database has every rollup (migration 0004 or later)."""
+    probes = " AND ".join(f"to_regclass('{rollup.table}') IS NOT NULL" for rollup in ROLLUPS)
+    return bool(conn.execute(text(f"SELECT {probes}")).scalar_one())
 
 
-def drift(conn: Connection) -> Drift:
-    """Compare the rollup with a fresh aggregate of ``sentiments`` (a full scan: run it off-peak)."""
-    missing, extra = (row[0] for row in conn.execute(_DRIFT))
-    return Drift(missing=missing, extra=extra)
+def drift(conn: Connection) -> list[Drift]:
+    """Compare each rollup with a fresh aggregate of ``sentiments`` (full scans: run it off-peak)."""
+    found = []
+    for rollup in ROLLUPS:
+        check = text(
+            f"SELECT count(*) FROM (({rollup.fresh}) EXCEPT ALL ({rollup.stored})) AS missing"
+            f" UNION ALL SELECT count(*) FROM (({rollup.stored}) EXCEPT ALL ({rollup.fresh})) AS extra"
+        )
+        missing, extra = (row[0] for row in conn.execute(check))
+        found.append(Drift(rollup.table, missing=missing, extra=extra))
+    return found
 
 
-def rebuild(conn: Connection) -> int:
-    """Recompute the rollup in the caller's transaction; returns the number of groups written."""
+def rebuild(conn: Connection) -> dict[str, int]:
+    """Recompute every rollup in the caller's transaction; returns the groups written per table."""
     conn.execute(text("LOCK TABLE sentiments IN SHARE ROW EXCLUSIVE MODE"))
-    # DELETE, not TRUNCATE: readers keep seeing the old rollup until this commits, where
-    # TRUNCATE's exclusive lock would stall every stats request for the whole rebuild.
-    conn.execute(text("DELETE FROM sentiment_daily"))
-    # Key order keeps one brand's days together on disk, as the migration's backfill does.
-    result = conn.execute(text(f"INSERT INTO sentiment_daily ({_KEY}, reviews, score_sum) {_FRESH} ORDER BY {_KEY}"))
-    return result.rowcount
+    written = {}
+    for rollup in ROLLUPS:
+        # DELETE, not TRUNCATE: readers keep seeing the old rollup until this commits, where
+        # TRUNCATE's exclusive lock would stall every stats request for the whole rebuild.
+        conn.execute(text(f"DELETE FROM {rollup.table}"))
+        # Key order keeps one brand's rows together on disk, as the migrations' backfills do.
+        insert = f"INSERT INTO {rollup.table} ({rollup.key}, reviews, score_sum) {rollup.fresh} ORDER BY {rollup.key}"
+        written[rollup.table] = conn.execute(text(insert)).rowcount
+    return written

@@ -116,3 +116,20 @@ summarise, so stats read from it equal stats aggregated from ``sentiments``. ``r
 reach 0 after deletes or re-labelling; readers drop such groups. Exactness is checked by
 ``core.rollup.drift`` and restored by ``reviewscore rollup --rebuild``.
 """
+
+
+sentiment_totals = Table(
+    "sentiment_totals",
+    Base.metadata,
+    Column("brand", Text, nullable=True),
+    Column("source", Text, nullable=False),
+    Column("label", String(16), nullable=False),
+    Column("reviews", BigInteger, nullable=False),
+    Column("score_sum", Numeric, nullable=False),
+    Index("ux_sentiment_totals_key", "brand", "source", "label", unique=True, postgresql_nulls_not_distinct=True),
+)
+"""Reviews and score sum per (brand, source, label) over all time: ``sentiment_daily`` without the day.
+
+Written only by the triggers of migration 0004, like the daily rollup, for the questions with no
+time range (the brand list, all-time label distributions), which would otherwise sum every day.
+"""

@@ -3,9 +3,10 @@
 Every statement is built from ``Filters`` and enumerated options only; values travel as bound
 parameters. Each query is shaped for an index of the first migration: keyset pages walk
 ``(created_on, id)`` / ``(sentiment_score, id)`` (optionally behind an equality on brand,
-source or label). Stats and brands read the daily rollup (migration 0003) whenever the request
-can be answered from whole UTC days of ``created_on`` by brand, source and label, and otherwise
-aggregate the rows, one brand's ``(brand, created_on)`` range through a covering index.
+source or label). Stats and brands read a rollup whenever the request can be answered from
+whole UTC days of ``created_on`` by brand, source and label: the all-time totals (migration
+0004) when there is no time range or bucket, the daily rollup (0003) otherwise. Anything else
+aggregates the rows, one brand's ``(brand, created_on)`` range through a covering index.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy import (
     ColumnElement,
     DateTime,
     Select,
+    Table,
     bindparam,
     cast,
     func,
@@ -27,7 +29,7 @@ from sqlalchemy import (
     tuple_,
 )
 
-from core.schema import LABELS, Sentiment, sentiment_daily
+from core.schema import LABELS, Sentiment, sentiment_daily, sentiment_totals
 from query_api.cursor import Cursor, Sort, is_time_sort
 from query_api.filters import Filters, bound_values, conditions
 
@@ -145,19 +147,26 @@ def rollup_answers(filters: Filters, bucket: Bucket | None, time_field: TimeFiel
     )
 
 
-def _rollup_where(filters: Filters) -> list[ColumnElement[bool]]:
-    daily = sentiment_daily.c
+def _rollup_table(filters: Filters, bucket: Bucket | None) -> Table:
+    """All-time totals where no day matters, else the daily rollup; only where ``rollup_answers`` holds."""
+    if bucket is None and filters.since is None and filters.until is None:
+        return sentiment_totals
+    return sentiment_daily
+
+
+def _rollup_where(filters: Filters, rollup: Table) -> list[ColumnElement[bool]]:
+    columns = rollup.c
     terms: list[ColumnElement[bool]] = []
     if filters.brand is not None:
-        terms.append(daily.brand == filters.brand)
+        terms.append(columns.brand == filters.brand)
     if filters.source is not None:
-        terms.append(daily.source == filters.source)
+        terms.append(columns.source == filters.source)
     if filters.label is not None:
-        terms.append(daily.label == filters.label)
+        terms.append(columns.label == filters.label)
     if filters.since is not None:
-        terms.append(daily.day >= _utc(filters.since).date())
+        terms.append(columns.day >= _utc(filters.since).date())
     if filters.until is not None:
-        terms.append(daily.day < _utc(filters.until).date())
+        terms.append(columns.day < _utc(filters.until).date())
     return terms
 
 
@@ -182,14 +191,16 @@ def stats_statement(
 def rollup_stats_statement(
     filters: Filters, group_by: GroupBy | None, bucket: Bucket | None, max_rows: int
 ) -> Statement:
-    """``stats_statement`` over ``sentiment_daily``; only valid where ``rollup_answers`` holds.
+    """``stats_statement`` over a rollup; only valid where ``rollup_answers`` holds.
 
     Days become UTC midnights and weeks their Monday, the same instants ``date_trunc(…, 'UTC')``
-    gives on the rows; the casts keep the session time zone out of it.
+    gives on the rows; the casts keep the session time zone out of it. With no bucket and no
+    time range the all-time totals answer, a few rows per brand however long the history.
     """
     if bucket == "hour":
         raise ValueError("the rollup holds whole days; hourly stats aggregate the rows")
-    daily = sentiment_daily.c
+    rollup = _rollup_table(filters, bucket)
+    daily = rollup.c
     instant = {
         None: "NULL::timestamptz",
         "day": "(day::timestamp AT TIME ZONE 'UTC')",
@@ -202,9 +213,11 @@ def rollup_stats_statement(
         cast(func.coalesce(reviews.filter(daily.label == label), 0), BigInteger).label(label) for label in LABELS
     ]
     aggregates = [cast(reviews, BigInteger).label("n"), (func.sum(daily.score_sum) / reviews).label("mean_score")]
-    stmt: Statement = select(*columns, *aggregates, *label_counts).where(*_rollup_where(filters))
+    stmt: Statement = select(*columns, *aggregates, *label_counts).where(*_rollup_where(filters, rollup))
     # Grouping by the day column itself lets one brand's range come out of the index in day order.
-    by_bucket: ColumnElement[Any] | None = {None: None, "day": daily.day, "week": literal_column("1")}[bucket]
+    by_bucket: ColumnElement[Any] | None = None  # totals have no day column to name
+    if bucket is not None:
+        by_bucket = daily.day if bucket == "day" else literal_column("1")
     by_group: ColumnElement[Any] | None = literal_column("2") if group_by else None
     grouping: list[ColumnElement[Any]] = [key for key in (by_bucket, by_group) if key is not None]
     # Groups can sum to zero reviews after deletes or re-labelling: they do not exist in the rows.
@@ -245,15 +258,15 @@ def scan_stats_statement(
 def brands_statement(filters: Filters, limit: int) -> Statement:
     """Brands with their review counts and mean score, most reviewed first."""
     if rollup_answers(filters, None, "created_on"):
-        daily = sentiment_daily.c
-        reviews = func.sum(daily.reviews)
-        mean_score = (func.sum(daily.score_sum) / reviews).label("mean_score")
+        rollup = _rollup_table(filters, None)
+        reviews = func.sum(rollup.c.reviews)
+        mean_score = (func.sum(rollup.c.score_sum) / reviews).label("mean_score")
         return (
-            select(daily.brand, cast(reviews, BigInteger).label("n"), mean_score)
-            .where(*_rollup_where(filters), daily.brand.is_not(None))
-            .group_by(daily.brand)
+            select(rollup.c.brand, cast(reviews, BigInteger).label("n"), mean_score)
+            .where(*_rollup_where(filters, rollup), rollup.c.brand.is_not(None))
+            .group_by(rollup.c.brand)
             .having(reviews > 0)
-            .order_by(literal_column("n").desc(), daily.brand.asc())
+            .order_by(literal_column("n").desc(), rollup.c.brand.asc())
             .limit(limit)
         )
     count = func.count().label("n")

@@ -1,9 +1,10 @@
-"""The daily rollup behind stats and brands equals the rows, whatever wrote them."""
+"""The rollups behind stats and brands (daily, all-time totals) equal the rows, whatever wrote them."""
 
 from __future__ import annotations
 
 import random
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import product
 from typing import Any
@@ -85,19 +86,20 @@ def assert_rollup_equals_rows(engine: Engine) -> None:
     with engine.connect() as conn:
         # Far from UTC, so a bucket that leaned on the session time zone would show.
         conn.execute(text("SET TIME ZONE 'Pacific/Chatham'"))
-        assert drift(conn).exact
+        exact = [(one.table, one.exact) for one in drift(conn)]
+        assert exact == [("sentiment_daily", True), ("sentiment_totals", True)]
         for filters, group_by, bucket in product(FILTERS, [None, "brand", "source", "label"], [None, "day", "week"]):
             from_rollup = _normalised(conn, rollup_stats_statement(filters, group_by, bucket, 10_000))  # type: ignore[arg-type]
             from_rows = _normalised(conn, scan_stats_statement(filters, group_by, bucket, "created_on", 10_000))  # type: ignore[arg-type]
             assert from_rollup == from_rows, (filters, group_by, bucket)
-        brands = conn.execute(brands_statement(Filters(), 100)).all()
-        expected = conn.execute(
-            text(
-                "SELECT brand, count(*), avg(sentiment_score) FROM sentiments WHERE brand IS NOT NULL"
-                " GROUP BY brand ORDER BY 2 DESC, 1"
-            )
-        ).all()
-        assert [(b, n, round(float(m), 9)) for b, n, m in brands] == [(b, n, round(m, 9)) for b, n, m in expected]
+        for filters in FILTERS:  # all time from the totals, a range of days from the daily rollup
+            brands = conn.execute(brands_statement(filters, 100)).all()
+            expected = conn.execute(
+                brands_statement(replace(filters, min_score=0.0), 100)  # min_score: from the rows
+            ).all()
+            assert [(b, n, round(float(m), 9)) for b, n, m in brands] == [
+                (b, n, round(float(m), 9)) for b, n, m in expected
+            ], filters
 
 
 @pytest.mark.integration
@@ -138,6 +140,7 @@ def test_the_rollup_equals_the_rows_through_inserts_rescoring_updates_deletes_an
     with engine.begin() as conn:
         conn.execute(text("TRUNCATE sentiments"))
         assert conn.execute(text("SELECT count(*) FROM sentiment_daily")).scalar_one() == 0
+        assert conn.execute(text("SELECT count(*) FROM sentiment_totals")).scalar_one() == 0
 
 
 @pytest.mark.integration
@@ -189,6 +192,7 @@ def test_the_migration_backfills_the_rollup_from_existing_rows(database_url: str
         migrate.upgrade(database_url, "head")
         with engine.connect() as conn:
             assert conn.execute(text("SELECT sum(reviews) FROM sentiment_daily")).scalar_one() == 200
+            assert conn.execute(text("SELECT sum(reviews) FROM sentiment_totals")).scalar_one() == 200
         assert_rollup_equals_rows(engine)
     finally:
         engine.dispose()
@@ -203,7 +207,8 @@ def test_rollup_command_reports_drift_from_writes_that_bypassed_triggers_and_reb
         conn.execute(insert(Sentiment), _random_rows(random.Random(5), 50, "kept"))
     exact = CliRunner().invoke(cli_app(), ["rollup"])
     assert exact.exit_code == 0, exact.output
-    assert "rollup exact" in exact.output
+    assert "sentiment_daily exact: 0 missing, 0 extra groups" in exact.output
+    assert "sentiment_totals exact: 0 missing, 0 extra groups" in exact.output
 
     with engine.begin() as conn:
         conn.execute(text("ALTER TABLE sentiments DISABLE TRIGGER USER"))
@@ -211,11 +216,14 @@ def test_rollup_command_reports_drift_from_writes_that_bypassed_triggers_and_reb
         conn.execute(text("ALTER TABLE sentiments ENABLE TRIGGER USER"))
     drifted = CliRunner().invoke(cli_app(), ["rollup"])
     assert drifted.exit_code == 1
-    assert "rollup drifted" in drifted.output
+    assert "sentiment_daily drifted" in drifted.output
+    assert "sentiment_totals drifted" in drifted.output
 
     rebuilt = CliRunner().invoke(cli_app(), ["rollup", "--rebuild"])
     assert rebuilt.exit_code == 0, rebuilt.output
-    assert "rollup exact" in rebuilt.output
+    assert "sentiment_totals rebuilt" in rebuilt.output
+    assert "sentiment_daily exact" in rebuilt.output
+    assert "sentiment_totals exact" in rebuilt.output
     assert_rollup_equals_rows(engine)
 
 
