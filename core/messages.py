@@ -33,6 +33,8 @@ JSON_SCHEMA_PATH = Path(__file__).parent / "schemas" / f"review_message.v{SCHEMA
 
 _SOURCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/\-]*$"
 _LANG_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
+# What the NUL validator enforces, in the JSON Schema, so producers validating against the file agree.
+_NO_NUL: dict[str, Any] = {"pattern": "^[^\\u0000]*$"}
 _URL_PATTERN = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
 
 
@@ -73,20 +75,27 @@ class ReviewMessage(BaseModel):
 
     schema_version: Literal[1] = Field(default=1, description="Version of this contract.")
     text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_CHARS)] = Field(
-        description="The review text; must not be empty after stripping whitespace."
+        description="The review text; must not be empty after stripping whitespace. No text field may hold NUL.",
+        json_schema_extra=_NO_NUL,
     )
     source: Annotated[
         str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=_SOURCE_PATTERN)
     ] = Field(description="Who produced it: 'scraper:<spider>', 'user', or a producer's name.")
     review_id: ShortText | None = Field(
-        default=None, description="The producer's stable id of the review; makes re-publishing idempotent."
+        default=None,
+        description="The producer's stable id of the review; makes re-publishing idempotent.",
+        json_schema_extra=_NO_NUL,
     )
-    brand: ShortText | None = Field(default=None, description="Brand or company the review is about.")
+    brand: ShortText | None = Field(
+        default=None, description="Brand or company the review is about.", json_schema_extra=_NO_NUL
+    )
     rating: Annotated[int, Field(ge=1, le=5, strict=True)] | None = Field(
         default=None, description="Stars (1-5) given by the review's author, when the source has them."
     )
-    url: Url | None = Field(default=None, description="Where the review was published.")
-    author: ShortText | None = Field(default=None, description="The review's author as shown by the source.")
+    url: Url | None = Field(default=None, description="Where the review was published.", json_schema_extra=_NO_NUL)
+    author: ShortText | None = Field(
+        default=None, description="The review's author as shown by the source.", json_schema_extra=_NO_NUL
+    )
     published_at: datetime | None = Field(
         default=None, description="When the review was published (ISO-8601; naive times are taken as UTC)."
     )
@@ -94,12 +103,27 @@ class ReviewMessage(BaseModel):
         default=None, description="BCP-47 language tag of the text, e.g. 'en' or 'en-GB'."
     )
 
+    @field_validator("text", "review_id", "brand", "url", "author")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        # PostgreSQL text cannot store U+0000: refused here, where the producer hears why,
+        # not at the sink, after the API has already answered 202.
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL (U+0000) characters")
+        return value
+
     @field_validator("published_at")
     @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        """In UTC: PostgreSQL refuses offsets Python accepts (up to ±24 h); stored as an instant anyway."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
-        return value
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("is out of range once converted to UTC") from None
 
     @cached_property
     def review_key(self) -> str:

@@ -1,9 +1,14 @@
 """Query API settings (prefix ``API_``)."""
 
-from pydantic import Field
+from typing import Self
+
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings
 
 from core.config.base import cached, settings_config
+
+PAGE_LIMIT_BOUND = 500
+"""The page size the OpenAPI schema promises clients at most."""
 
 
 class ApiSettings(BaseSettings):
@@ -21,7 +26,12 @@ class ApiSettings(BaseSettings):
         ),
     )
     page_limit_default: int = Field(default=50, ge=1, description="Rows per page when no limit is given.")
-    page_limit_max: int = Field(default=500, ge=1, description="Largest accepted page size.")
+    page_limit_max: int = Field(
+        default=PAGE_LIMIT_BOUND,
+        ge=1,
+        le=PAGE_LIMIT_BOUND,
+        description="Largest accepted page size; may be lowered below the 500 the API documents, not raised.",
+    )
     max_body_bytes: int = Field(default=64_000, ge=1024, description="Largest accepted request body.")
     submit_wait_max: float = Field(
         default=30.0, ge=0, description="Longest ?wait= a submission may block for its score (s)."
@@ -37,6 +47,14 @@ class ApiSettings(BaseSettings):
     )
     export_chunk_rows: int = Field(default=2_000, ge=1, description="Rows fetched and sent per export chunk.")
     export_max_rows: int = Field(default=5_000_000, ge=1, description="Largest accepted export ?limit=.")
+
+    @model_validator(mode="after")
+    def _default_page_fits(self) -> Self:
+        if self.page_limit_default > self.page_limit_max:
+            raise ValueError(
+                f"API_PAGE_LIMIT_DEFAULT ({self.page_limit_default}) exceeds API_PAGE_LIMIT_MAX ({self.page_limit_max})"
+            )
+        return self
 
 
 @cached

@@ -6,6 +6,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings
 
 from core.config.base import cached, settings_config
+from core.messages import MAX_TEXT_CHARS
 
 
 class StreamSettings(BaseSettings):
@@ -16,7 +17,7 @@ class StreamSettings(BaseSettings):
         default="faust",
         description=(
             "Consumer engine: 'faust' (an agent with take_events) or 'batch' (librdkafka micro-batches: "
-            "same guarantees, ~4x the no-model throughput; for fast models and GPUs)."
+            "same guarantees, about twice the no-model throughput on 2 cores; for fast models and GPUs)."
         ),
     )
     max_batch: int = Field(
@@ -43,7 +44,13 @@ class StreamSettings(BaseSettings):
         description="How a batch reaches Postgres: COPY into a staging table + merge, or one multi-row INSERT.",
     )
     max_text_chars: int = Field(
-        default=20_000, ge=1, description="Longest review text accepted; longer messages are dead-lettered."
+        default=MAX_TEXT_CHARS,
+        ge=1,
+        le=MAX_TEXT_CHARS,
+        description=(
+            "Longest review text scored; longer messages are dead-lettered as too_long. At most the message "
+            "contract's own limit, which refuses longer texts as invalid."
+        ),
     )
     retry_initial: float = Field(default=0.2, gt=0, description="First backoff of a transient failure (s).")
     retry_max: float = Field(default=10.0, gt=0, description="Longest backoff between retries (s).")

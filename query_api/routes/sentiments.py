@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Row
 
+from core.config.api import PAGE_LIMIT_BOUND
 from query_api.cursor import SORTS, Cursor, CursorError, Sort, decode_cursor, encode_cursor, is_time_sort
 from query_api.deps import SessionDep, StateDep
 from query_api.errors import ApiError, responses
@@ -28,7 +29,6 @@ from query_api.schemas import BrandList, BrandOut, ModelResponse, Page, Sentimen
 
 router = APIRouter(tags=["sentiments"])
 
-MAX_PAGE = 500
 MAX_ID = 2**63 - 1
 
 SortQuery = Annotated[
@@ -51,7 +51,7 @@ CursorQuery = Annotated[
 ]
 LimitQuery = Annotated[
     int | None,
-    Query(ge=1, le=MAX_PAGE, description="Rows per page (default 50, at most 500).", examples=[50]),
+    Query(ge=1, le=PAGE_LIMIT_BOUND, description="Rows per page (default 50, at most 500).", examples=[50]),
 ]
 
 

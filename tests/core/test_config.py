@@ -11,6 +11,7 @@ from core.config import (
     DatabaseSettings,
     KafkaSettings,
     clear_settings_cache,
+    get_api_settings,
     get_database_settings,
     get_kafka_settings,
     get_stream_settings,
@@ -48,6 +49,25 @@ def test_invalid_values_are_refused_with_the_field_name(monkeypatch: pytest.Monk
     monkeypatch.setenv("DATABASE_POOL_SIZE", "0")
     with pytest.raises(ValidationError, match="pool_size"):
         DatabaseSettings()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "field"),
+    [
+        # Above the contract's 20,000 characters the setting could never take effect.
+        ("STREAM_MAX_TEXT_CHARS", "50000", "max_text_chars"),
+        # Above the 500 the OpenAPI schema documents the query parameter would refuse it anyway.
+        ("API_PAGE_LIMIT_MAX", "1000", "page_limit_max"),
+        ("API_PAGE_LIMIT_DEFAULT", "600", "API_PAGE_LIMIT_DEFAULT"),
+    ],
+)
+def test_limits_that_could_never_take_effect_are_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, field: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    clear_settings_cache()
+    with pytest.raises(ValidationError, match=field):
+        get_stream_settings() if variable.startswith("STREAM") else get_api_settings()
 
 
 def test_producer_config_is_idempotent_and_requires_servers() -> None:

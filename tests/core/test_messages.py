@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jsonschema
@@ -47,6 +47,13 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     ({"text": "ok", "source": "user", "lang": "English"}, "lang"),
     ({"text": 42, "source": "user"}, "text"),
     ({"text": "ok", "source": "user", "schema_version": 2}, "schema_version"),
+    # PostgreSQL text cannot hold NUL: refused by the contract, not at the sink after a 202.
+    ({"text": "bad\x00byte", "source": "user"}, "text"),
+    ({"text": "ok", "source": "user", "brand": "Ac\x00me"}, "brand"),
+    ({"text": "ok", "source": "user", "author": "\x00"}, "author"),
+    ({"text": "ok", "source": "user", "review_id": "id\x00"}, "review_id"),
+    ({"text": "ok", "source": "user", "url": "https://example.com/\x00"}, "url"),
+    ({"text": "ok", "source": "user", "published_at": "0001-01-01T00:00:00+23:00"}, "published_at"),
 ]
 
 
@@ -67,6 +74,15 @@ def test_invalid_messages_are_rejected_naming_the_field(payload: dict[str, Any],
 def test_naive_publication_time_is_taken_as_utc() -> None:
     message = ReviewMessage(text="ok", source="user", published_at=datetime(2026, 1, 2, 3, 4))
     assert message.published_at == datetime(2026, 1, 2, 3, 4, tzinfo=UTC)
+
+
+def test_publication_time_is_stored_in_utc_whatever_offset_the_producer_used() -> None:
+    # +23:00 is a valid offset in Python and ISO-8601 but one PostgreSQL refuses.
+    payload = {"text": "ok", "source": "user", "published_at": "2026-01-02T03:04:00+23:00"}
+    published = ReviewMessage.model_validate(payload).published_at
+    assert published == datetime(2026, 1, 1, 4, 4, tzinfo=UTC)
+    assert published is not None
+    assert published.utcoffset() == timedelta(0)
 
 
 def test_review_key_uses_the_producer_id_when_there_is_one() -> None:
