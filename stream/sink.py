@@ -1,9 +1,10 @@
 """The Postgres sink: one upsert per batch, idempotent under re-delivery.
 
 The batch is COPYed into a per-connection temporary staging table, then merged with
-``INSERT … SELECT … ON CONFLICT (review_key) DO UPDATE … WHERE model_version IS DISTINCT FROM``,
-which makes a replay of the same message with the same model a no-op (the row is not even
-rewritten) while a new model version updates the scores and ``updated_on``. One transaction
+``INSERT … SELECT … ON CONFLICT (review_key) DO UPDATE … WHERE (model_version, sentence, …) IS
+DISTINCT FROM …``, which makes a replay of the same message with the same model a no-op (the row
+is not even rewritten) while a new model version, or an edited review under the same
+``review_id``, updates the row and ``updated_on``. One transaction
 and one commit per batch (quix-streams' sink contract: write first, commit offsets after).
 COPY beats a multi-row ``INSERT … VALUES`` once batches are large (bench/stream.py measures
 both: psycopg2 builds the VALUES list in Python, row by row); ``method="insert"`` keeps the
@@ -41,26 +42,24 @@ COLUMNS = (
     "kafka_partition",
     "kafka_offset",
 )
-# What a new model version changes; the review's own fields stay as first stored.
-_UPDATED = (
-    "sentiment_score",
-    "confidence",
-    "label",
-    "suggested_rating",
-    "model_version",
-    "kafka_topic",
-    "kafka_partition",
-    "kafka_offset",
+# What a message for a stored review_key may change: everything but the key and the source
+# (part of the key). ``created_on`` stays; ``updated_on`` says when it last changed.
+_UPDATED = tuple(name for name in COLUMNS if name not in ("review_key", "source"))
+# What makes it a change: a new model version, or an edit of the review (the producer's
+# review_id kept, the text, rating, brand … changed; the worker scored the new text). The
+# same message again, with the same model, matches on all of them and rewrites nothing.
+_COMPARED = ("model_version", "sentence", "brand", "rating", "url", "author", "lang", "published_at")
+_CHANGED = (
+    f"({', '.join(f'sentiments.{name}' for name in _COMPARED)}) IS DISTINCT FROM "
+    f"({', '.join(f'excluded.{name}' for name in _COMPARED)})"
 )
-
-UPSERT_SQL = (
-    f"INSERT INTO sentiments ({', '.join(COLUMNS)}) VALUES %s "
+_ON_CONFLICT = (
     "ON CONFLICT (review_key) DO UPDATE SET "
     + ", ".join(f"{name} = excluded.{name}" for name in _UPDATED)
-    + ", updated_on = now() "
-    "WHERE sentiments.model_version IS DISTINCT FROM excluded.model_version "
-    "RETURNING (xmax = 0) AS inserted"
+    + f", updated_on = now() WHERE {_CHANGED} "
 )
+
+UPSERT_SQL = f"INSERT INTO sentiments ({', '.join(COLUMNS)}) VALUES %s {_ON_CONFLICT}RETURNING (xmax = 0) AS inserted"
 
 _STAGING = "reviewscore_staging"
 CREATE_STAGING_SQL = (
@@ -70,12 +69,7 @@ CREATE_STAGING_SQL = (
 COPY_SQL = f"COPY {_STAGING} ({', '.join(COLUMNS)}) FROM STDIN"
 MERGE_SQL = (
     f"WITH merged AS (INSERT INTO sentiments ({', '.join(COLUMNS)}) "
-    f"SELECT {', '.join(COLUMNS)} FROM {_STAGING} "
-    "ON CONFLICT (review_key) DO UPDATE SET "
-    + ", ".join(f"{name} = excluded.{name}" for name in _UPDATED)
-    + ", updated_on = now() "
-    "WHERE sentiments.model_version IS DISTINCT FROM excluded.model_version "
-    "RETURNING (xmax = 0) AS inserted) "
+    f"SELECT {', '.join(COLUMNS)} FROM {_STAGING} {_ON_CONFLICT}RETURNING (xmax = 0) AS inserted) "
     "SELECT count(*) FILTER (WHERE inserted), count(*) FROM merged"
 )
 

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
+from core.messages import ReviewMessage
 from stream.records import Record, to_row, triage
 from stream.rescore import pending_rows, rescore_rows
 from stream.sink import PostgresSink
@@ -54,6 +55,39 @@ def test_a_new_model_version_updates_scores_and_updated_on_but_keeps_id_and_crea
         assert row["updated_on"] is not None
         assert row["updated_on"] >= old["created_on"]
         assert (row["id"], row["created_on"], row["sentence"]) == (old["id"], old["created_on"], old["sentence"])
+
+
+def _scored(messages: list[ReviewMessage], offset: int = 0) -> list[dict[str, Any]]:
+    records = [Record("reviews", 0, offset + i, *m.to_kafka(), None) for i, m in enumerate(messages)]
+    parsed, _ = triage(records, 20_000)
+    scores = LexiconScorer().predict([p.message.text for p in parsed])
+    return [to_row(p, s) for p, s in zip(parsed, scores, strict=True)]
+
+
+@pytest.mark.parametrize("method", ["copy", "insert"])
+def test_an_edited_review_under_the_same_id_replaces_its_row_and_is_scored_again(
+    engine: Engine, database_url: str, method: str
+) -> None:
+    sink = PostgresSink(engine, method=method)  # type: ignore[arg-type]
+    original = ReviewMessage(text="Great shoes, fast delivery", source="scraper:shop", review_id="r1", rating=5)
+    edited = ReviewMessage(
+        text="Awful: the shoes broke after a week", source="scraper:shop", review_id="r1", rating=1, brand="Acme"
+    )
+    sink.write(_scored([original]))
+    (before,) = fetch_rows(database_url)
+
+    result = sink.write(_scored([edited], offset=1))
+    again = sink.write(_scored([edited], offset=2))  # the edit re-delivered: nothing to change
+
+    (after,) = fetch_rows(database_url)
+    (expected,) = LexiconScorer().predict([edited.text])
+    assert (result.updated, again.unchanged) == (1, 1)
+    assert (after["id"], after["created_on"]) == (before["id"], before["created_on"])
+    assert (after["sentence"], after["rating"], after["brand"]) == (edited.text, 1, "Acme")
+    assert (after["label"], after["sentiment_score"]) == (expected.label, pytest.approx(expected.sentiment_score))
+    assert after["label"] != before["label"]
+    assert after["kafka_offset"] == 1
+    assert after["updated_on"] is not None
 
 
 def test_a_row_the_database_refuses_is_isolated_and_the_rest_of_the_batch_lands(
