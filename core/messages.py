@@ -99,7 +99,7 @@ class ReviewMessage(BaseModel):
     published_at: datetime | None = Field(
         default=None, description="When the review was published (ISO-8601; naive times are taken as UTC)."
     )
-    lang: Annotated[str, StringConstraints(pattern=_LANG_PATTERN)] | None = Field(
+    lang: Annotated[str, StringConstraints(max_length=35, pattern=_LANG_PATTERN)] | None = Field(
         default=None, description="BCP-47 language tag of the text, e.g. 'en' or 'en-GB'."
     )
 

@@ -56,11 +56,15 @@ class Extraction:
 
 
 def clean_text(parts: list[str] | str | None) -> str | None:
-    """Join text nodes, unescape entities left in structured data, collapse whitespace."""
+    """Join text nodes, unescape entities left in structured data, collapse whitespace.
+
+    NUL characters are dropped: page noise, and the message contract refuses them (PostgreSQL
+    text cannot store them), which would lose the whole review.
+    """
     if parts is None:
         return None
     text = parts if isinstance(parts, str) else " ".join(parts)
-    text = " ".join(html.unescape(text).split())
+    text = " ".join(html.unescape(text).replace("\x00", "").split())
     return text or None
 
 

@@ -54,6 +54,7 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     ({"text": "ok", "source": "user", "review_id": "id\x00"}, "review_id"),
     ({"text": "ok", "source": "user", "url": "https://example.com/\x00"}, "url"),
     ({"text": "ok", "source": "user", "published_at": "0001-01-01T00:00:00+23:00"}, "published_at"),
+    ({"text": "ok", "source": "user", "lang": "en" + "-abcdefgh" * 4}, "lang"),  # the column holds 35
 ]
 
 

@@ -58,7 +58,7 @@ def test_a_submission_is_published_with_source_user_and_answered_202(
         "rating": 2,
         "url": "https://shop.example/r/1",
         "author": "Sam",
-        "published_at": "2026-11-20T10:00:00",
+        "published_at": "2026-11-21T09:00:00+23:00",  # an offset PostgreSQL refuses: sent on in UTC
         "lang": "en-GB",
     }
     response = submit_client.post("/sentiments/", json=review)
@@ -156,6 +156,10 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     ({"text": "ok", "published_at": "last week"}, "published_at"),
     ({"text": "ok", "source": "scraper:trustpilot"}, "source"),
     ({"text": 42}, "text"),
+    # What PostgreSQL would refuse after a 202 (the review pending for ever) is a 422 instead.
+    ({"text": "NUL \x00 inside"}, "text"),
+    ({"text": "ok", "brand": "Ac\x00me"}, "brand"),
+    ({"text": "ok", "published_at": "0001-01-01T00:00:00+23:00"}, "published_at"),
 ]
 
 

@@ -9,6 +9,7 @@ from parsel import Selector
 from w3lib.encoding import html_to_unicode
 
 from scraper.extract import (
+    clean_text,
     extract_reviews,
     listing_links,
     normalize_date,
@@ -163,6 +164,12 @@ def test_dates_become_utc_iso_8601(raw: object, iso: str | None) -> None:
 )
 def test_review_ids_come_from_review_urls_and_json_ld_ids(value: str | None, review_id: str | None) -> None:
     assert review_id_from(value) == review_id
+
+
+def test_text_loses_nul_characters_and_extra_whitespace_but_keeps_its_words() -> None:
+    cleaned = clean_text(["Great\x00 shoes,", "  fast\n delivery &amp; nice box"])
+    assert cleaned == "Great shoes, fast delivery & nice box"
+    assert clean_text("\x00 \x00") is None
 
 
 def test_every_fixture_page_is_readable(tmp_path: Path) -> None:
