@@ -65,6 +65,14 @@ class Prepared:
     model_seconds: float
 
 
+CANARY_TEXT = "The order arrived on time and works as described."
+"""A text any working model scores: when it fails too, the model is down, not the review bad."""
+
+
+class ScorerUnavailableError(RuntimeError):
+    """The model fails whatever it is given; the batch waits and retries instead of dead-lettering."""
+
+
 @dataclass
 class BatchProcessor:
     scorer: Scorer
@@ -129,13 +137,20 @@ class BatchProcessor:
         return scored, failed
 
     def _score_isolating(self, items: list[Parsed], scored: list[tuple[Parsed, Score]], failed: list[Rejected]) -> None:
-        """A text the model cannot score is bisected out and dead-lettered; its neighbours are scored."""
+        """A text the model cannot score is bisected out and dead-lettered; its neighbours are scored.
+
+        Bisection also rescues a sub-batch too large for the device (halves fit). But a model that
+        fails on everything (a lost GPU, a broken session) must not bisect the batch into dead
+        letters: before one text is dead-lettered, a known-good text is scored, and when that fails
+        too the failure is the model's, raised for ``_retry`` to wait out.
+        """
         try:
             scores = self.scorer.predict([item.message.text for item in items])
             if len(scores) != len(items):
                 raise RuntimeError(f"the scorer returned {len(scores)} scores for {len(items)} texts")
         except Exception as exc:  # noqa: BLE001 - any model failure: isolate the text that causes it
             if len(items) == 1:
+                self._check_scorer(exc)
                 log.warning("scoring failed for %s: %r", items[0].message.review_key, exc)
                 failed.append(Rejected(items[0].record, "scoring_failed", f"{type(exc).__name__}: {exc}"[:1000]))
                 return
@@ -144,6 +159,12 @@ class BatchProcessor:
             self._score_isolating(items[middle:], scored, failed)
             return
         scored.extend(zip(items, scores, strict=True))
+
+    def _check_scorer(self, cause: Exception) -> None:
+        try:
+            self.scorer.predict([CANARY_TEXT])
+        except Exception as exc:  # noqa: BLE001 - whatever it is, the model is not working
+            raise ScorerUnavailableError(f"the scorer fails on a known-good text too: {exc!r}") from cause
 
     # -- retries -------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from stream.dlq import DeadLetter
 from tests.fixtures.kafka import consume_all
 from tests.fixtures.stream import (
     EXPLODE,
+    OUT_OF_RANGE,
     cli_app,
     count_rows,
     fetch_rows,
@@ -122,7 +123,9 @@ def _poison(kafka: KafkaSettings) -> list[tuple[str, bytes | None, bytes | None]
         ("unsupported_version", b"p-version", doc(text="Fine", schema_version=2)),
         ("too_long", b"p-long", doc(text="word " * 400)),
         ("too_large", b"p-large", doc(text="x", padding="y" * 300_000)),
-        ("db_rejected", b"p-nul", doc(text="A NUL \u0000 byte Postgres cannot store")),
+        ("invalid", b"p-nul", doc(text="A NUL \u0000 byte Postgres cannot store")),
+        ("invalid", b"p-lang", doc(text="Fine", lang="en" + "-abcdefgh" * 4)),
+        ("db_rejected", b"p-score", doc(text=f"{OUT_OF_RANGE}: a model bug the table's checks catch")),
         ("scoring_failed", b"p-model", doc(text=f"{EXPLODE} makes the model raise")),
     ]
 
@@ -160,7 +163,7 @@ def test_poison_messages_go_to_the_dlq_with_their_reason_and_good_traffic_is_sco
     assert worker.alive
     worker.wait_healthy()
     metrics = worker.metrics()
-    assert 'reviewscore_messages_dead_lettered_total{reason="invalid"} 7.0' in metrics
+    assert 'reviewscore_messages_dead_lettered_total{reason="invalid"} 9.0' in metrics
     assert f"reviewscore_messages_consumed_total {len(mixed)}.0" in metrics
 
 
@@ -242,6 +245,29 @@ def test_postgres_unavailable_for_seconds_the_worker_retries_reports_unhealthy_a
     assert len(fetch_rows(database_url)) == 80
     retries = [line for line in worker.metrics().splitlines() if line.startswith("reviewscore_retries_total")]
     assert any('operation="write"' in line and not line.endswith(" 0.0") for line in retries), retries
+
+
+def test_a_model_failing_on_every_text_is_waited_out_not_dead_lettered(
+    start_worker: Any, kafka_settings: KafkaSettings, database_url: str, tmp_path: Path
+) -> None:
+    down = tmp_path / "model-down"
+    down.touch()
+    reviews = make_reviews(40)
+    worker = start_worker(RS_TEST_SCORER_DOWN=str(down))
+    produce_reviews(kafka_settings, reviews)
+
+    wait_until(lambda: (worker.health() or (0, {}))[0] == 503, 30, what="unhealthy while the model fails")
+    _, report = worker.health() or (0, {})
+    assert "score failing" in report["problem"]
+    assert "known-good text" in report["problem"]
+    assert count_rows(database_url) == 0
+    down.unlink()
+
+    wait_for_rows(database_url, len(reviews), 60, worker)
+    worker.wait_healthy(20)
+    assert sorted(r["review_key"] for r in fetch_rows(database_url)) == sorted(r.review_key for r in reviews)
+    assert consume_all(kafka_settings, kafka_settings.dlq_topic, 1, timeout=3) == []
+    assert 'reviewscore_retries_total{operation="score"}' in worker.metrics()
 
 
 @pytest.mark.slow
