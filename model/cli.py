@@ -160,9 +160,14 @@ def score_command(
     """Score texts and print one JSON object per line."""
     from dataclasses import asdict
 
+    from model.artifact import ArtifactError
     from model.scorer import load_scorer
 
-    scorer = load_scorer(model_dir)
+    try:
+        scorer = load_scorer(model_dir)
+    except ArtifactError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     for text, score in zip(texts, scorer.predict(texts), strict=True):
         typer.echo(json.dumps({"text": text, **asdict(score)}, ensure_ascii=False))
 

@@ -7,13 +7,15 @@ commands so ``reviewscore --help`` stays fast.
 from __future__ import annotations
 
 import sys
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 if TYPE_CHECKING:
+    from model.base import Scorer
     from stream.dlq import DeadLetter
 
 dlq_app = typer.Typer(help="Inspect and replay the dead-letter topic.", no_args_is_help=True)
@@ -52,7 +54,6 @@ def worker(
     )
     from core.embedded import create_topics as create_kafka_topics
     from core.runtime import ensure_infra
-    from stream.scorers import load_worker_scorer
     from stream.worker import build_worker, run_worker
 
     with ExitStack() as stack:
@@ -74,7 +75,7 @@ def worker(
         if create_topics:
             assert kafka.bootstrap_servers
             create_kafka_topics(kafka.bootstrap_servers, {kafka.topic: kafka.partitions, kafka.dlq_topic: 1})
-        scorer = load_worker_scorer(stream.scorer, model or get_model_settings().path)
+        scorer = _load_scorer(stream.scorer, model or get_model_settings().path)
         built = build_worker(
             scorer, kafka, stream, database, datadir=get_infra_settings().state_dir.resolve() / "faust"
         )
@@ -93,10 +94,9 @@ def rescore(
     from core.db import make_engine
     from core.runtime import ensure_infra
     from stream.rescore import pending_rows, rescore_rows
-    from stream.scorers import load_worker_scorer
 
     with ensure_infra(kafka=False, start_embedded=False):
-        scorer = load_worker_scorer(get_stream_settings().scorer, model or get_model_settings().path)
+        scorer = _load_scorer(get_stream_settings().scorer, model or get_model_settings().path)
         engine = make_engine(get_database_settings(), application_name="reviewscore-rescore")
         try:
             todo = pending_rows(engine, scorer.model_version)
@@ -132,7 +132,7 @@ def dlq_show(
     from stream.dlq import read_dead_letters
 
     shown = 0
-    with ensure_infra(database=False, start_embedded=False):
+    with ensure_infra(database=False, start_embedded=False), _broker_errors("read the dead-letter topic"):
         for letter in read_dead_letters(get_kafka_settings(), idle_timeout=idle_timeout):
             if reason and letter.reason != reason:
                 continue
@@ -167,23 +167,44 @@ def dlq_replay(
     from core.runtime import ensure_infra
     from stream.dlq import DeadLetter, KafkaSender, read_dead_letters
 
-    with ensure_infra(database=False, start_embedded=False):
+    with ensure_infra(database=False, start_embedded=False), _broker_errors("replay the dead letters"):
         settings = get_kafka_settings()
         if file is not None:
             letters = [DeadLetter.from_json(line) for line in file.read_text(encoding="utf-8").splitlines() if line]
         else:
             letters = list(read_dead_letters(settings, idle_timeout=idle_timeout))
         letters = [letter for letter in letters if not reason or letter.reason == reason]
-        messages = [
-            (
-                letter.original_key(),
-                letter.original_value(),
-                {"replayed_from": f"{letter.partition}:{letter.offset}".encode()},
-            )
-            for letter in letters
-        ]
+        messages = [(letter.original_key(), letter.original_value(), _replay_headers(letter)) for letter in letters]
         KafkaSender(settings).send(topic or settings.topic, messages)
     typer.echo(f"replayed {len(messages)} dead letters to {topic or settings.topic}")
+
+
+def _load_scorer(spec: str | None, model: Path | None) -> Scorer:
+    """The worker's scorer, or a one-line error and exit 2 for a path that holds no model."""
+    from model.artifact import ArtifactError
+    from stream.scorers import load_worker_scorer
+
+    try:
+        return load_worker_scorer(spec, model)
+    except (ArtifactError, ImportError, AttributeError, TypeError) as exc:
+        typer.echo(f"error: no scorer to run: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+@contextmanager
+def _broker_errors(doing: str) -> Iterator[None]:
+    """A broker that is down or refuses is a one-line error and exit 2, not a traceback."""
+    from confluent_kafka import KafkaException
+
+    from stream.dlq import DeliveryError
+
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except (KafkaException, DeliveryError, RuntimeError) as exc:
+        typer.echo(f"error: could not {doing}: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 def _replay_headers(letter: DeadLetter) -> dict[str, bytes]:

@@ -145,11 +145,13 @@ def read_dead_letters(
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     consumer = Consumer(settings.consumer_config(group_id=f"reviewscore-dlq-reader-{uuid.uuid4().hex[:8]}"))
-    metadata = consumer.list_topics(settings.dlq_topic, timeout=10)
-    topic = metadata.topics.get(settings.dlq_topic)
-    if topic is None or topic.error is not None:
-        consumer.close()
-        raise RuntimeError(f"dead-letter topic {settings.dlq_topic!r} not found")
+    try:
+        topic = consumer.list_topics(settings.dlq_topic, timeout=10).topics.get(settings.dlq_topic)
+        if topic is None or topic.error is not None:
+            raise RuntimeError(f"dead-letter topic {settings.dlq_topic!r} not found")
+    except BaseException:
+        consumer.close()  # a broker that is down must not leave a client retrying behind
+        raise
     consumer.assign([TopicPartition(settings.dlq_topic, p, OFFSET_BEGINNING) for p in topic.partitions])
     last = time.monotonic()
     try:

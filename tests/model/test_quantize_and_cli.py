@@ -105,6 +105,19 @@ def test_eval_of_a_missing_column_is_a_clear_error(tiny_model_dir: Path, tmp_pat
     assert "no text column" in result.output
 
 
+@pytest.mark.parametrize("command", [["score", "hello"], ["worker"], ["rescore"]])
+def test_a_model_path_without_a_model_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str], database_url: str, kafka_settings: object
+) -> None:
+    # A real broker (kafka_settings exports it) and database: the commands get as far as the model.
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.delenv("STREAM_SCORER", raising=False)
+    result = runner.invoke(app, [*command, "--model", str(tmp_path)])
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert f"{tmp_path}: not a model artifact" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
 def test_train_without_data_is_a_usage_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", "--output", str(tmp_path / "x")])
     assert result.exit_code == 2

@@ -167,6 +167,16 @@ def test_poison_messages_go_to_the_dlq_with_their_reason_and_good_traffic_is_sco
     assert f"reviewscore_messages_consumed_total {len(mixed)}.0" in metrics
 
 
+def test_dlq_commands_against_a_broker_that_is_down_are_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.embedded import free_port
+
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")  # nothing listens there
+    for command in (["dlq", "show"], ["dlq", "replay"]):
+        result = CliRunner().invoke(cli_app(), command)
+        assert result.exit_code == 2, (result.output, result.exception)
+        assert "error: could not" in result.output
+
+
 def test_dlq_show_lists_dead_letters_and_replay_of_a_fixed_one_gets_it_scored(
     start_worker: Any, kafka_settings: KafkaSettings, database_url: str, tmp_path: Path
 ) -> None:
