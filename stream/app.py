@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import threading
 from concurrent.futures import Executor, Future
 from pathlib import Path
@@ -49,16 +50,30 @@ def faust_options(kafka: KafkaSettings, stream: StreamSettings, datadir: Path) -
     }
     if kafka.flavor == "tansu":
         options |= {"broker_session_timeout": 2, "broker_heartbeat_interval": 0.5, "broker_rebalance_timeout": 2}
-    if kafka.sasl_mechanism and kafka.sasl_username:
-        import faust
+    options |= _credentials(kafka)
+    return options
 
-        options["broker_credentials"] = faust.SASLCredentials(
+
+def _credentials(kafka: KafkaSettings) -> dict[str, Any]:
+    """The same KAFKA_SECURITY_PROTOCOL / SASL / CA settings librdkafka gets, in aiokafka's terms."""
+    import faust
+
+    tls = kafka.security_protocol in ("SSL", "SASL_SSL")
+    context = ssl.create_default_context(cafile=kafka.ssl_ca_location) if tls else None
+    if kafka.security_protocol.startswith("SASL"):
+        if not (kafka.sasl_mechanism and kafka.sasl_username):
+            needs = "KAFKA_SASL_MECHANISM and KAFKA_SASL_USERNAME"
+            raise ValueError(f"KAFKA_SECURITY_PROTOCOL={kafka.security_protocol} needs {needs}")
+        credentials: Any = faust.SASLCredentials(
             username=kafka.sasl_username,
             password=kafka.sasl_password or "",
             mechanism=kafka.sasl_mechanism,
-            ssl_context=None,
+            ssl_context=context,
         )
-    return options
+        return {"broker_credentials": credentials}
+    if context is not None:
+        return {"broker_credentials": faust.SSLCredentials(context)}
+    return {}
 
 
 def record_of(event: Any) -> Record:

@@ -30,6 +30,10 @@ class KafkaSettings(BaseSettings):
     sasl_mechanism: str | None = Field(default=None, description="SASL mechanism (e.g. PLAIN, SCRAM-SHA-512).")
     sasl_username: str | None = Field(default=None, description="SASL user name.")
     sasl_password: str | None = Field(default=None, description="SASL password.")
+    ssl_ca_location: str | None = Field(
+        default=None,
+        description="CA bundle (PEM file) that signed the brokers' certificates, for SSL/SASL_SSL; unset: system CAs.",
+    )
     producer_linger_ms: int = Field(default=5, ge=0, description="Producer batching delay in milliseconds.")
     producer_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
         default="lz4", description="Producer compression codec."
@@ -48,7 +52,7 @@ class KafkaSettings(BaseSettings):
             "compression.type": self.producer_compression,
             "security.protocol": self.security_protocol,
         }
-        config.update(self._sasl())
+        config.update(self._security())
         return config
 
     def consumer_config(self, group_id: str) -> dict[str, str | int | bool]:
@@ -66,11 +70,13 @@ class KafkaSettings(BaseSettings):
         if self.flavor == "tansu":
             config["session.timeout.ms"] = 6000
             config["heartbeat.interval.ms"] = 500
-        config.update(self._sasl())
+        config.update(self._security())
         return config
 
-    def _sasl(self) -> dict[str, str]:
+    def _security(self) -> dict[str, str]:
         out: dict[str, str] = {}
+        if self.ssl_ca_location and self.security_protocol in ("SSL", "SASL_SSL"):
+            out["ssl.ca.location"] = self.ssl_ca_location
         if self.sasl_mechanism:
             out["sasl.mechanism"] = self.sasl_mechanism
         if self.sasl_username:
