@@ -104,12 +104,20 @@ function showScore(target, row) {
   target.dataset.state = "scored";
 }
 
+// The API's one error shape: a message, and for a 422 the fields it refused.
+function describeError(body, fallback) {
+  if (!body.error) return fallback;
+  const fields = (body.error.details || []).map((d) => `${d.loc[d.loc.length - 1]}: ${d.msg}`);
+  return fields.length ? `${body.error.message} (${fields.join("; ")})` : body.error.message;
+}
+
 async function submitReview(event) {
   event.preventDefault();
   const target = $("submit-result");
   const payload = { text: $("submit-text").value };
   if ($("submit-brand").value.trim()) payload.brand = $("submit-brand").value.trim();
   if ($("submit-rating").value) payload.rating = Number($("submit-rating").value);
+  target.classList.remove("error");
   target.dataset.state = "sending";
   target.textContent = "Sending…";
   try {
@@ -119,7 +127,7 @@ async function submitReview(event) {
       body: JSON.stringify(payload),
     });
     const body = await response.json();
-    if (!response.ok) throw new Error(body.error ? body.error.message : response.statusText);
+    if (!response.ok) throw new Error(describeError(body, response.statusText));
     if (body.status === "scored") return showScore(target, body.sentiment);
     target.dataset.state = "pending";
     target.textContent = "Queued for scoring; waiting for the worker…";

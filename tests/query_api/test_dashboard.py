@@ -76,6 +76,11 @@ def test_the_dashboard_shows_charts_filters_reviews_and_a_submitted_review_once_
                 ".every(td => td.textContent === 'negative')"
             )
 
+            page.fill("#submit-text", "   ")  # passes the form's `required`, not the API
+            page.click("#submit-form button[type=submit]")
+            page.wait_for_selector("#submit-result[data-state=error]", timeout=10_000)
+            assert "text: " in page.inner_text("#submit-result")  # the refused field, not just a 422
+
             worker = _score_the_next_submission(database_url, kafka_settings)
             page.fill("#submit-text", "Lovely soft fabric, fits perfectly")
             page.fill("#submit-brand", "Globex")
@@ -85,6 +90,7 @@ def test_the_dashboard_shows_charts_filters_reviews_and_a_submitted_review_once_
             result = page.inner_text("#submit-result")
             assert "positive" in result
             assert page.get_attribute("#submit-result .stars", "data-rating") == "5"
+            assert "error" not in (page.get_attribute("#submit-result", "class") or "")
 
             shot = tmp_path / "dashboard.png"
             page.screenshot(path=str(shot), full_page=True)
