@@ -160,23 +160,45 @@ def dlq_replay(
     ] = None,
     reason: Annotated[str | None, typer.Option(help="Only dead letters with this reason code.")] = None,
     topic: Annotated[str | None, typer.Option(help="Publish to this topic (default: KAFKA_TOPIC).")] = None,
+    from_beginning: Annotated[
+        bool, typer.Option(help="Replay every dead letter again, not only those no replay has sent yet.")
+    ] = False,
+    group: Annotated[
+        str | None,
+        typer.Option(help="Consumer group that remembers what was replayed (default: per --reason selection)."),
+    ] = None,
     idle_timeout: Annotated[float, typer.Option(help="Stop reading the DLQ after this long idle (s).")] = 3.0,
 ) -> None:
-    """Re-publish dead letters to the reviews topic: fixed ones from --file, else as they were."""
+    """Re-publish dead letters to the reviews topic: fixed ones from --file, else as they were.
+
+    Without --file each dead letter is replayed once per --reason selection: the position is
+    committed after the broker confirmed the re-published messages, so running it again sends
+    only dead letters that arrived since (a failed run is repeated, never skipped).
+    """
     from core.config import get_kafka_settings
     from core.runtime import ensure_infra
-    from stream.dlq import DeadLetter, KafkaSender, read_dead_letters
+    from stream.dlq import DeadLetter, DeadLetterReader, KafkaSender
 
     with ensure_infra(database=False, start_embedded=False), _broker_errors("replay the dead letters"):
         settings = get_kafka_settings()
+        target = topic or settings.topic
         if file is not None:
             letters = [DeadLetter.from_json(line) for line in file.read_text(encoding="utf-8").splitlines() if line]
+            letters = [letter for letter in letters if not reason or letter.reason == reason]
+            KafkaSender(settings).send(target, [_replayed(letter) for letter in letters])
         else:
-            letters = list(read_dead_letters(settings, idle_timeout=idle_timeout))
-        letters = [letter for letter in letters if not reason or letter.reason == reason]
-        messages = [(letter.original_key(), letter.original_value(), _replay_headers(letter)) for letter in letters]
-        KafkaSender(settings).send(topic or settings.topic, messages)
-    typer.echo(f"replayed {len(messages)} dead letters to {topic or settings.topic}")
+            name = group or f"reviewscore-dlq-replay{f'-{reason}' if reason else ''}"
+            with DeadLetterReader(settings, group=name, from_beginning=from_beginning) as reader:
+                letters = [letter for letter in reader.read(idle_timeout) if not reason or letter.reason == reason]
+                KafkaSender(settings).send(target, [_replayed(letter) for letter in letters])
+                reader.commit()
+    typer.echo(f"replayed {len(letters)} dead letters to {target}")
+
+
+def _replayed(letter: DeadLetter) -> tuple[bytes | None, bytes | None, dict[str, bytes]]:
+    """The original message again, with a header naming the dead letter it came back from."""
+    origin = f"{letter.topic}:{letter.partition}:{letter.offset}".encode()
+    return letter.original_key(), letter.original_value(), {"replayed_from": origin}
 
 
 def _load_scorer(spec: str | None, model: Path | None) -> Scorer:
@@ -205,7 +227,3 @@ def _broker_errors(doing: str) -> Iterator[None]:
     except (KafkaException, DeliveryError, RuntimeError) as exc:
         typer.echo(f"error: could not {doing}: {exc}", err=True)
         raise typer.Exit(2) from exc
-
-
-def _replay_headers(letter: DeadLetter) -> dict[str, bytes]:
-    return {"replayed_from": f"{letter.topic}:{letter.partition}:{letter.offset}".encode()}

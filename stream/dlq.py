@@ -131,39 +131,87 @@ class KafkaSender:
         )
 
 
-def read_dead_letters(
-    settings: KafkaSettings, idle_timeout: float = 3.0, on_error: Callable[[str], None] | None = None
-) -> Iterator[DeadLetter]:
-    """Every dead letter on the DLQ topic from the beginning, until none arrives for ``idle_timeout``.
+class DeadLetterReader:
+    """Reads the DLQ topic with directly assigned partitions (no group join, which Tansu holds for seconds).
 
-    Partitions are assigned directly (no group join, which Tansu holds for seconds) and nothing
-    is committed: showing or replaying leaves no trace.
+    Without a ``group`` it starts at the beginning and commits nothing: ``dlq show`` leaves no
+    trace. With one it starts where that group's last ``commit`` left off (the beginning the
+    first time, or with ``from_beginning``), so ``dlq replay`` re-publishes each dead letter once
+    however often it runs; the caller commits only after the broker confirmed the re-published
+    messages, so a failed replay is repeated, never skipped.
     """
-    import time
-    import uuid
 
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    def __init__(self, settings: KafkaSettings, group: str | None = None, from_beginning: bool = False) -> None:
+        import uuid
 
-    consumer = Consumer(settings.consumer_config(group_id=f"reviewscore-dlq-reader-{uuid.uuid4().hex[:8]}"))
-    try:
-        topic = consumer.list_topics(settings.dlq_topic, timeout=10).topics.get(settings.dlq_topic)
-        if topic is None or topic.error is not None:
-            raise RuntimeError(f"dead-letter topic {settings.dlq_topic!r} not found")
-    except BaseException:
-        consumer.close()  # a broker that is down must not leave a client retrying behind
-        raise
-    consumer.assign([TopicPartition(settings.dlq_topic, p, OFFSET_BEGINNING) for p in topic.partitions])
-    last = time.monotonic()
-    try:
+        from confluent_kafka import Consumer
+
+        self.topic_name = settings.dlq_topic
+        self.group = group
+        self.from_beginning = from_beginning or group is None
+        self._next: dict[int, int] = {}
+        self._consumer = Consumer(
+            settings.consumer_config(group_id=group or f"reviewscore-dlq-reader-{uuid.uuid4().hex[:8]}")
+        )
+        try:
+            topic = self._consumer.list_topics(self.topic_name, timeout=10).topics.get(self.topic_name)
+            if topic is None or topic.error is not None:
+                raise RuntimeError(f"dead-letter topic {self.topic_name!r} not found")
+            self._partitions = sorted(topic.partitions)
+        except BaseException:
+            self._consumer.close()  # a broker that is down must not leave a client retrying behind
+            raise
+
+    def __enter__(self) -> DeadLetterReader:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._consumer.close()
+
+    def read(self, idle_timeout: float = 3.0, on_error: Callable[[str], None] | None = None) -> Iterator[DeadLetter]:
+        """Dead letters in partition order from the start position, until none arrives for ``idle_timeout``."""
+        import time
+
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+        starts = [TopicPartition(self.topic_name, p, OFFSET_BEGINNING) for p in self._partitions]
+        if not self.from_beginning:
+            # A partition this group never committed (offset -1001) starts at the beginning.
+            committed = self._consumer.committed(starts, timeout=10)
+            for tp in committed:
+                tp.offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            starts = committed
+        self._consumer.assign(starts)
+        last = time.monotonic()
         while time.monotonic() - last < idle_timeout:
-            for message in consumer.consume(num_messages=500, timeout=0.25):
+            for message in self._consumer.consume(num_messages=500, timeout=0.25):
                 if message.error():
                     continue
                 last = time.monotonic()
+                self._next[message.partition()] = message.offset() + 1
                 try:
                     yield DeadLetter.from_json(message.value())
                 except (ValueError, TypeError) as exc:
                     if on_error:
                         on_error(f"offset {message.offset()}: not a dead letter ({exc})")
-    finally:
-        consumer.close()
+
+    def commit(self) -> None:
+        """Record everything read so far as done for this reader's group."""
+        from confluent_kafka import TopicPartition
+
+        if self.group is None:
+            raise RuntimeError("a reader without a group commits nothing")
+        if self._next:
+            positions = [TopicPartition(self.topic_name, p, offset) for p, offset in sorted(self._next.items())]
+            self._consumer.commit(offsets=positions, asynchronous=False)
+
+
+def read_dead_letters(
+    settings: KafkaSettings, idle_timeout: float = 3.0, on_error: Callable[[str], None] | None = None
+) -> Iterator[DeadLetter]:
+    """Every dead letter on the DLQ topic from the beginning, until none arrives for ``idle_timeout``.
+
+    Nothing is committed: showing leaves no trace.
+    """
+    with DeadLetterReader(settings) as reader:
+        yield from reader.read(idle_timeout, on_error)

@@ -177,6 +177,40 @@ def test_dlq_commands_against_a_broker_that_is_down_are_a_one_line_error(monkeyp
         assert "error: could not" in result.output
 
 
+def _letters(kafka: KafkaSettings, reasons: list[str], first_offset: int) -> None:
+    """Dead letters straight onto the DLQ topic, as a worker would have sent them."""
+    from stream.dlq import KafkaSender, dead_letter
+    from stream.records import Record, Rejected
+
+    records = [Record(kafka.topic, 0, first_offset + i, f"k{first_offset + i}".encode(), b"{}", None) for i in range(9)]
+    letters = [dead_letter(Rejected(record, reason, "x")) for record, reason in zip(records, reasons, strict=False)]
+    KafkaSender(kafka).send_dead_letters(kafka.dlq_topic, letters)
+
+
+def test_dlq_replay_sends_each_dead_letter_once_unless_asked_to_start_over(kafka_settings: KafkaSettings) -> None:
+    from tests.fixtures.api import read_topic
+
+    def replay(*options: str) -> str:
+        result = CliRunner().invoke(cli_app(), ["dlq", "replay", "--idle-timeout", "1", *options])
+        assert result.exit_code == 0, (result.output, result.exception)
+        return result.output
+
+    _letters(kafka_settings, ["invalid", "scoring_failed"], 0)
+    assert "replayed 2 dead letters" in replay()
+    assert "replayed 0 dead letters" in replay()  # nothing new: nothing sent twice
+
+    _letters(kafka_settings, ["invalid"], 2)
+    assert "replayed 1 dead letters" in replay()
+    # Each --reason selection keeps its own position; --from-beginning starts over.
+    assert "replayed 2 dead letters" in replay("--reason", "invalid")
+    assert "replayed 0 dead letters" in replay("--reason", "invalid")
+    assert "replayed 3 dead letters" in replay("--from-beginning")
+
+    published = read_topic(kafka_settings, 8, timeout=5)
+    every_one, the_invalid_ones = [b"k0", b"k1", b"k2"], [b"k0", b"k2"]
+    assert sorted(key or b"" for key, _ in published) == sorted([*every_one, *the_invalid_ones, *every_one])
+
+
 def test_dlq_show_lists_dead_letters_and_replay_of_a_fixed_one_gets_it_scored(
     start_worker: Any, kafka_settings: KafkaSettings, database_url: str, tmp_path: Path
 ) -> None:
