@@ -6,6 +6,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings
 
 from core.config.base import cached, settings_config
+from core.messages import MAX_MESSAGE_BYTES
 
 PAGE_LIMIT_BOUND = 500
 """The page size the OpenAPI schema promises clients at most."""
@@ -32,7 +33,14 @@ class ApiSettings(BaseSettings):
         le=PAGE_LIMIT_BOUND,
         description="Largest accepted page size; may be lowered below the 500 the API documents, not raised.",
     )
-    max_body_bytes: int = Field(default=64_000, ge=1024, description="Largest accepted request body.")
+    max_body_bytes: int = Field(
+        default=MAX_MESSAGE_BYTES,
+        ge=1024,
+        description=(
+            "Largest accepted request body. The default admits the longest review the contract allows however "
+            "a client escapes it (20,000 characters as \\uXXXX surrogate pairs is 240 kB)."
+        ),
+    )
     submit_wait_max: float = Field(
         default=30.0, ge=0, description="Longest ?wait= a submission may block for its score (s)."
     )

@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from core.config import KafkaSettings
-from core.messages import parse_message, review_key
+from core.messages import MAX_TEXT_CHARS, parse_message, review_key
 from tests.fixtures.api import build_app, insert_rows, make_rows, read_topic
 
 pytestmark = pytest.mark.integration
@@ -190,8 +190,22 @@ def test_a_body_that_is_not_a_json_object_is_a_422(client: TestClient, content: 
     assert response.json()["error"]["code"] == "invalid_request"
 
 
+def test_the_longest_review_fits_the_body_limit_however_the_client_escapes_it(
+    submit_client: TestClient, kafka_settings: KafkaSettings
+) -> None:
+    longest = "😀" * MAX_TEXT_CHARS  # json.dumps escapes each as a surrogate pair, 12 bytes: 240 kB
+    body = json.dumps({"text": longest}).encode()
+    assert len(body) > 200_000
+
+    response = submit_client.post("/sentiments/", content=body, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 202, response.text
+    [(_, value)] = read_topic(kafka_settings, 1)
+    assert json.loads(value or b"")["text"] == longest
+
+
 def test_an_oversized_body_is_a_413_declared_or_streamed(client: TestClient) -> None:
-    big = json.dumps({"text": "x" * 70_000}).encode()
+    big = json.dumps({"text": "x" * 300_000}).encode()
     declared = client.post("/sentiments/", content=big, headers={"Content-Type": "application/json"})
 
     def chunks() -> Iterator[bytes]:
