@@ -133,3 +133,21 @@ sentiment_totals = Table(
 Written only by the triggers of migration 0004, like the daily rollup, for the questions with no
 time range (the brand list, all-time label distributions), which would otherwise sum every day.
 """
+
+
+rejected_reviews = Table(
+    "rejected_reviews",
+    Base.metadata,
+    Column("review_key", Text, primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("kafka_topic", Text),
+    Column("kafka_partition", Integer),
+    Column("kafka_offset", BigInteger),
+    Column("rejected_on", DateTime(timezone=True), server_default=func.now(), nullable=False),
+)
+"""The reason a parsed review was dead-lettered, by ``review_key`` (migration 0005).
+
+Written by the worker next to the dead letter; read by ``GET /sentiments/by-key/{key}`` so a
+submitter learns why a review will not be scored. A row in ``sentiments`` for the same key wins.
+"""

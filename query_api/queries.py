@@ -29,7 +29,7 @@ from sqlalchemy import (
     tuple_,
 )
 
-from core.schema import LABELS, Sentiment, sentiment_daily, sentiment_totals
+from core.schema import LABELS, Sentiment, rejected_reviews, sentiment_daily, sentiment_totals
 from query_api.cursor import Cursor, Sort, is_time_sort
 from query_api.filters import Filters, bound_values, conditions
 
@@ -119,6 +119,10 @@ BY_ID: Statement = select(*PUBLIC_COLUMNS).where(Sentiment.id == bindparam("row_
 """One row by id; execute with ``{"row_id": ...}``."""
 BY_KEY: Statement = select(*PUBLIC_COLUMNS).where(Sentiment.review_key == bindparam("review_key"))
 """One row by review key; execute with ``{"review_key": ...}``."""
+REJECTION_BY_KEY: Statement = select(rejected_reviews.c.reason, rejected_reviews.c.error).where(
+    rejected_reviews.c.review_key == bindparam("review_key")
+)
+"""Why the worker dead-lettered a parsed review, by key; execute with ``{"review_key": ...}``."""
 
 
 def _time_column(time_field: TimeField) -> ColumnElement[object]:

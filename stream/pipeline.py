@@ -33,6 +33,8 @@ T = TypeVar("T")
 class Sink(Protocol):
     def write(self, rows: Sequence[dict[str, object]]) -> WriteResult: ...
 
+    def record_rejections(self, rejections: Sequence[Rejected]) -> None: ...
+
 
 class DeadLetterSender(Protocol):
     def send_dead_letters(self, topic: str, letters: Sequence[DeadLetter]) -> None: ...
@@ -111,8 +113,12 @@ class BatchProcessor:
         written = self._retry("write", lambda: self.sink.write(rows))
         outcome.db_seconds = time.perf_counter() - started
         bad.extend(
-            Rejected(prepared.by_key[row["review_key"]].record, "db_rejected", why) for row, why in written.rejected
+            Rejected(prepared.by_key[row["review_key"]].record, "db_rejected", why, row["review_key"])
+            for row, why in written.rejected
         )
+        keyed = [rejected for rejected in bad if rejected.review_key is not None]
+        if keyed:  # before the dead letters: a crash in between re-runs the batch, and this is idempotent
+            self._retry("write", lambda: self.sink.record_rejections(keyed))
 
         outcome.dead = [dead_letter(rejected) for rejected in bad]
         if outcome.dead:
@@ -152,7 +158,8 @@ class BatchProcessor:
             if len(items) == 1:
                 self._check_scorer(exc)
                 log.warning("scoring failed for %s: %r", items[0].message.review_key, exc)
-                failed.append(Rejected(items[0].record, "scoring_failed", f"{type(exc).__name__}: {exc}"[:1000]))
+                detail = f"{type(exc).__name__}: {exc}"[:1000]
+                failed.append(Rejected(items[0].record, "scoring_failed", detail, items[0].message.review_key))
                 return
             middle = len(items) // 2
             self._score_isolating(items[:middle], scored, failed)

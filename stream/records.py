@@ -29,6 +29,7 @@ class Rejected:
     record: Record
     reason: str
     detail: str
+    review_key: str | None = None  # when the message parsed: the submitter's handle on the rejection
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +45,12 @@ def triage(records: Iterable[Record], max_text_chars: int) -> tuple[list[Parsed]
     for record in records:
         try:
             message = parse_message(record.value)
-            if len(message.text) > max_text_chars:
-                raise MessageError("too_long", f"text has {len(message.text)} characters, limit {max_text_chars}")
         except MessageError as exc:
             bad.append(Rejected(record, exc.reason, exc.detail))
+            continue
+        if len(message.text) > max_text_chars:
+            detail = f"text has {len(message.text)} characters, limit {max_text_chars}"
+            bad.append(Rejected(record, "too_long", detail, message.review_key))
         else:
             good.append(Parsed(record, message))
     return good, bad

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, text
 
 from model.base import Scorer
 from stream.batching import split_by_tokens
+from stream.sink import execute_values_committed
 
 _PENDING = text("SELECT count(*) FROM sentiments WHERE model_version IS DISTINCT FROM :version")
 _PAGE = text(
@@ -42,8 +43,6 @@ def rescore_rows(
     on_progress: Callable[[int], None] | None = None,
 ) -> int:
     """Bring rows to ``scorer.model_version``; returns how many were updated."""
-    from psycopg2.extras import execute_values  # type: ignore[import-untyped,unused-ignore]
-
     version = scorer.model_version
     after, done = 0, 0
     while limit is None or done < limit:
@@ -62,16 +61,7 @@ def rescore_rows(
                 (ids[i], s.sentiment_score, s.confidence, s.label, s.suggested_rating, s.model_version)
                 for i, s in zip(sub_batch, scores, strict=True)
             )
-        raw = engine.raw_connection()
-        try:
-            cursor = raw.cursor()
-            try:
-                execute_values(cursor, _UPDATE, values, page_size=len(values))
-            finally:
-                cursor.close()
-            raw.commit()
-        finally:
-            raw.close()
+        execute_values_committed(engine, _UPDATE, values)
         after = ids[-1]
         done += len(page)
         if on_progress:

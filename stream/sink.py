@@ -23,6 +23,8 @@ from typing import Any, Literal
 
 from sqlalchemy import Engine
 
+from stream.records import Rejected
+
 COLUMNS = (
     "review_key",
     "sentence",
@@ -71,6 +73,14 @@ MERGE_SQL = (
     f"WITH merged AS (INSERT INTO sentiments ({', '.join(COLUMNS)}) "
     f"SELECT {', '.join(COLUMNS)} FROM {_STAGING} {_ON_CONFLICT}RETURNING (xmax = 0) AS inserted) "
     "SELECT count(*) FILTER (WHERE inserted), count(*) FROM merged"
+)
+
+
+REJECT_SQL = (
+    "INSERT INTO rejected_reviews (review_key, reason, error, kafka_topic, kafka_partition, kafka_offset) "
+    "VALUES %s ON CONFLICT (review_key) DO UPDATE SET reason = excluded.reason, error = excluded.error, "
+    "kafka_topic = excluded.kafka_topic, kafka_partition = excluded.kafka_partition, "
+    "kafka_offset = excluded.kafka_offset, rejected_on = now()"
 )
 
 
@@ -172,6 +182,16 @@ class PostgresSink:
         returned = execute_values(cursor, UPSERT_SQL, rows, template=template, page_size=len(rows), fetch=True)
         return sum(1 for (was_insert,) in returned if was_insert), len(returned)
 
+    def record_rejections(self, rejections: Sequence[Rejected]) -> None:
+        """Upsert why each keyed review was dead-lettered (the latest reason wins); one round trip."""
+        latest = {r.review_key: r for r in rejections if r.review_key is not None}
+        values = [
+            (key, r.reason, r.detail.replace("\x00", ""), r.record.topic, r.record.partition, r.record.offset)
+            for key, r in latest.items()
+        ]
+        if values:
+            execute_values_committed(self._engine, REJECT_SQL, values)
+
     def write(self, rows: Sequence[dict[str, Any]]) -> WriteResult:
         """Upsert all rows; rows the database refuses are bisected out and reported, not raised."""
         result = WriteResult()
@@ -197,6 +217,25 @@ class PostgresSink:
             return
         result.inserted += inserted
         result.updated += updated
+
+
+def execute_values_committed(engine: Engine, sql: str, values: Sequence[tuple[Any, ...]]) -> None:
+    """One ``VALUES %s`` statement for all ``values`` in its own transaction, on a pooled connection."""
+    from psycopg2.extras import execute_values  # type: ignore[import-untyped,unused-ignore]
+
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        try:
+            execute_values(cursor, sql, values, page_size=len(values))
+        finally:
+            cursor.close()
+        raw.commit()
+    except BaseException:
+        _reset_quietly(raw, discard=True)
+        raise
+    finally:
+        raw.close()
 
 
 def _reset_quietly(raw: Any, discard: bool) -> None:

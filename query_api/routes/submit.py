@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -16,7 +17,7 @@ from core.messages import ReviewMessage
 from query_api.deps import AppState, StateDep, require_publisher
 from query_api.errors import ApiError, responses, validation_details
 from query_api.publisher import PublishError
-from query_api.queries import BY_KEY
+from query_api.queries import BY_KEY, REJECTION_BY_KEY
 from query_api.schemas import SentimentOut, SubmitReview, Submitted
 
 router = APIRouter(tags=["submit"])
@@ -35,15 +36,31 @@ WaitQuery = Annotated[
 ]
 
 
-def _lookup(state: AppState, key: str) -> Row[Any] | None:
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why the worker will not score a review (it went to the dead-letter topic)."""
+
+    reason: str
+    error: str
+
+    def api_error(self, key: str, status: int) -> ApiError:
+        return ApiError(status, "rejected", f"{key!r} will not be scored: {self.reason}: {self.error}")
+
+
+def _lookup(state: AppState, key: str) -> Row[Any] | Rejection | None:
+    """The scored row; else why it was rejected, if it was; else None (not scored yet)."""
     if state.engine is None:
         raise ApiError(503, "database_unavailable", "the API has no database connection")
     with state.engine.connect() as connection:
-        return connection.execute(BY_KEY, {"review_key": key}).first()
+        row = connection.execute(BY_KEY, {"review_key": key}).first()
+        if row is not None:
+            return row
+        rejected = connection.execute(REJECTION_BY_KEY, {"review_key": key}).first()
+        return Rejection(rejected.reason, rejected.error) if rejected is not None else None
 
 
-async def wait_for_row(state: AppState, key: str, wait: float) -> Row[Any] | None:
-    """Poll for the scored row until it appears or ``wait`` (capped by the settings) runs out.
+async def wait_for_row(state: AppState, key: str, wait: float) -> Row[Any] | Rejection | None:
+    """Poll for the scored row (or its rejection) until it appears or ``wait`` (capped) runs out.
 
     Async with the lookups in the thread pool: a waiting client holds no worker thread between polls.
     """
@@ -95,6 +112,8 @@ async def submit_review(
     location = location_of(request, key)
     response.headers["Location"] = location
     row = await wait_for_row(state, key, wait) if wait > 0 else None
+    if isinstance(row, Rejection):
+        raise row.api_error(key, 422)
     if row is None:
         return Submitted(review_key=key, status="pending", location=location, sentiment=None)
     response.status_code = 200
@@ -120,10 +139,12 @@ async def get_by_key(
     ],
     wait: WaitQuery = 0,
 ) -> SentimentOut:
-    """The scored row; 404 with code `pending` until the worker has scored it."""
+    """The scored row; 404 with code `pending` until the worker has scored it, `rejected` (and why) if it will not."""
     if "\x00" in review_key:
         raise ApiError(422, "invalid_request", "review_key must not contain NUL characters")
     row = await wait_for_row(state, review_key, wait)
+    if isinstance(row, Rejection):
+        raise row.api_error(review_key, 404)
     if row is None:
         raise ApiError(404, "pending", f"{review_key!r} is not scored yet (or was never submitted)")
     return SentimentOut.model_validate(row)

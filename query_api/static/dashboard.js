@@ -134,6 +134,7 @@ async function submitReview(event) {
     const location = body.location.replace(/^\//, "");
     for (let attempt = 0; attempt < 12; attempt++) {
       const { status, body: row } = await getJSON(`${location}?wait=5`);
+      if (status === 404 && row && row.error && row.error.code === "rejected") throw new Error(row.error.message);
       if (status === 200) {
         showScore(target, row);
         loadReviews();

@@ -24,13 +24,13 @@ def _tables(url: str) -> set[str]:
 
 
 def test_upgrade_downgrade_upgrade_round_trip(database_url: str) -> None:
-    assert migrate.head_revision() == "0004"
-    assert migrate.current_revision(database_url) == "0004"
+    assert migrate.head_revision() == "0005"
+    assert migrate.current_revision(database_url) == "0005"
     migrate.downgrade(database_url, "base")
     assert migrate.current_revision(database_url) is None
     assert "sentiments" not in _tables(database_url)
     migrate.upgrade(database_url, "head")
-    assert migrate.current_revision(database_url) == "0004"
+    assert migrate.current_revision(database_url) == "0005"
     assert "sentiments" in _tables(database_url)
 
 
@@ -76,6 +76,7 @@ def test_reader_role_can_select_but_not_write(database_url: str, readonly_databa
         assert conn.execute(text("SELECT current_user")).scalar_one() == "reviewscore_reader"
         for rollup in ("sentiment_daily", "sentiment_totals"):
             assert conn.execute(text(f"SELECT sum(reviews) FROM {rollup}")).scalar_one() == 1
+        assert conn.execute(text("SELECT count(*) FROM rejected_reviews")).scalar_one() == 0
     for statement in (
         INSERT,
         text("UPDATE sentiments SET label = 'negative'"),

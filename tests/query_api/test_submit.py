@@ -49,6 +49,31 @@ def worker_after_message(database_url: str, settings: KafkaSettings, delay: floa
     return thread
 
 
+def rejecter_after_message(database_url: str, settings: KafkaSettings) -> threading.Thread:
+    """Wait for the message on the topic, then record its rejection with the worker's own sink."""
+    from sqlalchemy import create_engine, pool
+
+    from core.db import sqlalchemy_url
+    from stream.records import Record, Rejected
+    from stream.sink import PostgresSink
+
+    def run() -> None:
+        [(key, value)] = read_topic(settings, 1, timeout=20)
+        message = parse_message(value)
+        rejected = Rejected(
+            Record(settings.topic, 0, 0, key, value), "scoring_failed", "RuntimeError: unreadable", message.review_key
+        )
+        engine = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)
+        try:
+            PostgresSink(engine).record_rejections([rejected])
+        finally:
+            engine.dispose()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
 def test_a_submission_is_published_with_source_user_and_answered_202(
     submit_client: TestClient, kafka_settings: KafkaSettings
 ) -> None:
@@ -142,6 +167,22 @@ def test_by_key_is_a_pending_404_until_the_row_lands_then_the_row(
     assert waited.status_code == 200
     assert waited.json()["sentence"] == "Arrived late"
     assert submit_client.get(location).json() == waited.json()
+
+
+def test_a_review_the_worker_rejects_is_reported_with_its_reason_not_pending_for_ever(
+    submit_client: TestClient, database_url: str, kafka_settings: KafkaSettings
+) -> None:
+    worker = rejecter_after_message(database_url, kafka_settings)
+    submitted = submit_client.post("/sentiments/", params={"wait": 5}, json={"text": "A text the model chokes on"})
+    worker.join()
+    looked_up = submit_client.get(f"/sentiments/by-key/{review_key('user', 'A text the model chokes on')}")
+
+    assert submitted.status_code == 422
+    assert looked_up.status_code == 404
+    for response in (submitted, looked_up):
+        error = response.json()["error"]
+        assert error["code"] == "rejected"
+        assert "scoring_failed: RuntimeError: unreadable" in error["message"]
 
 
 INVALID: list[tuple[dict[str, Any], str]] = [

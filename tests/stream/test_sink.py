@@ -90,6 +90,31 @@ def test_an_edited_review_under_the_same_id_replaces_its_row_and_is_scored_again
     assert after["updated_on"] is not None
 
 
+def test_rejections_are_kept_by_key_and_the_latest_reason_wins(engine: Engine) -> None:
+    from stream.records import Rejected
+
+    sink = PostgresSink(engine)
+    record = Record("reviews", 2, 40, b"k", b"{}")
+    sink.record_rejections([Rejected(record, "too_long", "text has 30000 characters", "user:a")])
+    sink.record_rejections(
+        [
+            Rejected(record, "scoring_failed", "first", "user:b"),
+            Rejected(record, "scoring_failed", "then \x00 this", "user:b"),  # NUL: PostgreSQL text refuses it
+            Rejected(record, "bad_json", "no key, nothing to record"),
+            Rejected(record, "db_rejected", "CheckViolation: …", "user:a"),
+        ]
+    )
+
+    with engine.connect() as conn:
+        stored = conn.execute(
+            text("SELECT review_key, reason, error, kafka_partition, kafka_offset FROM rejected_reviews ORDER BY 1")
+        ).all()
+    assert [tuple(row) for row in stored] == [
+        ("user:a", "db_rejected", "CheckViolation: …", 2, 40),
+        ("user:b", "scoring_failed", "then  this", 2, 40),
+    ]
+
+
 def test_a_row_the_database_refuses_is_isolated_and_the_rest_of_the_batch_lands(
     engine: Engine, database_url: str
 ) -> None:

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from core.config import KafkaSettings, ModelSettings
 from core.db import sqlalchemy_url
+from core.messages import parse_message
 from model.scorer import load_scorer
 from stream.dlq import DeadLetter
 from tests.fixtures.kafka import consume_all
@@ -130,6 +131,19 @@ def _poison(kafka: KafkaSettings) -> list[tuple[str, bytes | None, bytes | None]
     ]
 
 
+KEYED_REASONS = ("too_long", "scoring_failed", "db_rejected")
+
+
+def rejections(database_url: str) -> dict[str, str]:
+    engine = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT review_key, reason FROM rejected_reviews")).all()
+    finally:
+        engine.dispose()
+    return dict(rows)
+
+
 def test_poison_messages_go_to_the_dlq_with_their_reason_and_good_traffic_is_scored(
     start_worker: Any, kafka_settings: KafkaSettings, database_url: str
 ) -> None:
@@ -164,6 +178,9 @@ def test_poison_messages_go_to_the_dlq_with_their_reason_and_good_traffic_is_sco
     worker.wait_healthy()
     metrics = worker.metrics()
     assert 'reviewscore_messages_dead_lettered_total{reason="invalid"} 9.0' in metrics
+    # The dead letters that parsed have a key, and the API can tell their submitter why.
+    keyed = {parse_message(value).review_key: reason for reason, _, value in poison if reason in KEYED_REASONS}
+    assert rejections(database_url) == keyed
     assert f"reviewscore_messages_consumed_total {len(mixed)}.0" in metrics
 
 
