@@ -203,25 +203,26 @@ def rollup_stats_statement(
     """
     if bucket == "hour":
         raise ValueError("the rollup holds whole days; hourly stats aggregate the rows")
-    rollup = _rollup_table(filters, bucket)
-    daily = rollup.c
+    table = _rollup_table(filters, bucket)
+    rollup = table.c
     instant = {
         None: "NULL::timestamptz",
         "day": "(day::timestamp AT TIME ZONE 'UTC')",
         "week": "(date_trunc('week', day::timestamp) AT TIME ZONE 'UTC')",
     }[bucket]
     columns: list[ColumnElement[Any]] = [literal_column(instant, DateTime(timezone=True)).label("bucket")]
-    columns.append(getattr(daily, group_by).label("group") if group_by else literal_column("NULL::text").label("group"))
-    reviews = func.sum(daily.reviews)
+    group = getattr(rollup, group_by) if group_by else literal_column("NULL::text")
+    columns.append(group.label("group"))
+    reviews = func.sum(rollup.reviews)
     label_counts = [
-        cast(func.coalesce(reviews.filter(daily.label == label), 0), BigInteger).label(label) for label in LABELS
+        cast(func.coalesce(reviews.filter(rollup.label == label), 0), BigInteger).label(label) for label in LABELS
     ]
-    aggregates = [cast(reviews, BigInteger).label("n"), (func.sum(daily.score_sum) / reviews).label("mean_score")]
-    stmt: Statement = select(*columns, *aggregates, *label_counts).where(*_rollup_where(filters, rollup))
+    aggregates = [cast(reviews, BigInteger).label("n"), (func.sum(rollup.score_sum) / reviews).label("mean_score")]
+    stmt: Statement = select(*columns, *aggregates, *label_counts).where(*_rollup_where(filters, table))
     # Grouping by the day column itself lets one brand's range come out of the index in day order.
     by_bucket: ColumnElement[Any] | None = None  # totals have no day column to name
     if bucket is not None:
-        by_bucket = daily.day if bucket == "day" else literal_column("1")
+        by_bucket = rollup.day if bucket == "day" else literal_column("1")
     by_group: ColumnElement[Any] | None = literal_column("2") if group_by else None
     grouping: list[ColumnElement[Any]] = [key for key in (by_bucket, by_group) if key is not None]
     # Groups can sum to zero reviews after deletes or re-labelling: they do not exist in the rows.

@@ -142,28 +142,32 @@ class BatchProcessor:
             self._score_isolating([items[i] for i in sub_batch], scored, failed)
         return scored, failed
 
-    def _score_isolating(self, items: list[Parsed], scored: list[tuple[Parsed, Score]], failed: list[Rejected]) -> None:
+    def _score_isolating(
+        self, items: list[Parsed], scored: list[tuple[Parsed, Score]], failed: list[Rejected], top: bool = True
+    ) -> None:
         """A text the model cannot score is bisected out and dead-lettered; its neighbours are scored.
 
         Bisection also rescues a sub-batch too large for the device (halves fit). But a model that
         fails on everything (a lost GPU, a broken session) must not bisect the batch into dead
         letters: before one text is dead-lettered, a known-good text is scored, and when that fails
-        too the failure is the model's, raised for ``_retry`` to wait out.
+        too the failure is the model's, raised for ``_retry`` to wait out. The same check runs when
+        a whole sub-batch fails, so a model that is down costs one failed call, not a bisection.
         """
         try:
             scores = self.scorer.predict([item.message.text for item in items])
             if len(scores) != len(items):
                 raise RuntimeError(f"the scorer returned {len(scores)} scores for {len(items)} texts")
         except Exception as exc:  # noqa: BLE001 - any model failure: isolate the text that causes it
-            if len(items) == 1:
+            if top or len(items) == 1:
                 self._check_scorer(exc)
+            if len(items) == 1:
                 log.warning("scoring failed for %s: %r", items[0].message.review_key, exc)
                 detail = f"{type(exc).__name__}: {exc}"[:1000]
                 failed.append(Rejected(items[0].record, "scoring_failed", detail, items[0].message.review_key))
                 return
             middle = len(items) // 2
-            self._score_isolating(items[:middle], scored, failed)
-            self._score_isolating(items[middle:], scored, failed)
+            self._score_isolating(items[:middle], scored, failed, top=False)
+            self._score_isolating(items[middle:], scored, failed, top=False)
             return
         scored.extend(zip(items, scores, strict=True))
 
