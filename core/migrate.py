@@ -49,3 +49,15 @@ def current_revision(url: str) -> str | None:
             return MigrationContext.configure(conn).get_current_revision()
     finally:
         engine.dispose()
+
+
+def schema_behind(url: str) -> str | None:
+    """Why this code cannot write to the database at ``url`` yet, or None when it is at head.
+
+    The worker writes tables of the newest migration (rollups, rejections); against an older
+    schema its first such write would fail and be retried for ever, stalling the stream.
+    """
+    current, head = current_revision(url), head_revision()
+    if current == head:
+        return None
+    return f"the database is at migration {current or 'none'} and this code needs {head}: run `reviewscore migrate`"

@@ -119,9 +119,9 @@ BY_ID: Statement = select(*PUBLIC_COLUMNS).where(Sentiment.id == bindparam("row_
 """One row by id; execute with ``{"row_id": ...}``."""
 BY_KEY: Statement = select(*PUBLIC_COLUMNS).where(Sentiment.review_key == bindparam("review_key"))
 """One row by review key; execute with ``{"review_key": ...}``."""
-REJECTION_BY_KEY: Statement = select(rejected_reviews.c.reason, rejected_reviews.c.error).where(
-    rejected_reviews.c.review_key == bindparam("review_key")
-)
+REJECTION_BY_KEY: Statement = select(
+    rejected_reviews.c.reason, rejected_reviews.c.error, rejected_reviews.c.rejected_on
+).where(rejected_reviews.c.review_key == bindparam("review_key"))
 """Why the worker dead-lettered a parsed review, by key; execute with ``{"review_key": ...}``."""
 
 

@@ -69,9 +69,12 @@ def worker(
         if web_port is not None:
             stream = stream.model_copy(update={"web_port": web_port})
         database = get_database_settings()
+        assert connections.database_url
         if embedded:
-            assert connections.database_url
             migrations.upgrade(connections.database_url, "head", database.readonly_role)
+        elif behind := migrations.schema_behind(connections.database_url):
+            typer.echo(f"error: {behind}", err=True)
+            raise typer.Exit(2)
         if create_topics:
             assert kafka.bootstrap_servers
             create_kafka_topics(kafka.bootstrap_servers, {kafka.topic: kafka.partitions, kafka.dlq_topic: 1})

@@ -179,6 +179,8 @@ class DeadLetterReader:
             # A partition this group never committed (offset -1001) starts at the beginning.
             committed = self._consumer.committed(starts, timeout=10)
             for tp in committed:
+                if tp.error is not None:  # unknown is not "never": starting over would re-send everything
+                    raise RuntimeError(f"position of {self.group!r} on partition {tp.partition}: {tp.error}")
                 tp.offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
             starts = committed
         self._consumer.assign(starts)

@@ -7,7 +7,8 @@ batch is one UPDATE … FROM (VALUES …) round trip that sets the scores and ``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import Engine, text
 
@@ -20,11 +21,14 @@ _PAGE = text(
     "SELECT id, sentence FROM sentiments WHERE id > :after AND model_version IS DISTINCT FROM :version "
     "ORDER BY id LIMIT :size"
 )
+# ``s.sentence = v.sentence``: a row edited by the worker between this job's read and its write
+# keeps the worker's scores for the new text (the next run re-scores it), never this job's
+# scores of the old text.
 _UPDATE = (
     "UPDATE sentiments AS s SET sentiment_score = v.sentiment_score, confidence = v.confidence, "
     "label = v.label, suggested_rating = v.suggested_rating, model_version = v.model_version, updated_on = now() "
-    "FROM (VALUES %s) AS v (id, sentiment_score, confidence, label, suggested_rating, model_version) "
-    "WHERE s.id = v.id AND s.model_version IS DISTINCT FROM v.model_version"
+    "FROM (VALUES %s) AS v (id, sentence, sentiment_score, confidence, label, suggested_rating, model_version) "
+    "WHERE s.id = v.id AND s.sentence = v.sentence AND s.model_version IS DISTINCT FROM v.model_version"
 )
 
 
@@ -54,16 +58,35 @@ def rescore_rows(
         ids = [row.id for row in page]
         texts = [row.sentence for row in page]
         tokens = scorer.count_tokens(texts)
-        values: list[tuple[int, float, float, str, int, str]] = []
+        values: list[tuple[int, str, float, float, str, int, str]] = []
         for sub_batch in split_by_tokens(list(enumerate(tokens)), max_batch_tokens, batch_size):
             scores = scorer.predict([texts[i] for i in sub_batch])
             values.extend(
-                (ids[i], s.sentiment_score, s.confidence, s.label, s.suggested_rating, s.model_version)
+                (ids[i], texts[i], s.sentiment_score, s.confidence, s.label, s.suggested_rating, s.model_version)
                 for i, s in zip(sub_batch, scores, strict=True)
             )
-        execute_values_committed(engine, _UPDATE, values)
+        _update_retrying_deadlocks(engine, values)
         after = ids[-1]
         done += len(page)
         if on_progress:
             on_progress(len(page))
     return done
+
+
+def _update_retrying_deadlocks(engine: Engine, values: Sequence[tuple[object, ...]], attempts: int = 5) -> None:
+    """The page's UPDATE; retried when PostgreSQL breaks a deadlock by aborting it.
+
+    The rollups' statement-level triggers lock rollup rows per statement phase (an upsert fires
+    its UPDATE triggers, then its INSERT ones), so this job and a worker writing the same brands
+    and days can deadlock; PostgreSQL aborts one, and the aborted page is simply run again.
+    """
+    from psycopg2.errors import DeadlockDetected  # type: ignore[import-untyped,unused-ignore]
+
+    for attempt in range(1, attempts + 1):
+        try:
+            execute_values_committed(engine, _UPDATE, values)
+            return
+        except DeadlockDetected:
+            if attempt == attempts:
+                raise
+            time.sleep(0.05 * 2**attempt)

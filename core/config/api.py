@@ -6,7 +6,6 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings
 
 from core.config.base import cached, settings_config
-from core.messages import MAX_MESSAGE_BYTES
 
 PAGE_LIMIT_BOUND = 500
 """The page size the OpenAPI schema promises clients at most."""
@@ -34,11 +33,11 @@ class ApiSettings(BaseSettings):
         description="Largest accepted page size; may be lowered below the 500 the API documents, not raised.",
     )
     max_body_bytes: int = Field(
-        default=MAX_MESSAGE_BYTES,
+        default=300_000,
         ge=1024,
         description=(
             "Largest accepted request body. The default admits the longest review the contract allows however "
-            "a client escapes it (20,000 characters as \\uXXXX surrogate pairs is 240 kB)."
+            "a client escapes it (every field at its limit as \\uXXXX surrogate pairs: about 274 kB)."
         ),
     )
     submit_wait_max: float = Field(

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import ValidationError
-from sqlalchemy import Row
+from sqlalchemy import Row, func, select
 from starlette.concurrency import run_in_threadpool
 
 from core.messages import ReviewMessage
@@ -38,37 +40,85 @@ WaitQuery = Annotated[
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """Why the worker will not score a review (it went to the dead-letter topic)."""
+    """Why the worker will not score a review (it went to the dead-letter topic), and when it said so."""
 
     reason: str
     error: str
+    rejected_on: datetime
 
     def api_error(self, key: str, status: int) -> ApiError:
         return ApiError(status, "rejected", f"{key!r} will not be scored: {self.reason}: {self.error}")
 
 
-def _lookup(state: AppState, key: str) -> Row[Any] | Rejection | None:
-    """The scored row; else why it was rejected, if it was; else None (not scored yet)."""
+@dataclass(frozen=True, slots=True)
+class Found:
+    """What the database holds for a key: its row, its last rejection, either or neither."""
+
+    row: Row[Any] | None
+    rejection: Rejection | None
+
+    def latest(self) -> Row[Any] | Rejection | None:
+        """For a reader who submitted nothing: the row wins, else why there is none."""
+        return self.row if self.row is not None else self.rejection
+
+
+Answer = Row[Any] | Rejection | None
+
+
+def _lookup(state: AppState, key: str) -> Found:
     if state.engine is None:
         raise ApiError(503, "database_unavailable", "the API has no database connection")
     with state.engine.connect() as connection:
         row = connection.execute(BY_KEY, {"review_key": key}).first()
-        if row is not None:
-            return row
         rejected = connection.execute(REJECTION_BY_KEY, {"review_key": key}).first()
-        return Rejection(rejected.reason, rejected.error) if rejected is not None else None
+    return Found(row, Rejection(rejected.reason, rejected.error, rejected.rejected_on) if rejected else None)
 
 
-async def wait_for_row(state: AppState, key: str, wait: float) -> Row[Any] | Rejection | None:
-    """Poll for the scored row (or its rejection) until it appears or ``wait`` (capped) runs out.
+def _database_now(state: AppState) -> datetime:
+    if state.engine is None:
+        raise ApiError(503, "database_unavailable", "the API has no database connection")
+    with state.engine.connect() as connection:
+        now: datetime = connection.execute(select(func.now())).scalar_one()
+    return now
+
+
+def _answers_submission(message: ReviewMessage, since: datetime) -> Callable[[Found], Answer]:
+    """What settles a submission: a row holding this very review, or a rejection made after it was sent.
+
+    An edit under a known ``review_id`` finds the previous version's row, and a re-submission of
+    a once-rejected review finds the old rejection; neither is the answer to this submission.
+    """
+
+    def answer(found: Found) -> Answer:
+        row = found.row
+        if row is not None and (row.sentence, row.brand, row.rating, row.url, row.lang, row.published_at) == (
+            message.text,
+            message.brand,
+            message.rating,
+            message.url,
+            message.lang,
+            message.published_at,
+        ):
+            return row
+        if found.rejection is not None and found.rejection.rejected_on >= since:
+            return found.rejection
+        return None
+
+    return answer
+
+
+async def wait_for_row(
+    state: AppState, key: str, wait: float, answer: Callable[[Found], Answer] = Found.latest
+) -> Answer:
+    """Poll until ``answer`` finds one (the row or its rejection) or ``wait`` (capped) runs out.
 
     Async with the lookups in the thread pool: a waiting client holds no worker thread between polls.
     """
     deadline = time.monotonic() + min(wait, state.api.submit_wait_max)
     while True:
-        row = await run_in_threadpool(_lookup, state, key)
-        if row is not None or time.monotonic() >= deadline:
-            return row
+        found = answer(await run_in_threadpool(_lookup, state, key))
+        if found is not None or time.monotonic() >= deadline:
+            return found
         await asyncio.sleep(min(state.api.wait_poll_interval, max(0.0, deadline - time.monotonic())))
 
 
@@ -102,6 +152,7 @@ async def submit_review(
             detail.loc = ["body", *detail.loc]
         raise ApiError(422, "invalid_request", "the review does not satisfy the message contract", details) from exc
     publisher = require_publisher(state)  # after validation: a bad body is a 422 even without a broker
+    since = await run_in_threadpool(_database_now, state) if wait > 0 else None
     try:
         await publisher.publish(message)
     except PublishError as exc:
@@ -111,7 +162,7 @@ async def submit_review(
     key = message.review_key
     location = location_of(request, key)
     response.headers["Location"] = location
-    row = await wait_for_row(state, key, wait) if wait > 0 else None
+    row = await wait_for_row(state, key, wait, _answers_submission(message, since)) if since is not None else None
     if isinstance(row, Rejection):
         raise row.api_error(key, 422)
     if row is None:

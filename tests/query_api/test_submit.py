@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from core.config import KafkaSettings
-from core.messages import MAX_TEXT_CHARS, parse_message, review_key
+from core.messages import MAX_TEXT_CHARS, ReviewMessage, parse_message, review_key
 from tests.fixtures.api import build_app, insert_rows, make_rows, read_topic
 
 pytestmark = pytest.mark.integration
@@ -30,9 +30,17 @@ def submit_client(readonly_database_url: str, kafka_settings: KafkaSettings) -> 
 
 def scored_row(key: str, text: str, **overrides: Any) -> dict[str, Any]:
     row = make_rows(1)[0]
-    row.update(review_key=key, sentence=text, source="user", **overrides)
+    row.update(review_key=key, sentence=text, source="user", brand=None, rating=None, url=None, published_at=None)
+    row.update(lang=None)
+    row.update(overrides)
     row.pop("created_on")
     return row
+
+
+def row_of(message: ReviewMessage) -> dict[str, Any]:
+    """The row the stream worker stores for a message: its own fields, a score."""
+    fields = ("brand", "rating", "url", "author", "lang", "published_at")
+    return scored_row(message.review_key, message.text, **{name: getattr(message, name) for name in fields})
 
 
 def worker_after_message(database_url: str, settings: KafkaSettings, delay: float = 0.0) -> threading.Thread:
@@ -41,8 +49,7 @@ def worker_after_message(database_url: str, settings: KafkaSettings, delay: floa
     def run() -> None:
         messages = read_topic(settings, 1, timeout=20)
         time.sleep(delay)
-        message = parse_message(messages[0][1])
-        insert_rows(database_url, [scored_row(message.review_key, message.text, brand=message.brand)])
+        insert_rows(database_url, [row_of(parse_message(messages[0][1]))])
 
     thread = threading.Thread(target=run)
     thread.start()
@@ -185,6 +192,54 @@ def test_a_review_the_worker_rejects_is_reported_with_its_reason_not_pending_for
         assert "scoring_failed: RuntimeError: unreadable" in error["message"]
 
 
+def test_waiting_on_an_edit_answers_with_the_edited_row_not_the_previous_version(
+    submit_client: TestClient, database_url: str, kafka_settings: KafkaSettings
+) -> None:
+    from sqlalchemy import create_engine, pool, text
+
+    from core.db import sqlalchemy_url
+
+    insert_rows(database_url, [scored_row("user:r9", "Fine so far", rating=4)])
+
+    def worker() -> None:  # applies the edit after a while, as the stream worker would
+        read_topic(kafka_settings, 1, timeout=20)
+        time.sleep(0.5)
+        engine = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE sentiments SET sentence = 'It broke', rating = 1 WHERE review_key = 'user:r9'"))
+        engine.dispose()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    response = submit_client.post(
+        "/sentiments/", params={"wait": 5}, json={"text": "It broke", "rating": 1, "review_id": "r9"}
+    )
+    thread.join()
+
+    assert response.status_code == 200
+    assert (response.json()["sentiment"]["sentence"], response.json()["sentiment"]["rating"]) == ("It broke", 1)
+
+
+def test_resubmitting_a_once_rejected_review_is_not_answered_with_the_old_rejection(
+    submit_client: TestClient, database_url: str
+) -> None:
+    from sqlalchemy import create_engine, pool
+
+    from core.db import sqlalchemy_url
+    from stream.records import Record, Rejected
+    from stream.sink import PostgresSink
+
+    key = review_key("user", "Too long for yesterday's limit")
+    engine = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)
+    PostgresSink(engine).record_rejections([Rejected(Record("reviews", 0, 0, None, None), "too_long", "x", key)])
+    engine.dispose()
+
+    again = submit_client.post("/sentiments/", params={"wait": 1}, json={"text": "Too long for yesterday's limit"})
+
+    assert again.status_code == 202  # pending: the worker has not answered this submission yet
+    assert submit_client.get(f"/sentiments/by-key/{key}").json()["error"]["code"] == "rejected"
+
+
 INVALID: list[tuple[dict[str, Any], str]] = [
     ({}, "text"),
     ({"text": ""}, "text"),
@@ -235,8 +290,11 @@ def test_the_longest_review_fits_the_body_limit_however_the_client_escapes_it(
     submit_client: TestClient, kafka_settings: KafkaSettings
 ) -> None:
     longest = "😀" * MAX_TEXT_CHARS  # json.dumps escapes each as a surrogate pair, 12 bytes: 240 kB
-    body = json.dumps({"text": longest}).encode()
-    assert len(body) > 200_000
+    short = "😀" * 256
+    review = {"text": longest, "brand": short, "author": short, "review_id": short, "rating": 5}
+    review |= {"url": "https://shop.example/" + "😀" * 2000, "lang": "en-GB", "published_at": "2026-11-20T10:00:00Z"}
+    body = json.dumps(review).encode()
+    assert len(body) > 270_000  # every field at its limit
 
     response = submit_client.post("/sentiments/", content=body, headers={"Content-Type": "application/json"})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
 from core.messages import ReviewMessage
+from model.base import Score
 from stream.records import Record, to_row, triage
 from stream.rescore import pending_rows, rescore_rows
 from stream.sink import PostgresSink
@@ -162,6 +164,24 @@ def test_rescore_brings_every_row_to_the_new_version_and_resumes_where_it_stoppe
     assert all(r["updated_on"] is not None for r in rows)
     for row in rows:
         assert row["sentiment_score"] == pytest.approx(new.score_one(row["sentence"]).sentiment_score)
+
+
+def test_rescore_never_puts_scores_of_an_old_text_on_a_row_edited_meanwhile(engine: Engine, database_url: str) -> None:
+    sink = PostgresSink(engine)
+    sink.write(_scored([ReviewMessage(text="Great shoes", source="shop", review_id="r1")]))
+    edited = ReviewMessage(text="Awful shoes, broken and rude staff", source="shop", review_id="r1")
+
+    class EditsWhileScoring(LexiconScorer):
+        def predict(self, texts: Sequence[str]) -> list[Score]:
+            sink.write(_scored([edited], offset=1))  # the worker lands an edit mid-page
+            return super().predict(texts)
+
+    rescore_rows(engine, EditsWhileScoring(model_version="lexicon-2"))
+
+    (row,) = fetch_rows(database_url)
+    assert row["sentence"] == edited.text
+    assert (row["model_version"], row["label"]) == ("lexicon-1", LexiconScorer().score_one(edited.text).label)
+    assert pending_rows(engine, "lexicon-2") == 1  # the next run re-scores the new text
 
 
 def test_rescore_command_reports_what_it_did(

@@ -184,6 +184,21 @@ def test_poison_messages_go_to_the_dlq_with_their_reason_and_good_traffic_is_sco
     assert f"reviewscore_messages_consumed_total {len(mixed)}.0" in metrics
 
 
+def test_a_worker_refuses_to_start_on_a_schema_older_than_its_code(
+    database_url: str, kafka_settings: KafkaSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core import migrate
+
+    migrate.downgrade(database_url, "0004")
+    monkeypatch.setenv("DATABASE_URL", database_url)
+
+    result = CliRunner().invoke(cli_app(), ["worker"])
+
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert f"at migration 0004 and this code needs {migrate.head_revision()}" in result.output
+    assert "reviewscore migrate" in result.output
+
+
 def test_dlq_commands_against_a_broker_that_is_down_are_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from core.embedded import free_port
 

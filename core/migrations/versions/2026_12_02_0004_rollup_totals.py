@@ -7,8 +7,10 @@ brand, source and label, so the same answers read a few hundred rows whatever th
 
 Separate triggers rather than a second statement in 0003's functions: each rollup stays
 droppable on its own. Same-event triggers fire in name order (``sentiments_daily_*`` before
-``sentiments_totals_*``) and each upserts in key order, so concurrent writers take the rollup
-rows' locks in one order.
+``sentiments_totals_*``) and each upserts in key order. An upsert fires its UPDATE triggers and
+then its INSERT ones, so two writers touching the same groups in both phases can still
+deadlock; PostgreSQL aborts one and both writers retry it (the worker's write retry, the
+rescore job's page retry).
 
 Revision ID: 0004
 Revises: 0003
