@@ -40,38 +40,37 @@ WaitQuery = Annotated[
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """Why the worker will not score a review (it went to the dead-letter topic), and when it said so."""
+    """Why the worker will not score a review (it went to the dead-letter topic)."""
 
     reason: str
     error: str
-    rejected_on: datetime
 
     def api_error(self, key: str, status: int) -> ApiError:
         return ApiError(status, "rejected", f"{key!r} will not be scored: {self.reason}: {self.error}")
 
 
-@dataclass(frozen=True, slots=True)
-class Found:
-    """What the database holds for a key: its row, its last rejection, either or neither."""
-
-    row: Row[Any] | None
-    rejection: Rejection | None
-
-    def latest(self) -> Row[Any] | Rejection | None:
-        """For a reader who submitted nothing: the row wins, else why there is none."""
-        return self.row if self.row is not None else self.rejection
-
-
 Answer = Row[Any] | Rejection | None
 
 
-def _lookup(state: AppState, key: str) -> Found:
+def _any_row(_row: Row[Any]) -> bool:
+    return True
+
+
+def _lookup(state: AppState, key: str, accepts_row: Callable[[Row[Any]], bool], since: datetime | None) -> Answer:
+    """The key's row if ``accepts_row`` takes it; else its rejection (made after ``since``); else None.
+
+    The rejection is only read when the row does not settle it: the common lookup is one query.
+    """
     if state.engine is None:
         raise ApiError(503, "database_unavailable", "the API has no database connection")
     with state.engine.connect() as connection:
         row = connection.execute(BY_KEY, {"review_key": key}).first()
+        if row is not None and accepts_row(row):
+            return row
         rejected = connection.execute(REJECTION_BY_KEY, {"review_key": key}).first()
-    return Found(row, Rejection(rejected.reason, rejected.error, rejected.rejected_on) if rejected else None)
+    if rejected is None or (since is not None and rejected.rejected_on < since):
+        return None
+    return Rejection(rejected.reason, rejected.error)
 
 
 def _database_now(state: AppState) -> datetime:
@@ -82,41 +81,33 @@ def _database_now(state: AppState) -> datetime:
     return now
 
 
-def _answers_submission(message: ReviewMessage, since: datetime) -> Callable[[Found], Answer]:
-    """What settles a submission: a row holding this very review, or a rejection made after it was sent.
+def _holds(message: ReviewMessage) -> Callable[[Row[Any]], bool]:
+    """Whether a stored row is this very review: an edit under a known ``review_id`` first finds
+    the previous version's row, which is not the answer to the submission."""
+    fields = (message.text, message.brand, message.rating, message.url, message.lang, message.published_at)
 
-    An edit under a known ``review_id`` finds the previous version's row, and a re-submission of
-    a once-rejected review finds the old rejection; neither is the answer to this submission.
-    """
+    def holds(row: Row[Any]) -> bool:
+        return (row.sentence, row.brand, row.rating, row.url, row.lang, row.published_at) == fields
 
-    def answer(found: Found) -> Answer:
-        row = found.row
-        if row is not None and (row.sentence, row.brand, row.rating, row.url, row.lang, row.published_at) == (
-            message.text,
-            message.brand,
-            message.rating,
-            message.url,
-            message.lang,
-            message.published_at,
-        ):
-            return row
-        if found.rejection is not None and found.rejection.rejected_on >= since:
-            return found.rejection
-        return None
-
-    return answer
+    return holds
 
 
 async def wait_for_row(
-    state: AppState, key: str, wait: float, answer: Callable[[Found], Answer] = Found.latest
+    state: AppState,
+    key: str,
+    wait: float,
+    accepts_row: Callable[[Row[Any]], bool] = _any_row,
+    since: datetime | None = None,
 ) -> Answer:
-    """Poll until ``answer`` finds one (the row or its rejection) or ``wait`` (capped) runs out.
+    """Poll until the row (or its rejection) is there or ``wait`` (capped by the settings) runs out.
 
+    A submission passes what settles it: a row holding this review, or a rejection made after it
+    was sent (a re-submission of a once-rejected review must not find the old rejection).
     Async with the lookups in the thread pool: a waiting client holds no worker thread between polls.
     """
     deadline = time.monotonic() + min(wait, state.api.submit_wait_max)
     while True:
-        found = answer(await run_in_threadpool(_lookup, state, key))
+        found = await run_in_threadpool(_lookup, state, key, accepts_row, since)
         if found is not None or time.monotonic() >= deadline:
             return found
         await asyncio.sleep(min(state.api.wait_poll_interval, max(0.0, deadline - time.monotonic())))
@@ -162,7 +153,7 @@ async def submit_review(
     key = message.review_key
     location = location_of(request, key)
     response.headers["Location"] = location
-    row = await wait_for_row(state, key, wait, _answers_submission(message, since)) if since is not None else None
+    row = await wait_for_row(state, key, wait, _holds(message), since) if since is not None else None
     if isinstance(row, Rejection):
         raise row.api_error(key, 422)
     if row is None:
