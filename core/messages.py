@@ -128,7 +128,7 @@ class ReviewMessage(BaseModel):
     @cached_property
     def review_key(self) -> str:
         """Computed once per message: the worker reads it several times per review."""
-        return review_key(self.source, self.text, self.review_id)
+        return review_key(self.source, self.text, self.review_id, brand=self.brand, author=self.author)
 
     def to_kafka(self) -> tuple[bytes, bytes]:
         """(key, value) as they go on the topic."""
@@ -140,16 +140,27 @@ def normalize_text(text: str) -> str:
     return " ".join(unicodedata.normalize("NFC", text).split())
 
 
-def review_key(source: str, text: str, review_id: str | None = None) -> str:
-    """``source:review_id`` when the producer has an id, else ``source:sha256:<hash of source+text>``.
+def review_key(
+    source: str, text: str, review_id: str | None = None, *, brand: str | None = None, author: str | None = None
+) -> str:
+    """``source:review_id`` when the producer has an id, else ``source:sha256:<content hash>``.
 
-    sha256 over explicit UTF-8 bytes (never ``hash()``) keeps the key identical across
-    processes, machines and Python versions.
+    Without an id the key is what the review *is*: who wrote which words about whom. Brand and
+    author are in the hash, so "Great quality!" about two brands, or by two authors, is two
+    reviews rather than one row whose brand the second overwrote; a review with neither hashes
+    source + text exactly as the first schema did, so those keys never changed (migration 0006
+    re-keyed the stored rows that have a brand or an author). sha256 over explicit UTF-8 bytes
+    (never ``hash()``) keeps the key identical across processes, machines and Python versions;
+    the parts are joined by U+001F, which ``normalize_text`` never leaves inside a part.
     """
     source = source.strip()
     if review_id is not None and review_id.strip():
         return f"{source}:{review_id.strip()}"
-    digest = hashlib.sha256(f"{source}\x1f{normalize_text(text)}".encode()).hexdigest()[:32]
+    parts = [source, normalize_text(text)]
+    brand, author = normalize_text(brand or ""), normalize_text(author or "")
+    if brand or author:
+        parts += [brand, author]
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
     return f"{source}:sha256:{digest}"
 
 

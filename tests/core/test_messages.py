@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -100,6 +101,32 @@ def test_review_key_ignores_whitespace_and_unicode_normalisation_differences() -
     decomposed = " Cafe\u0301 was great\n"
     assert review_key("user", composed) == review_key("user", decomposed)
     assert review_key("user", composed) != review_key("partner", composed)
+
+
+def test_the_same_words_about_two_brands_or_by_two_authors_are_two_reviews() -> None:
+    acme = review_key("user", "Great quality!", brand="Acme")
+    assert acme != review_key("user", "Great quality!", brand="Globex")
+    assert acme != review_key("user", "Great quality!", brand="Acme", author="Jane D.")
+    assert acme != review_key("user", "Great quality!")
+    # Pinned like the plain hash: brand and author are hashed after the same normalisation.
+    assert acme == "user:sha256:62f5654adf9a4cb528954d3e0ee45b25"
+    assert review_key("user", " Great   quality! ", brand=" Acme ") == acme
+
+
+def test_a_review_without_brand_or_author_keeps_the_first_schemas_key() -> None:
+    plain = "user:sha256:" + hashlib.sha256(b"user\x1fGreat service").hexdigest()[:32]
+    assert review_key("user", "Great service", brand=None, author=None) == plain
+    assert review_key("user", "Great service", brand="  ", author="") == plain
+
+
+def test_a_producer_id_wins_over_brand_and_author() -> None:
+    assert review_key("scraper:x", "Great", "r-1", brand="Acme", author="Jane") == "scraper:x:r-1"
+
+
+def test_a_message_keys_by_its_brand_and_author() -> None:
+    message = ReviewMessage(text="Great quality!", source="user", brand="Acme", author="Jane D.")
+    assert message.review_key == review_key("user", "Great quality!", brand="Acme", author="Jane D.")
+    assert message.to_kafka()[0] == message.review_key.encode()
 
 
 def test_review_key_is_stable_across_processes() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -10,6 +12,7 @@ from sqlalchemy.exc import ProgrammingError
 
 from core import migrate
 from core.db import sqlalchemy_url
+from core.messages import review_key
 from core.schema import Base
 
 pytestmark = pytest.mark.integration
@@ -24,13 +27,13 @@ def _tables(url: str) -> set[str]:
 
 
 def test_upgrade_downgrade_upgrade_round_trip(database_url: str) -> None:
-    assert migrate.head_revision() == "0005"
-    assert migrate.current_revision(database_url) == "0005"
+    assert migrate.head_revision() == "0006"
+    assert migrate.current_revision(database_url) == "0006"
     migrate.downgrade(database_url, "base")
     assert migrate.current_revision(database_url) is None
     assert "sentiments" not in _tables(database_url)
     migrate.upgrade(database_url, "head")
-    assert migrate.current_revision(database_url) == "0005"
+    assert migrate.current_revision(database_url) == "0006"
     assert "sentiments" in _tables(database_url)
 
 
@@ -117,3 +120,49 @@ def test_session_fixture_rolls_back_between_tests_second(db_session: object) -> 
 
     assert isinstance(db_session, Session)
     assert db_session.execute(text("SELECT count(*) FROM sentiments")).scalar_one() == 0
+
+
+def _old_key(source: str, sentence: str) -> str:
+    """The first schema's key of a review without a producer id: source + text only."""
+    return f"{source}:sha256:" + hashlib.sha256(f"{source}\x1f{sentence}".encode()).hexdigest()[:32]
+
+
+def test_0006_rekeys_stored_reviews_by_brand_and_author_and_leaves_the_rest(database_url: str) -> None:
+    migrate.downgrade(database_url, "0005")
+    rows = [
+        # (review_key as stored, sentence, brand, author)
+        (_old_key("user", "Great quality!"), "Great quality!", "Acme", None),
+        (_old_key("user", "Runs small."), "Runs small.", None, "Jane D."),
+        (_old_key("user", "Just fine."), "Just fine.", None, None),
+        ("scraper:x:r-1", "Great quality!", "Globex", "Sam"),
+        ("legacy-key", "Great quality!", "Initech", None),
+    ]
+    engine = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)
+    insert = text(
+        "INSERT INTO sentiments (review_key, sentence, sentiment_score, confidence, label, suggested_rating,"
+        " brand, author, source, model_version)"
+        " VALUES (:key, :sentence, 0.9, 0.8, 'positive', 5, :brand, :author, :source, 'v1')"
+    )
+    with engine.begin() as conn:
+        for key, sentence, brand, author in rows:
+            source = "scraper:x" if key.startswith("scraper:x") else "user"
+            conn.execute(insert, {"key": key, "sentence": sentence, "brand": brand, "author": author, "source": source})
+    rollup = text("SELECT brand, source, label, reviews FROM sentiment_totals ORDER BY 1, 2, 3")
+    with engine.connect() as conn:
+        totals_before = conn.execute(rollup).all()
+
+    migrate.upgrade(database_url, "head")
+
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT sentence || '|' || coalesce(brand, ''), review_key FROM sentiments"))
+        keys = dict(stored.all())
+        assert conn.execute(rollup).all() == totals_before
+    engine.dispose()
+    assert keys == {
+        "Great quality!|Acme": review_key("user", "Great quality!", brand="Acme"),
+        "Runs small.|": review_key("user", "Runs small.", author="Jane D."),
+        "Just fine.|": review_key("user", "Just fine."),
+        "Great quality!|Globex": "scraper:x:r-1",
+        "Great quality!|Initech": "legacy-key",
+    }
+    assert keys["Great quality!|Acme"] != _old_key("user", "Great quality!")

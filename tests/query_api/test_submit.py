@@ -96,7 +96,7 @@ def test_a_submission_is_published_with_source_user_and_answered_202(
     response = submit_client.post("/sentiments/", json=review)
 
     assert response.status_code == 202
-    key = review_key("user", "The zip broke after two days.")
+    key = review_key("user", "The zip broke after two days.", brand="Acme", author="Sam")
     body = response.json()
     assert body == {
         "review_key": key,
@@ -143,7 +143,7 @@ def test_wait_returns_the_scored_row_when_the_worker_writes_it_in_time(
     body = response.json()
     assert body["status"] == "scored"
     assert body["sentiment"]["sentence"] == "Lovely fabric"
-    assert body["sentiment"]["review_key"] == body["review_key"] == review_key("user", "Lovely fabric")
+    assert body["sentiment"]["review_key"] == body["review_key"] == review_key("user", "Lovely fabric", brand="Acme")
     assert response.headers["location"] == body["location"]
 
 

@@ -52,12 +52,14 @@ def test_the_title_is_not_repeated_when_the_body_starts_with_it() -> None:
     assert message_text(item(title=None)) == "The parcel came two weeks late."
 
 
-def test_a_review_without_a_site_id_is_keyed_by_its_content() -> None:
+def test_a_review_without_a_site_id_is_keyed_by_its_content_brand_and_author() -> None:
     first = to_message(item(review_id=None), "trustpilot")
-    again = to_message(item(review_id=None, author="someone else"), "trustpilot")
+    rescraped = to_message(item(review_id=None, text="  The parcel came  two weeks late. "), "trustpilot")
+    same_words_by_someone_else = to_message(item(review_id=None, author="someone else"), "trustpilot")
 
     assert first.review_key.startswith("scraper:trustpilot:sha256:")
-    assert first.review_key == again.review_key
+    assert first.review_key == rescraped.review_key
+    assert first.review_key != same_words_by_someone_else.review_key
 
 
 def test_overlong_author_and_brand_are_cut_to_the_contract_limit() -> None:

@@ -92,6 +92,19 @@ def test_an_edited_review_under_the_same_id_replaces_its_row_and_is_scored_again
     assert after["updated_on"] is not None
 
 
+def test_the_same_words_about_two_brands_without_ids_are_two_rows(engine: Engine, database_url: str) -> None:
+    sink = PostgresSink(engine)
+    acme = ReviewMessage(text="Great quality!", source="user", brand="Acme")
+    globex = ReviewMessage(text="Great quality!", source="user", brand="Globex")
+
+    first = sink.write(_scored([acme]))
+    second = sink.write(_scored([globex], offset=1))
+    again = sink.write(_scored([acme], offset=2))  # the first one re-published: still one row for Acme
+
+    assert (first.inserted, second.inserted, again.unchanged) == (1, 1, 1)
+    assert sorted(r["brand"] for r in fetch_rows(database_url)) == ["Acme", "Globex"]
+
+
 def test_rejections_are_kept_by_key_and_the_latest_reason_wins(engine: Engine) -> None:
     from stream.records import Rejected
 
