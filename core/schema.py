@@ -64,6 +64,9 @@ class Sentiment(Base):
     kafka_topic: Mapped[str | None] = mapped_column(Text)
     kafka_partition: Mapped[int | None] = mapped_column(Integer)
     kafka_offset: Mapped[int | None] = mapped_column(BigInteger)
+    # The producer's time of the message that wrote the row (a replay keeps the original's):
+    # an older message for the same key never overwrites a newer one.
+    kafka_timestamp: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_on: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_on: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from core.config import KafkaSettings, StreamSettings
 from stream.pipeline import AbandonedError, BatchOutcome, BatchProcessor
-from stream.records import Record
+from stream.records import Record, was_replayed
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ def record_of(event: Any) -> Record:
         key=message.key,
         value=message.value,
         timestamp=message.timestamp,
+        replayed=was_replayed(message.headers),
     )
 
 

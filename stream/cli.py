@@ -16,7 +16,7 @@ import typer
 
 if TYPE_CHECKING:
     from model.base import Scorer
-    from stream.dlq import DeadLetter
+    from stream.dlq import DeadLetter, Outgoing
 
 dlq_app = typer.Typer(help="Inspect and replay the dead-letter topic.", no_args_is_help=True)
 
@@ -198,10 +198,17 @@ def dlq_replay(
     typer.echo(f"replayed {len(letters)} dead letters to {target}")
 
 
-def _replayed(letter: DeadLetter) -> tuple[bytes | None, bytes | None, dict[str, bytes]]:
-    """The original message again, with a header naming the dead letter it came back from."""
+def _replayed(letter: DeadLetter) -> Outgoing:
+    """The original message again, with its original time and a header naming where it came from.
+
+    The original time, not now: the worker lets a message change a stored review only when it
+    is not older than the one that wrote the row, so an old version of a review edited since
+    comes back as what it is and leaves the edit alone.
+    """
+    from stream.dlq import Outgoing
+
     origin = f"{letter.topic}:{letter.partition}:{letter.offset}".encode()
-    return letter.original_key(), letter.original_value(), {"replayed_from": origin}
+    return Outgoing(letter.original_key(), letter.original_value(), {"replayed_from": origin}, letter.timestamp)
 
 
 def _load_scorer(spec: str | None, model: Path | None) -> Scorer:

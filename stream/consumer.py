@@ -28,7 +28,7 @@ from typing import Any
 
 from core.config import KafkaSettings, StreamSettings
 from stream.pipeline import AbandonedError, BatchOutcome, BatchProcessor
-from stream.records import Record
+from stream.records import Record, was_replayed
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ def record_of(message: Any) -> Record:
         key=message.key(),
         value=message.value(),
         timestamp=timestamp / 1000 if kind and timestamp > 0 else None,
+        replayed=was_replayed(message.headers()),
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -89,6 +89,18 @@ def dead_letter(rejected: Rejected, now: datetime | None = None) -> DeadLetter:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message for ``KafkaSender.send``."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes] = field(default_factory=dict)
+    # Seconds since the epoch, sent as the record's CreateTime; None lets the client stamp now.
+    # A replay sends the original's: the worker orders edits of one review by it.
+    timestamp: float | None = None
+
+
 class DeliveryError(RuntimeError):
     """The broker did not confirm some messages; the caller retries the whole send."""
 
@@ -106,17 +118,25 @@ class KafkaSender:
         self._producer = Producer(settings.producer_config())
         self._flush_timeout = flush_timeout
 
-    def send(self, topic: str, messages: Sequence[tuple[bytes | None, bytes | None, dict[str, bytes]]]) -> None:
+    def send(self, topic: str, messages: Sequence[Outgoing]) -> None:
         errors: list[str] = []
 
         def on_delivery(err: Any, _msg: Any) -> None:
             if err is not None:
                 errors.append(str(err))
 
-        for key, value, headers in messages:
+        for message in messages:
+            stamp = {"timestamp": round(message.timestamp * 1000)} if message.timestamp else {}
             while True:
                 try:
-                    self._producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
+                    self._producer.produce(
+                        topic,
+                        key=message.key,
+                        value=message.value,
+                        headers=message.headers,
+                        on_delivery=on_delivery,
+                        **stamp,
+                    )
                     break
                 except BufferError:
                     self._producer.poll(0.1)
@@ -127,7 +147,10 @@ class KafkaSender:
     def send_dead_letters(self, topic: str, letters: Sequence[DeadLetter]) -> None:
         self.send(
             topic,
-            [(letter.original_key(), letter.to_json(), {"reason": letter.reason.encode()}) for letter in letters],
+            [
+                Outgoing(letter.original_key(), letter.to_json(), {"reason": letter.reason.encode()})
+                for letter in letters
+            ],
         )
 
 

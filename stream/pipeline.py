@@ -223,5 +223,6 @@ class BatchProcessor:
         m.db_seconds.observe(outcome.db_seconds)
         now = time.time()
         for record in records:
-            if record.timestamp:
+            # A replay carries its original time: days old, and not this pipeline's latency.
+            if record.timestamp and not record.replayed:
                 m.latency.observe(max(0.0, now - record.timestamp))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from core.messages import MessageError, ReviewMessage, parse_message
@@ -20,6 +21,15 @@ class Record:
     key: bytes | None
     value: bytes | None
     timestamp: float | None = None  # seconds since the epoch (producer CreateTime)
+    replayed: bool = False  # re-published by ``dlq replay``: its timestamp is the original's
+
+
+def was_replayed(headers: Any) -> bool:
+    """Whether Kafka headers (a list of pairs or a mapping, as either client gives them) mark a replay."""
+    if not headers:
+        return False
+    names = headers.keys() if isinstance(headers, dict) else (name for name, _ in headers)
+    return "replayed_from" in names
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +67,25 @@ def triage(records: Iterable[Record], max_text_chars: int) -> tuple[list[Parsed]
 
 
 def latest_per_key(parsed: Sequence[Parsed]) -> list[Parsed]:
-    """Keep the last occurrence of each review key: one INSERT … ON CONFLICT may touch a row once."""
+    """One message per review key: one INSERT … ON CONFLICT may touch a row only once.
+
+    The newest by producer time wins, the later one on a tie or without times: the same rule
+    the sink applies against the stored row, so a batch holding an edit and a replay of the
+    version before it keeps the edit.
+    """
     by_key: dict[str, Parsed] = {}
     for item in parsed:
-        by_key.pop(item.message.review_key, None)
-        by_key[item.message.review_key] = item
+        key = item.message.review_key
+        kept = by_key.get(key)
+        if kept is not None and _older(item.record, kept.record):
+            continue
+        by_key.pop(key, None)
+        by_key[key] = item
     return list(by_key.values())
+
+
+def _older(record: Record, than: Record) -> bool:
+    return bool(record.timestamp and than.timestamp and record.timestamp < than.timestamp)
 
 
 def to_row(item: Parsed, score: Score) -> dict[str, Any]:
@@ -86,4 +109,5 @@ def to_row(item: Parsed, score: Score) -> dict[str, Any]:
         "kafka_topic": record.topic,
         "kafka_partition": record.partition,
         "kafka_offset": record.offset,
+        "kafka_timestamp": datetime.fromtimestamp(record.timestamp, UTC) if record.timestamp else None,
     }

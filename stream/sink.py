@@ -43,6 +43,7 @@ COLUMNS = (
     "kafka_topic",
     "kafka_partition",
     "kafka_offset",
+    "kafka_timestamp",
 )
 # What a message for a stored review_key may change: everything but the key and the source
 # (part of the key). ``created_on`` stays; ``updated_on`` says when it last changed.
@@ -55,10 +56,15 @@ _CHANGED = (
     f"({', '.join(f'sentiments.{name}' for name in _COMPARED)}) IS DISTINCT FROM "
     f"({', '.join(f'excluded.{name}' for name in _COMPARED)})"
 )
+# ... unless it is older than the message that wrote the row (producer time; a replay keeps its
+# original's): an old version of an edited review, replayed from the dead-letter topic or
+# re-delivered after a consumer-group reset, leaves the edit alone. Without times on both
+# sides, the later message wins.
+_NOT_OLDER = "NOT coalesce(excluded.kafka_timestamp < sentiments.kafka_timestamp, false)"
 _ON_CONFLICT = (
     "ON CONFLICT (review_key) DO UPDATE SET "
     + ", ".join(f"{name} = excluded.{name}" for name in _UPDATED)
-    + f", updated_on = now() WHERE {_CHANGED} "
+    + f", updated_on = now() WHERE {_CHANGED} AND {_NOT_OLDER} "
 )
 
 UPSERT_SQL = f"INSERT INTO sentiments ({', '.join(COLUMNS)}) VALUES %s {_ON_CONFLICT}RETURNING (xmax = 0) AS inserted"

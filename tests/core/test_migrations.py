@@ -27,13 +27,13 @@ def _tables(url: str) -> set[str]:
 
 
 def test_upgrade_downgrade_upgrade_round_trip(database_url: str) -> None:
-    assert migrate.head_revision() == "0006"
-    assert migrate.current_revision(database_url) == "0006"
+    assert migrate.head_revision() == "0007"
+    assert migrate.current_revision(database_url) == "0007"
     migrate.downgrade(database_url, "base")
     assert migrate.current_revision(database_url) is None
     assert "sentiments" not in _tables(database_url)
     migrate.upgrade(database_url, "head")
-    assert migrate.current_revision(database_url) == "0006"
+    assert migrate.current_revision(database_url) == "0007"
     assert "sentiments" in _tables(database_url)
 
 

@@ -111,7 +111,14 @@ def test_the_rollup_equals_the_rows_through_inserts_rescoring_updates_deletes_an
 
     # The stream's own writes: a batch, its re-delivery (no change), then a new model version.
     batch = [
-        {**row, "kafka_topic": "reviews", "kafka_partition": 0, "kafka_offset": i, "rating": None}
+        {
+            **row,
+            "kafka_topic": "reviews",
+            "kafka_partition": 0,
+            "kafka_offset": i,
+            "kafka_timestamp": None,
+            "rating": None,
+        }
         for i, row in enumerate(_random_rows(rng, 120, "b"))
     ]
     for row in batch:
@@ -164,6 +171,7 @@ def test_concurrent_writers_on_the_same_days_neither_deadlock_nor_drift(engine: 
                         kafka_topic="t",
                         kafka_partition=seed,
                         kafka_offset=round_,
+                        kafka_timestamp=None,
                     )
                     del row["created_on"]
                 result = sink.write(rows)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from model.base import Score
 from stream.dlq import DeadLetter, dead_letter
-from stream.records import Parsed, Record, latest_per_key, to_row, triage
+from stream.records import Parsed, Record, latest_per_key, to_row, triage, was_replayed
 
 
 def _record(value: bytes | None, offset: int = 0, key: bytes | None = b"k") -> Record:
@@ -39,6 +39,25 @@ def test_the_same_review_twice_in_a_batch_is_written_once_with_the_latest_copy()
     assert [p.record.offset for p in latest_per_key(parsed)] == [1, 2]
 
 
+def test_within_a_batch_the_newest_version_of_a_review_wins_whatever_the_order() -> None:
+    old = json.dumps({"text": "Fine", "source": "test", "review_id": "1"}).encode()
+    new = json.dumps({"text": "Broke in a week", "source": "test", "review_id": "1"}).encode()
+    records = [Record("reviews", 0, 5, b"k", new, 2_000.0), Record("reviews", 0, 6, b"k", old, 1_000.0)]
+    parsed, _ = triage(records, 100)
+    assert [p.message.text for p in latest_per_key(parsed)] == ["Broke in a week"]
+    untimed = [Record("reviews", 0, 5, b"k", new), Record("reviews", 0, 6, b"k", old)]
+    parsed, _ = triage(untimed, 100)
+    assert [p.message.text for p in latest_per_key(parsed)] == ["Fine"]  # no times: the later one
+
+
+def test_a_replay_is_recognised_by_its_header_from_either_client() -> None:
+    assert was_replayed([("replayed_from", b"reviews:0:5")])
+    assert was_replayed({"replayed_from": b"reviews:0:5"})
+    assert not was_replayed([("reason", b"invalid")])
+    assert not was_replayed(None)
+    assert not was_replayed([])
+
+
 def test_a_row_carries_the_scores_the_message_fields_and_kafka_provenance() -> None:
     value = json.dumps(
         {
@@ -67,6 +86,7 @@ def test_a_row_carries_the_scores_the_message_fields_and_kafka_provenance() -> N
         41,
     )
     assert row["published_at"] == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert row["kafka_timestamp"] == datetime.fromtimestamp(1_700_000_000.0, UTC)
     assert isinstance(parsed, Parsed)
 
 

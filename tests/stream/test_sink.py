@@ -59,8 +59,8 @@ def test_a_new_model_version_updates_scores_and_updated_on_but_keeps_id_and_crea
         assert (row["id"], row["created_on"], row["sentence"]) == (old["id"], old["created_on"], old["sentence"])
 
 
-def _scored(messages: list[ReviewMessage], offset: int = 0) -> list[dict[str, Any]]:
-    records = [Record("reviews", 0, offset + i, *m.to_kafka(), None) for i, m in enumerate(messages)]
+def _scored(messages: list[ReviewMessage], offset: int = 0, at: float | None = None) -> list[dict[str, Any]]:
+    records = [Record("reviews", 0, offset + i, *m.to_kafka(), at) for i, m in enumerate(messages)]
     parsed, _ = triage(records, 20_000)
     scores = LexiconScorer().predict([p.message.text for p in parsed])
     return [to_row(p, s) for p, s in zip(parsed, scores, strict=True)]
@@ -90,6 +90,46 @@ def test_an_edited_review_under_the_same_id_replaces_its_row_and_is_scored_again
     assert after["label"] != before["label"]
     assert after["kafka_offset"] == 1
     assert after["updated_on"] is not None
+
+
+@pytest.mark.parametrize("method", ["copy", "insert"])
+def test_an_older_version_of_an_edited_review_never_brings_the_old_text_back(
+    engine: Engine, database_url: str, method: str
+) -> None:
+    sink = PostgresSink(engine, method=method)  # type: ignore[arg-type]
+    original = ReviewMessage(text="Great shoes", source="scraper:shop", review_id="r1", rating=5)
+    edited = ReviewMessage(text="The shoes broke after a week", source="scraper:shop", review_id="r1", rating=1)
+    sink.write(_scored([edited], offset=7, at=2_000.0))
+
+    # The original, published before the edit, arrives after it: a dead letter replayed with
+    # its original time, or a re-delivery after a consumer-group reset.
+    stale = sink.write(_scored([original], offset=9, at=1_000.0))
+    (row,) = fetch_rows(database_url)
+    assert (stale.updated, stale.unchanged) == (0, 1)
+    assert (row["sentence"], row["rating"], row["kafka_offset"]) == (edited.text, 1, 7)
+    assert row["kafka_timestamp"] == datetime.fromtimestamp(2_000.0, UTC)
+
+    # The producer publishing the original text again, later, is an edit like any other.
+    reverted = sink.write(_scored([original], offset=11, at=3_000.0))
+    (row,) = fetch_rows(database_url)
+    assert reverted.updated == 1
+    assert (row["sentence"], row["rating"]) == (original.text, 5)
+
+
+def test_a_new_model_version_rescoring_on_redelivery_is_not_held_back_by_time(
+    engine: Engine, database_url: str
+) -> None:
+    sink = PostgresSink(engine)
+    review = ReviewMessage(text="Great shoes", source="scraper:shop", review_id="r1")
+    sink.write(_scored([review], at=1_000.0))
+    rows = _scored([review], at=1_000.0)
+    for row in rows:
+        row["model_version"] = "lexicon-2"
+
+    result = sink.write(rows)
+
+    assert result.updated == 1
+    assert fetch_rows(database_url)[0]["model_version"] == "lexicon-2"
 
 
 def test_the_same_words_about_two_brands_without_ids_are_two_rows(engine: Engine, database_url: str) -> None:

@@ -274,6 +274,33 @@ def test_dlq_show_lists_dead_letters_and_replay_of_a_fixed_one_gets_it_scored(
     assert (row["review_key"], row["rating"]) == ("test:r1", 5)
 
 
+def test_replaying_a_fixed_letter_of_a_version_edited_since_leaves_the_edit_in_place(
+    start_worker: Any, kafka_settings: KafkaSettings, database_url: str, tmp_path: Path
+) -> None:
+    worker = start_worker()
+    first = json.dumps({"text": "Great shop, fast delivery", "source": "test", "review_id": "r1", "rating": 9})
+    produce(kafka_settings, [(b"test:r1", first.encode())])
+    consume_all(kafka_settings, kafka_settings.dlq_topic, 1)
+    edit = json.dumps({"text": "The parcel never came", "source": "test", "review_id": "r1", "rating": 1})
+    produce(kafka_settings, [(b"test:r1", edit.encode())])
+    wait_for_rows(database_url, 1, 30, worker)
+    shown = CliRunner().invoke(cli_app(), ["dlq", "show", "--json", "--idle-timeout", "1"])
+    (line,) = [x for x in shown.stdout.splitlines() if x.startswith("{")]
+    letter = json.loads(line)
+    letter["value"] = letter["value"].replace('"rating": 9', '"rating": 5')
+    fixed = tmp_path / "fixed.jsonl"
+    fixed.write_text(json.dumps(letter) + "\n")
+
+    replayed = CliRunner().invoke(cli_app(), ["dlq", "replay", "--file", str(fixed)])
+
+    assert replayed.exit_code == 0, replayed.output
+    wait_until(lambda: 'reviewscore_rows_written_total{outcome="unchanged"} 1.0' in worker.metrics(), 30, what="replay")
+    (row,) = fetch_rows(database_url)
+    assert (row["sentence"], row["rating"]) == ("The parcel never came", 1)
+    # The replay's original time is not pipeline latency: only the two first deliveries count.
+    assert "reviewscore_end_to_end_seconds_count 2.0" in worker.metrics()
+
+
 @pytest.mark.slow
 def test_sigkill_at_random_points_then_restart_loses_and_duplicates_nothing(
     start_worker: Any, kafka_settings: KafkaSettings, database_url: str
