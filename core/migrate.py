@@ -52,12 +52,35 @@ def current_revision(url: str) -> str | None:
 
 
 def schema_behind(url: str) -> str | None:
-    """Why this code cannot write to the database at ``url`` yet, or None when it is at head.
+    """Why this code cannot write to the database at ``url`` yet, or None when it can.
 
     The worker writes tables of the newest migration (rollups, rejections); against an older
-    schema its first such write would fail and be retried for ever, stalling the stream.
+    schema its first such write would fail and be retried for ever, stalling the stream. A
+    database *newer* than the code (a revision it does not know: the previous release during a
+    rollout, or after a rollback of the code) is not refused: migrations add, so the older code
+    still writes what it knows; ``schema_ahead`` says so for a warning.
     """
     current, head = current_revision(url), head_revision()
-    if current == head:
+    if current == head or not _known(current):
         return None
     return f"the database is at migration {current or 'none'} and this code needs {head}: run `reviewscore migrate`"
+
+
+def schema_ahead(url: str) -> str | None:
+    """A warning when the database is at a migration newer than this code knows, else None."""
+    current = current_revision(url)
+    if _known(current):
+        return None
+    return f"the database is at migration {current}, newer than this code ({head_revision()}): an older release?"
+
+
+def _known(revision: str | None) -> bool:
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    if revision is None:
+        return True
+    try:
+        return ScriptDirectory(str(MIGRATIONS_DIR)).get_revision(revision) is not None
+    except CommandError:
+        return False

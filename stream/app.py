@@ -20,7 +20,7 @@ from typing import Any
 
 from core.config import KafkaSettings, StreamSettings
 from stream.pipeline import AbandonedError, BatchOutcome, BatchProcessor
-from stream.records import Record, was_replayed
+from stream.records import Record, replay_of
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +78,15 @@ def _credentials(kafka: KafkaSettings) -> dict[str, Any]:
 
 def record_of(event: Any) -> Record:
     message = event.message
+    replayed, original = replay_of(message.headers)
     return Record(
         topic=message.topic,
         partition=message.partition,
         offset=message.offset,
         key=message.key,
         value=message.value,
-        timestamp=message.timestamp,
-        replayed=was_replayed(message.headers),
+        timestamp=original or message.timestamp,
+        replayed=replayed,
     )
 
 

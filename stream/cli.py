@@ -75,6 +75,8 @@ def worker(
         elif behind := migrations.schema_behind(connections.database_url):
             typer.echo(f"error: {behind}", err=True)
             raise typer.Exit(2)
+        elif ahead := migrations.schema_ahead(connections.database_url):
+            typer.echo(f"warning: {ahead}", err=True)
         if create_topics:
             assert kafka.bootstrap_servers
             create_kafka_topics(kafka.bootstrap_servers, {kafka.topic: kafka.partitions, kafka.dlq_topic: 1})
@@ -199,16 +201,19 @@ def dlq_replay(
 
 
 def _replayed(letter: DeadLetter) -> Outgoing:
-    """The original message again, with its original time and a header naming where it came from.
+    """The original message again, with headers naming where it came from and when it was sent.
 
-    The original time, not now: the worker lets a message change a stored review only when it
-    is not older than the one that wrote the row, so an old version of a review edited since
+    The original time travels in a header, not as the record's timestamp: the broker may stamp
+    its own (``LogAppendTime``), and an old CreateTime would look expired to time-based retention.
+    The worker orders versions of one review by it, so an old version of a review edited since
     comes back as what it is and leaves the edit alone.
     """
     from stream.dlq import Outgoing
 
-    origin = f"{letter.topic}:{letter.partition}:{letter.offset}".encode()
-    return Outgoing(letter.original_key(), letter.original_value(), {"replayed_from": origin}, letter.timestamp)
+    headers = {"replayed_from": f"{letter.topic}:{letter.partition}:{letter.offset}".encode()}
+    if letter.timestamp:
+        headers["original_timestamp"] = str(round(letter.timestamp * 1000)).encode()
+    return Outgoing(letter.original_key(), letter.original_value(), headers)
 
 
 def _load_scorer(spec: str | None, model: Path | None) -> Scorer:

@@ -28,7 +28,7 @@ from typing import Any
 
 from core.config import KafkaSettings, StreamSettings
 from stream.pipeline import AbandonedError, BatchOutcome, BatchProcessor
-from stream.records import Record, was_replayed
+from stream.records import Record, replay_of
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +48,15 @@ def consumer_config(kafka: KafkaSettings, stream: StreamSettings) -> dict[str, A
 
 def record_of(message: Any) -> Record:
     kind, timestamp = message.timestamp()
+    replayed, original = replay_of(message.headers())
     return Record(
         topic=message.topic(),
         partition=message.partition(),
         offset=message.offset(),
         key=message.key(),
         value=message.value(),
-        timestamp=timestamp / 1000 if kind and timestamp > 0 else None,
-        replayed=was_replayed(message.headers()),
+        timestamp=original or (timestamp / 1000 if kind and timestamp > 0 else None),
+        replayed=replayed,
     )
 
 

@@ -96,9 +96,6 @@ class Outgoing:
     key: bytes | None
     value: bytes | None
     headers: dict[str, bytes] = field(default_factory=dict)
-    # Seconds since the epoch, sent as the record's CreateTime; None lets the client stamp now.
-    # A replay sends the original's: the worker orders edits of one review by it.
-    timestamp: float | None = None
 
 
 class DeliveryError(RuntimeError):
@@ -126,16 +123,10 @@ class KafkaSender:
                 errors.append(str(err))
 
         for message in messages:
-            stamp = {"timestamp": round(message.timestamp * 1000)} if message.timestamp else {}
             while True:
                 try:
                     self._producer.produce(
-                        topic,
-                        key=message.key,
-                        value=message.value,
-                        headers=message.headers,
-                        on_delivery=on_delivery,
-                        **stamp,
+                        topic, key=message.key, value=message.value, headers=message.headers, on_delivery=on_delivery
                     )
                     break
                 except BufferError:

@@ -21,15 +21,26 @@ class Record:
     key: bytes | None
     value: bytes | None
     timestamp: float | None = None  # seconds since the epoch (producer CreateTime)
-    replayed: bool = False  # re-published by ``dlq replay``: its timestamp is the original's
+    replayed: bool = False  # re-published by ``dlq replay``; ``timestamp`` is then the original's
 
 
-def was_replayed(headers: Any) -> bool:
-    """Whether Kafka headers (a list of pairs or a mapping, as either client gives them) mark a replay."""
+def replay_of(headers: Any) -> tuple[bool, float | None]:
+    """Whether Kafka headers mark a ``dlq replay``, and the original message's time (seconds).
+
+    Headers come as a list of pairs or a mapping, depending on the client. A malformed time is
+    ignored (the record's own timestamp stands): it only orders versions, it never loses one.
+    """
     if not headers:
-        return False
-    names = headers.keys() if isinstance(headers, dict) else (name for name, _ in headers)
-    return "replayed_from" in names
+        return False, None
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    found = {name: value for name, value in pairs if name in ("replayed_from", "original_timestamp")}
+    if "replayed_from" not in found:
+        return False, None
+    try:
+        original = int(found["original_timestamp"]) / 1000
+    except (KeyError, TypeError, ValueError):
+        return True, None
+    return True, original if original > 0 else None
 
 
 @dataclass(frozen=True, slots=True)

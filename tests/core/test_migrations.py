@@ -166,3 +166,24 @@ def test_0006_rekeys_stored_reviews_by_brand_and_author_and_leaves_the_rest(data
         "Great quality!|Initech": "legacy-key",
     }
     assert keys["Great quality!|Acme"] != _old_key("user", "Great quality!")
+
+
+def test_the_worker_refuses_an_older_schema_and_only_warns_about_a_newer_one(database_url: str) -> None:
+    engine = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)
+    head = migrate.head_revision()
+    assert (migrate.schema_behind(database_url), migrate.schema_ahead(database_url)) == (None, None)
+
+    migrate.downgrade(database_url, "0005")
+    assert f"at migration 0005 and this code needs {head}" in (migrate.schema_behind(database_url) or "")
+    migrate.upgrade(database_url, "head")
+
+    # A revision this code has never heard of: the next release migrated, then this one came back.
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0999'"))
+    try:
+        assert migrate.schema_behind(database_url) is None
+        assert "at migration 0999, newer than this code" in (migrate.schema_ahead(database_url) or "")
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": head})
+        engine.dispose()

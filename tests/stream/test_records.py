@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from model.base import Score
 from stream.dlq import DeadLetter, dead_letter
-from stream.records import Parsed, Record, latest_per_key, to_row, triage, was_replayed
+from stream.records import Parsed, Record, latest_per_key, replay_of, to_row, triage
 
 
 def _record(value: bytes | None, offset: int = 0, key: bytes | None = b"k") -> Record:
@@ -50,12 +50,15 @@ def test_within_a_batch_the_newest_version_of_a_review_wins_whatever_the_order()
     assert [p.message.text for p in latest_per_key(parsed)] == ["Fine"]  # no times: the later one
 
 
-def test_a_replay_is_recognised_by_its_header_from_either_client() -> None:
-    assert was_replayed([("replayed_from", b"reviews:0:5")])
-    assert was_replayed({"replayed_from": b"reviews:0:5"})
-    assert not was_replayed([("reason", b"invalid")])
-    assert not was_replayed(None)
-    assert not was_replayed([])
+def test_a_replay_and_its_original_time_are_read_from_headers_of_either_client() -> None:
+    headers = [("replayed_from", b"reviews:0:5"), ("original_timestamp", b"1700000000123")]
+    assert replay_of(headers) == (True, 1_700_000_000.123)
+    assert replay_of(dict(headers)) == (True, 1_700_000_000.123)
+    assert replay_of([("replayed_from", b"reviews:0:5")]) == (True, None)  # a letter without a time
+    assert replay_of([("replayed_from", b"x"), ("original_timestamp", b"soon")]) == (True, None)
+    assert replay_of([("original_timestamp", b"1700000000123")]) == (False, None)  # not a replay
+    assert replay_of([("reason", b"invalid")]) == (False, None)
+    assert replay_of(None) == (False, None)
 
 
 def test_a_row_carries_the_scores_the_message_fields_and_kafka_provenance() -> None:

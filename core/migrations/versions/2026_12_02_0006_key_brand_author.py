@@ -12,8 +12,10 @@ today, whatever ``core.messages`` becomes. Downgrade keeps the new keys: two row
 only by brand cannot share the old key again, and the older code reading a new key only
 misses an idempotency match for messages that predate this revision.
 
-Run it with the workers stopped (the worker refuses to start on an older schema, and the
-table is locked against writers while rows are re-keyed).
+Run it with the workers stopped (the table is locked against writers while rows are
+re-keyed, and an old worker would go on storing such reviews under the old key). A key the API
+handed out before (``POST /sentiments/`` answers with it) stops resolving for a re-keyed review;
+``rejected_reviews`` keeps its keys (it holds no brand or author to re-key them with).
 
 Revision ID: 0006
 Revises: 0005
