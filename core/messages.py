@@ -135,6 +135,20 @@ class ReviewMessage(BaseModel):
         return self.review_key.encode("utf-8"), self.model_dump_json(exclude_none=True).encode("utf-8")
 
 
+# What a producer says about a review, as ``sentiments`` stores it (message field -> column). The
+# sink compares these to tell an edit from a re-delivery, the API to tell the row of a submission
+# from an earlier version's: one list, so a field added to the contract reaches both.
+REVIEW_COLUMNS: dict[str, str] = {
+    "text": "sentence",
+    "brand": "brand",
+    "rating": "rating",
+    "url": "url",
+    "author": "author",
+    "lang": "lang",
+    "published_at": "published_at",
+}
+
+
 def normalize_text(text: str) -> str:
     """Unicode NFC and collapsed whitespace: the same review re-typed or re-scraped hashes the same."""
     return " ".join(unicodedata.normalize("NFC", text).split())

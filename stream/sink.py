@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Engine
 
+from core.messages import REVIEW_COLUMNS
 from stream.records import Rejected
 
 COLUMNS = (
@@ -51,7 +52,7 @@ _UPDATED = tuple(name for name in COLUMNS if name not in ("review_key", "source"
 # What makes it a change: a new model version, or an edit of the review (the producer's
 # review_id kept, the text, rating, brand … changed; the worker scored the new text). The
 # same message again, with the same model, matches on all of them and rewrites nothing.
-_COMPARED = ("model_version", "sentence", "brand", "rating", "url", "author", "lang", "published_at")
+_COMPARED = ("model_version", *REVIEW_COLUMNS.values())
 _CHANGED = (
     f"({', '.join(f'sentiments.{name}' for name in _COMPARED)}) IS DISTINCT FROM "
     f"({', '.join(f'excluded.{name}' for name in _COMPARED)})"

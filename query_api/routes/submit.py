@@ -15,11 +15,11 @@ from pydantic import ValidationError
 from sqlalchemy import Row, func, select
 from starlette.concurrency import run_in_threadpool
 
-from core.messages import ReviewMessage
+from core.messages import REVIEW_COLUMNS, ReviewMessage
 from query_api.deps import AppState, StateDep, require_publisher
 from query_api.errors import ApiError, responses, validation_details
 from query_api.publisher import PublishError
-from query_api.queries import BY_KEY, REJECTION_BY_KEY
+from query_api.queries import BY_KEY, PUBLIC_FIELDS, REJECTION_BY_KEY
 from query_api.schemas import SentimentOut, SubmitReview, Submitted
 
 router = APIRouter(tags=["submit"])
@@ -81,13 +81,17 @@ def _database_now(state: AppState) -> datetime:
     return now
 
 
+# The review's fields the API reads back (the author is stored but never served).
+_SERVED = {name: column for name, column in REVIEW_COLUMNS.items() if column in PUBLIC_FIELDS}
+
+
 def _holds(message: ReviewMessage) -> Callable[[Row[Any]], bool]:
     """Whether a stored row is this very review: an edit under a known ``review_id`` first finds
     the previous version's row, which is not the answer to the submission."""
-    fields = (message.text, message.brand, message.rating, message.url, message.lang, message.published_at)
+    fields = tuple(getattr(message, name) for name in _SERVED)
 
     def holds(row: Row[Any]) -> bool:
-        return (row.sentence, row.brand, row.rating, row.url, row.lang, row.published_at) == fields
+        return tuple(getattr(row, column) for column in _SERVED.values()) == fields
 
     return holds
 

@@ -194,3 +194,12 @@ def test_json_schema_agrees_with_the_model_on_the_cases() -> None:
         if _field in ("published_at", "url", "text") and isinstance(payload.get(_field), str):
             continue  # formats and whitespace stripping are checked by the model, not the schema
         assert not validator.is_valid(payload), payload
+
+
+def test_every_field_a_producer_sends_about_a_review_has_a_stored_column() -> None:
+    from core.messages import REVIEW_COLUMNS
+    from core.schema import Sentiment
+
+    # The key's own parts and the contract version are not review fields that an edit changes.
+    assert set(REVIEW_COLUMNS) == set(ReviewMessage.model_fields) - {"schema_version", "source", "review_id"}
+    assert set(REVIEW_COLUMNS.values()) <= set(Sentiment.__table__.columns.keys())
