@@ -52,7 +52,9 @@ def timeline_svg(points: Sequence[Point], title: str, unit: str = "day", width: 
     """Mean sentiment per bucket (line, left axis 0-1) over review counts (bars, right axis)."""
     left, right, top, bottom = 40, 48, 24, 34
     plot_w, plot_h = width - left - right, height - top - bottom
-    body = [f'<text x="{left}" y="16" {_TITLE_FONT}>{escape(title)}</text>']
+    # Cut to leave the legend its room; the full title stays in <title> (tooltip, screen readers).
+    shown = title if len(title) <= 40 else title[:39] + "…"
+    body = [f'<text x="{left}" y="16" {_TITLE_FONT}>{escape(shown)}</text>']
     for fraction in (0.0, 0.5, 1.0):
         y = top + plot_h * (1 - fraction)
         body.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
@@ -63,6 +65,7 @@ def timeline_svg(points: Sequence[Point], title: str, unit: str = "day", width: 
             "no reviews match these filters</text>"
         )
         return _svg(width, height, title, body)
+    body.append(_timeline_legend(left + plot_w))
     peak = max(p.count for p in points) or 1
     step = plot_w / len(points)
     bar_w = max(1.0, step * 0.7)
@@ -91,6 +94,17 @@ def timeline_svg(points: Sequence[Point], title: str, unit: str = "day", width: 
         label = escape(_bucket_label(points[i].bucket, unit))
         body.append(f'<text x="{x:.1f}" y="{height - 12}" text-anchor="{anchor}" {_FONT}>{label}</text>')
     return _svg(width, height, title, body)
+
+
+def _timeline_legend(right_edge: float) -> str:
+    """Which mark reads on which axis: the two scales share one plot."""
+    x = right_edge - 250
+    return (
+        f'<line x1="{x:.1f}" x2="{x + 16:.1f}" y1="12" y2="12" stroke="#2b6cb0" stroke-width="2"/>'
+        f'<text x="{x + 20:.1f}" y="16" {_FONT}>mean score (left)</text>'
+        f'<line x1="{x + 130:.1f}" x2="{x + 146:.1f}" y1="12" y2="12" stroke="#cfd8e3" stroke-width="8"/>'
+        f'<text x="{x + 150:.1f}" y="16" {_FONT}>reviews (right)</text>'
+    )
 
 
 def labels_svg(counts: Mapping[str, int], title: str, width: int = 360, height: int = 130) -> str:

@@ -103,6 +103,18 @@ def test_the_timeline_is_well_formed_svg_with_a_bar_and_a_dot_per_bucket() -> No
     texts = [t.text for t in root.iter(f"{ns}text")]
     assert "2026-03-02" in texts
     assert "2026-03-09" in texts
+    assert {"mean score (left)", "reviews (right)"} <= set(texts)  # the legend: which mark, which axis
+
+
+def test_a_long_title_is_cut_on_the_chart_and_kept_whole_in_its_title_element() -> None:
+    title = "Mean sentiment per day — " + "A very long brand name " * 5
+    point = Point(datetime(2026, 3, 2, tzinfo=UTC), 3, 0.5)
+    root = _parse(timeline_svg([point], title))
+    ns = "{http://www.w3.org/2000/svg}"
+    assert root.find(f"{ns}title").text == title  # type: ignore[union-attr]
+    shown = next(root.iter(f"{ns}text")).text or ""
+    assert shown.endswith("…")
+    assert len(shown) == 40
 
 
 def test_the_timeline_of_nothing_says_so_and_hours_are_labelled() -> None:
