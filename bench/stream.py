@@ -33,7 +33,7 @@ from core.config import DatabaseSettings, KafkaSettings, ModelSettings  # noqa: 
 from core.db import make_engine, sqlalchemy_url  # noqa: E402
 from core.embedded import EmbeddedBroker, EmbeddedDatabase, create_topics, free_port  # noqa: E402
 from core.messages import ReviewMessage  # noqa: E402
-from stream.dlq import KafkaSender, Outgoing  # noqa: E402
+from stream.dlq import KafkaSender  # noqa: E402
 from stream.records import Record, to_row, triage  # noqa: E402
 from stream.sink import COLUMNS, PostgresSink  # noqa: E402
 
@@ -166,7 +166,7 @@ def end_to_end(infra: Infra, name: str, texts: list[str], extra: dict[str, str])
             for statement in statements:
                 conn.execute(text(statement))
         admin.dispose()
-    KafkaSender(kafka).send(kafka.topic, [Outgoing(k, v) for k, v in messages(texts, name)])
+    KafkaSender(kafka).send(kafka.topic, [(k, v, {}) for k, v in messages(texts, name)])
     log = infra.workdir / f"{name}.log"
     worker = start_worker(url, kafka, extra, log)
     try:
@@ -185,7 +185,7 @@ def latency(
     worker = start_worker(url, kafka, extra, infra.workdir / f"{name}.log")
     try:
         warm = messages(texts[:20], "warm")
-        KafkaSender(kafka).send(kafka.topic, [Outgoing(k, v) for k, v in warm])
+        KafkaSender(kafka).send(kafka.topic, [(k, v, {}) for k, v in warm])
         drain_rate(url, 1, worker)
         time.sleep(2)
         n = max(1, int(rate * seconds))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from alembic import command
 from alembic.config import Config
@@ -51,36 +52,29 @@ def current_revision(url: str) -> str | None:
         engine.dispose()
 
 
-def schema_behind(url: str) -> str | None:
-    """Why this code cannot write to the database at ``url`` yet, or None when it can.
+def schema_mismatch(url: str) -> tuple[Literal["behind", "ahead"], str] | None:
+    """How the database at ``url`` differs from this code's migrations, or None when at head.
 
-    The worker writes tables of the newest migration (rollups, rejections); against an older
-    schema its first such write would fail and be retried for ever, stalling the stream. A
-    database *newer* than the code (a revision it does not know: the previous release during a
-    rollout, or after a rollback of the code) is not refused: migrations add, so the older code
-    still writes what it knows; ``schema_ahead`` says so for a warning.
+    ``behind``: the worker writes tables of the newest migration (rollups, rejections); against
+    an older schema its first such write would fail and be retried for ever, stalling the
+    stream, so it must not start. ``ahead``: a revision this code does not know (the previous
+    release during a rollout, or the code rolled back); migrations add, so the older code still
+    writes what it knows, and a warning is enough.
     """
-    current, head = current_revision(url), head_revision()
-    if current == head or not _known(current):
-        return None
-    return f"the database is at migration {current or 'none'} and this code needs {head}: run `reviewscore migrate`"
-
-
-def schema_ahead(url: str) -> str | None:
-    """A warning when the database is at a migration newer than this code knows, else None."""
-    current = current_revision(url)
-    if _known(current):
-        return None
-    return f"the database is at migration {current}, newer than this code ({head_revision()}): an older release?"
-
-
-def _known(revision: str | None) -> bool:
     from alembic.script import ScriptDirectory
     from alembic.util import CommandError
 
-    if revision is None:
-        return True
+    current, script = current_revision(url), ScriptDirectory(str(MIGRATIONS_DIR))
+    head = script.get_current_head()
+    if current == head:
+        return None
     try:
-        return ScriptDirectory(str(MIGRATIONS_DIR)).get_revision(revision) is not None
+        known = current is None or script.get_revision(current) is not None
     except CommandError:
-        return False
+        known = False
+    if not known:
+        return "ahead", f"the database is at migration {current}, newer than this code ({head}): an older release?"
+    return (
+        "behind",
+        f"the database is at migration {current or 'none'} and this code needs {head}: run `reviewscore migrate`",
+    )

@@ -72,11 +72,11 @@ def worker(
         assert connections.database_url
         if embedded:
             migrations.upgrade(connections.database_url, "head", database.readonly_role)
-        elif behind := migrations.schema_behind(connections.database_url):
-            typer.echo(f"error: {behind}", err=True)
-            raise typer.Exit(2)
-        elif ahead := migrations.schema_ahead(connections.database_url):
-            typer.echo(f"warning: {ahead}", err=True)
+        elif mismatch := migrations.schema_mismatch(connections.database_url):
+            kind, why = mismatch
+            typer.echo(f"{'error' if kind == 'behind' else 'warning'}: {why}", err=True)
+            if kind == "behind":
+                raise typer.Exit(2)
         if create_topics:
             assert kafka.bootstrap_servers
             create_kafka_topics(kafka.bootstrap_servers, {kafka.topic: kafka.partitions, kafka.dlq_topic: 1})
@@ -208,12 +208,10 @@ def _replayed(letter: DeadLetter) -> Outgoing:
     The worker orders versions of one review by it, so an old version of a review edited since
     comes back as what it is and leaves the edit alone.
     """
-    from stream.dlq import Outgoing
-
     headers = {"replayed_from": f"{letter.topic}:{letter.partition}:{letter.offset}".encode()}
     if letter.timestamp:
         headers["original_timestamp"] = str(round(letter.timestamp * 1000)).encode()
-    return Outgoing(letter.original_key(), letter.original_value(), headers)
+    return letter.original_key(), letter.original_value(), headers
 
 
 def _load_scorer(spec: str | None, model: Path | None) -> Scorer:

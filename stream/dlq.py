@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -89,13 +89,8 @@ def dead_letter(rejected: Rejected, now: datetime | None = None) -> DeadLetter:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """One message for ``KafkaSender.send``."""
-
-    key: bytes | None
-    value: bytes | None
-    headers: dict[str, bytes] = field(default_factory=dict)
+# (key, value, headers) of one message for ``KafkaSender.send``.
+Outgoing = tuple[bytes | None, bytes | None, dict[str, bytes]]
 
 
 class DeliveryError(RuntimeError):
@@ -122,12 +117,10 @@ class KafkaSender:
             if err is not None:
                 errors.append(str(err))
 
-        for message in messages:
+        for key, value, headers in messages:
             while True:
                 try:
-                    self._producer.produce(
-                        topic, key=message.key, value=message.value, headers=message.headers, on_delivery=on_delivery
-                    )
+                    self._producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
                     break
                 except BufferError:
                     self._producer.poll(0.1)
@@ -138,10 +131,7 @@ class KafkaSender:
     def send_dead_letters(self, topic: str, letters: Sequence[DeadLetter]) -> None:
         self.send(
             topic,
-            [
-                Outgoing(letter.original_key(), letter.to_json(), {"reason": letter.reason.encode()})
-                for letter in letters
-            ],
+            [(letter.original_key(), letter.to_json(), {"reason": letter.reason.encode()}) for letter in letters],
         )
 
 

@@ -168,21 +168,25 @@ def test_0006_rekeys_stored_reviews_by_brand_and_author_and_leaves_the_rest(data
     assert keys["Great quality!|Acme"] != _old_key("user", "Great quality!")
 
 
-def test_the_worker_refuses_an_older_schema_and_only_warns_about_a_newer_one(database_url: str) -> None:
+def test_a_schema_behind_the_code_or_ahead_of_it_is_told_apart(database_url: str) -> None:
     engine = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)
     head = migrate.head_revision()
-    assert (migrate.schema_behind(database_url), migrate.schema_ahead(database_url)) == (None, None)
+    assert migrate.schema_mismatch(database_url) is None
 
     migrate.downgrade(database_url, "0005")
-    assert f"at migration 0005 and this code needs {head}" in (migrate.schema_behind(database_url) or "")
+    assert migrate.schema_mismatch(database_url) == (
+        "behind",
+        f"the database is at migration 0005 and this code needs {head}: run `reviewscore migrate`",
+    )
     migrate.upgrade(database_url, "head")
 
     # A revision this code has never heard of: the next release migrated, then this one came back.
     with engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '0999'"))
     try:
-        assert migrate.schema_behind(database_url) is None
-        assert "at migration 0999, newer than this code" in (migrate.schema_ahead(database_url) or "")
+        kind, why = migrate.schema_mismatch(database_url) or ("", "")
+        assert kind == "ahead"
+        assert "at migration 0999, newer than this code" in why
     finally:
         with engine.begin() as conn:
             conn.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": head})
