@@ -39,7 +39,9 @@ def make_engine(
     target = url or (settings.readonly_url if read_only and settings.readonly_url else settings.url)
     if target is None:
         raise ValueError("no database URL: set DATABASE_URL or start the embedded database")
-    options = f"-c statement_timeout={settings.statement_timeout_ms}"
+    # UTC sessions: buckets, rollup days and the instants read back do not depend on the
+    # server's TimeZone setting (and psycopg2 can read every stored year in UTC).
+    options = f"-c statement_timeout={settings.statement_timeout_ms} -c timezone=UTC"
     if read_only:
         options += " -c default_transaction_read_only=on"
     engine = create_engine(

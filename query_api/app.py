@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import make_url
 
 from core.config import (
@@ -116,7 +115,7 @@ def create_app(
     app.include_router(submit.router)
     app.include_router(dashboard.router)
     app.include_router(health.router)
-    app.mount("/static", StaticFiles(directory=dashboard.STATIC_DIR), name="static")
+    app.mount("/static", dashboard.DashboardAssets(directory=dashboard.STATIC_DIR), name="static")
     app.add_middleware(BodyLimitMiddleware, max_bytes=api.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     return app

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from html import escape
 
 LABEL_COLORS = {"negative": "#c0392b", "neutral": "#d4a017", "positive": "#2e8b57"}
@@ -45,6 +45,9 @@ def _svg(width: int, height: int, title: str, body: list[str]) -> str:
 
 
 def _bucket_label(bucket: datetime, unit: str) -> str:
+    """Buckets are UTC days and hours whatever zone the driver handed the instant back in."""
+    if bucket.tzinfo is not None:
+        bucket = bucket.astimezone(UTC)
     return bucket.strftime("%Y-%m-%d %H:00" if unit == "hour" else "%Y-%m-%d")
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 Sort = Literal["newest", "oldest", "score_desc", "score_asc"]
@@ -62,7 +63,14 @@ def decode_cursor(token: str, sort: Sort, filters: str) -> Cursor:
         raise CursorError(f"the cursor belongs to sort={token_sort!r}, not {sort!r}")
     if token_filters != filters:
         raise CursorError("the cursor belongs to other filters; start again without a cursor")
-    if isinstance(key, datetime) and key.tzinfo is None:
+    if isinstance(key, datetime):
+        if key.tzinfo is None:
+            raise CursorError("malformed cursor")
+        try:  # PostgreSQL refuses offsets Python accepts (up to ±24 h): compare as UTC
+            key = key.astimezone(UTC)
+        except OverflowError as exc:
+            raise CursorError("malformed cursor") from exc
+    elif not math.isfinite(key):
         raise CursorError("malformed cursor")
     if not 0 <= row_id < 2**63:
         raise CursorError("malformed cursor")

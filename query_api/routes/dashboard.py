@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from query_api.charts import Point, labels_svg, timeline_svg
 from query_api.deps import SessionDep, StateDep
@@ -16,6 +19,9 @@ from query_api.queries import Bucket, TimeField, stats_statement
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 SVG = "image/svg+xml"
+# Revalidate on every load (the ETag makes that a 304): after a deploy, a browser must not pair
+# a heuristically cached old script with the new page or API.
+REVALIDATE = {"Cache-Control": "no-cache"}
 
 router = APIRouter(tags=["dashboard"])
 
@@ -30,7 +36,18 @@ def _describe(filters: Filters) -> str:
 
 @router.get("/", include_in_schema=False)
 def dashboard() -> FileResponse:
-    return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+    return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers=REVALIDATE)
+
+
+class DashboardAssets(StaticFiles):
+    """The page's script and stylesheet, revalidated like the page itself."""
+
+    def file_response(
+        self, full_path: str | os.PathLike[str], stat_result: os.stat_result, scope: Scope, status_code: int = 200
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers.update(REVALIDATE)
+        return response
 
 
 @router.get(

@@ -13,7 +13,7 @@ from core.config.api import PAGE_LIMIT_BOUND
 from query_api.cursor import SORTS, Cursor, CursorError, Sort, decode_cursor, encode_cursor, is_time_sort
 from query_api.deps import SessionDep, StateDep
 from query_api.errors import ApiError, responses
-from query_api.export import MEDIA_TYPES, ExportFormat, export_chunks, negotiate_format
+from query_api.export import MEDIA_TYPES, ExportFormat, NotAcceptableError, export_chunks, negotiate_format
 from query_api.filters import FiltersDep
 from query_api.queries import (
     BY_ID,
@@ -165,7 +165,7 @@ def list_brands(
                 "application/x-ndjson": {"example": '{"id": 42, "sentence": "Great fit", "...": "..."}\n'},
             },
         },
-        **responses(422, 503),
+        **responses(406, 422, 503),
     },
     summary="Export as CSV or NDJSON",
 )
@@ -179,21 +179,35 @@ def export_sentiments(
     limit: Annotated[
         int | None, Query(ge=1, description="Export at most this many rows (default: all).", examples=[100000])
     ] = None,
-    accept: Annotated[str | None, Header(max_length=1024, description="`text/csv` or `application/x-ndjson`.")] = None,
+    escape_formulas: Annotated[
+        bool,
+        Query(
+            description=(
+                "CSV only: put a `'` before text that starts with `=`, `+`, `-`, `@`, tab or CR, so a "
+                "spreadsheet shows it instead of running it as a formula. `false` for byte-exact text."
+            )
+        ),
+    ] = True,
+    accept: Annotated[
+        str | None,
+        Header(description="`text/csv` or `application/x-ndjson` (q-values honoured; 406 when neither)."),
+    ] = None,
 ) -> StreamingResponse:
     """Every row matching the filters, streamed chunk by chunk (memory stays flat)."""
     if state.engine is None:
         raise ApiError(503, "database_unavailable", "the API has no database connection")
     if limit is not None and limit > state.api.export_max_rows:
         raise ApiError(422, "invalid_request", f"limit must be at most {state.api.export_max_rows}")
-    fmt = negotiate_format(format, accept)
-    chunks = export_chunks(state.engine, export_statement(filters, limit), fmt, state.api.export_chunk_rows)
+    try:
+        fmt = negotiate_format(format, accept)
+    except NotAcceptableError as exc:
+        raise ApiError(406, "not_acceptable", str(exc)) from None
+    statement = export_statement(filters, limit)
+    chunks = export_chunks(state.engine, statement, fmt, state.api.export_chunk_rows, escape_formulas)
+    next(chunks)  # connect and send the statement now: a failure is still a proper error status
     extension = "csv" if fmt == "csv" else "ndjson"
-    return StreamingResponse(
-        chunks,
-        media_type=MEDIA_TYPES[fmt],
-        headers={"Content-Disposition": f'attachment; filename="sentiments.{extension}"'},
-    )
+    headers = {"Content-Disposition": f'attachment; filename="sentiments.{extension}"', "Vary": "Accept"}
+    return StreamingResponse(chunks, media_type=MEDIA_TYPES[fmt], headers=headers)
 
 
 @router.get(

@@ -118,7 +118,8 @@ async def wait_for_row(
 
 
 def location_of(request: Request, key: str) -> str:
-    return f"{request.scope.get('root_path', '')}/sentiments/by-key/{quote(key, safe=':/')}"
+    """``/`` in a key is escaped too: clients drop ``..`` segments before sending a path."""
+    return f"{request.scope.get('root_path', '')}/sentiments/by-key/{quote(key, safe=':')}"
 
 
 @router.post(

@@ -5,6 +5,7 @@
 
 const $ = (id) => document.getElementById(id);
 let nextCursor = null;
+let listedParams = null; // the filters the list on screen was loaded with: "Load more" continues those
 
 function filterParams() {
   const params = new URLSearchParams();
@@ -74,13 +75,20 @@ function reviewRow(item) {
 }
 
 async function loadReviews(append = false) {
-  const params = filterParams();
-  for (const id of ["label", "q", "sort"]) {
-    const value = $(id).value.trim();
-    if (value) params.set(id, value);
+  let params;
+  if (append && listedParams) {
+    // A cursor only continues the query that made it: edited but unapplied fields wait for Apply.
+    params = new URLSearchParams(listedParams);
+    if (nextCursor) params.set("cursor", nextCursor);
+  } else {
+    params = filterParams();
+    for (const id of ["label", "q", "sort"]) {
+      const value = $(id).value.trim();
+      if (value) params.set(id, value);
+    }
+    params.set("limit", "20");
+    listedParams = params.toString();
   }
-  params.set("limit", "20");
-  if (append && nextCursor) params.set("cursor", nextCursor);
   const { body } = await getJSON(`sentiments/?${params}`);
   const tbody = $("reviews").querySelector("tbody");
   if (!append) tbody.replaceChildren();
@@ -131,7 +139,8 @@ async function submitReview(event) {
     if (body.status === "scored") return showScore(target, body.sentiment);
     target.dataset.state = "pending";
     target.textContent = "Queued for scoring; waiting for the worker…";
-    const location = body.location.replace(/^\//, "");
+    // Relative to the page, like every other call here, so a mount under a path prefix works.
+    const location = `sentiments/by-key/${encodeURIComponent(body.review_key)}`;
     for (let attempt = 0; attempt < 12; attempt++) {
       const { status, body: row } = await getJSON(`${location}?wait=5`);
       if (status === 404 && row && row.error && row.error.code === "rejected") throw new Error(row.error.message);

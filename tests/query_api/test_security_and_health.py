@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, pool, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from core.config import KafkaSettings
 from core.db import sqlalchemy_url
-from tests.fixtures.api import Seeded, build_app, fetch_all
+from tests.fixtures.api import Seeded, build_app, fetch_all, insert_rows, make_rows
 
 pytestmark = pytest.mark.integration
 
@@ -209,3 +211,30 @@ def test_with_pre_ping_a_dropped_connection_costs_no_failed_request(seeded_api: 
         assert ours
         _drop_connections(seeded_api.database_url, ours)
         assert client.get(f"/sentiments/{row_id}").status_code == 200
+
+
+def test_the_dashboard_and_its_assets_are_revalidated_after_a_deploy(seeded_api: Seeded) -> None:
+    for path in ("/", "/static/dashboard.js", "/static/dashboard.css"):
+        response = seeded_api.client.get(path)
+        assert response.status_code == 200, path
+        assert response.headers["cache-control"] == "no-cache", path
+        assert response.headers["etag"], path
+
+
+def test_answers_do_not_depend_on_the_database_servers_time_zone(database_url: str, readonly_database_url: str) -> None:
+    # Year 1 reads back as year 0 in New York: the driver cannot hold it, so API sessions run in UTC.
+    row = {**make_rows(1)[0], "published_at": datetime(1, 1, 1, tzinfo=UTC)}
+    [row_id] = insert_rows(database_url, [row])
+    writer = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
+    with writer.connect() as conn:
+        conn.execute(text(f"ALTER DATABASE \"{make_url(database_url).database}\" SET timezone = 'America/New_York'"))
+    writer.dispose()
+    with TestClient(build_app(readonly_database_url)) as client:
+        one = client.get(f"/sentiments/{row_id}")
+        stats = client.get("/sentiments/stats", params={"time_field": "published_at", "bucket": "day"})
+        exported = client.get("/sentiments/export", params={"format": "ndjson"})
+    assert one.status_code == 200
+    assert one.json()["published_at"].startswith("0001-01-01T00:00:00")
+    assert stats.status_code == 200
+    assert stats.json()["rows"][0]["bucket"].startswith("0001-01-01T00:00:00")
+    assert len(exported.text.splitlines()) == 1

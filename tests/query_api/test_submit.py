@@ -127,9 +127,22 @@ def test_a_submission_is_published_with_source_user_and_answered_202(
 def test_a_submission_with_its_own_id_is_keyed_by_it(submit_client: TestClient, kafka_settings: KafkaSettings) -> None:
     response = submit_client.post("/sentiments/", json={"text": "Nice", "review_id": "order-77/a"})
     assert response.json()["review_key"] == "user:order-77/a"
-    assert response.headers["location"] == "/sentiments/by-key/user:order-77/a"
+    assert response.headers["location"] == "/sentiments/by-key/user:order-77%2Fa"
     [(key, _)] = read_topic(kafka_settings, 1)
     assert key == b"user:order-77/a"
+
+
+def test_a_key_with_dot_segments_still_locates_its_own_row(
+    submit_client: TestClient, kafka_settings: KafkaSettings
+) -> None:
+    # Clients drop "/../" from a path before sending it: an unescaped "/" would lead elsewhere.
+    response = submit_client.post("/sentiments/", json={"text": "Nice", "review_id": "a/../../healthz"})
+    location = response.headers["location"]
+    assert location == "/sentiments/by-key/user:a%2F..%2F..%2Fhealthz"
+    followed = submit_client.get(location)
+    assert followed.status_code == 404
+    assert followed.json()["error"]["code"] == "pending"
+    assert "user:a/../../healthz" in followed.json()["error"]["message"]
 
 
 def test_wait_returns_the_scored_row_when_the_worker_writes_it_in_time(

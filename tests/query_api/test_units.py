@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy.dialects import postgresql
 
 from query_api.charts import Point, labels_svg, score_color, timeline_svg
 from query_api.cursor import Cursor, CursorError, decode_cursor, encode_cursor
-from query_api.export import encode_csv, negotiate_format
+from query_api.export import NotAcceptableError, defuse_formula, encode_csv, negotiate_format
 from query_api.filters import Filters
 from query_api.queries import list_query
 
@@ -42,6 +42,20 @@ def test_a_cursor_refuses_other_sorts_filters_and_forged_values() -> None:
     huge = encode_cursor(Cursor("score_asc", 0.5, 2**64, "f1"))
     with pytest.raises(CursorError):
         decode_cursor(huge, "score_asc", "f1")
+    for forged in (float("nan"), float("inf")):
+        with pytest.raises(CursorError):
+            decode_cursor(encode_cursor(Cursor("score_asc", forged, 5, "f1")), "score_asc", "f1")
+    edge = encode_cursor(Cursor("newest", datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=23))), 5, "f1"))
+    with pytest.raises(CursorError):
+        decode_cursor(edge, "newest", "f1")
+
+
+def test_a_cursor_offset_postgres_refuses_is_read_as_the_same_instant_in_utc() -> None:
+    far = datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=23, minutes=59)))
+    decoded = decode_cursor(encode_cursor(Cursor("newest", far, 5, "f1")), "newest", "f1")
+    assert decoded.key == far
+    assert isinstance(decoded.key, datetime)
+    assert decoded.key.utcoffset() == timedelta(0)
 
 
 def test_filters_fingerprint_changes_with_any_filter() -> None:
@@ -58,11 +72,37 @@ def test_filters_fingerprint_changes_with_any_filter() -> None:
         (None, "text/html, application/jsonl;q=0.9", "ndjson"),
         (None, "text/*", "csv"),
         ("ndjson", "text/csv", "ndjson"),
-        (None, "image/png", "csv"),
+        (None, "", "csv"),
+        (None, "text/csv, application/x-ndjson", "csv"),  # a tie: the first listed
+        (None, "application/x-ndjson, text/csv", "ndjson"),
+        (None, "text/csv;q=0.4, application/*;q=0.5", "ndjson"),
+        (None, "text/*;q=0, */*", "ndjson"),  # the most specific range decides: CSV refused
+        (None, "text/csv;q=oops", "csv"),
     ],
 )
 def test_export_format_negotiation(requested: str | None, accept: str | None, chosen: str) -> None:
     assert negotiate_format(requested, accept) == chosen  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("accept", ["image/png", "text/csv;q=0", "*/*;q=0"])
+def test_an_accept_header_that_refuses_both_formats_is_not_acceptable(accept: str) -> None:
+    with pytest.raises(NotAcceptableError):
+        negotiate_format(None, accept)
+    assert negotiate_format("ndjson", accept) == "ndjson"  # ?format= still wins
+
+
+def test_only_text_cells_that_start_like_a_formula_get_a_quote() -> None:
+    assert [defuse_formula(t) for t in ("=1+1", "+3", "-x", "@A1", "\tx", "\rx")] == [
+        "'=1+1",
+        "'+3",
+        "'-x",
+        "'@A1",
+        "'\tx",
+        "'\rx",
+    ]
+    assert defuse_formula("fine = good") == "fine = good"
+    row = [1, "=k", "=s", -0.5, 0.9, "neutral", 3, None, "user", None, None, None, None, "m", None, None]
+    assert encode_csv([row], header=False) == "1,'=k,'=s,-0.5,0.9,neutral,3,,user,,,,,m,,\r\n"
 
 
 def test_csv_quotes_commas_quotes_and_newlines() -> None:
@@ -122,6 +162,13 @@ def test_the_timeline_of_nothing_says_so_and_hours_are_labelled() -> None:
     one = timeline_svg([Point(datetime(2026, 3, 2, 13, tzinfo=UTC), 3, 0.5)], "one", "hour")
     assert "2026-03-02 13:00" in one
     _parse(one)
+
+
+def test_buckets_are_labelled_as_utc_days_whatever_zone_the_instant_came_in() -> None:
+    new_york_midnight_utc = datetime(2026, 3, 1, 19, tzinfo=timezone(timedelta(hours=-5)))  # 2026-03-02 00:00Z
+    svg = timeline_svg([Point(new_york_midnight_utc, 3, 0.5)], "one", "day")
+    assert "2026-03-02" in svg
+    assert "2026-03-01" not in svg
 
 
 def test_the_label_chart_shows_shares() -> None:
