@@ -199,8 +199,10 @@ def parse_message(raw: bytes | None, max_bytes: int = MAX_MESSAGE_BYTES) -> Revi
         raise MessageError("not_utf8", str(exc)) from exc
     try:
         payload: Any = json.loads(decoded)
-    except json.JSONDecodeError as exc:
-        raise MessageError("bad_json", str(exc)) from exc
+    except (ValueError, RecursionError) as exc:
+        # Besides syntax errors: nesting deeper than the interpreter's stack (RecursionError) and
+        # integers past Python's 4,300-digit conversion limit (ValueError) are unreadable JSON too.
+        raise MessageError("bad_json", f"{type(exc).__name__}: {exc}"[:500]) from exc
     if not isinstance(payload, dict):
         raise MessageError("not_object", f"expected a JSON object, got {type(payload).__name__}")
     version = payload.get("schema_version", SCHEMA_VERSION)

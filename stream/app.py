@@ -20,7 +20,7 @@ from typing import Any
 
 from core.config import KafkaSettings, StreamSettings
 from stream.pipeline import AbandonedError, BatchOutcome, BatchProcessor
-from stream.records import Record, replay_of
+from stream.records import Record, replay_of, sane_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def record_of(event: Any) -> Record:
         offset=message.offset,
         key=message.key,
         value=message.value,
-        timestamp=original or message.timestamp,
+        timestamp=original or sane_timestamp(message.timestamp),
         replayed=replayed,
     )
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from core.config import KafkaSettings, StreamSettings
 from stream.pipeline import AbandonedError, BatchOutcome, BatchProcessor
-from stream.records import Record, replay_of
+from stream.records import Record, replay_of, sane_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def record_of(message: Any) -> Record:
         offset=message.offset(),
         key=message.key(),
         value=message.value(),
-        timestamp=original or (timestamp / 1000 if kind and timestamp > 0 else None),
+        timestamp=original or (sane_timestamp(timestamp / 1000) if kind else None),
         replayed=replayed,
     )
 

@@ -101,8 +101,16 @@ class BatchProcessor:
         scored, failed = self._retry("score", lambda: self._score(good))
         model_seconds = time.perf_counter() - started
         bad.extend(failed)
-        rows = [to_row(item, score) for item, score in scored]
-        by_key = {item.message.review_key: item for item, _ in scored}
+        rows: list[dict[str, object]] = []
+        by_key: dict[str, Parsed] = {}
+        for item, score in scored:
+            try:
+                rows.append(to_row(item, score))
+            except Exception as exc:  # noqa: BLE001 - one unmappable review must not hold back the batch
+                detail = f"{type(exc).__name__}: {exc}"[:1000]
+                bad.append(Rejected(item.record, "invalid", detail, item.message.review_key))
+                continue
+            by_key[item.message.review_key] = item
         return Prepared(records, rows, by_key, bad, model_seconds)
 
     def complete(self, prepared: Prepared) -> BatchOutcome:
@@ -133,14 +141,35 @@ class BatchProcessor:
     def _score(self, items: list[Parsed]) -> tuple[list[tuple[Parsed, Score]], list[Rejected]]:
         if not items:
             return [], []
-        tokens = self.scorer.count_tokens([item.message.text for item in items])
         scored: list[tuple[Parsed, Score]] = []
         failed: list[Rejected] = []
+        items, tokens = self._count_tokens(items, failed)
         indexed = list(enumerate(tokens))
         for sub_batch in split_by_tokens(indexed, self.max_batch_tokens, self.max_sub_batch):
             self.metrics.batch_tokens.observe(padded_tokens([tokens[i] for i in sub_batch]))
             self._score_isolating([items[i] for i in sub_batch], scored, failed)
         return scored, failed
+
+    def _count_tokens(self, items: list[Parsed], failed: list[Rejected]) -> tuple[list[Parsed], list[int]]:
+        """Token counts for the batch; a text the tokenizer fails on is dead-lettered like one the
+        model fails on (after the canary check), instead of failing the whole batch for ever."""
+        try:
+            return items, list(self.scorer.count_tokens([item.message.text for item in items]))
+        except Exception as exc:  # noqa: BLE001 - find the text(s) that cause it
+            self._check_scorer(exc)
+        kept: list[Parsed] = []
+        tokens: list[int] = []
+        for item in items:
+            try:
+                (count,) = self.scorer.count_tokens([item.message.text])
+            except Exception as exc:  # noqa: BLE001 - this text's own failure
+                log.warning("tokenizing failed for %s: %r", item.message.review_key, exc)
+                detail = f"{type(exc).__name__}: {exc}"[:1000]
+                failed.append(Rejected(item.record, "scoring_failed", detail, item.message.review_key))
+                continue
+            kept.append(item)
+            tokens.append(count)
+        return kept, tokens
 
     def _score_isolating(
         self, items: list[Parsed], scored: list[tuple[Parsed, Score]], failed: list[Rejected], top: bool = True

@@ -24,6 +24,20 @@ class Record:
     replayed: bool = False  # re-published by ``dlq replay``; ``timestamp`` is then the original's
 
 
+LATEST_TIMESTAMP = datetime(9999, 12, 31, tzinfo=UTC).timestamp()
+
+
+def sane_timestamp(seconds: float | None) -> float | None:
+    """A message time that converts to a date, else ``None`` (no time: it orders nothing).
+
+    Producers set CreateTime themselves: -1 (none), or microseconds where milliseconds belong
+    (year 55,000). Such a time must not make a good review unreadable, only time-less.
+    """
+    if seconds is None or not 0 < seconds < LATEST_TIMESTAMP:
+        return None
+    return seconds
+
+
 def replay_of(headers: Any) -> tuple[bool, float | None]:
     """Whether Kafka headers mark a ``dlq replay``, and the original message's time (seconds).
 
@@ -40,7 +54,7 @@ def replay_of(headers: Any) -> tuple[bool, float | None]:
         original = int(found["original_timestamp"]) / 1000
     except (KeyError, TypeError, ValueError):
         return True, None
-    return True, original if original > 0 else None
+    return True, sane_timestamp(original)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +80,16 @@ def triage(records: Iterable[Record], max_text_chars: int) -> tuple[list[Parsed]
     for record in records:
         try:
             message = parse_message(record.value)
+            key = message.review_key
         except MessageError as exc:
             bad.append(Rejected(record, exc.reason, exc.detail))
             continue
+        except Exception as exc:  # noqa: BLE001 - whatever a message does to the parser, it is the message's
+            bad.append(Rejected(record, "invalid", f"unreadable message: {type(exc).__name__}: {exc}"[:1000]))
+            continue
         if len(message.text) > max_text_chars:
             detail = f"text has {len(message.text)} characters, limit {max_text_chars}"
-            bad.append(Rejected(record, "too_long", detail, message.review_key))
+            bad.append(Rejected(record, "too_long", detail, key))
         else:
             good.append(Parsed(record, message))
     return good, bad

@@ -6,8 +6,9 @@ import json
 from datetime import UTC, datetime
 
 from model.base import Score
+from stream.consumer import record_of
 from stream.dlq import DeadLetter, dead_letter
-from stream.records import Parsed, Record, latest_per_key, replay_of, to_row, triage
+from stream.records import Parsed, Record, latest_per_key, replay_of, sane_timestamp, to_row, triage
 
 
 def _record(value: bytes | None, offset: int = 0, key: bytes | None = b"k") -> Record:
@@ -59,6 +60,26 @@ def test_a_replay_and_its_original_time_are_read_from_headers_of_either_client()
     assert replay_of([("original_timestamp", b"1700000000123")]) == (False, None)  # not a replay
     assert replay_of([("reason", b"invalid")]) == (False, None)
     assert replay_of(None) == (False, None)
+    micros = [("replayed_from", b"x"), ("original_timestamp", b"1700000000123000")]
+    assert replay_of(micros) == (True, None)  # year 55,000: no usable time, still a replay
+
+
+def test_a_time_no_date_can_hold_leaves_the_review_untimed_instead_of_unreadable() -> None:
+    assert sane_timestamp(1_700_000_000.5) == 1_700_000_000.5
+    assert sane_timestamp(-0.001) is None  # CreateTime -1: none set
+    assert sane_timestamp(1_700_000_000_000_000.0) is None  # microseconds sent as milliseconds
+    assert sane_timestamp(None) is None
+
+
+def test_messages_that_break_the_json_parser_itself_are_dead_lettered_not_raised() -> None:
+    deep = b'{"text": "Fine", "source": "test", "x": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    big_number = b'{"text": "Fine", "source": "test", "rating": ' + b"4" * 5_000 + b"}"
+    parsed, rejected = triage(
+        [_record(deep, 0), _record(big_number, 1), _record(b'{"text": "ok", "source": "t"}', 2)], 100
+    )
+    assert [p.record.offset for p in parsed] == [2]
+    assert [(r.record.offset, r.reason) for r in rejected] == [(0, "bad_json"), (1, "bad_json")]
+    assert "RecursionError" in rejected[0].detail
 
 
 def test_a_row_carries_the_scores_the_message_fields_and_kafka_provenance() -> None:
@@ -108,3 +129,37 @@ def test_a_dead_letter_keeps_the_original_bytes_utf8_as_text_and_binary_as_base6
         assert datetime.fromisoformat(letter.dead_lettered_at).tzinfo is not None
     assert text_bad.reason == "bad_json"
     assert binary_bad.reason == "not_utf8"
+
+
+class _ConfluentMessage:
+    """The accessor shape of ``confluent_kafka.Message`` (its instances cannot be built in Python)."""
+
+    def __init__(self, timestamp_ms: int, headers: list[tuple[str, bytes]] | None = None) -> None:
+        self._timestamp, self._headers = timestamp_ms, headers
+
+    def timestamp(self) -> tuple[int, int]:
+        return 1, self._timestamp  # TIMESTAMP_CREATE_TIME
+
+    def headers(self) -> list[tuple[str, bytes]] | None:
+        return self._headers
+
+    def topic(self) -> str:
+        return "reviews"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return 7
+
+    def key(self) -> bytes:
+        return b"k"
+
+    def value(self) -> bytes:
+        return b"{}"
+
+
+def test_a_producer_time_in_microseconds_leaves_the_record_untimed() -> None:
+    assert record_of(_ConfluentMessage(1_700_000_000_123)).timestamp == 1_700_000_000.123
+    assert record_of(_ConfluentMessage(1_700_000_000_123_000)).timestamp is None
+    assert record_of(_ConfluentMessage(-1)).timestamp is None

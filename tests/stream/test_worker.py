@@ -25,6 +25,7 @@ from tests.fixtures.kafka import consume_all
 from tests.fixtures.stream import (
     EXPLODE,
     OUT_OF_RANGE,
+    UNTOKENIZABLE,
     cli_app,
     count_rows,
     fetch_rows,
@@ -128,6 +129,9 @@ def _poison(kafka: KafkaSettings) -> list[tuple[str, bytes | None, bytes | None]
         ("invalid", b"p-lang", doc(text="Fine", lang="en" + "-abcdefgh" * 4)),
         ("db_rejected", b"p-score", doc(text=f"{OUT_OF_RANGE}: a model bug the table's checks catch")),
         ("scoring_failed", b"p-model", doc(text=f"{EXPLODE} makes the model raise")),
+        ("scoring_failed", b"p-tokens", doc(text=f"{UNTOKENIZABLE} makes the tokenizer raise")),
+        ("bad_json", b"p-deep", b'{"text": "Fine", "source": "test", "x": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"),
+        ("bad_json", b"p-bigint", b'{"text": "Fine", "source": "test", "rating": ' + b"4" * 5_000 + b"}"),
     ]
 
 
