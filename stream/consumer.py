@@ -18,6 +18,7 @@ idempotent upsert makes that harmless. SIGTERM ends the loop after the in-flight
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -44,6 +45,24 @@ def consumer_config(kafka: KafkaSettings, stream: StreamSettings) -> dict[str, A
         "max.partition.fetch.bytes": 8_388_608,
     }
     return config
+
+
+STATS_INTERVAL_MS = 5_000
+"""How often librdkafka reports its broker connections (``stats_cb``), which health reads."""
+
+
+def broker_problem(stats_json: str) -> str | None:
+    """Pure: why librdkafka's statistics show no usable broker connection, or None when one is UP.
+
+    An unreachable cluster raises no error on an idle consumer (``consume`` just returns
+    nothing), so without this the worker would report itself healthy through a broker outage.
+    """
+    stats = json.loads(stats_json)
+    brokers: dict[str, Any] = stats.get("brokers") or {}
+    if any(broker.get("state") == "UP" for broker in brokers.values()):
+        return None
+    states = ", ".join(f"{name} {broker.get('state', '?')}" for name, broker in sorted(brokers.items()))
+    return f"no broker connection ({states or 'no broker known'})"
 
 
 def record_of(message: Any) -> Record:
@@ -84,6 +103,7 @@ class BatchConsumer:
         self._grace_timer: threading.Timer | None = None
         self._in_flight: tuple[Future[BatchOutcome], list[Record]] | None = None
         self._consumer: Any = None
+        self._broker_down_reports = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -107,7 +127,12 @@ class BatchConsumer:
     def run(self) -> None:
         from confluent_kafka import Consumer
 
-        consumer = self._consumer = Consumer(consumer_config(self.kafka, self.stream), logger=log)
+        config = {
+            **consumer_config(self.kafka, self.stream),
+            "statistics.interval.ms": STATS_INTERVAL_MS,
+            "stats_cb": self._on_stats,
+        }
+        consumer = self._consumer = Consumer(config, logger=log)
         consumer.subscribe(
             [self.kafka.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
         )
@@ -186,6 +211,21 @@ class BatchConsumer:
             log.warning("consumer: %s", error)
             self.processor.health.failing("consumer", f"consumer: {error.str()}")
         return True
+
+    def _on_stats(self, stats_json: str) -> None:
+        """Runs inside ``consume()``. Two reports in a row (≥ 5 s) before unhealthy: a reconnect
+        caught in one snapshot is not an outage."""
+        problem = broker_problem(stats_json)
+        if problem is None:
+            self._broker_down_reports = 0
+            if self.processor.health.ok("broker"):
+                log.info("broker reachable again")
+            return
+        self._broker_down_reports += 1
+        if self._broker_down_reports >= 2:
+            if self._broker_down_reports == 2:
+                log.warning("consumer: %s", problem)
+            self.processor.health.failing("broker", problem)
 
     # -- rebalance callbacks (run inside consume(), between batches) -------------------------
 

@@ -1,4 +1,4 @@
-"""Worker metrics (Prometheus) and health, served on STREAM_WEB_PORT at /metrics and /healthz.
+"""Worker metrics (Prometheus) and health, served on STREAM_WEB_PORT at /metrics, /healthz and /livez.
 
 Every worker gets its own registry, so several apps in one process (tests, benchmarks) never
 clash. The server is a small threaded WSGI server: it keeps answering while the event loop or
@@ -124,6 +124,9 @@ def wsgi_app(metrics: Metrics, health: Health) -> WsgiApp:
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
+        if path == "/livez":  # liveness: the process answers; a dependency outage is /healthz's
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [b'{"status": "alive"}']
         if path == "/healthz":
             report = health.report()
             status = "200 OK" if report["status"] == "ok" else "503 Service Unavailable"
@@ -132,7 +135,7 @@ def wsgi_app(metrics: Metrics, health: Health) -> WsgiApp:
         if path == "/metrics":
             return prometheus(environ, start_response)  # type: ignore[no-any-return]
         start_response("404 Not Found", [("Content-Type", "text/plain")])
-        return [b"not found: try /metrics or /healthz\n"]
+        return [b"not found: try /metrics, /healthz or /livez\n"]
 
     return app
 

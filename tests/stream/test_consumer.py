@@ -1,9 +1,16 @@
-"""The batch engine's pure parts: which offsets a batch commits, and how the consumer is configured."""
+"""The batch engine's parts: which offsets a batch commits, how the consumer is configured, broker health."""
 
 from __future__ import annotations
 
+import json
+import time
+
+import pytest
+from confluent_kafka import Consumer
+
 from core.config import KafkaSettings, StreamSettings
-from stream.consumer import consumer_config, next_offsets
+from core.embedded import free_port
+from stream.consumer import broker_problem, consumer_config, next_offsets
 from stream.records import Record
 
 
@@ -42,3 +49,39 @@ def test_tansu_gets_short_sessions() -> None:
     tansu = KafkaSettings(bootstrap_servers="broker:9092", flavor="tansu")
 
     assert consumer_config(tansu, StreamSettings())["session.timeout.ms"] == 6000
+
+
+def _first_stats(bootstrap: str, seconds: float = 8.0) -> str:
+    """librdkafka's own statistics of a consumer on ``bootstrap``, the way the worker gets them."""
+    reports: list[str] = []
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "stats-probe",
+            "statistics.interval.ms": 1_000,
+            "stats_cb": reports.append,
+            "log_level": 0,
+        }
+    )
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline and len(reports) < 2:
+            consumer.poll(0.2)
+    finally:
+        consumer.close()
+    assert reports, "librdkafka sent no statistics"
+    return reports[-1]
+
+
+@pytest.mark.integration
+def test_the_broker_statistics_tell_a_reachable_cluster_from_an_unreachable_one(kafka_settings: KafkaSettings) -> None:
+    assert broker_problem(_first_stats(kafka_settings.bootstrap_servers or "")) is None
+    problem = broker_problem(_first_stats(f"127.0.0.1:{free_port()}"))
+    assert problem is not None
+    assert problem.startswith("no broker connection (")
+
+
+def test_statistics_without_brokers_are_a_problem_too() -> None:
+    assert broker_problem(json.dumps({"brokers": {}})) == "no broker connection (no broker known)"
+    up = {"brokers": {"a:9092/1": {"state": "UP"}, "b:9092/2": {"state": "DOWN"}}}
+    assert broker_problem(json.dumps(up)) is None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from stream.metrics import Health, Metrics
+import json
+
+from stream.metrics import Health, Metrics, WsgiApp, wsgi_app
 
 
 def _healthy_gauge(metrics: Metrics) -> float:
@@ -49,3 +51,23 @@ def test_the_report_names_the_oldest_problem() -> None:
     health.failing("write", "write failing: still")
 
     assert health.report()["problem"] == "write failing: still"
+
+
+def _get(app: WsgiApp, path: str) -> tuple[str, bytes]:
+    replies: list[str] = []
+    body = b"".join(app({"PATH_INFO": path, "REQUEST_METHOD": "GET"}, lambda status, _headers: replies.append(status)))
+    return replies[0], body
+
+
+def test_liveness_stays_up_while_health_reports_a_dependency_outage() -> None:
+    # An orchestrator restarts on /livez and routes on /healthz: a worker retrying through a
+    # database outage must be reported, not killed.
+    metrics = Metrics()
+    health = Health(metrics)
+    app = wsgi_app(metrics, health)
+    health.failing("write", "write failing: OperationalError")
+
+    status, body = _get(app, "/healthz")
+    assert status.startswith("503")
+    assert json.loads(body)["problem"] == "write failing: OperationalError"
+    assert _get(app, "/livez")[0].startswith("200")
