@@ -14,7 +14,7 @@ import asyncio
 import logging
 import ssl
 import threading
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
@@ -137,11 +137,11 @@ async def handle_batch(
     records = [record_of(event) for event in events]
     for event in events:
         event.message.incref()  # hold the offsets: take_events' own ack must not release them
-    future = executor.submit(processor.process, records)
+    landing = asyncio.wrap_future(executor.submit(processor.process, records))
     try:
-        outcome = await asyncio.shield(asyncio.wrap_future(future))
+        outcome = await asyncio.shield(landing)
     except asyncio.CancelledError:
-        _finish_in_flight(future, events, processor, grace)
+        await _finish_in_flight(events_stream, landing, events, processor, grace)
         raise
     except AbandonedError as exc:
         log.warning("batch of %d left unacknowledged: %s", len(events), exc)
@@ -155,20 +155,33 @@ async def handle_batch(
     return outcome
 
 
-def _finish_in_flight(future: Future[BatchOutcome], events: list[Any], processor: BatchProcessor, grace: float) -> None:
-    """SIGTERM arrived mid-batch: let it land (bounded by ``grace``), then acknowledge it."""
+async def _finish_in_flight(
+    events_stream: Any,
+    landing: asyncio.Future[BatchOutcome],
+    events: list[Any],
+    processor: BatchProcessor,
+    grace: float,
+) -> None:
+    """SIGTERM arrived mid-batch: let it land (bounded by ``grace``), then acknowledge it.
+
+    Awaited, not waited on: the loop keeps heartbeating meanwhile, so the group does not evict
+    this member (Tansu's sessions are 2 s) before it commits the batch's offsets.
+    """
     log.info("shutdown: waiting up to %.0fs for the in-flight batch of %d", grace, len(events))
     timer = threading.Timer(grace, processor.abandon.set)
     timer.start()
     try:
-        outcome = future.result()
-    except Exception as exc:  # noqa: BLE001 - AbandonedError or worse: the batch stays unacknowledged
-        log.warning("shutdown: in-flight batch left unacknowledged (%s); it will be redelivered", exc)
+        outcome = await asyncio.shield(landing)
+    except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - AbandonedError, or cancelled again
+        log.warning("shutdown: in-flight batch left unacknowledged (%r); it will be redelivered", exc)
         return
     finally:
         timer.cancel()
     for event in events:
-        event.ack()
+        # Both references: ours, and take_events' own, which its generator would release only
+        # when it is finalized (whenever that is, at shutdown). A second ack is a no-op.
+        await events_stream.ack(event)
+        await events_stream.ack(event)
     log.info("shutdown: in-flight batch committed (%d scored, %d dead-lettered)", outcome.scored, len(outcome.dead))
 
 

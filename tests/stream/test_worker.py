@@ -421,6 +421,12 @@ def test_sigterm_lets_the_in_flight_batch_commit_before_exit(
     assert code == 0, worker.log()[-3000:]
     assert count_rows(database_url) == 100
     assert "in-flight batch committed" in worker.log()
+    # ... and its offsets: the next worker of the group starts after it, re-reading nothing.
+    successor = start_worker()
+    successor.wait_healthy(60)
+    wait_until(lambda: _metric(successor.metrics(), "reviewscore_assigned_partitions") > 0, 60, what="assignment")
+    time.sleep(2)
+    assert _metric(successor.metrics(), "reviewscore_messages_consumed_total") == 0
 
 
 def _scored(metrics: str) -> float:
