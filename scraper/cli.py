@@ -7,7 +7,7 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -98,8 +98,34 @@ def crawl(
         f"{figures['failed']} failed ({stats.get('finish_reason', 'unknown')})"
     )
     typer.echo("crawl summary: " + json.dumps(figures, sort_keys=True))
-    if figures["failed"] or stats.get("finish_reason") == "bootstrap_failed":
+    reason = crawl_failure(figures, stats)
+    if reason:
+        typer.echo(f"error: {reason}", err=True)
         raise typer.Exit(1)
+
+
+def crawl_failure(figures: dict[str, int], stats: dict[str, Any]) -> str | None:
+    """Why the crawl counts as failed (exit 1), or None.
+
+    A crawl that read no page at all (site unreachable, DNS failure, robots.txt forbidding
+    every start, only HTTP errors) did nothing, and a CronJob must hear so rather than see
+    success; one that read pages and found nothing new is a success. ``pages`` counts every
+    response, robots.txt and 404s included, so "read" means a page the spider parsed.
+    """
+    if stats.get("finish_reason") == "bootstrap_failed":
+        return "the crawl could not start (see the log above)"
+    if figures["listing_pages"] + figures["review_pages"] == 0:
+        causes = {
+            "download errors (unreachable, DNS, timeouts)": stats.get("downloader/exception_count", 0),
+            "forbidden by robots.txt": stats.get("robotstxt/forbidden", 0),
+            "HTTP errors": stats.get("httperror/response_ignored_count", 0),
+            "not HTML": stats.get("reviewscore/not_html", 0),
+        }
+        found = ", ".join(f"{count} {what}" for what, count in causes.items() if count)
+        return "no page was crawled" + (f": {found}" if found else "") + " (see the log above)"
+    if figures["failed"]:
+        return f"{figures['failed']} reviews could not be delivered (kept in the state dir's undelivered file)"
+    return None
 
 
 def fixture_site(

@@ -2,9 +2,11 @@
 
 Structured data first: JSON-LD ``Review`` nodes give the most reliable fields. The HTML
 review cards are the fallback, and fill fields the JSON-LD lacks; the two are merged per
-review id. Every odd value (a rating of 7, a date of "yesterday", broken JSON) is dropped
-with a note in ``Extraction.problems`` so the spider can log it: one bad field never costs
-the review, and one bad review never costs the page.
+review id, or by text (and author) when only one side names the id, since one review must
+never become two messages with two keys. Every odd value (a rating of 7, a date of
+"yesterday", a language of "English", broken JSON) is dropped with a note in
+``Extraction.problems`` so the spider can log it: one bad field never costs the review, and
+one bad review never costs the page.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from urllib.parse import urljoin, urlsplit
 
 from parsel import Selector
 
+from core.messages import normalize_text
 from scraper.items import ReviewItem
 from scraper.page_selectors import (
     COMPANY_TYPES,
@@ -110,11 +113,51 @@ def absolute_http_url(value: Any, base: str) -> str | None:
     return joined if parts.scheme in ("http", "https") and parts.netloc else None
 
 
+MAX_REVIEW_URL_CHARS = 2048  # the contract's limit for a review's url
+
+
+def review_url(value: Any, base: str, review_id: str | None, problems: list[str]) -> str | None:
+    """A review's link, or None when it is longer than the contract takes (the card's may fill in)."""
+    url = absolute_http_url(value, base)
+    if url is not None and len(url) > MAX_REVIEW_URL_CHARS:
+        problems.append(f"review {review_id or '?'}: URL of {len(url)} characters is too long")
+        return None
+    return url
+
+
 def external_url(value: Any) -> str | None:
     """A company's website: only an absolute http(s) URL counts."""
     if isinstance(value, str) and re.match(r"^https?://[^\s/]+", value.strip()):
         return value.strip()
     return None
+
+
+# A well-formed BCP-47 tag once ``_`` became ``-``: a 2-3 letter language, then 2-8 character subtags.
+_LANG_TAG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*")
+MAX_LANG_CHARS = 35  # the contract's limit
+
+
+def normalize_lang(value: Any) -> str | None:
+    """A BCP-47 tag in its usual casing (``en``, ``en-GB``, ``zh-Hant-TW``) from ``"EN"`` or ``"en_us"``.
+
+    Pages write locales as they please; the contract wants the BCP-47 form, and a review whose
+    tag it refuses would otherwise be dropped whole. None when the value is not a tag at all.
+    """
+    if not isinstance(value, str):
+        return None
+    tag = value.strip().replace("_", "-")
+    if len(tag) > MAX_LANG_CHARS or not _LANG_TAG.fullmatch(tag):
+        return None
+    language, *subtags = tag.split("-")
+    cased = [language.lower()]
+    for subtag in subtags:
+        if len(subtag) == 4 and subtag.isalpha():
+            cased.append(subtag.title())  # script: Hant, Latn
+        elif len(subtag) == 2 and subtag.isalpha():
+            cased.append(subtag.upper())  # region: GB, US
+        else:
+            cased.append(subtag.lower())  # numeric region (419), variants
+    return "-".join(cased)
 
 
 def review_id_from(value: Any) -> str | None:
@@ -187,7 +230,10 @@ def review_from_json_ld(node: dict[str, Any], page_url: str, problems: list[str]
     published = normalize_date(raw_date)
     if raw_date is not None and published is None:
         problems.append(f"review {review_id or '?'}: date {raw_date!r} is not ISO-8601")
-    lang = node.get("inLanguage") if isinstance(node.get("inLanguage"), str) else None
+    raw_lang = node.get("inLanguage")
+    lang = normalize_lang(raw_lang)
+    if raw_lang is not None and lang is None:
+        problems.append(f"review {review_id or '?'}: language {raw_lang!r} is not a BCP-47 tag")
     return ReviewItem(
         text=text,
         page_url=page_url,
@@ -197,7 +243,7 @@ def review_from_json_ld(node: dict[str, Any], page_url: str, problems: list[str]
         published_at=published,
         author=_name(node.get("author")),
         lang=lang,
-        url=absolute_http_url(node.get("url"), page_url),
+        url=review_url(node.get("url"), page_url, review_id, problems),
     )
 
 
@@ -219,8 +265,9 @@ def company_from_json_ld(nodes: list[dict[str, Any]], page_url: str) -> Company:
 
 
 def review_from_card(card: Selector, page_url: str, problems: list[str]) -> ReviewItem | None:
-    link = absolute_http_url(card.css(SELECTORS.card_link).get(), page_url)
-    review_id = clean_text(card.css(SELECTORS.card_id).get()) or review_id_from(link)
+    raw_link = card.css(SELECTORS.card_link).get()
+    review_id = clean_text(card.css(SELECTORS.card_id).get()) or review_id_from(absolute_http_url(raw_link, page_url))
+    link = review_url(raw_link, page_url, review_id, problems)
     text = clean_text(card.css(SELECTORS.card_text).getall())
     if not text:
         problems.append(f"review card {review_id or '?'} has no text; skipped")
@@ -266,6 +313,50 @@ def merge(preferred: ReviewItem, fallback: ReviewItem) -> ReviewItem:
     return replace(preferred, **filled)
 
 
+def _same_words(item: ReviewItem) -> str:
+    return normalize_text(item.text).casefold()
+
+
+def _same_author(item: ReviewItem) -> str | None:
+    return normalize_text(item.author).casefold() if item.author else None
+
+
+def _is_twin(structured: ReviewItem, card: ReviewItem) -> bool:
+    """One review seen twice: the same id, or, when a side lacks the id, the same words by the same author.
+
+    Authors are compared only when both sides name one (the JSON-LD often leaves it out);
+    two different ids are two reviews whatever their words.
+    """
+    if structured.review_id and card.review_id:
+        return structured.review_id == card.review_id
+    if _same_words(structured) != _same_words(card):
+        return False
+    authors = (_same_author(structured), _same_author(card))
+    return None in authors or authors[0] == authors[1]
+
+
+def merge_reviews(from_json: list[ReviewItem], from_cards: list[ReviewItem]) -> list[ReviewItem]:
+    """One item per review: each JSON-LD review merged with its card, then the cards nobody claimed.
+
+    A twin with the same id wins over one matched by text, and each card merges at most once,
+    so two reviews with the same words ("Great!") stay two, paired in page order. Further cards
+    repeating an id the JSON-LD has are absorbed, as the page shows that review twice.
+    """
+    unclaimed = list(from_cards)
+    merged: list[ReviewItem] = []
+    for item in from_json:
+        twin = next((c for c in unclaimed if item.review_id and c.review_id == item.review_id), None)
+        if twin is None:
+            twin = next((c for c in unclaimed if _is_twin(item, c)), None)
+        if twin is None:
+            merged.append(item)
+            continue
+        unclaimed.remove(twin)
+        merged.append(merge(item, twin))
+    known_ids = {item.review_id for item in merged if item.review_id}
+    return merged + [card for card in unclaimed if not card.review_id or card.review_id not in known_ids]
+
+
 def merge_company(preferred: Company, fallback: Company) -> Company:
     return Company(
         name=preferred.name or fallback.name,
@@ -295,14 +386,7 @@ def extract_reviews(selector: Selector, page_url: str) -> Extraction:
             from_cards.append(item)
     out.used_json_ld = bool(from_json)
 
-    cards_by_id = {item.review_id: item for item in from_cards if item.review_id}
-    merged: list[ReviewItem] = []
-    for item in from_json:
-        twin = cards_by_id.pop(item.review_id, None) if item.review_id else None
-        merged.append(merge(item, twin) if twin else item)
-    json_ids = {item.review_id for item in from_json if item.review_id}
-    merged.extend(item for item in from_cards if not item.review_id or item.review_id not in json_ids)
-
+    merged = merge_reviews(from_json, from_cards)
     company = merge_company(company_from_json_ld(nodes, page_url), company_from_html(selector, page_url))
     origin = f"{urlsplit(page_url).scheme}://{urlsplit(page_url).netloc}"
     for item in merged:

@@ -4,8 +4,10 @@ Built in ``from_crawler``; owns a confluent-kafka producer from ``open_spider`` 
 ``close_spider`` (idempotent, acks=all, from ``KafkaSettings.producer_config()``).
 Per item, in order:
 
-1. map it to the message contract; a review the contract cannot carry is dropped with the
-   validation error in the log (``reviewscore/invalid``);
+1. map it to the message contract; an optional field the contract refuses (an odd id, an
+   overlong URL) is left out with a warning (``reviewscore/invalid_fields``) and the review
+   kept; a review whose text it cannot carry is dropped with the validation error in the log
+   (``reviewscore/invalid``);
 2. drop a second copy of the same review within this crawl (pagination drift shows one
    review on two pages) (``reviewscore/duplicates``);
 3. with incremental re-crawls on, drop a review whose message is byte-identical to one an
@@ -16,8 +18,10 @@ Per item, in order:
    ``undelivered-<spider>.jsonl`` in the state dir, which ``reviewscore publish`` re-sends.
    Nothing is marked seen before the broker acknowledged it, so nothing is lost.
 
-``close_spider`` waits for every outstanding report (bounded by the delivery timeout) and
-logs the crawl statistics.
+``close_spider`` waits for every outstanding report (bounded by the delivery timeout); a
+message still unconfirmed then takes the final-failure path (counted ``failed``, appended to
+the undelivered file), since the broker may never have stored it. Then it logs the crawl
+statistics.
 """
 
 from __future__ import annotations
@@ -45,9 +49,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STAT = "reviewscore/{}"
+# How long close_spider waits beyond the delivery timeouts before giving up on a report.
+CLOSE_GRACE_S = 5.0
 
 
-@dataclass
+@dataclass(eq=False)  # identity, not value: each instance is one message awaiting its report
 class _Pending:
     key: bytes
     value: bytes
@@ -76,7 +82,9 @@ class KafkaPublishPipeline:
         self.producer: Any = None
         self.seen: SeenState | None = None
         self._keys_this_crawl: set[str] = set()
-        self._in_flight = 0
+        # Produced and not yet reported on, in order (a dict as an ordered set), so that what
+        # is still unconfirmed at the end can be kept in the undelivered file.
+        self._unconfirmed: dict[_Pending, None] = {}
         self._to_resend: list[_Pending] = []
 
     @classmethod
@@ -124,16 +132,19 @@ class KafkaPublishPipeline:
     def close_spider(self) -> None:
         if self.producer is None:  # open_spider failed; Scrapy reported why
             return
-        deadline = time.monotonic() + self.delivery_timeout_s * (self.retries + 1) + 5
-        while (self._in_flight or self._to_resend) and time.monotonic() < deadline:
+        deadline = time.monotonic() + self.delivery_timeout_s * (self.retries + 1) + CLOSE_GRACE_S
+        while (self._unconfirmed or self._to_resend) and time.monotonic() < deadline:
             self._resend()
             self.producer.poll(0.1)
         self.producer.flush(max(0.0, deadline - time.monotonic()))
-        for pending in self._to_resend:
+        waiting, self._to_resend = self._to_resend, []
+        for pending in waiting:
             self._give_up(pending, "not re-sent before the crawl ended")
-        if self._in_flight:
-            log.error("%d messages were not confirmed by the broker before the crawl ended", self._in_flight)
-            self._inc("failed", self._in_flight)
+        unconfirmed, self._unconfirmed = list(self._unconfirmed), {}
+        if unconfirmed:
+            log.error("%d messages were not confirmed by the broker before the crawl ended", len(unconfirmed))
+        for pending in unconfirmed:
+            self._give_up(pending, "not confirmed by the broker before the crawl ended")
         if self.seen is not None:
             self.seen.close()
         stats = self.crawler.stats.get_stats() if self.crawler.stats else {}
@@ -143,12 +154,17 @@ class KafkaPublishPipeline:
 
     def process_item(self, item: Any) -> Any:
         review = item if isinstance(item, ReviewItem) else ReviewItem(**ItemAdapter(item).asdict())
+        problems: list[str] = []
         try:
-            message = to_message(review, self.spider_name)
+            message = to_message(review, self.spider_name, problems)
         except ValidationError as exc:
             self._inc("invalid")
             reason = describe_validation_error(exc)
             raise DropItem(f"review {review.review_id or '?'} on {review.page_url}: {reason}") from exc
+        for problem in problems:
+            log.warning("review %s on %s: %s", review.review_id or "?", review.page_url, problem)
+        if problems:
+            self._inc("invalid_fields", len(problems))
         key_text = message.review_key
         if key_text in self._keys_this_crawl:
             self._inc("duplicates")
@@ -175,7 +191,7 @@ class KafkaPublishPipeline:
                 break
             except BufferError:
                 self.producer.poll(0.1)  # local queue full: let delivery reports drain
-        self._in_flight += 1
+        self._unconfirmed[pending] = None
 
     def _resend(self) -> None:
         waiting, self._to_resend = self._to_resend, []
@@ -184,7 +200,9 @@ class KafkaPublishPipeline:
 
     def _report(self, pending: _Pending) -> Any:
         def on_delivery(err: Any, _msg: Any) -> None:
-            self._in_flight -= 1
+            if pending not in self._unconfirmed:
+                return  # given up at close already: a late report must not count it twice
+            del self._unconfirmed[pending]
             if err is None:
                 self._inc("published")
                 if self.seen is not None:
@@ -234,6 +252,7 @@ SUMMARY_KEYS = {
     "unchanged": STAT.format("unchanged"),
     "duplicates": STAT.format("duplicates"),
     "invalid": STAT.format("invalid"),
+    "invalid_fields": STAT.format("invalid_fields"),
     "malformed": STAT.format("malformed_reviews"),
     "failed": STAT.format("failed"),
     "retried": STAT.format("retried"),

@@ -2,6 +2,9 @@
 
 The headline joins the body in the message text because on review sites it often carries
 the verdict ("Never again"); the item keeps the two apart for anyone who wants them.
+An optional field the contract refuses (an odd id, a URL over 2048 characters) is left out
+rather than costing the review, as in ``scraper.extract``; only a review whose text or
+source the contract refuses is lost.
 """
 
 from __future__ import annotations
@@ -9,10 +12,14 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from pydantic import ValidationError
+
 from core.messages import ReviewMessage
 from scraper.items import ReviewItem
 
 SHORT_FIELD_CHARS = 256  # the contract's limit for author and brand
+# Fields a message can do without: everything the contract does not require.
+OPTIONAL_FIELDS = frozenset(name for name, info in ReviewMessage.model_fields.items() if not info.is_required())
 
 
 def source_for(spider_name: str) -> str:
@@ -33,8 +40,8 @@ def _short(value: str | None) -> str | None:
     return value[:SHORT_FIELD_CHARS] if value else value
 
 
-def to_message(item: ReviewItem, spider_name: str) -> ReviewMessage:
-    """The contract's message; raises ``pydantic.ValidationError`` for a review it cannot carry."""
+def message_fields(item: ReviewItem, spider_name: str) -> dict[str, Any]:
+    """The message's fields as the item has them (absent ones left out), before validation."""
     data: dict[str, Any] = {
         "text": message_text(item),
         "source": source_for(spider_name),
@@ -46,7 +53,35 @@ def to_message(item: ReviewItem, spider_name: str) -> ReviewMessage:
         "published_at": item.published_at,
         "lang": item.lang,
     }
-    return ReviewMessage.model_validate({k: v for k, v in data.items() if v is not None})
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def refused_optional_fields(exc: ValidationError) -> dict[str, str] | None:
+    """Field -> why, when every error is on an optional field; None when a required one failed."""
+    refused: dict[str, str] = {}
+    for error in exc.errors(include_url=False, include_input=False):
+        name = str(error["loc"][0]) if error["loc"] else ""
+        if name not in OPTIONAL_FIELDS:
+            return None
+        refused.setdefault(name, error["msg"])
+    return refused
+
+
+def to_message(item: ReviewItem, spider_name: str, problems: list[str] | None = None) -> ReviewMessage:
+    """The contract's message, without the optional fields it refuses (each noted in ``problems``).
+
+    Raises ``pydantic.ValidationError`` for a review it cannot carry at all (its text).
+    """
+    data = message_fields(item, spider_name)
+    try:
+        return ReviewMessage.model_validate(data)
+    except ValidationError as exc:
+        refused = refused_optional_fields(exc)
+        if not refused:
+            raise
+        if problems is not None:
+            problems.extend(f"{name} left out: {why}" for name, why in refused.items())
+        return ReviewMessage.model_validate({k: v for k, v in data.items() if k not in refused})
 
 
 def digest(value: bytes) -> str:

@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 from typer.testing import CliRunner
 
-from scraper.cli import register
+from scraper.cli import crawl_failure, register
+from scraper.pipelines import summary
 
 
 def app() -> typer.Typer:
@@ -39,3 +40,25 @@ def test_a_malformed_scrapy_setting_is_refused() -> None:
 
     assert result.exit_code == 2
     assert "--set expects NAME=VALUE" in result.output
+
+
+def test_a_crawl_that_read_pages_but_found_nothing_new_succeeds() -> None:
+    stats = {"response_received_count": 3, "reviewscore/review_pages": 2, "reviewscore/unchanged": 15}
+
+    assert crawl_failure(summary(stats), stats) is None
+
+
+def test_a_crawl_that_read_no_page_fails_with_what_went_wrong() -> None:
+    stats = {"response_received_count": 2, "robotstxt/forbidden": 1, "httperror/response_ignored_count": 1}
+
+    assert crawl_failure(summary(stats), stats) == (
+        "no page was crawled: 1 forbidden by robots.txt, 1 HTTP errors (see the log above)"
+    )
+
+
+def test_a_crawl_that_could_not_deliver_a_review_fails() -> None:
+    stats = {"reviewscore/review_pages": 1, "reviewscore/failed": 2}
+
+    assert crawl_failure(summary(stats), stats) == (
+        "2 reviews could not be delivered (kept in the state dir's undelivered file)"
+    )

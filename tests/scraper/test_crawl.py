@@ -238,3 +238,42 @@ def test_scrapy_crawl_from_the_project_folder_publishes_too(
     assert result.returncode == 0, result.stderr[-3000:]
     assert "'reviewscore/published': 3" in result.stderr
     assert {m.review_id for m in messages_on(kafka_settings, 3).values()} == {"vg0001", "vg0002", "vg0003"}
+
+
+@pytest.mark.parametrize(
+    ("start", "cause"),
+    [
+        ("unreachable", "download errors"),
+        ("/review/hidden-deals.example", "1 forbidden by robots.txt"),
+        ("/review/gone-away.example", "1 HTTP errors"),
+    ],
+)
+def test_a_crawl_that_reads_no_page_fails_and_says_why(
+    fixture_site: FixtureSite, crawl: Crawl, start: str, cause: str
+) -> None:
+    unreachable = f"http://127.0.0.1:{_closed_port()}/review/acme.example"
+    url = unreachable if start == "unreachable" else fixture_site.url(start)
+
+    result = crawl("--start-url", url, "--no-publish")
+
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert (result.summary["listing_pages"], result.summary["review_pages"]) == (0, 0)
+    assert "error: no page was crawled: " in result.stderr
+    assert cause in result.stderr.split("error: no page was crawled: ")[1]
+
+
+def test_a_review_with_a_field_the_contract_refuses_is_published_without_that_field(
+    fixture_site: FixtureSite, kafka_settings: KafkaSettings, crawl: Crawl
+) -> None:
+    page = fixture_site.root / "review/volt-gadgets.example/index.html"
+    page.write_text(page.read_text().replace('data-review-id="vg0001"', f'data-review-id="{"v" * 300}"'))
+
+    result = crawl("--start-url", fixture_site.url("/review/volt-gadgets.example"))
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (result.summary["published"], result.summary["invalid"], result.summary["invalid_fields"]) == (3, 0, 1)
+    assert "review_id left out: String should have at most 256 characters" in result.stderr
+    messages = messages_on(kafka_settings, 3)
+    (anonymous,) = [m for m in messages.values() if m.review_id is None]
+    assert anonymous.text == "An anonymous review: the power bank holds its charge well."
+    assert anonymous.url == fixture_site.url("/reviews/vg0001")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from parsel import Selector
@@ -13,10 +15,12 @@ from scraper.extract import (
     extract_reviews,
     listing_links,
     normalize_date,
+    normalize_lang,
     normalize_rating,
     review_id_from,
 )
 from scraper.fixture_site import SITE_ROOT
+from scraper.publishing import to_message
 
 BASE = "http://reviews.test"
 
@@ -29,6 +33,20 @@ def page(path: str) -> Selector:
 
 def html(body: str) -> Selector:
     return Selector(text=f"<html><body>{body}</body></html>")
+
+
+def json_ld_review(**fields: Any) -> str:
+    """A page's JSON-LD block holding one Review node."""
+    node = {"@context": "https://schema.org", "@type": "Review", **fields}
+    return f'<script type="application/ld+json">{json.dumps(node)}</script>'
+
+
+def card(text: str, *, review_id: str | None = None, author: str | None = None, link: str | None = None) -> str:
+    """An HTML review card as the site renders it; attributes left out when not given."""
+    id_attr = f' data-review-id="{review_id}"' if review_id else ""
+    name = f"<span data-consumer-name>{author}</span>" if author else ""
+    anchor = f'<a href="{link}">read</a>' if link else ""
+    return f"<article data-review-card{id_attr}>{name}<p data-review-text>{text}</p>{anchor}</article>"
 
 
 def test_json_ld_reviews_are_read_with_the_cards_filling_their_gaps() -> None:
@@ -107,6 +125,108 @@ def test_broken_structured_data_and_bad_values_are_reported_without_losing_the_r
     assert any(p.startswith("JSON-LD block 1 is not valid JSON") for p in result.problems)
     assert "review bs0001: rating '7' is not 1-5 stars" in result.problems
     assert "review bs0001: date 'yesterday' is not ISO-8601" in result.problems
+
+
+def test_a_json_ld_review_without_an_id_and_its_card_with_one_are_one_review() -> None:
+    body = "Quick refund,   no questions asked."
+    selector = html(
+        json_ld_review(reviewBody=body, reviewRating={"ratingValue": 5}, inLanguage="en")
+        + card("Quick refund, no questions asked.", review_id="abc123", author="Ana")
+    )
+
+    result = extract_reviews(selector, f"{BASE}/review/acme")
+
+    (review,) = result.reviews
+    assert (review.review_id, review.rating, review.author, review.lang) == ("abc123", 5, "Ana", "en")
+    assert review.url == f"{BASE}/reviews/abc123"
+    assert to_message(review, "trustpilot").review_key == "scraper:trustpilot:abc123"
+
+
+def test_a_json_ld_review_with_an_id_and_its_card_without_one_are_one_review() -> None:
+    selector = html(
+        json_ld_review(reviewBody="Quick refund.", url="/reviews/abc123", author={"name": "Ana"})
+        + card("Quick refund.", author="Ana")
+    )
+
+    result = extract_reviews(selector, f"{BASE}/review/acme")
+
+    assert [(r.review_id, r.author, r.url) for r in result.reviews] == [("abc123", "Ana", f"{BASE}/reviews/abc123")]
+
+
+def test_the_same_words_by_different_authors_or_under_different_ids_stay_different_reviews() -> None:
+    selector = html(
+        json_ld_review(reviewBody="Great!", author={"name": "Ana"})
+        + json_ld_review(reviewBody="Fine.", url="/reviews/r1")
+        + card("Great!", review_id="r2", author="Bo")
+        + card("Fine.", review_id="r3")
+    )
+
+    result = extract_reviews(selector, f"{BASE}/review/acme")
+
+    assert [(r.text, r.review_id, r.author) for r in result.reviews] == [
+        ("Great!", None, "Ana"),
+        ("Fine.", "r1", None),
+        ("Great!", "r2", "Bo"),
+        ("Fine.", "r3", None),
+    ]
+
+
+def test_two_reviews_with_the_same_words_are_each_paired_with_one_card() -> None:
+    selector = html(
+        json_ld_review(reviewBody="Great!", reviewRating={"ratingValue": 5})
+        + json_ld_review(reviewBody="Great!", reviewRating={"ratingValue": 4})
+        + card("Great!", review_id="g1")
+        + card("Great!", review_id="g2")
+    )
+
+    result = extract_reviews(selector, f"{BASE}/review/acme")
+
+    assert [(r.review_id, r.rating) for r in result.reviews] == [("g1", 5), ("g2", 4)]
+
+
+def test_a_language_tag_written_as_a_locale_is_read_as_bcp_47_and_a_bad_one_costs_only_itself() -> None:
+    selector = html(
+        json_ld_review(reviewBody="Colour was off.", url="/reviews/l1", inLanguage="EN_gb")
+        + json_ld_review(reviewBody="Nice.", url="/reviews/l2", inLanguage="English (UK)")
+    )
+
+    result = extract_reviews(selector, f"{BASE}/review/acme")
+
+    assert [(r.review_id, r.lang) for r in result.reviews] == [("l1", "en-GB"), ("l2", None)]
+    assert "review l2: language 'English (UK)' is not a BCP-47 tag" in result.problems
+    assert to_message(result.reviews[0], "trustpilot").lang == "en-GB"
+
+
+def test_an_overlong_json_ld_url_gives_way_to_the_cards_link() -> None:
+    long_url = "/reviews/u1?" + "x" * 2100
+    selector = html(json_ld_review(reviewBody="Fine.", url=long_url) + card("Fine.", link="/reviews/u1"))
+
+    result = extract_reviews(selector, f"{BASE}/review/acme")
+
+    (review,) = result.reviews
+    assert (review.review_id, review.url) == ("u1", f"{BASE}/reviews/u1")
+    assert any("is too long" in p for p in result.problems)
+
+
+@pytest.mark.parametrize(
+    ("raw", "tag"),
+    [
+        ("en", "en"),
+        ("EN", "en"),
+        ("en_US", "en-US"),
+        ("en-gb", "en-GB"),
+        ("ZH_hant_tw", "zh-Hant-TW"),
+        ("es-419", "es-419"),
+        (" fr ", "fr"),
+        ("English", None),
+        ("e", None),
+        ("", None),
+        (None, None),
+        (["en"], None),
+    ],
+)
+def test_languages_become_bcp_47_tags_in_their_usual_casing(raw: object, tag: str | None) -> None:
+    assert normalize_lang(raw) == tag
 
 
 def test_listing_links_are_absolute_and_unique() -> None:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Producer
 from pydantic import ValidationError
+from scrapy.utils.test import get_crawler
 
-from core.config import ScraperSettings
+from core.config import KafkaSettings, ScraperSettings
 from core.messages import parse_message
+from scraper import pipelines
 from scraper.addon import scrapy_settings
 from scraper.items import ReviewItem
-from scraper.pipelines import summary
+from scraper.pipelines import KafkaPublishPipeline, summary
 from scraper.publishing import digest, message_text, to_message
 from scraper.seen import SeenState, state_file
 from scraper.spiders.trustpilot import TrustpilotSpider, is_company_page, read_url_file
@@ -71,6 +75,27 @@ def test_overlong_author_and_brand_are_cut_to_the_contract_limit() -> None:
 def test_a_review_the_contract_cannot_carry_is_rejected() -> None:
     with pytest.raises(ValidationError):
         to_message(item(text="x" * 25_000), "trustpilot")
+
+
+def test_optional_fields_the_contract_refuses_are_left_out_and_the_review_kept() -> None:
+    problems: list[str] = []
+    odd = item(review_id="x" * 300, url="http://reviews.test/reviews/ae0005?" + "x" * 2100, lang="EN")
+
+    message = to_message(odd, "trustpilot", problems)
+
+    assert message.text == "Late. The parcel came two weeks late."
+    assert (message.review_id, message.url, message.lang) == (None, None, None)
+    assert (message.brand, message.rating, message.author) == ("Acme Electronics", 2, "Ana")
+    assert message.review_key.startswith("scraper:trustpilot:sha256:")
+    assert [p.split(" left out: ")[0] for p in problems] == ["review_id", "url", "lang"]
+
+
+def test_a_review_whose_text_the_contract_refuses_is_rejected_whatever_else_is_wrong() -> None:
+    problems: list[str] = []
+
+    with pytest.raises(ValidationError, match="text"):
+        to_message(item(text="x" * 25_000, lang="EN"), "trustpilot", problems)
+    assert problems == []
 
 
 def test_seen_state_remembers_delivered_messages_across_crawls(tmp_path: Path) -> None:
@@ -156,3 +181,37 @@ def test_summary_reports_zero_for_what_did_not_happen() -> None:
     assert figures["pages"] == 3
     assert figures["published"] == 2
     assert figures["failed"] == 0
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_messages_still_unconfirmed_when_the_crawl_ends_are_kept_in_the_undelivered_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pipelines, "CLOSE_GRACE_S", 0.0)
+    crawler = get_crawler(TrustpilotSpider)
+    crawler.spider = TrustpilotSpider.from_crawler(crawler, start_url="http://reviews.test/categories/")
+    servers = f"127.0.0.1:{_closed_port()}"
+    pipeline = KafkaPublishPipeline(
+        crawler,
+        KafkaSettings(bootstrap_servers=servers),
+        state_dir=tmp_path,
+        incremental=False,
+        delivery_timeout_s=0.2,
+        retries=0,
+    )
+    # A broker that answers nothing before the crawl ends: the reports would come a minute later.
+    pipeline.producer = Producer({"bootstrap.servers": servers, "message.timeout.ms": 60_000, "log_level": 0})
+    pipeline.process_item(item(review_id="ae0005"))
+    pipeline.process_item(item(review_id="ae0006", text="Refund took a month."))
+
+    pipeline.close_spider()
+
+    kept = tmp_path / "undelivered-trustpilot.jsonl"
+    assert [parse_message(line).review_id for line in kept.read_bytes().splitlines()] == ["ae0005", "ae0006"]
+    assert summary(crawler.stats.get_stats())["failed"] == 2
