@@ -98,8 +98,10 @@ class BatchProcessor:
         good, bad = triage(records, self.max_text_chars)
         good = latest_per_key(good)
         started = time.perf_counter()
-        scored, failed = self._retry("score", lambda: self._score(good))
+        scored, failed, sub_batch_tokens = self._retry("score", lambda: self._score(good))
         model_seconds = time.perf_counter() - started
+        for padded in sub_batch_tokens:  # observed once, from the attempt that succeeded
+            self.metrics.batch_tokens.observe(padded)
         bad.extend(failed)
         rows: list[dict[str, object]] = []
         by_key: dict[str, Parsed] = {}
@@ -138,17 +140,19 @@ class BatchProcessor:
 
     # -- scoring -------------------------------------------------------------------------------
 
-    def _score(self, items: list[Parsed]) -> tuple[list[tuple[Parsed, Score]], list[Rejected]]:
+    def _score(self, items: list[Parsed]) -> tuple[list[tuple[Parsed, Score]], list[Rejected], list[int]]:
+        """Scores, rejections, and the padded token count of each sub-batch (for the histogram)."""
         if not items:
-            return [], []
+            return [], [], []
         scored: list[tuple[Parsed, Score]] = []
         failed: list[Rejected] = []
+        padded: list[int] = []
         items, tokens = self._count_tokens(items, failed)
         indexed = list(enumerate(tokens))
         for sub_batch in split_by_tokens(indexed, self.max_batch_tokens, self.max_sub_batch):
-            self.metrics.batch_tokens.observe(padded_tokens([tokens[i] for i in sub_batch]))
+            padded.append(padded_tokens([tokens[i] for i in sub_batch]))
             self._score_isolating([items[i] for i in sub_batch], scored, failed)
-        return scored, failed
+        return scored, failed, padded
 
     def _count_tokens(self, items: list[Parsed], failed: list[Rejected]) -> tuple[list[Parsed], list[int]]:
         """Token counts for the batch; a text the tokenizer fails on is dead-lettered like one the
