@@ -1,5 +1,11 @@
 # The two commands: `make demo` and `make test`. Both install what they need first.
-PYTHON ?= python3.11
+# README: Python 3.11+. Default: the first of these that exists and is 3.11+ (looked up only
+# when .venv is created); PYTHON=... on the command line or in the environment wins.
+PYTHON_CANDIDATES := python3.11 python3.12 python3.13 python3
+PY_311 := -c 'import sys; sys.exit(sys.version_info < (3, 11))'
+ifeq ($(origin PYTHON),undefined)
+PYTHON = $(shell for p in $(PYTHON_CANDIDATES); do $$p $(PY_311) >/dev/null 2>&1 && { echo $$p; break; }; done)
+endif
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
@@ -13,7 +19,10 @@ PYTEST_ARGS ?=
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/python || { py='$(PYTHON)'; \
+	  if [ -z "$$py" ]; then echo "error: no Python 3.11+ found (tried $(PYTHON_CANDIDATES)); pass PYTHON=..." >&2; exit 1; fi; \
+	  $$py $(PY_311) 2>/dev/null || { echo "error: PYTHON=$$py is not Python 3.11+ (or does not run)" >&2; exit 1; }; \
+	  $$py -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -q -e '.[all]'

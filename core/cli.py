@@ -14,7 +14,7 @@ import threading
 import time
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -24,6 +24,9 @@ from core.config import (
     get_kafka_settings,
 )
 from core.logs import configure_logging
+
+if TYPE_CHECKING:
+    from core.embedded import EmbeddedBroker
 
 app = typer.Typer(
     name="reviewscore",
@@ -46,20 +49,35 @@ def _root(
 
 @app.command()
 def migrate(
-    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
-    downgrade: Annotated[bool, typer.Option(help="Downgrade to REVISION instead of upgrading.")] = False,
+    revision: Annotated[
+        str | None,
+        typer.Argument(
+            help="Target revision (default: head). Required with --downgrade: a revision id, base, "
+            "or -1 for one step (type `-- -1`)."
+        ),
+    ] = None,
+    downgrade: Annotated[
+        bool, typer.Option(help="Downgrade to REVISION, which must be given, instead of upgrading.")
+    ] = False,
 ) -> None:
     """Upgrade (or downgrade) the database schema."""
+    from alembic.util import CommandError
+
     from core import migrate as migrations
     from core.runtime import ensure_infra
 
+    if downgrade and revision is None:
+        # Downgrading drops tables: the target must be said, never defaulted.
+        typer.echo("error: --downgrade needs a target revision: a revision id, base, or `-- -1` for one step", err=True)
+        raise typer.Exit(2)
+    move = migrations.downgrade if downgrade else migrations.upgrade
     with ensure_infra(kafka=False, start_embedded=False) as conn:
         assert conn.database_url
-        role = get_database_settings().readonly_role
-        if downgrade:
-            migrations.downgrade(conn.database_url, revision, role)
-        else:
-            migrations.upgrade(conn.database_url, revision, role)
+        try:
+            move(conn.database_url, revision or "head", get_database_settings().readonly_role)
+        except CommandError as exc:  # unknown revision, wrong direction: the user's input, not a crash
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
         typer.echo(f"database at revision {migrations.current_revision(conn.database_url)}")
 
 
@@ -99,9 +117,12 @@ def rollup(
 def infra_up(
     migrate_db: Annotated[bool, typer.Option("--migrate/--no-migrate", help="Upgrade the schema at start.")] = True,
 ) -> None:
-    """Start the embedded broker and database, migrate, and stay up until Ctrl-C or SIGTERM."""
+    """Start the embedded broker and database, migrate, and stay up until Ctrl-C or SIGTERM.
+
+    Exits 1 when the broker cannot start (e.g. REVIEWSCORE_BROKER_PORT is taken) or dies.
+    """
     from core import migrate as migrations
-    from core.embedded import EmbeddedBroker, EmbeddedDatabase, remove_infra_file, write_infra_file
+    from core.embedded import BrokerStartError, EmbeddedBroker, EmbeddedDatabase, remove_infra_file, write_infra_file
 
     started = time.perf_counter()
     infra = get_infra_settings()
@@ -110,28 +131,40 @@ def infra_up(
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with (
-        EmbeddedDatabase(infra.state_dir / "pgdata") as db,
-        EmbeddedBroker(
-            infra.state_dir, topics={kafka.topic: kafka.partitions, kafka.dlq_topic: 1}, port=infra.broker_port
-        ) as broker,
-    ):
-        if migrate_db:
-            migrations.upgrade(db.url, "head", get_database_settings().readonly_role)
-        write_infra_file(infra.state_dir, db.url, broker.bootstrap_servers)
-        typer.echo(f"ready in {time.perf_counter() - started:.2f}s")
-        typer.echo(f"export DATABASE_URL='{db.url}'")
-        typer.echo(f"export KAFKA_BOOTSTRAP_SERVERS='{broker.bootstrap_servers}'")
-        typer.echo("export KAFKA_FLAVOR=tansu")
-        typer.echo("(other reviewscore commands in this directory find these by themselves)", err=True)
-        try:
-            while not stop.wait(0.5):
-                if not broker.alive:
-                    typer.echo("the broker exited; stopping", err=True)
-                    break
-        finally:
-            remove_infra_file(infra.state_dir)
+    try:
+        with (
+            EmbeddedDatabase(infra.state_dir / "pgdata") as db,
+            EmbeddedBroker(
+                infra.state_dir, topics={kafka.topic: kafka.partitions, kafka.dlq_topic: 1}, port=infra.broker_port
+            ) as broker,
+        ):
+            if migrate_db:
+                migrations.upgrade(db.url, "head", get_database_settings().readonly_role)
+            write_infra_file(infra.state_dir, db.url, broker.bootstrap_servers)
+            typer.echo(f"ready in {time.perf_counter() - started:.2f}s")
+            typer.echo(f"export DATABASE_URL='{db.url}'")
+            typer.echo(f"export KAFKA_BOOTSTRAP_SERVERS='{broker.bootstrap_servers}'")
+            typer.echo("export KAFKA_FLAVOR=tansu")
+            typer.echo("(other reviewscore commands in this directory find these by themselves)", err=True)
+            try:
+                broker_died = _serve_until_stopped(stop, broker)
+            finally:
+                remove_infra_file(infra.state_dir)
+    except BrokerStartError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
     typer.echo("stopped")
+    if broker_died:
+        raise typer.Exit(1)
+
+
+def _serve_until_stopped(stop: threading.Event, broker: EmbeddedBroker) -> bool:
+    """Wait for Ctrl-C/SIGTERM; True when the broker died first (a failure, not a clean stop)."""
+    while not stop.wait(0.5):
+        if not broker.alive:
+            typer.echo("error: the embedded broker exited; stopping", err=True)
+            return True
+    return False
 
 
 @app.command()
@@ -229,6 +262,7 @@ def _load_plugins() -> None:
 
 
 def main() -> None:
+    from core.embedded import BrokerStartError
     from core.runtime import InfraNotConfiguredError
 
     _load_plugins()
@@ -237,6 +271,9 @@ def main() -> None:
     except InfraNotConfiguredError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from exc
+    except BrokerStartError as exc:  # a command that starts the embedded broker for itself
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from exc
 
 
 if __name__ == "__main__":

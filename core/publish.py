@@ -60,30 +60,68 @@ def detect_format(path: Path) -> str:
     raise ValueError(f"cannot tell the format of {path.name}: use .csv or .jsonl, or pass --format")
 
 
+# Longest CSV field read: far above the contract's text limit, so an over-long review reaches
+# validation and is rejected with the contract's reason, yet bounded, so an unclosed quote
+# cannot pull a whole large file into one field (beyond it the csv error is the line's reason).
+CSV_FIELD_LIMIT = 16 * 1024 * 1024
+
+
 def read_rows(path: Path, fmt: str | None = None) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """(line number, row) pairs; a row that cannot be parsed comes back as an error string."""
+    """(line number, row) pairs; a row that cannot be parsed comes back as an error string.
+
+    ``utf-8-sig``: Excel's "CSV UTF-8" starts with a byte-order mark, which would otherwise
+    become part of the first column's name.
+    """
     fmt = fmt or detect_format(path)
-    with path.open(encoding="utf-8", newline="") as handle:
+    if fmt not in ("csv", "jsonl"):
+        raise ValueError(f"unknown format {fmt!r}")
+    with path.open(encoding="utf-8-sig", newline="") as handle:
         if fmt == "csv":
             delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-            reader = csv.DictReader(handle, delimiter=delimiter)
-            for row in reader:
-                yield reader.line_num, dict(row)
-        elif fmt == "jsonl":
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    value = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield number, f"bad JSON: {exc.msg} at column {exc.colno}"
-                    continue
-                if isinstance(value, dict):
-                    yield number, value
-                else:
-                    yield number, f"expected a JSON object, got {type(value).__name__}"
+            yield from _csv_rows(handle, delimiter)
         else:
-            raise ValueError(f"unknown format {fmt!r}")
+            yield from _jsonl_rows(handle)
+
+
+def _csv_rows(handle: Iterable[str], delimiter: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """Rows of a CSV file; a record the csv module cannot read is that line's reject, not the file's end."""
+    previous_limit = csv.field_size_limit(CSV_FIELD_LIMIT)
+    try:
+        reader = csv.DictReader(handle, delimiter=delimiter)
+        failed_at = 0
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                # DictReader.line_num moves only on success; its inner reader's is the failing line.
+                if reader.reader.line_num == failed_at:
+                    return  # no progress: nothing more can be read
+                failed_at = reader.reader.line_num
+                yield failed_at, f"unreadable CSV: {exc}"
+                continue
+            yield reader.line_num, dict(row)
+    finally:
+        csv.field_size_limit(previous_limit)
+
+
+def _jsonl_rows(handle: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    for number, line in enumerate(handle, start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield number, f"bad JSON: {exc.msg} at column {exc.colno}"
+            continue
+        except (ValueError, RecursionError) as exc:  # a 5,000-digit number, nesting past the stack
+            yield number, f"unreadable JSON: {type(exc).__name__}: {exc}"[:300]
+            continue
+        if isinstance(value, dict):
+            yield number, value
+        else:
+            yield number, f"expected a JSON object, got {type(value).__name__}"
 
 
 def _clean(value: Any) -> Any:

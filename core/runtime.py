@@ -12,7 +12,14 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
-from core.config import clear_settings_cache, get_database_settings, get_infra_settings, get_kafka_settings
+from core.config import (
+    DatabaseSettings,
+    KafkaSettings,
+    clear_settings_cache,
+    get_database_settings,
+    get_infra_settings,
+    get_kafka_settings,
+)
 from core.embedded import EmbeddedBroker, EmbeddedDatabase, read_infra_file
 
 
@@ -28,17 +35,23 @@ class Connections:
 
 
 def adopt_running_infra() -> bool:
-    """Point unset settings at a running ``infra up``; True when one was found."""
+    """Point unset settings at a running ``infra up``; True when one was found.
+
+    "Unset" means what the settings classes would load, environment or ``.env``: a developer's
+    ``.env`` must win over a broker that happens to be running. The Tansu flavor follows the
+    broker address only: with the database adopted and Kafka configured elsewhere, the Kafka
+    there is whatever the configuration says.
+    """
     found = read_infra_file(get_infra_settings().state_dir)
     if not found:
         return False
-    changed = False
-    for key, value in found.items():
-        if not os.environ.get(key):
-            os.environ[key] = value
-            changed = True
-    if changed and not os.environ.get("KAFKA_FLAVOR"):
-        os.environ["KAFKA_FLAVOR"] = "tansu"
+    if not DatabaseSettings().url:
+        os.environ["DATABASE_URL"] = found["DATABASE_URL"]
+    kafka = KafkaSettings()
+    if not kafka.bootstrap_servers:
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = found["KAFKA_BOOTSTRAP_SERVERS"]
+        if "flavor" not in kafka.model_fields_set:
+            os.environ["KAFKA_FLAVOR"] = "tansu"
     clear_settings_cache()
     return True
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,8 +17,18 @@ import pytest
 from sqlalchemy import create_engine, pool, text
 
 from core import migrate
+from core.config import KafkaSettings
 from core.db import sqlalchemy_url
-from core.embedded import EmbeddedBroker, EmbeddedDatabase, read_infra_file
+from core.embedded import (
+    BrokerStartError,
+    EmbeddedBroker,
+    EmbeddedDatabase,
+    admin_config,
+    create_topics,
+    read_infra_file,
+    remove_infra_file,
+    write_infra_file,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -124,3 +137,181 @@ def test_infra_up_is_ready_quickly_and_stops_cleanly_on_sigterm(tmp_path: Path) 
                 process.wait(20)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def _wait_until_gone(pid: int, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _stop_leftover(pid: int) -> None:
+    """A failed assertion must not leave a server behind."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        psutil.Process(pid).terminate()
+        _wait_until_gone(pid)
+
+
+_HOLD_DATABASE = """
+import sys, time
+from pathlib import Path
+from core.embedded import EmbeddedDatabase
+print(EmbeddedDatabase(Path(sys.argv[1])).start().pid, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.slow
+def test_a_crashed_user_of_the_database_does_not_keep_it_running_for_ever(tmp_path: Path) -> None:
+    data_dir = tmp_path / "pg"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_DATABASE, str(data_dir)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None
+    postgres_pid = int(holder.stdout.readline())
+    try:
+        holder.kill()  # no atexit, no cleanup: its pid stays in the handle count
+        holder.wait(10)
+
+        with EmbeddedDatabase(data_dir) as db:
+            assert db.pid == postgres_pid  # the running server is reused ...
+        assert _wait_until_gone(postgres_pid)  # ... and stopped by its last live user
+        assert not (data_dir / "postmaster.pid").exists()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        _stop_leftover(postgres_pid)
+
+
+def test_broker_refuses_a_port_another_listener_holds(tmp_path: Path) -> None:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        broker = EmbeddedBroker(tmp_path, port=port)
+        with pytest.raises(BrokerStartError, match=f"127.0.0.1:{port} is already in use"):
+            broker.start()
+        assert broker.pid is None  # no Tansu was left to die on bind
+
+
+def test_topics_get_the_replication_factor_and_client_settings_asked_for(tmp_path: Path) -> None:
+    with EmbeddedBroker(tmp_path) as broker:
+        settings = KafkaSettings(bootstrap_servers=broker.bootstrap_servers, replication_factor=3)
+        servers = broker.bootstrap_servers
+        create_topics(servers, {"replicated": 2}, settings.replication_factor, client_config=admin_config(settings))
+        from confluent_kafka.admin import AdminClient
+
+        topic = AdminClient({"bootstrap.servers": broker.bootstrap_servers}).list_topics(timeout=5).topics["replicated"]
+        assert [len(p.replicas) for p in topic.partitions.values()] == [3, 3]
+
+        # The same call with SSL settings speaks TLS, which this plaintext broker does not: it fails.
+        ssl = settings.model_copy(update={"security_protocol": "SSL"})
+        with pytest.raises(RuntimeError, match="could not create topic 'secured'"):
+            create_topics(broker.bootstrap_servers, {"secured": 1}, timeout=2, client_config=admin_config(ssl))
+
+
+def test_admin_config_is_the_producers_connection_without_producer_keys() -> None:
+    settings = KafkaSettings(
+        bootstrap_servers="k1:9093",
+        client_id="scorer",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="svc",
+        sasl_password="secret",
+        ssl_ca_location="/etc/ca.pem",
+    )
+    assert admin_config(settings) == {
+        "bootstrap.servers": "k1:9093",
+        "client.id": "scorer",
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "svc",
+        "sasl.password": "secret",
+        "ssl.ca.location": "/etc/ca.pem",
+    }
+
+
+def test_stopping_infra_up_leaves_the_state_file_of_a_later_one(tmp_path: Path) -> None:
+    write_infra_file(tmp_path, "postgresql://mine", "127.0.0.1:1")
+    later = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        theirs = {"DATABASE_URL": "postgresql://theirs", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:2"}
+        (tmp_path / "infra.json").write_text(json.dumps({**theirs, "pid": later.pid}), encoding="utf-8")
+        remove_infra_file(tmp_path)
+        assert read_infra_file(tmp_path) == theirs
+    finally:
+        later.kill()
+        later.wait()
+    write_infra_file(tmp_path, "postgresql://mine", "127.0.0.1:1")
+    remove_infra_file(tmp_path)
+    assert not (tmp_path / "infra.json").exists()
+
+
+def _infra_up(state: Path, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "core.cli", "infra", "up"],
+        env={**os.environ, "REVIEWSCORE_STATE_DIR": str(state), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _postmaster_pid(state: Path) -> int | None:
+    try:
+        return int((state / "pgdata" / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@pytest.mark.slow
+def test_infra_up_fails_clearly_when_its_broker_port_is_taken(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        process = _infra_up(state, REVIEWSCORE_BROKER_PORT=str(port))
+        try:
+            _, err = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert process.returncode == 1
+    assert f"error: port 127.0.0.1:{port} is already in use" in err
+    assert "Traceback" not in err
+    assert _postmaster_pid(state) is None  # the database it had started is stopped again
+    assert read_infra_file(state) is None
+
+
+@pytest.mark.slow
+def test_infra_up_exits_1_when_its_broker_dies(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    process = _infra_up(state)
+    postgres_pid = None
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith("export KAFKA_FLAVOR"):
+                break
+        postgres_pid = _postmaster_pid(state)
+        (tansu,) = [p for p in psutil.Process(process.pid).children() if p.name() == "tansu"]
+        tansu.kill()
+        assert process.wait(30) == 1
+        assert "the embedded broker exited" in (process.stderr.read() if process.stderr else "")
+        assert postgres_pid is not None
+        assert _wait_until_gone(postgres_pid)
+        assert read_infra_file(state) is None
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        if postgres_pid is not None:
+            _stop_leftover(postgres_pid)

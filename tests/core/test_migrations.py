@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, pool, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError
 
 from core import migrate
-from core.db import sqlalchemy_url
+from core.db import libpq_url, sqlalchemy_url
 from core.messages import review_key
 from core.schema import Base
 
@@ -191,3 +193,38 @@ def test_a_schema_behind_the_code_or_ahead_of_it_is_told_apart(database_url: str
         with engine.begin() as conn:
             conn.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": head})
         engine.dispose()
+
+
+def test_migrations_run_on_a_url_that_names_no_database(pg_server_url: str) -> None:
+    """libpq then connects to the database named like the user; the grants must follow it there."""
+    owner = f"rs_nodb_{uuid.uuid4().hex[:8]}"
+    reader = f"{owner}_reader"
+    admin = create_engine(sqlalchemy_url(pg_server_url), poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE ROLE {owner} LOGIN SUPERUSER"))
+        conn.execute(text(f'CREATE DATABASE "{owner}" OWNER {owner}'))
+    # URL.set() skips None values; _replace really clears the database name.
+    url = libpq_url(make_url(pg_server_url)._replace(username=owner, password=None, database=None))
+    granted = text(
+        "SELECT EXISTS (SELECT FROM pg_database, aclexplode(datacl) AS acl WHERE datname = current_database()"
+        " AND acl.grantee = to_regrole(:role)::oid AND acl.privilege_type = 'CONNECT')"
+    )
+    try:
+        migrate.upgrade(url, "head", reader)
+        assert migrate.current_revision(url) == migrate.head_revision()
+        engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT current_database()")).scalar_one() == owner
+            assert conn.execute(granted, {"role": reader}).scalar_one() is True
+        engine.dispose()
+
+        migrate.downgrade(url, "base", reader)
+        assert migrate.current_revision(url) is None
+        with admin.connect() as conn:  # CONNECT revoked, so nothing kept the role: it is gone
+            assert conn.execute(text("SELECT to_regrole(:role)"), {"role": reader}).scalar_one() is None
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{owner}" WITH (FORCE)'))
+            conn.execute(text(f"DROP ROLE IF EXISTS {reader}"))
+            conn.execute(text(f"DROP ROLE IF EXISTS {owner}"))
+        admin.dispose()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from core import publish
 from core.cli import app
 from core.config import KafkaSettings
 from core.messages import ReviewMessage, parse_message
@@ -118,3 +120,68 @@ def test_to_kafka_value_is_the_contract_json() -> None:
     key, value = ReviewMessage(text="Hi", source="user").to_kafka()
     assert json.loads(value) == {"schema_version": 1, "text": "Hi", "source": "user"}
     assert key.startswith(b"user:sha256:")
+
+
+def test_excel_csv_with_a_byte_order_mark_reads_its_first_column(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_text("text,review_id\nGreat value,1\nToo slow,2\n", encoding="utf-8-sig")  # Excel "CSV UTF-8"
+    prepared = prepare(read_rows(path), ColumnMap(), "import")
+    assert prepared.rejects == []
+    assert [(m.review_id, m.text) for _, m in prepared.messages] == [("1", "Great value"), ("2", "Too slow")]
+
+
+def test_jsonl_with_a_byte_order_mark_reads_its_first_line(tmp_path: Path) -> None:
+    path = tmp_path / "bom.jsonl"
+    path.write_text(json.dumps({"text": "First", "review_id": "a"}) + "\n", encoding="utf-8-sig")
+    prepared = prepare(read_rows(path), ColumnMap(), "import")
+    assert prepared.rejects == []
+    assert [m.text for _, m in prepared.messages] == ["First"]
+
+
+def test_a_field_longer_than_the_csv_default_limit_is_one_rejected_line(tmp_path: Path) -> None:
+    default_limit = csv.field_size_limit()
+    path = tmp_path / "long.csv"
+    path.write_text(f"text,review_id\n{'x' * 200_000},1\nShort and fine,2\n", encoding="utf-8")
+    prepared = prepare(read_rows(path), ColumnMap(), "import")
+    assert [(r.line, r.reason) for r in prepared.rejects] == [(2, "text: String should have at most 20000 characters")]
+    assert [(line, m.review_id) for line, m in prepared.messages] == [(3, "2")]
+    assert csv.field_size_limit() == default_limit  # the process-wide limit is given back
+
+
+def test_a_record_the_csv_module_cannot_read_is_rejected_and_the_file_read_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(publish, "CSV_FIELD_LIMIT", 1_000)
+    path = tmp_path / "huge.csv"
+    path.write_text(f'text,review_id\nFirst,1\n"{"x" * 5_000}",2\nLast,3\n', encoding="utf-8")
+    prepared = prepare(read_rows(path), ColumnMap(), "import")
+    assert [(r.line, r.reason) for r in prepared.rejects] == [
+        (3, "unreadable CSV: field larger than field limit (1000)")
+    ]
+    assert [(line, m.text) for line, m in prepared.messages] == [(2, "First"), (4, "Last")]
+
+
+@pytest.mark.integration
+def test_publish_sends_the_rest_of_a_file_with_an_over_long_field(
+    tmp_path: Path, kafka_settings: KafkaSettings
+) -> None:
+    path = tmp_path / "reviews.csv"
+    path.write_text(f"text,review_id\n{'x' * 200_000},1\nShort and fine,2\n", encoding="utf-8-sig")
+    result = CliRunner().invoke(app, ["publish", str(path), "--source", "import"])
+    assert result.exit_code == 0, result.output
+    assert "sent 1, rejected 1, failed 0" in result.stdout
+    assert "rejected line 2: text: String should have at most 20000 characters" in result.stderr
+    keys = [key for key, _, _ in consume_all(kafka_settings, kafka_settings.topic, expected=1)]
+    assert keys == [b"import:2"]
+
+
+def test_jsonl_lines_python_cannot_load_are_rejected_and_the_file_read_on(tmp_path: Path) -> None:
+    path = tmp_path / "odd.jsonl"
+    lines = ['{"text": "First"}', '{"text": "Big", "rating": ' + "9" * 5_000 + "}", "[" * 100_000, '{"text": "Last"}']
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    prepared = prepare(read_rows(path), ColumnMap(), "import")
+    assert [(r.line, r.reason.split(":")[0]) for r in prepared.rejects] == [
+        (2, "unreadable JSON"),
+        (3, "unreadable JSON"),
+    ]
+    assert [(line, m.text) for line, m in prepared.messages] == [(1, "First"), (4, "Last")]

@@ -76,7 +76,10 @@ def upgrade() -> None:
         """
     )
     op.execute(f"ALTER ROLE {role} SET default_transaction_read_only = on")
-    op.execute(f'GRANT CONNECT ON DATABASE "{op.get_bind().engine.url.database}" TO {role}')
+    # current_database(), not the URL: a URL without a database name connects to libpq's default.
+    op.execute(
+        f"DO $$ BEGIN EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), '{role}'); END $$"
+    )
     op.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
     op.execute(f"GRANT SELECT ON sentiments TO {role}")
     op.execute(f"GRANT SELECT ON alembic_version TO {role}")
@@ -87,7 +90,9 @@ def downgrade() -> None:
     op.execute(f"REVOKE ALL ON sentiments FROM {role}")
     op.execute(f"REVOKE ALL ON alembic_version FROM {role}")
     op.execute(f"REVOKE USAGE ON SCHEMA public FROM {role}")
-    op.execute(f'REVOKE CONNECT ON DATABASE "{op.get_bind().engine.url.database}" FROM {role}')
+    op.execute(
+        f"DO $$ BEGIN EXECUTE format('REVOKE CONNECT ON DATABASE %I FROM %I', current_database(), '{role}'); END $$"
+    )
     # Other databases of the cluster may still grant to the role; then it stays.
     op.execute(
         f"""

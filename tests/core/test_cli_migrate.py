@@ -1,0 +1,43 @@
+"""`reviewscore migrate`: mistakes in the target are refused with a one-line error, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from core import migrate
+from core.cli import app
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def configured(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    return database_url
+
+
+def test_downgrade_without_a_target_is_refused_and_changes_nothing(configured: str) -> None:
+    result = CliRunner().invoke(app, ["migrate", "--downgrade"])
+    assert result.exit_code == 2
+    assert "error: --downgrade needs a target revision" in result.stderr
+    assert migrate.current_revision(configured) == migrate.head_revision()
+
+
+def test_downgrade_one_step_and_upgrade_back_to_head(configured: str) -> None:
+    down = CliRunner().invoke(app, ["migrate", "--downgrade", "--", "-1"])
+    assert down.exit_code == 0, down.output
+    assert "database at revision 0006" in down.stdout
+    up = CliRunner().invoke(app, ["migrate"])
+    assert up.exit_code == 0, up.output
+    assert f"database at revision {migrate.head_revision()}" in up.stdout
+
+
+@pytest.mark.parametrize("args", [["migrate", "0009"], ["migrate", "--downgrade", "0009"]])
+def test_an_unknown_revision_is_an_error_line_not_a_traceback(configured: str, args: list[str]) -> None:
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ")
+    assert "0009" in result.stderr
+    assert "Traceback" not in result.output
+    assert migrate.current_revision(configured) == migrate.head_revision()
