@@ -13,7 +13,8 @@ class DatabaseSettings(BaseSettings):
         default=None,
         description=(
             "SQLAlchemy/libpq URL of the writer connection (worker, migrations). "
-            "Unset: the embedded PostgreSQL under REVIEWSCORE_STATE_DIR is started and used."
+            "Unset: the database of a running `reviewscore infra up`; `demo` and `worker --embedded` "
+            "start the embedded PostgreSQL under REVIEWSCORE_STATE_DIR; other commands exit 2."
         ),
     )
     readonly_url: str | None = Field(

@@ -13,7 +13,10 @@ class KafkaSettings(BaseSettings):
 
     bootstrap_servers: str | None = Field(
         default=None,
-        description="Comma-separated host:port list. Unset: the embedded Tansu broker is started and used.",
+        description=(
+            "Comma-separated host:port list. Unset: the broker of a running `reviewscore infra up`; "
+            "`demo` and `worker --embedded` start the embedded Tansu broker; other commands exit 2."
+        ),
     )
     flavor: Literal["kafka", "tansu"] = Field(
         default="kafka",
