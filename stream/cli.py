@@ -16,7 +16,7 @@ import typer
 
 if TYPE_CHECKING:
     from model.base import Scorer
-    from stream.dlq import DeadLetter, Outgoing
+    from stream.dlq import DeadLetter, Outgoing, ReplaySelection
 
 dlq_app = typer.Typer(help="Inspect and replay the dead-letter topic.", no_args_is_help=True)
 
@@ -52,6 +52,7 @@ def worker(
         get_model_settings,
         get_stream_settings,
     )
+    from core.embedded import admin_config
     from core.embedded import create_topics as create_kafka_topics
     from core.runtime import ensure_infra
     from stream.worker import build_worker, run_worker
@@ -79,7 +80,12 @@ def worker(
                 raise typer.Exit(2)
         if create_topics:
             assert kafka.bootstrap_servers
-            create_kafka_topics(kafka.bootstrap_servers, {kafka.topic: kafka.partitions, kafka.dlq_topic: 1})
+            create_kafka_topics(
+                kafka.bootstrap_servers,
+                {kafka.topic: kafka.partitions, kafka.dlq_topic: 1},
+                kafka.replication_factor,
+                client_config=admin_config(kafka),
+            )
         scorer = _load_scorer(stream.scorer, model or get_model_settings().path)
         built = build_worker(
             scorer, kafka, stream, database, datadir=get_infra_settings().state_dir.resolve() / "faust"
@@ -92,12 +98,17 @@ def rescore(
     batch_size: Annotated[int, typer.Option(min=1, help="Rows read, scored and updated per round.")] = 256,
     limit: Annotated[int | None, typer.Option(min=1, help="Stop after this many rows (resume later).")] = None,
 ) -> None:
-    """Re-score stored rows with another model version; resumable (rows already at it are skipped)."""
+    """Re-score stored rows with another model version; resumable (rows already at it are skipped).
+
+    A row the new model fails on, or whose scores the table refuses, keeps its old scores and is
+    reported; the job goes on. When the model fails on a known-good text too it stops (exit 2).
+    """
     from rich.progress import Progress
 
     from core.config import get_database_settings, get_model_settings, get_stream_settings
     from core.db import make_engine
     from core.runtime import ensure_infra
+    from stream.pipeline import ScorerUnavailableError
     from stream.rescore import pending_rows, rescore_rows
 
     with ensure_infra(kafka=False, start_embedded=False):
@@ -109,7 +120,7 @@ def rescore(
             typer.echo(f"{todo} rows not at model version {scorer.model_version}; re-scoring {total}")
             with Progress(disable=not sys.stderr.isatty()) as progress:
                 task = progress.add_task("rescoring", total=total)
-                done = rescore_rows(
+                result = rescore_rows(
                     engine,
                     scorer,
                     batch_size=batch_size,
@@ -117,9 +128,20 @@ def rescore(
                     max_batch_tokens=get_stream_settings().max_batch_tokens,
                     on_progress=lambda n: progress.advance(task, n),
                 )
+        except ScorerUnavailableError as exc:
+            typer.echo(f"error: {exc}; rows done so far keep their new scores, run it again later", err=True)
+            raise typer.Exit(2) from exc
         finally:
             engine.dispose()
-    typer.echo(f"re-scored {done} rows to model version {scorer.model_version}")
+    typer.echo(f"re-scored {result.rescored} rows to model version {scorer.model_version}")
+    if result.skipped:
+        ids = ", ".join(str(row_id) for row_id in sorted(result.skipped)[:20])
+        more = f" and {len(result.skipped) - 20} more" if len(result.skipped) > 20 else ""
+        typer.echo(
+            f"skipped {len(result.skipped)} rows the new model or the table refused (ids {ids}{more}); "
+            "they keep their old scores, the log says why",
+            err=True,
+        )
 
 
 @dlq_app.command("show")
@@ -131,7 +153,10 @@ def dlq_show(
     ] = False,
     idle_timeout: Annotated[float, typer.Option(help="Stop reading after this long without a message (s).")] = 3.0,
 ) -> None:
-    """Print the dead letters: reason, error, origin and the original message."""
+    """Print the dead letters: reason, error, origin and the original message.
+
+    A letter marked ``(replayed)`` is a message that ``dlq replay`` re-published and that failed again.
+    """
     from core.config import get_kafka_settings
     from core.runtime import ensure_infra
     from stream.dlq import read_dead_letters
@@ -144,13 +169,7 @@ def dlq_show(
             if as_json:
                 typer.echo(letter.to_json().decode("utf-8"))
             else:
-                value = letter.value if letter.value is not None else "(none)"
-                if len(value) > 200:
-                    value = value[:200] + f"… ({len(value)} chars)"
-                typer.echo(
-                    f"{letter.topic}[{letter.partition}]@{letter.offset} {letter.dead_lettered_at} "
-                    f"{letter.reason}: {letter.error}\n    {letter.value_encoding}: {value}"
-                )
+                typer.echo(_describe(letter))
             shown += 1
             if limit and shown >= limit:
                 break
@@ -173,31 +192,80 @@ def dlq_replay(
         typer.Option(help="Consumer group that remembers what was replayed (default: per --reason selection)."),
     ] = None,
     idle_timeout: Annotated[float, typer.Option(help="Stop reading the DLQ after this long idle (s).")] = 3.0,
+    include_permanent: Annotated[
+        bool,
+        typer.Option(
+            help="Also replay letters whose reason the same bytes always get again (bad_json, invalid, …); "
+            "--reason R asks for one such reason."
+        ),
+    ] = False,
 ) -> None:
     """Re-publish dead letters to the reviews topic: fixed ones from --file, else as they were.
 
-    Without --file each dead letter is replayed once per --reason selection: the position is
-    committed after the broker confirmed the re-published messages, so running it again sends
-    only dead letters that arrived since (a failed run is repeated, never skipped).
+    Without --file each dead letter is replayed once per selection (--reason, --include-permanent):
+    the position is committed after the broker confirmed the re-published messages, so running
+    it again sends only dead letters that arrived since (a failed run is repeated, never skipped).
+    Letters whose reason depends on the message alone (bad_json, invalid, not_utf8, …) are skipped
+    and counted: unchanged, they would come back to the DLQ on every replay. A letter that holds
+    only the start of a message too large for the DLQ is never replayed.
     """
     from core.config import get_kafka_settings
     from core.runtime import ensure_infra
-    from stream.dlq import DeadLetter, DeadLetterReader, KafkaSender
+    from stream.dlq import DeadLetter, DeadLetterReader, KafkaSender, select_for_replay
 
     with ensure_infra(database=False, start_embedded=False), _broker_errors("replay the dead letters"):
         settings = get_kafka_settings()
         target = topic or settings.topic
         if file is not None:
-            letters = [DeadLetter.from_json(line) for line in file.read_text(encoding="utf-8").splitlines() if line]
-            letters = [letter for letter in letters if not reason or letter.reason == reason]
-            KafkaSender(settings).send(target, [_replayed(letter) for letter in letters])
+            lines = file.read_text(encoding="utf-8").splitlines()
+            # Letters from a file were fixed by hand: every reason may succeed now.
+            selection = select_for_replay((DeadLetter.from_json(line) for line in lines if line), reason, True)
+            if selection.truncated:
+                for letter in selection.truncated:
+                    typer.echo(f"error: cannot replay {letter.where()}: {letter.replay_refusal()}", err=True)
+                typer.echo("error: nothing replayed (put the whole message in value, value_truncated: false)", err=True)
+                raise typer.Exit(2)
+            KafkaSender(settings).send(target, [_replayed(letter) for letter in selection.send])
         else:
-            name = group or f"reviewscore-dlq-replay{f'-{reason}' if reason else ''}"
+            selected = reason or ("all" if include_permanent else "")
+            name = group or f"reviewscore-dlq-replay{f'-{selected}' if selected else ''}"
             with DeadLetterReader(settings, group=name, from_beginning=from_beginning) as reader:
-                letters = [letter for letter in reader.read(idle_timeout) if not reason or letter.reason == reason]
-                KafkaSender(settings).send(target, [_replayed(letter) for letter in letters])
+                selection = select_for_replay(reader.read(idle_timeout), reason, include_permanent)
+                KafkaSender(settings).send(target, [_replayed(letter) for letter in selection.send])
                 reader.commit()
-    typer.echo(f"replayed {len(letters)} dead letters to {target}")
+    for line in _skipped(selection):
+        typer.echo(line, err=True)
+    typer.echo(f"replayed {len(selection.send)} dead letters to {target}")
+
+
+def _skipped(selection: ReplaySelection) -> list[str]:
+    """What a replay left on the DLQ and why, one line per kind."""
+    lines = []
+    if selection.permanent:
+        counts = ", ".join(f"{reason} {n}" for reason, n in sorted(selection.permanent.items()))
+        lines.append(
+            f"skipped {sum(selection.permanent.values())} dead letters whose reason the same message always gets "
+            f"again ({counts}): fix them (dlq show --json, then dlq replay --file), or replay them anyway with "
+            "--reason R or --include-permanent"
+        )
+    if selection.truncated:
+        lines.append(f"skipped {len(selection.truncated)} dead letters that no longer hold their message:")
+        lines.extend(f"    {letter.where()}: {letter.replay_refusal()}" for letter in selection.truncated)
+    return lines
+
+
+def _describe(letter: DeadLetter) -> str:
+    """Two lines of ``dlq show``: origin, time, reason and error; then (the start of) the original value."""
+    value = letter.value if letter.value is not None else "(none)"
+    if len(value) > 200:
+        value = value[:200] + f"… ({len(value)} chars)"
+    encoding = letter.value_encoding
+    if letter.value_truncated:
+        encoding += f", cut from {letter.value_bytes or 0:,} bytes, sha256 {letter.value_sha256}"
+    replayed = " (replayed)" if letter.replayed else ""
+    return (
+        f"{letter.where()} {letter.dead_lettered_at} {letter.reason}{replayed}: {letter.error}\n    {encoding}: {value}"
+    )
 
 
 def _replayed(letter: DeadLetter) -> Outgoing:

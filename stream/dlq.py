@@ -4,21 +4,60 @@ A dead letter is a JSON object carrying everything needed to understand and repl
 the original key and value (UTF-8 text when they decode, base64 otherwise), the reason code
 and message of the error, the source topic/partition/offset and when it happened. The reason
 is also a Kafka header so consumers can filter without parsing.
+
+A letter must itself fit in one Kafka message, so it embeds at most ``MAX_EMBEDDED_BYTES`` of
+the original value (and key); a cut letter says so (``value_truncated``) and still identifies
+the original by size and SHA-256, but can no longer be replayed.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from core.config import KafkaSettings
 from stream.records import Rejected
 
-DLQ_VERSION = 1
+log = logging.getLogger(__name__)
+
+DLQ_VERSION = 2
+"""2 added ``value_truncated``, ``value_bytes``, ``value_sha256``, ``key_truncated`` and ``replayed``;
+a version-1 letter reads as a whole, never-replayed one."""
+
+MAX_EMBEDDED_BYTES = 64 * 1024
+"""Most bytes of the original value, and of the key, that a dead letter embeds.
+
+librdkafka refuses messages over ``message.max.bytes`` (1,000,000 by default) and JSON escapes
+a control byte as six (``\\u0001``), base64 a byte as 4/3: 64 KiB stays under 400 KB of JSON
+whatever the bytes are, value and key together under 800 KB. A longer original (a ``too_large``
+message is over 256,000 bytes) keeps its first 64 KiB for diagnosis, its size and its digest.
+"""
+
+MAX_ERROR_CHARS = 1000
+"""Longest ``error`` kept when a letter must be sent without the original's bytes."""
+
+PERMANENT_REASONS = frozenset(
+    {"empty", "too_large", "not_utf8", "bad_json", "not_object", "unsupported_version", "invalid"}
+)
+"""Reasons decided by the message's bytes and the message contract alone.
+
+Replaying the same bytes to the same worker dead-letters them again, at a new offset, where the
+next replay finds them: a plain ``dlq replay`` skips them. They succeed only once fixed (``dlq
+show --json`` → edit → ``dlq replay --file``) or after a code change that accepts them (a newer
+``schema_version``, a relaxed field rule), which the operator asks for with ``--reason``. The
+other reasons depend on the model (``scoring_failed``), the table (``db_rejected``) or a setting
+(``too_long``, ``STREAM_MAX_TEXT_CHARS``), which may have changed since.
+"""
+
+
+class TruncatedLetterError(ValueError):
+    """The letter holds only the start of the original, which must never be re-published as the message."""
 
 
 @dataclass(frozen=True)
@@ -35,15 +74,62 @@ class DeadLetter:
     timestamp: float | None
     dead_lettered_at: str
     dlq_version: int = DLQ_VERSION
+    value_truncated: bool = False  # ``value`` holds only the first MAX_EMBEDDED_BYTES (or nothing)
+    value_bytes: int | None = None  # size of the original value (``None``: no value)
+    value_sha256: str | None = None  # hex digest of the original value, to find it at its source
+    key_truncated: bool = False
+    replayed: bool = False  # the dead-lettered message was itself re-published by ``dlq replay``
 
     def original_value(self) -> bytes | None:
+        if self.value_truncated:
+            raise TruncatedLetterError(f"{self.where()}: {self.replay_refusal()}")
         return _decode(self.value, self.value_encoding)
 
     def original_key(self) -> bytes | None:
+        if self.key_truncated:
+            raise TruncatedLetterError(f"{self.where()}: {self.replay_refusal()}")
         return _decode(self.key, self.key_encoding)
+
+    def where(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+    def replay_refusal(self) -> str | None:
+        """Why this letter cannot be re-published as the original message (``None``: it can)."""
+        if self.value_truncated:
+            kept = len(_decode(self.value, self.value_encoding) or b"")
+            held = f"the first {kept:,}" if kept else "none"
+            return (
+                f"the dead letter holds {held} of the message's {self.value_bytes or 0:,} bytes "
+                f"(sha256 {self.value_sha256}); re-publish the message from its source"
+            )
+        if self.key_truncated:
+            return "the dead letter holds only part of the message's key; re-publish the message from its source"
+        return None
+
+    def stripped(self) -> DeadLetter:
+        """The letter without the original's bytes: what is sent when the whole one is too large.
+
+        Size and digest of the value stay (``dead_letter`` always records them), so the message
+        can still be found at its source.
+        """
+        return replace(
+            self,
+            error=self.error[:MAX_ERROR_CHARS],
+            value=None,
+            value_encoding="none",
+            value_truncated=self.value_truncated or self.value is not None,
+            key=None,
+            key_encoding="none",
+            key_truncated=self.key_truncated or self.key is not None,
+        )
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), ensure_ascii=False).encode("utf-8")
+
+    def to_message(self) -> Outgoing:
+        """(key, value, headers) of this letter on the DLQ topic: keyed like the original when it can be."""
+        key = None if self.key_truncated else _decode(self.key, self.key_encoding)
+        return key, self.to_json(), {"reason": self.reason.encode()}
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> DeadLetter:
@@ -52,13 +138,17 @@ class DeadLetter:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def _encode(raw: bytes | None) -> tuple[str | None, str]:
+def _embed(raw: bytes | None, limit: int) -> tuple[str | None, str, bool]:
+    """(text, encoding, cut) of at most ``limit`` bytes of ``raw``; the whole decides the encoding."""
     if raw is None:
-        return None, "none"
+        return None, "none", False
+    cut = len(raw) > limit
     try:
-        return raw.decode("utf-8"), "utf-8"
+        raw.decode("utf-8")
     except UnicodeDecodeError:
-        return base64.b64encode(raw).decode("ascii"), "base64"
+        return base64.b64encode(raw[:limit]).decode("ascii"), "base64", cut
+    # A prefix of valid UTF-8 can end inside a character: only that tail is dropped.
+    return raw[:limit].decode("utf-8", errors="ignore"), "utf-8", cut
 
 
 def _decode(text: str | None, encoding: str) -> bytes | None:
@@ -69,11 +159,13 @@ def _decode(text: str | None, encoding: str) -> bytes | None:
     return text.encode("utf-8")
 
 
-def dead_letter(rejected: Rejected, now: datetime | None = None) -> DeadLetter:
-    """Pure: the dead letter of one rejected record."""
+def dead_letter(
+    rejected: Rejected, now: datetime | None = None, max_embedded_bytes: int = MAX_EMBEDDED_BYTES
+) -> DeadLetter:
+    """Pure: the dead letter of one rejected record, at most ``max_embedded_bytes`` of value and key."""
     record = rejected.record
-    value, value_encoding = _encode(record.value)
-    key, key_encoding = _encode(record.key)
+    value, value_encoding, value_truncated = _embed(record.value, max_embedded_bytes)
+    key, key_encoding, key_truncated = _embed(record.key, max_embedded_bytes)
     return DeadLetter(
         reason=rejected.reason,
         error=rejected.detail,
@@ -86,7 +178,45 @@ def dead_letter(rejected: Rejected, now: datetime | None = None) -> DeadLetter:
         key_encoding=key_encoding,
         timestamp=record.timestamp,
         dead_lettered_at=(now or datetime.now(UTC)).isoformat(timespec="milliseconds"),
+        value_truncated=value_truncated,
+        value_bytes=None if record.value is None else len(record.value),
+        value_sha256=None if record.value is None else hashlib.sha256(record.value).hexdigest(),
+        key_truncated=key_truncated,
+        replayed=record.replayed,
     )
+
+
+@dataclass
+class ReplaySelection:
+    """Which dead letters a replay re-publishes, and which it leaves and why."""
+
+    send: list[DeadLetter] = field(default_factory=list)
+    permanent: dict[str, int] = field(default_factory=dict)  # reason -> letters skipped as bound to fail again
+    truncated: list[DeadLetter] = field(default_factory=list)  # no longer hold their message
+    unselected: int = 0  # another reason than the one asked for
+
+
+def select_for_replay(
+    letters: Iterable[DeadLetter], reason: str | None = None, include_permanent: bool = False
+) -> ReplaySelection:
+    """Pure: the letters a replay re-publishes.
+
+    A letter cut to fit the DLQ is never re-published (its start is not the message). Without a
+    ``reason``, a letter whose reason is in ``PERMANENT_REASONS`` is left unless
+    ``include_permanent``: the same bytes would be dead-lettered again, and again by each replay.
+    Naming its reason is asking for it.
+    """
+    selection = ReplaySelection()
+    for letter in letters:
+        if reason is not None and letter.reason != reason:
+            selection.unselected += 1
+        elif letter.replay_refusal() is not None:
+            selection.truncated.append(letter)
+        elif reason is None and not include_permanent and letter.reason in PERMANENT_REASONS:
+            selection.permanent[letter.reason] = selection.permanent.get(letter.reason, 0) + 1
+        else:
+            selection.send.append(letter)
+    return selection
 
 
 # (key, value, headers) of one message for ``KafkaSender.send``.
@@ -97,42 +227,152 @@ class DeliveryError(RuntimeError):
     """The broker did not confirm some messages; the caller retries the whole send."""
 
 
+@dataclass
+class _Attempt:
+    """Where each message of one ``send`` request stands, across the caller's retries of it.
+
+    Delivery reports land here whenever librdkafka serves them, also during a later call: a
+    message still in flight when a call gave up is waited for, not produced a second time.
+    """
+
+    fingerprint: bytes
+    confirmed: set[int] = field(default_factory=set)
+    waiting: set[int] = field(default_factory=set)  # in the producer, no delivery report yet
+    errors: dict[int, Any] = field(default_factory=dict)  # index -> KafkaError of its last refusal
+    smaller: set[int] = field(default_factory=set)  # refused as too large: sent as the smaller form
+    copies: dict[int, int] = field(default_factory=dict)  # index -> number of its latest produce
+
+    def produced(self, index: int) -> int:
+        self.copies[index] = self.copies.get(index, 0) + 1
+        self.errors.pop(index, None)
+        self.waiting.add(index)
+        return self.copies[index]
+
+    def report(self, index: int, copy: int, error: Any) -> None:
+        if copy != self.copies.get(index):
+            return  # a copy given up on (a replaced producer's): the latest one decides
+        self.waiting.discard(index)
+        if error is None:
+            self.confirmed.add(index)
+            self.errors.pop(index, None)
+        else:
+            self.errors[index] = error
+
+
+def _fingerprint(topic: str, messages: Sequence[Outgoing]) -> bytes:
+    digest = hashlib.sha256(topic.encode())
+    for key, value, headers in messages:
+        for part in (key, value, *(f"{k}={v!r}".encode() for k, v in sorted(headers.items()))):
+            digest.update(b"-" if part is None else len(part).to_bytes(8, "big") + part)
+        digest.update(b"|")
+    return digest.digest()
+
+
+def _too_large(error: Any) -> bool:
+    from confluent_kafka import KafkaError
+
+    return bool(error.code() in (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE))
+
+
 class KafkaSender:
     """A confluent-kafka producer that sends a list and waits until every message is confirmed.
 
     Used for dead letters from the worker thread and by ``dlq replay``; blocking on purpose:
-    the batch is acknowledged only after its dead letters are durable.
+    the batch is acknowledged only after its dead letters are durable. A failed ``send`` leaves
+    nothing queued behind it, and the caller's retry of the same list sends only what the
+    broker has not confirmed: a broker that comes back gets each message once.
     """
 
     def __init__(self, settings: KafkaSettings, flush_timeout: float = 30.0) -> None:
         from confluent_kafka import Producer
 
-        self._producer = Producer(settings.producer_config())
+        self._config = settings.producer_config()
+        self._producer = Producer(self._config)
         self._flush_timeout = flush_timeout
+        self._attempt: _Attempt | None = None
 
-    def send(self, topic: str, messages: Sequence[Outgoing]) -> None:
-        errors: list[str] = []
+    def send(self, topic: str, messages: Sequence[Outgoing], smaller: Sequence[Outgoing] | None = None) -> None:
+        """Send every message and wait for the broker's confirmation of each; else ``DeliveryError``.
 
-        def on_delivery(err: Any, _msg: Any) -> None:
-            if err is not None:
-                errors.append(str(err))
-
-        for key, value, headers in messages:
-            while True:
-                try:
-                    self._producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
-                    break
-                except BufferError:
-                    self._producer.poll(0.1)
-        remaining = self._producer.flush(self._flush_timeout)
-        if remaining or errors:
-            raise DeliveryError(f"{remaining} unconfirmed, {len(errors)} failed: {errors[:3]}")
+        A message the producer or the broker refuses as too large is sent as its counterpart in
+        ``smaller`` when there is one: that refusal is permanent, retrying the same bytes would
+        fail for ever.
+        """
+        fingerprint = _fingerprint(topic, messages)
+        if self._attempt is None or self._attempt.fingerprint != fingerprint:
+            self._attempt = _Attempt(fingerprint)  # a new request: an abandoned one's reports no longer matter
+        attempt = self._attempt
+        while True:
+            for index in range(len(messages)):
+                if index not in attempt.confirmed and index not in attempt.waiting:
+                    chosen = smaller[index] if smaller is not None and index in attempt.smaller else messages[index]
+                    self._produce(topic, index, chosen, attempt)
+            if self._producer.flush(self._flush_timeout):
+                self._purge(in_flight=False)  # still queued: dropped, sent again on the next call
+            self._recreate_after_fatal(attempt)
+            too_large = {i for i, error in attempt.errors.items() if _too_large(error) and i not in attempt.smaller}
+            if smaller is None or not too_large:
+                break
+            for index in sorted(too_large):
+                log.warning(
+                    "message %d to %s refused as too large (%s): sending its smaller form",
+                    index,
+                    topic,
+                    attempt.errors[index],
+                )
+            attempt.smaller |= too_large
+        unconfirmed = len(messages) - len(attempt.confirmed)
+        if unconfirmed:
+            failed = [f"{error.name()}: {error.str()}" for error in attempt.errors.values()]
+            raise DeliveryError(
+                f"{unconfirmed} of {len(messages)} not confirmed within {self._flush_timeout:g} s "
+                f"({len(attempt.waiting)} still in flight), "
+                f"{len(failed)} failed: {failed[:3]}"
+            )
+        self._attempt = None
 
     def send_dead_letters(self, topic: str, letters: Sequence[DeadLetter]) -> None:
+        """Each letter whole, or without the original's bytes when the broker cannot take it whole."""
         self.send(
-            topic,
-            [(letter.original_key(), letter.to_json(), {"reason": letter.reason.encode()}) for letter in letters],
+            topic, [letter.to_message() for letter in letters], [letter.stripped().to_message() for letter in letters]
         )
+
+    def _produce(self, topic: str, index: int, message: Outgoing, attempt: _Attempt) -> None:
+        from confluent_kafka import KafkaException
+
+        key, value, headers = message
+        copy = attempt.produced(index)
+        while True:
+            try:
+                self._producer.produce(
+                    topic,
+                    key=key,
+                    value=value,
+                    headers=headers,
+                    on_delivery=lambda error, _msg: attempt.report(index, copy, error),
+                )
+                return
+            except BufferError:
+                self._producer.poll(0.1)
+            except KafkaException as exc:  # refused before it was queued, e.g. over message.max.bytes
+                attempt.report(index, copy, exc.args[0])
+                return
+
+    def _purge(self, in_flight: bool) -> None:
+        """Drop what the producer still holds; the delivery reports of the dropped messages are served."""
+        self._producer.purge(in_queue=True, in_flight=in_flight, blocking=True)
+        self._producer.poll(0)
+
+    def _recreate_after_fatal(self, attempt: _Attempt) -> None:
+        """A fatal error (the idempotent producer lost its guarantees) makes the producer unusable for good."""
+        from confluent_kafka import KafkaError, Producer
+
+        if not any(error.fatal() or error.code() == KafkaError._FATAL for error in attempt.errors.values()):
+            return
+        log.warning("dead-letter producer hit a fatal error, starting a new one: %s", list(attempt.errors.values())[:1])
+        self._purge(in_flight=True)  # everything it held fails, so the next call sends it again
+        attempt.waiting.clear()  # the old producer is never polled again: nothing of it is still pending
+        self._producer = Producer(self._config)
 
 
 class DeadLetterReader:

@@ -222,7 +222,7 @@ class BatchProcessor:
 
         retrying = Retrying(
             retry=retry_if_exception(lambda exc: not isinstance(exc, AbandonedError)),
-            wait=wait_exponential_jitter(initial=self.retry_initial, max=self.retry_max),
+            wait=wait_exponential_jitter(multiplier=self.retry_initial, max=self.retry_max),
             stop=lambda _state: self.abandon.is_set(),
             sleep=self._sleep,
             before_sleep=before_sleep,

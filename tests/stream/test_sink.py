@@ -207,10 +207,10 @@ def test_rescore_brings_every_row_to_the_new_version_and_resumes_where_it_stoppe
     PostgresSink(engine).write(_rows(30))
     new = LexiconScorer(model_version="lexicon-2")
 
-    assert rescore_rows(engine, new, batch_size=8, limit=10) == 10
+    assert rescore_rows(engine, new, batch_size=8, limit=10).rescored == 10
     assert pending_rows(engine, "lexicon-2") == 20
-    assert rescore_rows(engine, new, batch_size=8) == 20
-    assert rescore_rows(engine, new, batch_size=8) == 0
+    assert rescore_rows(engine, new, batch_size=8).rescored == 20
+    assert rescore_rows(engine, new, batch_size=8).rescored == 0
 
     rows = fetch_rows(database_url)
     assert {r["model_version"] for r in rows} == {"lexicon-2"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import signal
@@ -20,7 +21,7 @@ from core.config import KafkaSettings, ModelSettings
 from core.db import sqlalchemy_url
 from core.messages import parse_message
 from model.scorer import load_scorer
-from stream.dlq import DeadLetter
+from stream.dlq import MAX_EMBEDDED_BYTES, DeadLetter
 from tests.fixtures.kafka import consume_all
 from tests.fixtures.stream import (
     EXPLODE,
@@ -167,11 +168,12 @@ def test_poison_messages_go_to_the_dlq_with_their_reason_and_good_traffic_is_sco
     letters = [DeadLetter.from_json(value or b"") for _, value, _ in dlq]
 
     assert sorted(r["review_key"] for r in fetch_rows(database_url)) == sorted(r.review_key for r in reviews)
-    by_value = {letter.original_value(): letter for letter in letters}
+    by_value = {letter.value_sha256: letter for letter in letters}  # a long one holds only its first 64 KiB
     assert len(letters) == len(poison)
     for reason, key, value in poison:
-        letter = by_value[value]
+        letter = by_value[None if value is None else hashlib.sha256(value).hexdigest()]
         assert letter.reason == reason, (reason, letter)
+        assert letter.value_truncated == (len(value or b"") > MAX_EMBEDDED_BYTES)
         assert letter.original_key() == key
         assert letter.error
         assert (letter.topic, letter.offset >= 0) == (kafka_settings.topic, True)
@@ -231,20 +233,20 @@ def test_dlq_replay_sends_each_dead_letter_once_unless_asked_to_start_over(kafka
         assert result.exit_code == 0, (result.output, result.exception)
         return result.output
 
-    _letters(kafka_settings, ["invalid", "scoring_failed"], 0)
+    _letters(kafka_settings, ["db_rejected", "scoring_failed"], 0)
     assert "replayed 2 dead letters" in replay()
     assert "replayed 0 dead letters" in replay()  # nothing new: nothing sent twice
 
-    _letters(kafka_settings, ["invalid"], 2)
+    _letters(kafka_settings, ["db_rejected"], 2)
     assert "replayed 1 dead letters" in replay()
     # Each --reason selection keeps its own position; --from-beginning starts over.
-    assert "replayed 2 dead letters" in replay("--reason", "invalid")
-    assert "replayed 0 dead letters" in replay("--reason", "invalid")
+    assert "replayed 2 dead letters" in replay("--reason", "db_rejected")
+    assert "replayed 0 dead letters" in replay("--reason", "db_rejected")
     assert "replayed 3 dead letters" in replay("--from-beginning")
 
     published = read_topic(kafka_settings, 8, timeout=5)
-    every_one, the_invalid_ones = [b"k0", b"k1", b"k2"], [b"k0", b"k2"]
-    assert sorted(key or b"" for key, _ in published) == sorted([*every_one, *the_invalid_ones, *every_one])
+    every_one, the_rejected_ones = [b"k0", b"k1", b"k2"], [b"k0", b"k2"]
+    assert sorted(key or b"" for key, _ in published) == sorted([*every_one, *the_rejected_ones, *every_one])
 
 
 def test_dlq_show_lists_dead_letters_and_replay_of_a_fixed_one_gets_it_scored(

@@ -1,0 +1,106 @@
+"""``dlq replay`` re-publishes only what can succeed, ``dlq show`` says where a letter came from."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from core.config import KafkaSettings
+from stream.dlq import DeadLetter, KafkaSender, dead_letter
+from stream.records import Record, Rejected
+from tests.fixtures.api import read_topic
+from tests.fixtures.kafka import consume_all
+from tests.fixtures.stream import EXPLODE, cli_app, produce
+
+pytestmark = pytest.mark.integration
+
+
+def _send_letters(kafka: KafkaSettings, letters: list[tuple[str, int, bytes]], replayed: bool = False) -> None:
+    """Dead letters (reason, offset, value) straight onto the DLQ topic, as a worker would have sent them."""
+    records = [
+        Record(kafka.topic, 0, offset, f"k{offset}".encode(), value, None, replayed) for _, offset, value in letters
+    ]
+    rejected = [Rejected(record, reason, "x") for record, (reason, _, _) in zip(records, letters, strict=True)]
+    KafkaSender(kafka).send_dead_letters(kafka.dlq_topic, [dead_letter(r) for r in rejected])
+
+
+def _replay(*options: str) -> str:
+    result = CliRunner().invoke(cli_app(), ["dlq", "replay", "--idle-timeout", "1", *options])
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.output
+
+
+def test_replay_skips_letters_the_same_bytes_would_fail_again_and_says_how_to_send_them(
+    kafka_settings: KafkaSettings,
+) -> None:
+    _send_letters(kafka_settings, [("bad_json", 0, b"{"), ("invalid", 1, b"{}"), ("scoring_failed", 2, b"{}")])
+
+    first = _replay()
+    again = _replay()
+
+    assert "replayed 1 dead letters" in first
+    assert "skipped 2 dead letters whose reason the same message always gets again (bad_json 1, invalid 1)" in first
+    assert "--include-permanent" in first
+    assert "replayed 0 dead letters" in again  # nothing sent twice
+    assert "skipped" not in again
+    assert "replayed 1 dead letters" in _replay("--reason", "bad_json")  # asked for by name
+    assert "replayed 3 dead letters" in _replay("--include-permanent")
+    assert "replayed 0 dead letters" in _replay("--include-permanent")
+    published = read_topic(kafka_settings, 10, timeout=3)
+    assert sorted(key or b"" for key, _ in published) == [b"k0", b"k0", b"k1", b"k2", b"k2"]
+
+
+def test_a_letter_cut_to_fit_the_dlq_is_never_replayed_as_its_message(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    _send_letters(kafka_settings, [("too_large", 0, os.urandom(300_000)), ("scoring_failed", 1, b"{}")])
+
+    replayed = _replay("--include-permanent")
+    shown = CliRunner().invoke(cli_app(), ["dlq", "show", "--json", "--idle-timeout", "1"])
+    (cut,) = [line for line in shown.stdout.splitlines() if '"too_large"' in line]
+    letters = tmp_path / "letters.jsonl"
+    letters.write_text(cut + "\n")
+    from_file = CliRunner().invoke(cli_app(), ["dlq", "replay", "--file", str(letters)])
+
+    assert "replayed 1 dead letters" in replayed
+    assert "skipped 1 dead letters that no longer hold their message" in replayed
+    assert "of the message's 300,000 bytes (sha256 " in replayed
+    assert from_file.exit_code == 2, from_file.output
+    assert f"error: cannot replay {kafka_settings.topic}[0]@0" in from_file.output
+    assert [key for key, _ in read_topic(kafka_settings, 10, timeout=3)] == [b"k1"]
+
+
+def test_dlq_show_marks_a_letter_whose_message_came_from_a_replay_and_a_cut_value(
+    kafka_settings: KafkaSettings,
+) -> None:
+    _send_letters(kafka_settings, [("scoring_failed", 0, b"{}")], replayed=True)
+    _send_letters(kafka_settings, [("too_large", 1, b"y" * 300_000)])
+
+    shown = CliRunner().invoke(cli_app(), ["dlq", "show", "--idle-timeout", "1"])
+
+    assert shown.exit_code == 0, shown.output
+    assert f"{kafka_settings.topic}[0]@0" in shown.output
+    assert "scoring_failed (replayed): x" in shown.output
+    assert "too_large: x\n    utf-8, cut from 300,000 bytes, sha256 " in shown.output
+
+
+def test_a_replayed_message_that_fails_again_comes_back_marked_as_from_a_replay(
+    start_worker: Any, kafka_settings: KafkaSettings
+) -> None:
+    start_worker()
+    doomed = json.dumps({"text": f"{EXPLODE} again", "source": "test", "review_id": "r1"}).encode()
+    produce(kafka_settings, [(b"test:r1", doomed)])
+    consume_all(kafka_settings, kafka_settings.dlq_topic, 1)
+
+    assert "replayed 1 dead letters" in _replay()
+
+    letters = [DeadLetter.from_json(v or b"") for _, v, _ in consume_all(kafka_settings, kafka_settings.dlq_topic, 2)]
+    assert [(letter.reason, letter.replayed) for letter in letters] == [
+        ("scoring_failed", False),
+        ("scoring_failed", True),
+    ]
