@@ -88,6 +88,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", "2")))
     parser.add_argument("--compile", action="store_true", help="Also time torch.compile (slow to warm up).")
     parser.add_argument("--charcnn", action="store_true", help="Also time an (untrained) paper-size char-CNN.")
+    parser.add_argument(
+        "--int8-batched", action="store_true", help="Also time int8 in padded batches (the pre-2026-12-02 Scorer)."
+    )
     options = parser.parse_args()
 
     import torch
@@ -138,7 +141,14 @@ def main() -> None:
         )
     if "onnx-int8" in card.variants:
         int8 = options.model / card.variants["onnx-int8"]
-        measure("ONNX Runtime int8, Scorer", load_scorer(options.model, settings("onnx-int8")), size_mb(int8))
+        shipped = load_scorer(options.model, settings("onnx-int8"))
+        measure("ONNX Runtime int8, Scorer (one review per pass)", shipped, size_mb(int8))
+        if options.int8_batched:
+            from model.onnx_runtime import OnnxScorer
+
+            limits = {"max_length": shipped.max_length, "max_batch_tokens": shipped.max_batch_tokens}
+            batched = OnnxScorer(options.model, card, int8, options.threads, row_wise=False, **limits)
+            measure("ONNX Runtime int8, padded batches (neighbour-dependent)", batched, size_mb(int8))
     if options.charcnn:
         from model.charcnn import CharCNN, CharCNNConfig, CharCNNScorer, save_charcnn
 

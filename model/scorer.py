@@ -13,7 +13,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -151,7 +151,7 @@ def load_scorer(path: Path | None = None, settings: ModelSettings | None = None)
     card = read_card(directory)
     device, variant = resolve_variant(card, settings.device, settings.variant)
     threads = settings.num_threads or None
-    limits = {
+    limits: dict[str, Any] = {
         "max_length": settings.max_length,
         "max_batch_size": settings.max_batch_size,
         "max_batch_tokens": settings.max_batch_tokens or default_batch_tokens(device),

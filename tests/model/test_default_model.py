@@ -31,6 +31,17 @@ def test_the_default_scorer_tells_praise_from_complaints() -> None:
     assert praise.model_version == read_card(DEFAULT_ARTIFACT).version
 
 
+def test_a_reviews_int8_score_does_not_depend_on_the_reviews_batched_with_it() -> None:
+    # Dynamic int8 scales activations per tensor: batched, neighbours and padding moved scores.
+    scorer = load_scorer()
+    review = "The zip broke after two washes, but the colour is nice and it fits well."
+    neighbours = ["Love it!", "word " * 120, "Runs small; returned it for a larger size, which fits."]
+    alone = scorer.predict([review])[0]
+    for batch in ([review, *neighbours], [*neighbours, review], [review] * 3):
+        together = scorer.predict(batch)[batch.index(review)]
+        assert together == alone
+
+
 def test_the_light_tokenizer_gives_the_same_ids_as_transformers() -> None:
     from transformers import AutoTokenizer
 
