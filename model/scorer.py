@@ -21,6 +21,8 @@ import numpy.typing as npt
 from model.artifact import FP32_FILE, ONNX_INT8_FILE, ArtifactError, ModelCard, read_card
 from model.base import Score
 from model.batching import plan_batches
+from model.data import clean_text
+from model.gpu import torchao_available
 from model.scoring import scores_from_probs, softmax
 
 if TYPE_CHECKING:
@@ -61,14 +63,14 @@ class BatchedScorer(ABC):
         """Logits of shape (len(batch), num_labels) for one sub-batch, padded by the backend."""
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        return [len(ids) for ids in self.encode(texts)]
+        return [len(ids) for ids in self.encode(model_inputs(texts))]
 
     def logits(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Uncalibrated logits in input order (evaluation fits the temperature on these)."""
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        if not texts:
+        if len(texts) == 0:
             return out
-        ids = self.encode(texts)
+        ids = self.encode(model_inputs(texts))
         for batch in plan_batches([len(x) for x in ids], self.max_batch_tokens, self.max_batch_size):
             out[batch] = self.forward([ids[i] for i in batch])
         return out
@@ -77,12 +79,19 @@ class BatchedScorer(ABC):
         return softmax(self.logits(texts), self.card.temperature)
 
     def predict(self, texts: Sequence[str]) -> list[Score]:
-        if not texts:
+        if len(texts) == 0:  # also for a NumPy array or a pandas Series of texts
             return []
         return scores_from_probs(self.probabilities(texts), self.labels, self.model_version)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.model_version}, variant={self.variant}, device={self.device})"
+
+
+def model_inputs(texts: Sequence[str]) -> list[str]:
+    """The texts as training saw them (``model.data.clean_text``: HTML unescaped, control and
+    zero-width characters dropped): producers other than the crawler send them raw, and
+    ``&#39;`` or ``&lt;3`` must not score differently from ``'`` and ``<3``."""
+    return [clean_text(str(text)) for text in texts]
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -120,8 +129,10 @@ def resolve_variant(card: ModelCard, device: str, variant: str) -> tuple[str, st
     if device == "auto":
         device = "cuda" if torch_weights and cuda_available() else "cpu"
     if variant == "auto":
-        if device == "cuda":
+        if device == "cuda" and torch_weights:
             return device, "bf16"
+        if device == "cuda":
+            log.warning("MODEL_DEVICE=cuda, but the artifact has no torch weights (%s): scoring on CPU", sorted(have))
         if "onnx-int8" in have:
             return "cpu", "onnx-int8"
         if torch_weights and card.architecture == "transformer" and cpu_has_fast_bf16():
@@ -139,6 +150,8 @@ def resolve_variant(card: ModelCard, device: str, variant: str) -> tuple[str, st
         raise ArtifactError(f"variant {variant} needs the fp32 weights ({FP32_FILE}); artifact has {sorted(have)}")
     if variant in {"cuda-int8", "cuda-fp8"} and device != "cuda":
         raise ArtifactError(f"variant {variant} needs a CUDA device")
+    if variant in {"cuda-int8", "cuda-fp8"} and not torchao_available():
+        raise ArtifactError(f"variant {variant} needs torchao: pip install 'reviewscore[gpu]'")
     return device, variant
 
 

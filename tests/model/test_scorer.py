@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.config import ModelSettings
-from model import BatchedScorer, Scorer, load_scorer, read_card
+from model import BatchedScorer, ModelCard, Scorer, load_scorer, read_card
 from model.base import LABELS_3
 
 REVIEWS = [
@@ -118,3 +118,37 @@ def test_a_directory_without_a_card_is_rejected(tmp_path: Path) -> None:
 
     with pytest.raises(ArtifactError, match=r"model_card\.json"):
         load_scorer(tmp_path)
+
+
+def test_raw_producer_text_scores_as_the_clean_text_training_saw(tiny_scorer: BatchedScorer) -> None:
+    raw = ["I don&#39;t love it &amp; won&#39;t buy again", "great\u200b value\x07 &lt;3"]
+    clean = ["I don't love it & won't buy again", "great value <3"]
+    assert tiny_scorer.predict(raw) == tiny_scorer.predict(clean)
+    assert tiny_scorer.count_tokens(raw) == tiny_scorer.count_tokens(clean)
+
+
+def test_texts_may_come_as_an_array(tiny_scorer: BatchedScorer) -> None:
+    import numpy as np
+
+    texts = np.array(["love it great", "awful broken"])
+    assert tiny_scorer.predict(texts) == tiny_scorer.predict(list(texts))  # type: ignore[arg-type]
+    assert tiny_scorer.predict(np.array([], dtype=str)) == []  # type: ignore[arg-type]
+
+
+def test_auto_on_a_gpu_with_an_int8_only_artifact_scores_on_cpu_instead_of_failing() -> None:
+    from model.scorer import resolve_variant
+
+    int8_only = ModelCard(architecture="transformer", labels=list(LABELS_3), max_length=128)
+    int8_only.variants = {"onnx-int8": "model.int8.onnx"}
+    assert resolve_variant(int8_only, "cuda", "auto") == ("cpu", "onnx-int8")
+
+
+def test_the_gpu_int8_and_fp8_variants_say_they_need_torchao(monkeypatch: pytest.MonkeyPatch) -> None:
+    from model import ArtifactError, scorer
+
+    card = ModelCard(architecture="transformer", labels=list(LABELS_3), max_length=128)
+    card.variants = {"fp32": "model.safetensors"}
+    monkeypatch.setattr(scorer, "torchao_available", lambda: False)
+    for variant in ("cuda-int8", "cuda-fp8"):
+        with pytest.raises(ArtifactError, match="torchao"):
+            scorer.resolve_variant(card, "cuda", variant)
