@@ -54,7 +54,9 @@ class StreamSettings(BaseSettings):
     )
     retry_initial: float = Field(default=0.2, gt=0, description="First backoff of a transient failure (s).")
     retry_max: float = Field(default=10.0, gt=0, description="Longest backoff between retries (s).")
-    web_port: int = Field(default=6066, ge=0, le=65535, description="Port of the worker's /metrics, /healthz and /livez.")
+    web_port: int = Field(
+        default=6066, ge=0, le=65535, description="Port of the worker's /metrics, /healthz and /livez."
+    )
     web_host: str = Field(default="127.0.0.1", description="Bind address of the worker's metrics server.")
     max_sub_batch: int = Field(default=64, ge=1, description="Most reviews in one model call within a batch.")
     commit_interval: float = Field(
