@@ -7,10 +7,14 @@ Heavy imports (torch, transformers, onnxruntime) happen inside the commands so `
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from model.data import DataSource, LabelScheme
 
 
 def register(app: typer.Typer) -> None:
@@ -96,6 +100,13 @@ def eval_command(
     label_column: Annotated[str, typer.Option(help="Column holding the label.")] = "label",
     stars_column: Annotated[str | None, typer.Option(help="Use 1-5 stars from this column instead.")] = None,
     scheme: Annotated[str | None, typer.Option(help="Evaluate as binary or stars3 (default: the file's).")] = None,
+    source_scheme: Annotated[
+        str | None,
+        typer.Option(
+            help="How the file's integer labels are coded: binary (0 negative, 1 positive) or stars3 "
+            "(0 negative, 1 neutral, 2 positive). Default: inferred from the whole file's labels."
+        ),
+    ] = None,
     variant: Annotated[str, typer.Option(help="auto, fp32, bf16, onnx-int8.")] = "auto",
     output: Annotated[Path | None, typer.Option(help="Directory for eval JSON + confusion PNG.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate the first N rows only.")] = None,
@@ -103,18 +114,21 @@ def eval_command(
     """Accuracy, macro-F1, per-class precision/recall, confusion matrix and calibration on a labeled file."""
     from core.config import ModelSettings
     from model.artifact import ArtifactError
-    from model.data import DataError, DataSource, infer_scheme, read_rows, to_labeled
+    from model.data import DataError, DataSource, parse_scheme, read_rows, to_labeled
     from model.evaluate import evaluate_scorer, save_report
     from model.scorer import load_scorer
 
     try:
         settings = ModelSettings.model_validate({"variant": variant})
+        target = parse_scheme(scheme) if scheme else None
+        source = DataSource(
+            str(file), text_column, label_column, stars_column, parse_scheme(source_scheme) if source_scheme else None
+        )
         scorer = load_scorer(model_dir, settings)
-        rows = read_rows(file)[:limit] if limit else read_rows(file)
-        source = DataSource(str(file), text_column, label_column, stars_column)
-        if scheme is None:
-            scheme = "stars3" if stars_column or not rows else infer_scheme(r[label_column] for r in rows)
-        data = to_labeled(rows, source, scheme)  # type: ignore[arg-type]
+        rows = read_rows(file)
+        if source.source_scheme is None and stars_column is None:
+            source = replace(source, source_scheme=_file_scheme(rows, source))
+        data = to_labeled(rows[:limit] if limit else rows, source, target or source.source_scheme or "stars3")
         report = evaluate_scorer(scorer, data)
     except (ArtifactError, DataError, KeyError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -122,10 +136,31 @@ def eval_command(
     report["model_version"] = scorer.model_version
     report["variant"] = scorer.variant
     report["file"] = str(file)
+    report["skipped"] = data.sources[0]["skipped"]
     if output:
         paths = save_report(report, output, name=file.stem)
         typer.echo(f"wrote {paths['json']} and {paths['png']}", err=True)
     typer.echo(json.dumps(report, indent=2))
+
+
+def _file_scheme(rows: list[dict[str, Any]], source: DataSource) -> LabelScheme:
+    """The scheme of the whole file's labels (not of a --limit slice), with a warning when 0/1 could be either.
+
+    A three-class file whose rows hold no neutral label looks binary; read as binary its 1s
+    would become positive, so the user is told how to say otherwise.
+    """
+    from model.data import check_columns, infer_scheme, present_labels
+
+    column = check_columns(rows, source)
+    labels = present_labels(row.get(column) for row in rows)
+    inferred = infer_scheme(labels)
+    if labels <= {"0", "1"}:
+        typer.echo(
+            f"warning: label scheme inferred as binary from values {sorted(labels)} (1 = positive); "
+            "pass --source-scheme stars3 if 1 means neutral",
+            err=True,
+        )
+    return inferred
 
 
 def quantize_command(

@@ -10,6 +10,7 @@ import csv
 import hashlib
 import html
 import json
+import math
 import random
 import re
 import unicodedata
@@ -17,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from model.base import LABELS_2, LABELS_3
 
@@ -34,7 +35,14 @@ _LABEL_ALIASES = {
     "pos": "positive",
     "positive": "positive",
     "good": "positive",
+    # A boolean label column (``recommended``, ``is_positive``) says positive or not.
+    "true": "positive",
+    "false": "negative",
 }
+# What a label cell holds when it holds nothing: CSV blanks, and what str() makes of NaN/None.
+_MISSING_LABELS = {"", "nan", "none", "null"}
+# csv's default cap is 131,072 characters per field; a long review must not stop a whole file.
+_CSV_FIELD_LIMIT = 2**31 - 1
 _CONTROL = re.compile(r"[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f\u200b\ufeff]")
 _SPACES = re.compile(r"\s+")
 
@@ -56,6 +64,11 @@ class DataSource:
     # Cap on examples kept per class (class-balanced subsample), None: all.
     max_per_class: int | None = None
     name: str | None = None
+
+    def __post_init__(self) -> None:
+        """A misspelt scheme in a config or option fails here, by name, not as a KeyError while loading."""
+        if self.source_scheme is not None:
+            parse_scheme(self.source_scheme)
 
     @property
     def display_name(self) -> str:
@@ -94,17 +107,51 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
         raise DataError(f"{file}: no such file")
     suffix = file.suffix.lower()
     if suffix in {".csv", ".tsv"}:
-        with file.open(newline="", encoding="utf-8") as handle:
-            return list(csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ","))
+        return _read_csv(file, "\t" if suffix == ".tsv" else ",")
     if suffix in {".jsonl", ".ndjson", ".json"}:
-        with file.open(encoding="utf-8") as handle:
-            return [json.loads(line) for line in handle if line.strip()]
+        return _read_json_lines(file)
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
         rows: list[dict[str, Any]] = pq.read_table(file).to_pylist()
         return rows
     raise DataError(f"{file}: unsupported format {suffix!r} (csv, tsv, jsonl, parquet)")
+
+
+def _read_csv(file: Path, delimiter: str) -> list[dict[str, Any]]:
+    """``utf-8-sig`` because spreadsheet exports start with a BOM that would otherwise rename the first column.
+
+    The field-size cap is process-wide, so it is raised only while this file is read. Rows are
+    numbered as ``to_labeled`` numbers them: data rows from 1.
+    """
+    previous = csv.field_size_limit(_CSV_FIELD_LIMIT)
+    try:
+        with file.open(newline="", encoding="utf-8-sig") as handle:
+            rows: list[dict[str, Any]] = []
+            try:
+                rows.extend(csv.DictReader(handle, delimiter=delimiter))
+            except csv.Error as exc:
+                raise DataError(f"{file}: row {len(rows) + 1}: {exc}") from exc
+            return rows
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _read_json_lines(file: Path) -> list[dict[str, Any]]:
+    """One JSON object per line; a bad line is named, so a large file can be fixed where it broke."""
+    rows: list[dict[str, Any]] = []
+    with file.open(encoding="utf-8-sig") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{file}: line {number}: not JSON ({exc.msg})") from exc
+            if not isinstance(row, dict):
+                raise DataError(f"{file}: line {number}: expected a JSON object, got {type(row).__name__}")
+            rows.append(row)
+    return rows
 
 
 def _read_hub(name: str) -> list[dict[str, Any]]:
@@ -139,6 +186,13 @@ def clean_text(text: str) -> str:
     return _SPACES.sub(" ", _CONTROL.sub("", text)).strip()
 
 
+def parse_scheme(value: str) -> LabelScheme:
+    """A scheme name from a user (CLI option, config) as a ``LabelScheme``, or a DataError listing the choices."""
+    if value not in SCHEMES:
+        raise DataError(f"unknown label scheme {value!r} (choose from {', '.join(SCHEMES)})")
+    return cast(LabelScheme, value)
+
+
 def stars_to_label(stars: int, scheme: LabelScheme) -> str | None:
     """1-2 stars negative, 3 neutral (dropped for binary), 4-5 positive."""
     if not 1 <= stars <= 5:
@@ -150,26 +204,82 @@ def stars_to_label(stars: int, scheme: LabelScheme) -> str | None:
     return "positive"
 
 
+def parse_stars(value: Any) -> int | None:
+    """A star rating as an int; None outside 1-5, so one 0 or 10 is a skipped row rather than a failed file."""
+    try:
+        number = float(str(value).strip())
+    except ValueError as exc:
+        raise DataError(f"stars must be a number, got {value!r}") from exc
+    if not 1 <= number <= 5:
+        return None
+    return int(number)
+
+
+def is_missing(value: Any) -> bool:
+    """None, NaN and blank cells: how CSV, pandas-written JSON lines and Parquet say "no value".
+
+    pandas writes a label column that has any NaN as floats (0.0, 1.0, NaN), so NaN must read as
+    a gap, not as a label.
+    """
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    return isinstance(value, str) and value.strip().lower() in _MISSING_LABELS
+
+
+def normalize_label(value: Any) -> str | None:
+    """A raw label as one comparable token: None when missing; 1, 1.0 and "1.0" all "1"; names canonical.
+
+    Booleans are names (True positive), not indices, so they never depend on the scheme.
+    """
+    if is_missing(value):
+        return None
+    if isinstance(value, bool):
+        return "positive" if value else "negative"
+    raw = str(value).strip().lower()
+    if raw in _LABEL_ALIASES:
+        return _LABEL_ALIASES[raw]
+    try:
+        number = float(raw)
+    except ValueError:
+        return raw
+    return str(int(number)) if number.is_integer() else raw
+
+
+def present_labels(values: Iterable[Any]) -> set[str]:
+    """The distinct normalised labels among ``values``, missing ones left out."""
+    return {label for label in map(normalize_label, values) if label is not None}
+
+
 def infer_scheme(values: Iterable[Any]) -> LabelScheme:
-    """Integer labels 0/1 are binary, 0/1/2 three-class; label names decide by themselves."""
-    seen = {str(value).strip().lower() for value in values}
+    """Integer labels 0/1 are binary, 0/1/2 three-class; label names decide by themselves.
+
+    Only present labels count: a blank or NaN cell says nothing about the scheme. 0/1 alone is
+    also what a three-class file without neutral rows looks like; callers that can tell the user
+    should (``reviewscore eval`` warns), and ``DataSource.source_scheme`` settles it.
+    """
+    seen = present_labels(values)
+    if not seen:
+        raise DataError("cannot infer the label scheme: no labels")
     if seen <= {"0", "1"}:
         return "binary"
     if seen <= {"0", "1", "2"}:
         return "stars3"
-    names = {_LABEL_ALIASES.get(value) for value in seen}
-    if None not in names:
-        return "stars3" if "neutral" in names else "binary"
+    if seen <= set(LABELS_3):
+        return "stars3" if "neutral" in seen else "binary"
     raise DataError(f"cannot infer the label scheme from values {sorted(seen)[:10]}")
 
 
 def label_name(value: Any, source_scheme: LabelScheme) -> str:
     """A raw label value (index in the source scheme, or a name) as a canonical label name."""
-    raw = str(value).strip().lower()
-    if raw in _LABEL_ALIASES:
-        return _LABEL_ALIASES[raw]
+    label = normalize_label(value)
+    if label is None:
+        raise DataError("missing label")
+    if label in LABELS_3:
+        return label
     try:
-        index = int(float(raw))
+        index = int(label)
     except ValueError as exc:
         raise DataError(f"unknown label {value!r}") from exc
     names = SCHEMES[source_scheme]
@@ -183,38 +293,67 @@ def map_label(name: str, target: Sequence[str]) -> int | None:
     return target.index(name) if name in target else None
 
 
-def to_labeled(rows: Sequence[dict[str, Any]], source: DataSource, scheme: LabelScheme, seed: int = 42) -> LabeledData:
-    """Map rows onto ``scheme``: clean, drop empties and unmappable labels, dedupe, optionally subsample."""
-    target = SCHEMES[scheme]
+def check_columns(rows: Sequence[dict[str, Any]], source: DataSource) -> str:
+    """The label (or stars) column to read, once the file is known to have it and the text column."""
     if not rows:
         raise DataError(f"{source.path}: no rows")
     columns = set(rows[0])
     if source.text_column not in columns:
         raise DataError(f"{source.path}: no text column {source.text_column!r} (columns: {sorted(columns)})")
-    use_stars = source.stars_column is not None
-    label_column = source.stars_column if use_stars else source.label_column
+    label_column = source.stars_column if source.stars_column is not None else source.label_column
     if label_column is None or label_column not in columns:
         raise DataError(f"{source.path}: no label column {label_column!r} (columns: {sorted(columns)})")
-    source_scheme = source.source_scheme or (None if use_stars else infer_scheme(r[label_column] for r in rows))
+    return label_column
+
+
+def _cells(rows: Sequence[dict[str, Any]], source: DataSource, label_column: str) -> list[tuple[Any, Any]]:
+    """(text, label) of every row; a JSON-lines row without one of the keys is named rather than a bare KeyError."""
+    cells = []
+    for number, row in enumerate(rows, start=1):
+        for column in (source.text_column, label_column):
+            if column not in row:
+                raise DataError(f"{source.path}: row {number} has no {column!r} (columns: {sorted(row)})")
+        cells.append((row[source.text_column], row[label_column]))
+    return cells
+
+
+def _text_of(value: Any) -> str:
+    """A text cell as text; None and NaN (pandas' missing text) are empty, not the review "nan"."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
+def to_labeled(rows: Sequence[dict[str, Any]], source: DataSource, scheme: LabelScheme, seed: int = 42) -> LabeledData:
+    """Map rows onto ``scheme``: clean, drop empties and unmappable labels, dedupe, optionally subsample.
+
+    Rows without text, without a label, with stars outside 1-5, with a class the scheme cannot
+    express, or repeating a text are skipped and counted in ``sources[0]["skipped"]``; a label
+    that is present but unreadable is an error naming its row.
+    """
+    target = SCHEMES[scheme]
+    label_column = check_columns(rows, source)
+    use_stars = source.stars_column is not None
+    cells = _cells(rows, source, label_column)
+    source_scheme = source.source_scheme
+    if source_scheme is None and not use_stars:
+        source_scheme = infer_scheme(raw for _, raw in cells)
     texts: list[str] = []
     labels: list[int] = []
     seen: set[str] = set()
-    for row in rows:
-        text = clean_text(str(row[source.text_column] or ""))
-        raw = row[label_column]
-        if not text or raw is None or str(raw).strip() == "" or text in seen:
-            continue
-        if use_stars:
-            name = stars_to_label(int(float(raw)), scheme)
-        else:
-            assert source_scheme is not None
-            name = label_name(raw, source_scheme)
-        index = None if name is None else map_label(name, target)
-        if index is None:
+    skipped: Counter[str] = Counter()
+    for number, (raw_text, raw) in enumerate(cells, start=1):
+        text = clean_text(_text_of(raw_text))
+        try:
+            outcome = _row_outcome(text, raw, seen, use_stars, source_scheme, scheme)
+        except DataError as exc:
+            raise DataError(f"{source.path}: row {number}: {exc}") from exc
+        if isinstance(outcome, str):
+            skipped[outcome] += 1
             continue
         seen.add(text)
         texts.append(text)
-        labels.append(index)
+        labels.append(outcome)
     data = LabeledData(texts, labels, target)
     if source.max_per_class is not None:
         data = subsample_per_class(data, source.max_per_class, seed)
@@ -225,10 +364,33 @@ def to_labeled(rows: Sequence[dict[str, Any]], source: DataSource, scheme: Label
             "sha256": file_sha256(source.path),
             "rows": len(rows),
             "used": len(data),
+            "skipped": dict(sorted(skipped.items())),
             "balance": data.balance(),
         }
     ]
     return data
+
+
+def _row_outcome(
+    text: str, raw: Any, seen: set[str], use_stars: bool, source_scheme: LabelScheme | None, scheme: LabelScheme
+) -> int | str:
+    """The row's class index in ``scheme``, or why the row is skipped."""
+    if not text:
+        return "no text"
+    if is_missing(raw):
+        return "no label"
+    if text in seen:
+        return "duplicate"
+    if use_stars:
+        stars = parse_stars(raw)
+        if stars is None:
+            return "stars out of range"
+        name = stars_to_label(stars, scheme)
+    else:
+        assert source_scheme is not None
+        name = label_name(raw, source_scheme)
+    index = None if name is None else map_label(name, SCHEMES[scheme])
+    return f"not in {scheme}" if index is None else index
 
 
 def load_labeled(source: DataSource, scheme: LabelScheme, seed: int = 42) -> LabeledData:

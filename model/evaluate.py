@@ -23,21 +23,26 @@ from model.scoring import softmax
 
 def predictions_in_scheme(
     probs: npt.NDArray[np.float64], model_labels: Sequence[str], data: LabeledData
-) -> tuple[list[int], list[int], list[int]]:
-    """(kept row indices, truth, predicted) with both sides in the data's label scheme."""
+) -> tuple[list[int], list[int], list[int], list[str]]:
+    """(kept row indices, truth, predicted, label names) with truth and predicted indices into those names.
+
+    The names are the data's, except for a binary model on a three-class file, where both sides
+    are in the model's two labels: whether that file happens to hold neutral rows must not change
+    what the indices mean.
+    """
     data_labels = list(data.label_names)
     model_labels = list(model_labels)
     if data_labels == model_labels:
-        return list(range(len(data))), list(data.labels), [int(k) for k in probs.argmax(axis=1)]
+        return list(range(len(data))), list(data.labels), [int(k) for k in probs.argmax(axis=1)], data_labels
     if set(data_labels) <= set(model_labels):  # e.g. binary file, three-class model
         neg, pos = model_labels.index("negative"), model_labels.index("positive")
         predicted = [data_labels.index("positive" if p[pos] >= p[neg] else "negative") for p in probs]
-        return list(range(len(data))), list(data.labels), predicted
+        return list(range(len(data))), list(data.labels), predicted, data_labels
     # three-class file, binary model: neutral truth cannot be judged
     kept = [i for i, y in enumerate(data.labels) if data_labels[y] in model_labels]
     truth = [model_labels.index(data_labels[data.labels[i]]) for i in kept]
     predicted = [int(probs[i].argmax()) for i in kept]
-    return kept, truth, predicted
+    return kept, truth, predicted, model_labels
 
 
 def evaluate_logits(
@@ -46,10 +51,12 @@ def evaluate_logits(
     model_labels: Sequence[str],
     temperature: float = 1.0,
 ) -> dict[str, Any]:
-    """Metrics in the data's scheme; ECE is reported uncalibrated and at ``temperature`` when the schemes match."""
+    """Metrics in the data's scheme (a binary model's own on a three-class file); ECE when the schemes match.
+
+    ECE is reported uncalibrated and at ``temperature``.
+    """
     probs = softmax(logits, temperature)
-    kept, truth, predicted = predictions_in_scheme(probs, model_labels, data)
-    names = list(data.label_names) if len(kept) == len(data) else list(model_labels)
+    _, truth, predicted, names = predictions_in_scheme(probs, model_labels, data)
     report = classification_report(truth, predicted, names)
     report["label_scheme"] = "binary" if len(names) == 2 else "stars3"
     if list(data.label_names) == list(model_labels):

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 import numpy as np
 import torch
@@ -41,6 +41,17 @@ from model.scorer import BatchedScorer
 
 log = logging.getLogger(__name__)
 
+Architecture = Literal["transformer", "charcnn"]
+Pooling = Literal["cls", "mean"]
+Precision = Literal["auto", "fp32", "bf16"]
+# TrainArgs fields typed as a Literal: a config or CLI value outside these is refused, not guessed at.
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "architecture": get_args(Architecture),
+    "pooling": get_args(Pooling),
+    "label_scheme": get_args(LabelScheme),
+    "precision": get_args(Precision),
+}
+
 
 @dataclass
 class TrainArgs:
@@ -51,13 +62,13 @@ class TrainArgs:
     eval: list[DataSource] = field(
         default_factory=list, metadata={"help": "Held-out files evaluated at the end (metrics go in the card)."}
     )
-    architecture: Literal["transformer", "charcnn"] = field(
+    architecture: Architecture = field(
         default="transformer", metadata={"help": "transformer (fine-tune a checkpoint) or charcnn."}
     )
     base_model: str = field(
         default="minilm", metadata={"help": "Local checkpoint directory, or 'minilm' for the packaged MiniLM-L6."}
     )
-    pooling: Literal["cls", "mean"] = field(
+    pooling: Pooling = field(
         default="cls",
         metadata={"help": "Transformer head input: the checkpoint's [CLS] head, or the mean over the tokens."},
     )
@@ -75,12 +86,15 @@ class TrainArgs:
             "help": "Exponent on the inverse-frequency weights: 1 full, 0.5 square root (softer on skewed data)."
         },
     )
-    precision: Literal["auto", "fp32", "bf16"] = field(
+    precision: Precision = field(
         default="auto",
         metadata={"help": "bf16 autocast for the forward pass; auto uses it on AMX/AVX-512-BF16 CPUs."},
     )
     patience: int = field(default=1, metadata={"help": "Epochs without validation macro-F1 gain before stopping."})
-    validation_fraction: float = field(default=0.1, metadata={"help": "Share of each training file for validation."})
+    validation_fraction: float = field(
+        default=0.1,
+        metadata={"help": "Share of each training file held out (above 0: it picks the epoch and the temperature)."},
+    )
     max_steps: int = field(default=0, metadata={"help": "Stop after this many optimizer steps (0: no limit)."})
     stop_after_epoch: int = field(
         default=0, metadata={"help": "End after this epoch, keeping the learning-rate schedule of `epochs` (0: off)."}
@@ -91,6 +105,18 @@ class TrainArgs:
     charcnn: dict[str, Any] = field(default_factory=dict, metadata={"help": "Char-CNN widths (channels, hidden)."})
     name: str = field(default="reviewscore-sentiment", metadata={"help": "Model name, prefix of the version."})
     reproduce: str = field(default="", metadata={"help": "Command recorded in the model card (default: argv)."})
+
+    def __post_init__(self) -> None:
+        """Refuse what type hints cannot: a misspelt choice would otherwise train something else, or crash later."""
+        for name, allowed in _CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(
+                f"validation_fraction must be above 0 and below 1, not {self.validation_fraction}: the validation "
+                "split picks the best epoch, stops early and fits the calibration temperature"
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainArgs:
@@ -238,7 +264,14 @@ def prepare_data(args: TrainArgs) -> tuple[LabeledData, LabeledData]:
         log.info("%s: %d train, %d validation, balance %s", source.display_name, len(train), len(val), data.balance())
     if not trains:
         raise ValueError("no training files given")
-    return concat(trains), concat(vals)
+    validation = concat(vals)
+    if not validation.texts:
+        rows = sum(len(t) for t in trains)
+        raise ValueError(
+            f"the validation split is empty ({rows} training rows, validation_fraction {args.validation_fraction} "
+            "rounds to no row of any class): raise validation_fraction or add data"
+        )
+    return concat(trains), validation
 
 
 def _optimizer(model: torch.nn.Module, args: TrainArgs, total_steps: int) -> tuple[Any, Any]:
@@ -409,14 +442,15 @@ def finalize(args: TrainArgs, *, int8: bool = False) -> ModelCard:
 
 def _scheme_of(source: DataSource, default: LabelScheme) -> LabelScheme:
     """Evaluate a file in its own scheme (binary files as binary), so the metric matches its labels."""
-    from model.data import infer_scheme, read_rows
+    from model.data import check_columns, infer_scheme, read_rows
 
     if source.stars_column:
         return default
     if source.source_scheme:
         return source.source_scheme
     rows = read_rows(source.path)
-    return infer_scheme(r[source.label_column or "label"] for r in rows)
+    column = check_columns(rows, source)
+    return infer_scheme(r.get(column) for r in rows)
 
 
 def _write_history(output: Path, history: list[dict[str, Any]]) -> None:

@@ -1,0 +1,66 @@
+"""Training options are checked before any training: a wrong choice is a clear error, not another model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from core.cli import _load_plugins, app
+from model.testing import write_reviews_csv
+from model.train import TrainArgs
+
+_load_plugins()
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("architecture", "CharCNN", "architecture must be one of transformer, charcnn, not 'CharCNN'"),
+        ("label_scheme", "foo", "label_scheme must be one of binary, stars3, not 'foo'"),
+        ("precision", "foo", "precision must be one of auto, fp32, bf16, not 'foo'"),
+        ("pooling", "max", "pooling must be one of cls, mean, not 'max'"),
+    ],
+)
+def test_a_choice_outside_its_allowed_values_is_refused(option: str, value: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainArgs.from_dict({"output_dir": "out", option: value})
+
+
+@pytest.mark.parametrize("fraction", [0, 0.0, -0.1, 1.0])
+def test_training_without_a_validation_split_is_refused(fraction: float) -> None:
+    with pytest.raises(ValueError, match="validation_fraction must be above 0 and below 1"):
+        TrainArgs(output_dir="out", validation_fraction=fraction)
+
+
+def test_the_cli_turns_a_bad_choice_into_a_usage_error(tmp_path: Path) -> None:
+    data = write_reviews_csv(tmp_path / "train.csv", 30)
+
+    result = runner.invoke(app, ["train", "--train", str(data), "-o", str(tmp_path / "m"), "--architecture", "CharCNN"])
+
+    assert result.exit_code == 2, result.output
+    assert "architecture must be one of transformer, charcnn" in result.output
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_config_with_an_unknown_precision_is_a_usage_error(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"output_dir": str(tmp_path / "m"), "train": ["x.csv"], "precision": "fp16"}))
+
+    result = runner.invoke(app, ["train", "--config", str(config)])
+
+    assert result.exit_code == 2, result.output
+    assert "precision must be one of auto, fp32, bf16, not 'fp16'" in result.output
+
+
+def test_a_validation_split_that_rounds_to_nothing_is_a_usage_error(tmp_path: Path) -> None:
+    data = write_reviews_csv(tmp_path / "train.csv", 9)  # 3 per class: 10% of 3 rounds to 0
+
+    result = runner.invoke(app, ["train", "--train", str(data), "-o", str(tmp_path / "m"), "--no-progress"])
+
+    assert result.exit_code == 2, result.output
+    assert "the validation split is empty (9 training rows, validation_fraction 0.1" in result.output
+    assert not (tmp_path / "m" / "model_card.json").exists()
