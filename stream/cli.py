@@ -96,12 +96,15 @@ def worker(
 def rescore(
     model: Annotated[Path | None, typer.Option(help="Model artifact directory (default: MODEL_PATH).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Rows read, scored and updated per round.")] = 256,
-    limit: Annotated[int | None, typer.Option(min=1, help="Stop after this many rows (resume later).")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Stop after re-scoring this many rows (resume later).")
+    ] = None,
 ) -> None:
     """Re-score stored rows with another model version; resumable (rows already at it are skipped).
 
     A row the new model fails on, or whose scores the table refuses, keeps its old scores and is
-    reported; the job goes on. When the model fails on a known-good text too it stops (exit 2).
+    reported; the job goes on and exits 1 at the end so a script notices. When the model fails on
+    a known-good text too it stops (exit 2).
     """
     from rich.progress import Progress
 
@@ -142,6 +145,7 @@ def rescore(
             "they keep their old scores, the log says why",
             err=True,
         )
+        raise typer.Exit(1)
 
 
 @dlq_app.command("show")

@@ -71,14 +71,18 @@ def rescore_rows(
 ) -> RescoreResult:
     """Bring rows to ``scorer.model_version``; rows that cannot get there are skipped and reported.
 
+    ``limit`` bounds the rows re-scored, not the rows read: skipped rows do not count toward it.
+
     Raises ``ScorerUnavailableError`` when the model fails on a known-good text too: then it is
     down, not the rows bad, and skipping them all would only hide that.
     """
     version = scorer.model_version
     after = 0
     result = RescoreResult()
-    while limit is None or result.done < limit:
-        size = batch_size if limit is None else min(batch_size, limit - result.done)
+    # ``limit`` counts rows brought to the new version: a page of rows the model refuses moves
+    # ``after`` past them, so a limited run never stalls on the same failing rows.
+    while limit is None or result.rescored < limit:
+        size = batch_size if limit is None else min(batch_size, limit - result.rescored)
         with engine.connect() as conn:
             page = conn.execute(_PAGE, {"after": after, "version": version, "size": size}).all()
         if not page:

@@ -81,7 +81,21 @@ def test_rescore_command_counts_and_names_the_rows_it_skipped(
 
     result = CliRunner().invoke(cli_app(), ["rescore", "--batch-size", "5"])
 
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # a script sees that rows were left behind
     assert "re-scored 9 rows to model version lexicon-3" in result.output
     skipped = ", ".join(str(i) for i in sorted(ids[t] for t in REFUSED.values()))
     assert f"skipped 3 rows the new model or the table refused (ids {skipped})" in result.output
+
+
+def test_a_limited_rescore_counts_only_rescored_rows_so_it_gets_past_rows_it_keeps_failing_on(
+    engine: Engine, database_url: str
+) -> None:
+    refused = [ReviewMessage(text=t, source="test", review_id=f"bad-{k}") for k, t in REFUSED.items()]
+    ids = _store(engine, [*refused, *make_reviews(6)])  # the refused rows come first, in id order
+    new = LexiconScorer(model_version="lexicon-2")
+
+    runs = [rescore_rows(engine, new, batch_size=2, limit=4) for _ in range(2)]
+
+    assert [r.rescored for r in runs] == [4, 2]
+    assert set(runs[0].skipped) == {ids[t] for t in REFUSED.values()}
+    assert pending_rows(engine, "lexicon-2") == 3  # only the refused rows are left
