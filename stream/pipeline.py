@@ -23,7 +23,7 @@ from model.base import Score, Scorer
 from stream.batching import padded_tokens, split_by_tokens
 from stream.dlq import DeadLetter, dead_letter
 from stream.metrics import Health, Metrics
-from stream.records import Parsed, Record, Rejected, latest_per_key, to_row, triage
+from stream.records import INTERNAL_ERROR, Parsed, Record, Rejected, latest_per_key, to_row, triage
 from stream.sink import WriteResult
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class BatchProcessor:
                 rows.append(to_row(item, score))
             except Exception as exc:  # noqa: BLE001 - one unmappable review must not hold back the batch
                 detail = f"{type(exc).__name__}: {exc}"[:1000]
-                bad.append(Rejected(item.record, "invalid", detail, item.message.review_key))
+                bad.append(Rejected(item.record, INTERNAL_ERROR, detail, item.message.review_key))
                 continue
             by_key[item.message.review_key] = item
         return Prepared(records, rows, by_key, bad, model_seconds)

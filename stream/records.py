@@ -57,6 +57,10 @@ def replay_of(headers: Any) -> tuple[bool, float | None]:
     return True, sane_timestamp(original)
 
 
+INTERNAL_ERROR = "internal_error"
+"""The reason of a message that made the worker's own code raise where no rule refused it."""
+
+
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """A record that can never be scored, with a stable reason code for the dead-letter topic."""
@@ -84,8 +88,11 @@ def triage(records: Iterable[Record], max_text_chars: int) -> tuple[list[Parsed]
         except MessageError as exc:
             bad.append(Rejected(record, exc.reason, exc.detail))
             continue
-        except Exception as exc:  # noqa: BLE001 - whatever a message does to the parser, it is the message's
-            bad.append(Rejected(record, "invalid", f"unreadable message: {type(exc).__name__}: {exc}"[:1000]))
+        except Exception as exc:  # noqa: BLE001 - one message must not stop the stream, even through a bug
+            # Not ``invalid``: an unexpected exception may be our bug, not the message's fault, and
+            # ``internal_error`` is not a permanent reason, so a plain replay retries it after a fix.
+            detail = f"unexpected {type(exc).__name__} while parsing: {exc}"[:1000]
+            bad.append(Rejected(record, INTERNAL_ERROR, detail))
             continue
         if len(message.text) > max_text_chars:
             detail = f"text has {len(message.text)} characters, limit {max_text_chars}"

@@ -5,10 +5,21 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import pytest
+
 from model.base import Score
 from stream.consumer import record_of
-from stream.dlq import DeadLetter, dead_letter
-from stream.records import Parsed, Record, latest_per_key, replay_of, sane_timestamp, to_row, triage
+from stream.dlq import PERMANENT_REASONS, DeadLetter, dead_letter
+from stream.records import (
+    INTERNAL_ERROR,
+    Parsed,
+    Record,
+    latest_per_key,
+    replay_of,
+    sane_timestamp,
+    to_row,
+    triage,
+)
 
 
 def _record(value: bytes | None, offset: int = 0, key: bytes | None = b"k") -> Record:
@@ -80,6 +91,22 @@ def test_messages_that_break_the_json_parser_itself_are_dead_lettered_not_raised
     assert [p.record.offset for p in parsed] == [2]
     assert [(r.record.offset, r.reason) for r in rejected] == [(0, "bad_json"), (1, "bad_json")]
     assert "RecursionError" in rejected[0].detail
+
+
+def test_a_message_our_own_code_raises_on_is_an_internal_error_that_replay_retries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import stream.records
+
+    def buggy(value: bytes | None) -> object:
+        raise KeyError("a bug, not the message's fault")
+
+    monkeypatch.setattr(stream.records, "parse_message", buggy)
+    parsed, rejected = triage([_record(b'{"text": "ok", "source": "t"}', 7)], 100)
+    assert parsed == []
+    assert [(r.record.offset, r.reason) for r in rejected] == [(7, INTERNAL_ERROR)]
+    assert "unexpected KeyError while parsing" in rejected[0].detail
+    assert INTERNAL_ERROR not in PERMANENT_REASONS  # a plain ``dlq replay`` retries it once fixed
 
 
 def test_a_row_carries_the_scores_the_message_fields_and_kafka_provenance() -> None:
