@@ -110,7 +110,8 @@ class DeadLetter:
         """The letter without the original's bytes: what is sent when the whole one is too large.
 
         Size and digest of the value stay (``dead_letter`` always records them), so the message
-        can still be found at its source.
+        can still be found at its source. A key kept whole (at most ``MAX_EMBEDDED_BYTES``) stays
+        too: it is what the letter is keyed and found by, and the value is what made it large.
         """
         return replace(
             self,
@@ -118,9 +119,6 @@ class DeadLetter:
             value=None,
             value_encoding="none",
             value_truncated=self.value_truncated or self.value is not None,
-            key=None,
-            key_encoding="none",
-            key_truncated=self.key_truncated or self.key is not None,
         )
 
     def to_json(self) -> bytes:
@@ -239,7 +237,9 @@ class _Attempt:
     confirmed: set[int] = field(default_factory=set)
     waiting: set[int] = field(default_factory=set)  # in the producer, no delivery report yet
     errors: dict[int, Any] = field(default_factory=dict)  # index -> KafkaError of its last refusal
-    smaller: set[int] = field(default_factory=set)  # refused as too large: sent as the smaller form
+    smaller: set[int] = field(default_factory=set)  # refused as too large alone: sent as the smaller form
+    solo: set[int] = field(default_factory=set)  # refused as too large with others: sent again whole, alone
+    refused_alone: set[int] = field(default_factory=set)  # the producer refused it by itself, before batching
     copies: dict[int, int] = field(default_factory=dict)  # index -> number of its latest produce
 
     def produced(self, index: int) -> int:
@@ -268,6 +268,17 @@ def _fingerprint(topic: str, messages: Sequence[Outgoing]) -> bytes:
     return digest.digest()
 
 
+def sort_too_large(refused: set[int], tried_alone: set[int], count: int) -> tuple[set[int], set[int]]:
+    """Pure: of the messages refused as too large, those to send smaller and those to send again alone.
+
+    The broker refuses a whole record batch as too large, so a letter that fits by itself may
+    have been refused for its neighbours: it is sent whole once more, alone. Only a message
+    refused by itself (or the only one of its request) is sent as its smaller form.
+    """
+    alone = {i for i in refused if i in tried_alone or count == 1}
+    return alone, refused - alone
+
+
 def _too_large(error: Any) -> bool:
     from confluent_kafka import KafkaError
 
@@ -280,7 +291,10 @@ class KafkaSender:
     Used for dead letters from the worker thread and by ``dlq replay``; blocking on purpose:
     the batch is acknowledged only after its dead letters are durable. A failed ``send`` leaves
     nothing queued behind it, and the caller's retry of the same list sends only what the
-    broker has not confirmed: a broker that comes back gets each message once.
+    broker has not confirmed: a broker that comes back gets each message once. Messages still
+    queued when a call gives up stay queued (a queued message may be a retry of one the broker
+    already holds, so dropping and re-sending it could duplicate it): the retry waits for their
+    reports. Only a different request, which abandons this one, purges the queue.
     """
 
     def __init__(self, settings: KafkaSettings, flush_timeout: float = 30.0) -> None:
@@ -300,27 +314,27 @@ class KafkaSender:
         """
         fingerprint = _fingerprint(topic, messages)
         if self._attempt is None or self._attempt.fingerprint != fingerprint:
+            if self._attempt is not None and self._attempt.waiting:
+                self._purge(in_flight=False)  # the abandoned request's queued messages: given up on
             self._attempt = _Attempt(fingerprint)  # a new request: an abandoned one's reports no longer matter
         attempt = self._attempt
         while True:
-            for index in range(len(messages)):
-                if index not in attempt.confirmed and index not in attempt.waiting:
-                    chosen = smaller[index] if smaller is not None and index in attempt.smaller else messages[index]
-                    self._produce(topic, index, chosen, attempt)
-            if self._producer.flush(self._flush_timeout):
-                self._purge(in_flight=False)  # still queued: dropped, sent again on the next call
+            self._send_pending(topic, messages, smaller, attempt)
             self._recreate_after_fatal(attempt)
             too_large = {i for i, error in attempt.errors.items() if _too_large(error) and i not in attempt.smaller}
             if smaller is None or not too_large:
                 break
+            alone, again = sort_too_large(too_large, attempt.solo | attempt.refused_alone, len(messages))
             for index in sorted(too_large):
                 log.warning(
-                    "message %d to %s refused as too large (%s): sending its smaller form",
+                    "message %d to %s refused as too large (%s): %s",
                     index,
                     topic,
                     attempt.errors[index],
+                    "sending its smaller form" if index in alone else "sending it again by itself",
                 )
-            attempt.smaller |= too_large
+            attempt.smaller |= alone
+            attempt.solo |= again
         unconfirmed = len(messages) - len(attempt.confirmed)
         if unconfirmed:
             failed = [f"{error.name()}: {error.str()}" for error in attempt.errors.values()]
@@ -336,6 +350,23 @@ class KafkaSender:
         self.send(
             topic, [letter.to_message() for letter in letters], [letter.stripped().to_message() for letter in letters]
         )
+
+    def _send_pending(
+        self, topic: str, messages: Sequence[Outgoing], smaller: Sequence[Outgoing] | None, attempt: _Attempt
+    ) -> None:
+        """Produce what is neither confirmed nor in flight and wait; letters marked solo one by one."""
+        pending = [i for i in range(len(messages)) if i not in attempt.confirmed and i not in attempt.waiting]
+        solo = [i for i in pending if i in attempt.solo and i not in attempt.smaller]
+        for index in pending:
+            if index not in solo:
+                chosen = smaller[index] if smaller is not None and index in attempt.smaller else messages[index]
+                self._produce(topic, index, chosen, attempt)
+        timed_out = self._producer.flush(self._flush_timeout)
+        for index in solo:
+            if timed_out:
+                break  # the rest waits for the caller's retry
+            self._produce(topic, index, messages[index], attempt)
+            timed_out = self._producer.flush(self._flush_timeout)
 
     def _produce(self, topic: str, index: int, message: Outgoing, attempt: _Attempt) -> None:
         from confluent_kafka import KafkaException
@@ -355,6 +386,7 @@ class KafkaSender:
             except BufferError:
                 self._producer.poll(0.1)
             except KafkaException as exc:  # refused before it was queued, e.g. over message.max.bytes
+                attempt.refused_alone.add(index)
                 attempt.report(index, copy, exc.args[0])
                 return
 

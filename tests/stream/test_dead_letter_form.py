@@ -16,6 +16,7 @@ from stream.dlq import (
     TruncatedLetterError,
     dead_letter,
     select_for_replay,
+    sort_too_large,
 )
 from stream.records import Record, Rejected, triage
 
@@ -83,9 +84,10 @@ def test_the_stripped_letter_sent_when_the_whole_one_is_refused_still_identifies
 
     stripped = DeadLetter.from_json(letter.stripped().to_json())
 
-    assert (stripped.value, stripped.value_encoding, stripped.key) == (None, "none", None)
+    assert (stripped.value, stripped.value_encoding) == (None, "none")
     assert stripped.value_truncated
-    assert stripped.key_truncated
+    assert (stripped.original_key(), stripped.key_truncated) == (b"key", False)  # still keyed and found by it
+    assert letter.stripped().to_message()[0] == b"key"
     assert (stripped.value_bytes, stripped.value_sha256) == (5_000, hashlib.sha256(value).hexdigest())
     assert len(stripped.error) == 1000
     assert (stripped.topic, stripped.partition, stripped.offset, stripped.reason) == ("reviews", 0, 3, "not_utf8")
@@ -149,3 +151,10 @@ def test_a_plain_replay_leaves_letters_the_same_bytes_would_fail_again_and_never
 def test_only_reasons_that_depend_on_the_model_the_table_or_a_setting_are_replayed_by_default() -> None:
     assert {"scoring_failed", "db_rejected", "too_long"}.isdisjoint(PERMANENT_REASONS)
     assert {"empty", "too_large", "not_utf8", "bad_json", "not_object", "invalid"} <= PERMANENT_REASONS
+
+
+def test_a_letter_refused_as_too_large_in_a_batch_is_sent_whole_again_alone_before_it_is_stripped() -> None:
+    # The broker refused a record batch holding letters 1, 2 and 4; letter 2 had been sent alone.
+    assert sort_too_large({1, 2, 4}, tried_alone={2}, count=5) == ({2}, {1, 4})
+    assert sort_too_large({0}, tried_alone=set(), count=1) == ({0}, set())  # alone in its request already
+    assert sort_too_large(set(), tried_alone={3}, count=5) == (set(), set())
