@@ -200,7 +200,8 @@ def dlq_replay(
         bool,
         typer.Option(
             help="Also replay letters whose reason the same bytes always get again (bad_json, invalid, …); "
-            "--reason R asks for one such reason."
+            "--reason R asks for one such reason. Its own position: the first run also re-sends what a plain "
+            "replay sent (harmless: the worker leaves unchanged rows as they are)."
         ),
     ] = False,
 ) -> None:
