@@ -176,12 +176,27 @@ def file_sha256(path: str | Path) -> str | None:
     return digest.hexdigest()
 
 
+_MAX_PASSES = 4
+
+
 def clean_text(text: str) -> str:
     """Undo HTML escaping, drop control characters, collapse whitespace; keep case, punctuation, emoji.
 
     Subword tokenizers and the char-CNN both use case and punctuation ("!!!", ":(") as signal,
-    so nothing else is stripped.
+    so nothing else is stripped. Escaping is undone until nothing changes (scraped pages escape
+    twice: ``&amp;lt;``), so cleaning cleaned text changes nothing: training, evaluation and the
+    Scorer may each clean the same text and must agree. The passes are bounded, so a crafted
+    ``&amp;amp;amp;…`` costs a few passes, not one per level (deeper nests are not idempotent).
     """
+    for _ in range(_MAX_PASSES):
+        cleaned = _clean_once(text)
+        if cleaned == text:
+            break
+        text = cleaned
+    return text
+
+
+def _clean_once(text: str) -> str:
     text = unicodedata.normalize("NFC", html.unescape(text))
     return _SPACES.sub(" ", _CONTROL.sub("", text)).strip()
 

@@ -95,6 +95,14 @@ def quantize_int8(source: Path, target: Path, keep_fp32: Sequence[str] = FFN_OUT
     return target
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask where the OS has one (Linux; a
+    container's cpuset), else every CPU (macOS and Windows have no ``sched_getaffinity``)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
 def make_session(path: Path, threads: int | None, spin: bool = False) -> Any:
     import onnxruntime as ort
 
@@ -148,7 +156,7 @@ class OnnxScorer(BatchedScorer):
         self.row_wise = self.variant == "onnx-int8" if row_wise is None else row_wise
         self._pool: ThreadPoolExecutor | None = None
         if self.row_wise:
-            parallel = threads or max(1, len(os.sched_getaffinity(0)))
+            parallel = threads or usable_cpus()
             self.session = make_session(onnx_path, 1, spin)
             self._pool = ThreadPoolExecutor(parallel, thread_name_prefix="onnx-row") if parallel > 1 else None
         else:

@@ -59,6 +59,9 @@ def test_binary_labels_map_into_three_classes_and_neutral_is_dropped_for_binary(
 
 def test_cleaning_keeps_case_punctuation_and_emoji() -> None:
     assert clean_text("  Loved it!!! 😀 &amp; <3\x00\n\n so  good ") == "Loved it!!! 😀 & <3 so good"
+    for text in ("scraped twice: &amp;lt;3 &amp;amp; more", "&am\x00p;lt;", " a &amp;#8217; b "):
+        assert clean_text(clean_text(text)) == clean_text(text)  # training, eval and the Scorer agree
+    assert clean_text("scraped twice: &amp;lt;3") == "scraped twice: <3"
 
 
 def test_duplicates_and_empty_texts_are_dropped(tmp_path: Path) -> None:

@@ -135,12 +135,17 @@ def test_texts_may_come_as_an_array(tiny_scorer: BatchedScorer) -> None:
     assert tiny_scorer.predict(np.array([], dtype=str)) == []  # type: ignore[arg-type]
 
 
-def test_auto_on_a_gpu_with_an_int8_only_artifact_scores_on_cpu_instead_of_failing() -> None:
-    from model.scorer import resolve_variant
+def test_auto_on_a_gpu_with_an_int8_only_artifact_scores_on_cpu_but_an_explicit_gpu_is_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from model import ArtifactError, scorer
 
     int8_only = ModelCard(architecture="transformer", labels=list(LABELS_3), max_length=128)
     int8_only.variants = {"onnx-int8": "model.int8.onnx"}
-    assert resolve_variant(int8_only, "cuda", "auto") == ("cpu", "onnx-int8")
+    monkeypatch.setattr(scorer, "cuda_available", lambda: True)
+    assert scorer.resolve_variant(int8_only, "auto", "auto") == ("cpu", "onnx-int8")
+    with pytest.raises(ArtifactError, match="MODEL_DEVICE=cuda needs the fp32 torch weights"):
+        scorer.resolve_variant(int8_only, "cuda", "auto")
 
 
 def test_the_gpu_int8_and_fp8_variants_say_they_need_torchao(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -152,3 +157,16 @@ def test_the_gpu_int8_and_fp8_variants_say_they_need_torchao(monkeypatch: pytest
     for variant in ("cuda-int8", "cuda-fp8"):
         with pytest.raises(ArtifactError, match="torchao"):
             scorer.resolve_variant(card, "cuda", variant)
+
+
+def test_the_row_pool_falls_back_to_the_cpu_count_where_the_os_has_no_affinity_mask(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+
+    from model.onnx_runtime import usable_cpus
+
+    assert usable_cpus() >= 1
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    assert usable_cpus() == 6
