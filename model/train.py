@@ -53,6 +53,20 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+def _data_source(entry: Any, where: str) -> DataSource:
+    """One ``train``/``eval`` entry of a config: a path, or a table of DataSource fields."""
+    if isinstance(entry, str):
+        return DataSource(path=entry)
+    if not isinstance(entry, dict):
+        raise ValueError(f"a {where} entry must be a path or a table of data-source fields, not {entry!r}")
+    known = {f.name for f in fields(DataSource)}
+    unknown = set(entry) - known
+    if unknown or "path" not in entry:
+        problem = f"unknown fields {sorted(unknown)}" if unknown else "no path"
+        raise ValueError(f"{where} entry {entry!r}: {problem} (fields: {', '.join(sorted(known))})")
+    return DataSource(**entry)
+
+
 @dataclass
 class TrainArgs:
     """Arguments of ``reviewscore train``; each field's ``help`` is the CLI/config documentation."""
@@ -126,7 +140,7 @@ class TrainArgs:
             raise ValueError(f"unknown training options {sorted(unknown)}")
         values = dict(data)
         for key in ("train", "eval"):
-            values[key] = [DataSource(path=s) if isinstance(s, str) else DataSource(**s) for s in values.get(key, [])]
+            values[key] = [_data_source(s, key) for s in values.get(key, [])]
         return cls(**values)
 
     @classmethod

@@ -36,6 +36,19 @@ def test_training_without_a_validation_split_is_refused(fraction: float) -> None
         TrainArgs(output_dir="out", validation_fraction=fraction)
 
 
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"path": "a.csv", "text_col": "body"}, r"train entry .*unknown fields \['text_col'\].*text_column"),
+        ({"text_column": "body"}, "train entry .*no path"),
+        (42, "a train entry must be a path or a table"),
+    ],
+)
+def test_a_data_source_entry_with_a_misspelt_field_is_refused_by_name(entry: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainArgs.from_dict({"output_dir": "out", "train": [entry]})
+
+
 def test_the_cli_turns_a_bad_choice_into_a_usage_error(tmp_path: Path) -> None:
     data = write_reviews_csv(tmp_path / "train.csv", 30)
 
