@@ -119,14 +119,33 @@ def infra_up(
 ) -> None:
     """Start the embedded broker and database, migrate, and stay up until Ctrl-C or SIGTERM.
 
-    Exits 1 when the broker cannot start (e.g. REVIEWSCORE_BROKER_PORT is taken) or dies.
+    Exits 1 when the broker cannot start (e.g. REVIEWSCORE_BROKER_PORT is taken) or dies, and
+    when an ``infra up`` already serves this state directory (a second one would share its
+    PostgreSQL data directory and take over the file other commands find the first one by).
     """
     from core import migrate as migrations
-    from core.embedded import BrokerStartError, EmbeddedBroker, EmbeddedDatabase, remove_infra_file, write_infra_file
+    from core.embedded import (
+        BrokerStartError,
+        EmbeddedBroker,
+        EmbeddedDatabase,
+        read_infra_file,
+        remove_infra_file,
+        write_infra_file,
+    )
 
     started = time.perf_counter()
     infra = get_infra_settings()
     kafka = get_kafka_settings()
+    running = read_infra_file(infra.state_dir)
+    if running is not None:
+        typer.echo(
+            f"error: an `infra up` already serves {infra.state_dir} "
+            f"(database {running['DATABASE_URL']}, broker {running['KAFKA_BOOTSTRAP_SERVERS']}); "
+            "other commands here use it by themselves. Stop it first, or set REVIEWSCORE_STATE_DIR "
+            "for a second one",
+            err=True,
+        )
+        raise typer.Exit(1)
     infra.state_dir.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -299,21 +299,43 @@ def forget_dead_handles(data_dir: Path) -> list[int]:
     handles = DiskList(data_dir.resolve() / ".handle_pids.json")
     with PostgresServer._lock:
         pids: list[int] = handles.get()
-        live = [pid for pid in pids if _process_exists(pid)]
+        live = [pid for pid in pids if process_alive(pid)]
         if live != pids:
             log.info("embedded PostgreSQL at %s: forgetting dead handles %s", data_dir, sorted(set(pids) - set(live)))
             handles.put(live)
     return live
 
 
-def _process_exists(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs: a zombie (exited, not yet reaped by its parent) does not.
+
+    ``kill(pid, 0)`` succeeds on a zombie, so a killed ``infra up`` whose parent shell has not
+    reaped it would look alive for ever; Linux's ``/proc`` tells the two apart.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process: alive
         return True
-    return True
+    fields = _proc_stat(pid)
+    return fields is None or fields[0] != "Z"  # no /proc (macOS): kill() said it exists
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields of ``/proc/PID/stat`` after the command name (state first), None without /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()
+
+
+def process_start(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks since boot, Linux), to tell a process from a later one
+    given the same pid: a container restarted on a kept volume runs its new PID 1 again."""
+    fields = _proc_stat(pid)
+    return fields[19] if fields is not None and len(fields) > 19 else None
 
 
 def _ensure_runtime_dir() -> None:
@@ -335,7 +357,14 @@ INFRA_FILE = "infra.json"
 def write_infra_file(state_dir: Path, database_url: str, bootstrap_servers: str) -> Path:
     path = state_dir / INFRA_FILE
     path.write_text(
-        json.dumps({"DATABASE_URL": database_url, "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers, "pid": os.getpid()}),
+        json.dumps(
+            {
+                "DATABASE_URL": database_url,
+                "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
+                "pid": os.getpid(),
+                "started": process_start(os.getpid()),
+            }
+        ),
         encoding="utf-8",
     )
     return path
@@ -346,10 +375,16 @@ def read_infra_file(state_dir: Path) -> dict[str, str] | None:
     path = state_dir / INFRA_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        os.kill(int(data["pid"]), 0)
+        pid = int(data["pid"])
+        if not process_alive(pid):
+            return None
+        started, now = data.get("started"), process_start(pid)
+        if started is not None and now is not None and started != now:
+            return None  # the pid now belongs to another process
+
+        return {"DATABASE_URL": data["DATABASE_URL"], "KAFKA_BOOTSTRAP_SERVERS": data["KAFKA_BOOTSTRAP_SERVERS"]}
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return {"DATABASE_URL": data["DATABASE_URL"], "KAFKA_BOOTSTRAP_SERVERS": data["KAFKA_BOOTSTRAP_SERVERS"]}
 
 
 def remove_infra_file(state_dir: Path) -> None:

@@ -251,6 +251,44 @@ def test_stopping_infra_up_leaves_the_state_file_of_a_later_one(tmp_path: Path) 
     assert not (tmp_path / "infra.json").exists()
 
 
+def test_a_second_infra_up_in_the_same_directory_refuses_to_start(tmp_path: Path) -> None:
+    first = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        running = {"DATABASE_URL": "postgresql://first", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:2", "pid": first.pid}
+        (tmp_path / "infra.json").write_text(json.dumps(running), encoding="utf-8")
+        process = _infra_up(tmp_path)
+        _, err = process.communicate(timeout=60)
+    finally:
+        first.kill()
+        first.wait()
+    assert process.returncode == 1
+    assert f"an `infra up` already serves {tmp_path}" in err
+    assert "postgresql://first" in err
+    assert not (tmp_path / "pgdata").exists()  # nothing was started
+
+
+def test_a_dead_infra_up_left_as_a_zombie_is_not_taken_for_a_running_one(tmp_path: Path) -> None:
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 10
+        while psutil.Process(zombie.pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+            time.sleep(0.05)  # exited; not reaped until wait() below
+        write_infra_file(tmp_path, "postgresql://gone", "127.0.0.1:1")
+        data = json.loads((tmp_path / "infra.json").read_text(encoding="utf-8"))
+        (tmp_path / "infra.json").write_text(json.dumps({**data, "pid": zombie.pid}), encoding="utf-8")
+        assert read_infra_file(tmp_path) is None
+    finally:
+        zombie.wait()
+
+
+def test_a_state_file_whose_pid_now_belongs_to_another_process_is_stale(tmp_path: Path) -> None:
+    write_infra_file(tmp_path, "postgresql://mine", "127.0.0.1:1")
+    assert read_infra_file(tmp_path) is not None  # this process, as written
+    data = json.loads((tmp_path / "infra.json").read_text(encoding="utf-8"))
+    (tmp_path / "infra.json").write_text(json.dumps({**data, "started": "1"}), encoding="utf-8")
+    assert read_infra_file(tmp_path) is None  # same pid, another start: a restarted container's PID 1
+
+
 def _infra_up(state: Path, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "core.cli", "infra", "up"],
