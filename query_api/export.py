@@ -3,7 +3,8 @@
 Memory stays flat whatever the size: PostgreSQL hands over ``chunk_rows`` rows at a time
 (``stream_results``), each chunk is encoded and yielded to the client before the next is read.
 The generator owns its connection (not the request's session) because the body is sent after
-the route function has returned.
+the route function has returned; ``ExportResponse`` closes it when the response ends, however
+it ends, so that connection goes back to the pool at once.
 """
 
 from __future__ import annotations
@@ -11,11 +12,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
+import anyio
 from sqlalchemy import Engine, Select
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from query_api.queries import PUBLIC_FIELDS
 
@@ -23,8 +28,13 @@ ExportFormat = Literal["csv", "ndjson"]
 MEDIA_TYPES: dict[ExportFormat, str] = {"csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson"}
 
 
-_NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/json")
-_OFFERED: tuple[tuple[str, ExportFormat], ...] = (("text/csv", "csv"), *((media, "ndjson") for media in _NDJSON_TYPES))
+# Other names a client may use to ask for NDJSON; the body is still labelled application/x-ndjson.
+_NDJSON_ALIASES = ("application/ndjson", "application/jsonl", "application/json")
+# (media type sent, its aliases, format)
+_OFFERED: tuple[tuple[str, tuple[str, ...], ExportFormat], ...] = (
+    ("text/csv", (), "csv"),
+    ("application/x-ndjson", _NDJSON_ALIASES, "ndjson"),
+)
 
 
 class NotAcceptableError(ValueError):
@@ -50,13 +60,30 @@ def _accept_ranges(accept: str) -> list[tuple[str, float]]:
     return ranges
 
 
-def _quality(media: str, ranges: list[tuple[str, float]]) -> tuple[float, int]:
-    """The q the most specific matching range gives ``media`` (RFC 9110 §12.5.1), and its position."""
+def _quality(media: str, ranges: list[tuple[str, float]], aliases: tuple[str, ...] = ()) -> tuple[float, int]:
+    """The q the most specific matching range gives ``media`` (RFC 9110 §12.5.1), and its position.
+
+    Most specific first: ``media`` itself, then its ``aliases`` (the best-rated of them, as each
+    is a full name of the format), then ``type/*``, then ``*/*``. Only the most specific level
+    counts, so a q=0 there refuses the format even when a wildcard in the same header would take
+    it: ``application/x-ndjson;q=0, application/*`` refuses NDJSON. Rating each alias as a type
+    of its own would let ``application/*`` accept ``application/ndjson``, and the body would go
+    out as application/x-ndjson to a client that had just refused exactly that.
+    """
     kind = media.split("/")[0]
     best: tuple[int, float, int] | None = None  # (specificity, q, position)
     for position, (candidate, quality) in enumerate(ranges):
-        specificity = 2 if candidate == media else 1 if candidate == f"{kind}/*" else 0 if candidate == "*/*" else -1
-        if specificity >= 0 and (best is None or specificity > best[0]):
+        if candidate == media:
+            specificity = 3
+        elif candidate in aliases:
+            specificity = 2
+        elif candidate == f"{kind}/*":
+            specificity = 1
+        elif candidate == "*/*":
+            specificity = 0
+        else:
+            continue
+        if best is None or specificity > best[0] or (specificity == best[0] == 2 and quality > best[1]):
             best = (specificity, quality, position)
     return (0.0, len(ranges)) if best is None else (best[1], best[2])
 
@@ -73,10 +100,10 @@ def negotiate_format(requested: ExportFormat | None, accept: str | None) -> Expo
     ranges = _accept_ranges(accept or "")
     if not ranges:
         return "csv"
-    rated = [(*_quality(media, ranges), fmt) for media, fmt in _OFFERED]
+    rated = [(*_quality(media, ranges, aliases), fmt) for media, aliases, fmt in _OFFERED]
     quality, _position, fmt = max(rated, key=lambda item: (item[0], -item[1], item[2] == "csv"))
     if quality <= 0:
-        raise NotAcceptableError("Accept names neither text/csv nor application/x-ndjson; or use ?format=csv|ndjson")
+        raise NotAcceptableError("Accept refuses both text/csv and application/x-ndjson; or use ?format=csv|ndjson")
     return fmt
 
 
@@ -128,7 +155,7 @@ def export_chunks(
     fmt: ExportFormat,
     chunk_rows: int,
     escape_formulas: bool = True,
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     """Yield the encoded export, one chunk of ``chunk_rows`` rows at a time (CSV header first).
 
     The first item is ``b""``, yielded once the connection is open and the statement sent: the
@@ -143,3 +170,29 @@ def export_chunks(
         for chunk in result.partitions(chunk_rows):
             text = encode_csv(chunk, False, escape_formulas) if fmt == "csv" else encode_ndjson(chunk)
             yield text.encode()
+
+
+class ExportResponse(StreamingResponse):
+    """A streamed export that closes its generator when the response ends, however it ends.
+
+    Starlette walks a sync iterator in the thread pool and never closes it. The route has already
+    taken the first item, so the generator holds a pooled connection and an open server-side
+    cursor; when the client leaves before or during the body (the send is cancelled, or raises
+    on an ASGI 2.4 server) or sending fails, that connection stayed checked out until garbage
+    collection, and a few such clients could empty the pool. Closing here runs the generator's
+    ``with engine.connect()`` exit as soon as the response is over.
+    """
+
+    def __init__(self, chunks: Generator[bytes, None, None], media_type: str, headers: Mapping[str, str]) -> None:
+        super().__init__(chunks, media_type=media_type, headers=headers)
+        self._chunks = chunks
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # In a thread: giving the connection back rolls back, a round trip that must not stall
+            # the event loop. Shielded: a cancelled request task (a shutdown) must still close it.
+            # The generator is idle here: a cancelled ``next`` in the thread pool is waited for.
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(self._chunks.close)

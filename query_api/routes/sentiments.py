@@ -13,7 +13,14 @@ from core.config.api import PAGE_LIMIT_BOUND
 from query_api.cursor import SORTS, Cursor, CursorError, Sort, decode_cursor, encode_cursor, is_time_sort
 from query_api.deps import SessionDep, StateDep
 from query_api.errors import ApiError, responses
-from query_api.export import MEDIA_TYPES, ExportFormat, NotAcceptableError, export_chunks, negotiate_format
+from query_api.export import (
+    MEDIA_TYPES,
+    ExportFormat,
+    ExportResponse,
+    NotAcceptableError,
+    export_chunks,
+    negotiate_format,
+)
 from query_api.filters import FiltersDep
 from query_api.queries import (
     BY_ID,
@@ -192,7 +199,7 @@ def export_sentiments(
         str | None,
         Header(description="`text/csv` or `application/x-ndjson` (q-values honoured; 406 when neither)."),
     ] = None,
-) -> StreamingResponse:
+) -> ExportResponse:
     """Every row matching the filters, streamed chunk by chunk (memory stays flat)."""
     if state.engine is None:
         raise ApiError(503, "database_unavailable", "the API has no database connection")
@@ -207,7 +214,9 @@ def export_sentiments(
     next(chunks)  # connect and send the statement now: a failure is still a proper error status
     extension = "csv" if fmt == "csv" else "ndjson"
     headers = {"Content-Disposition": f'attachment; filename="sentiments.{extension}"', "Vary": "Accept"}
-    return StreamingResponse(chunks, media_type=MEDIA_TYPES[fmt], headers=headers)
+    # ExportResponse, not StreamingResponse: the generator now holds a connection, and a client
+    # that leaves early must not keep it checked out until garbage collection.
+    return ExportResponse(chunks, media_type=MEDIA_TYPES[fmt], headers=headers)
 
 
 @router.get(

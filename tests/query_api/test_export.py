@@ -5,9 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import socket
+import time
 import tracemalloc
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,7 +20,7 @@ from core.db import sqlalchemy_url
 from query_api.export import export_chunks
 from query_api.filters import Filters
 from query_api.queries import PUBLIC_FIELDS, export_statement
-from tests.fixtures.api import Seeded, build_app, insert_rows, make_rows
+from tests.fixtures.api import Seeded, build_app, insert_rows, live_server, make_rows
 
 pytestmark = pytest.mark.integration
 
@@ -26,6 +29,22 @@ def as_text(value: Any) -> str:
     if value is None:
         return ""
     return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def insert_bulk_rows(database_url: str, count: int) -> None:
+    """``count`` rows of ~1.4 kB each, generated server-side to keep the test fast."""
+    writer = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)
+    with writer.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO sentiments (review_key, sentence, sentiment_score, confidence, label,"
+                " suggested_rating, source, model_version)"
+                " SELECT 'bulk:' || i, repeat('lorem ipsum ', 110) || i, (i % 100) / 100.0, 0.9, 'neutral', 3,"
+                " 'bulk', 'm1' FROM generate_series(1, :count) AS i"
+            ),
+            {"count": count},
+        )
+    writer.dispose()
 
 
 def test_csv_export_holds_every_matching_row_in_id_order(seeded_api: Seeded) -> None:
@@ -77,7 +96,15 @@ def test_the_format_comes_from_the_parameter_else_the_accept_header(
     assert response.headers["vary"] == "Accept"
 
 
-@pytest.mark.parametrize("accept", ["image/png", "text/csv;q=0, application/x-ndjson;q=0", "application/*;q=0"])
+@pytest.mark.parametrize(
+    "accept",
+    [
+        "image/png",
+        "text/csv;q=0, application/x-ndjson;q=0",
+        "application/*;q=0",
+        "application/x-ndjson;q=0, application/*",  # the wildcard does not undo the refusal
+    ],
+)
 def test_an_accept_header_refusing_both_formats_is_a_406(seeded_api: Seeded, accept: str) -> None:
     response = seeded_api.client.get("/sentiments/export", headers={"Accept": accept})
     assert response.status_code == 406
@@ -133,19 +160,31 @@ def test_the_export_arrives_in_several_chunks(database_url: str, readonly_databa
     assert sum(chunk.count(b"\n") for chunk in chunks) == 2500
 
 
+def test_a_client_that_leaves_mid_export_gives_its_database_connection_back(
+    database_url: str, readonly_database_url: str
+) -> None:
+    """The export's connection returns to the pool as soon as its client is gone, not whenever
+    garbage collection finds the abandoned generator: a few such clients would empty the pool."""
+    insert_bulk_rows(database_url, 20_000)  # ~28 MB: far more than the socket buffers hold
+    app = build_app(readonly_database_url, export_chunk_rows=100)
+    with live_server(app) as base_url:
+        engine_pool = app.state.reviewscore.engine.pool
+        address = urlsplit(base_url)
+        with socket.socket() as client:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            client.connect((address.hostname, address.port))
+            client.sendall(b"GET /sentiments/export?format=ndjson HTTP/1.1\r\nHost: test\r\n\r\n")
+            assert client.recv(4096).startswith(b"HTTP/1.1 200 ")
+            assert engine_pool.checkedout() == 1  # the export is streaming; the client reads no further
+        deadline = time.monotonic() + 5
+        while engine_pool.checkedout() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert engine_pool.checkedout() == 0
+
+
 def test_exporting_more_rows_does_not_take_more_memory(database_url: str, readonly_database_url: str) -> None:
     """Peak Python memory while exporting 10k rows stays far below the size of the export."""
-    writer = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)
-    with writer.begin() as conn:  # ~1.4 kB per row, generated server-side to keep the test fast
-        conn.execute(
-            text(
-                "INSERT INTO sentiments (review_key, sentence, sentiment_score, confidence, label,"
-                " suggested_rating, source, model_version)"
-                " SELECT 'bulk:' || i, repeat('lorem ipsum ', 110) || i, (i % 100) / 100.0, 0.9, 'neutral', 3,"
-                " 'bulk', 'm1' FROM generate_series(1, 10000) AS i"
-            )
-        )
-    writer.dispose()
+    insert_bulk_rows(database_url, 10_000)
     engine = create_engine(sqlalchemy_url(readonly_database_url), poolclass=pool.NullPool)
     try:
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import xml.etree.ElementTree as ET
+from collections.abc import Generator
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from sqlalchemy.dialects import postgresql
+from starlette.requests import ClientDisconnect
 
 from query_api.charts import Point, labels_svg, score_color, timeline_svg
 from query_api.cursor import Cursor, CursorError, decode_cursor, encode_cursor
-from query_api.export import NotAcceptableError, defuse_formula, encode_csv, negotiate_format
+from query_api.export import ExportResponse, NotAcceptableError, defuse_formula, encode_csv, negotiate_format
 from query_api.filters import Filters
 from query_api.queries import list_query
 
@@ -84,11 +88,125 @@ def test_export_format_negotiation(requested: str | None, accept: str | None, ch
     assert negotiate_format(requested, accept) == chosen  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("accept", "chosen"),
+    [
+        ("application/x-ndjson;q=0.5, text/csv;q=0.8", "csv"),
+        ("text/csv;q=0.5, application/x-ndjson;q=0.8", "ndjson"),
+        ("text/csv;q=0.3, application/ndjson;q=0.6", "ndjson"),  # an alias carries its own q
+        ("*/*;q=0.5, application/*;q=0.4", "csv"),  # CSV through */*, NDJSON through application/*
+        ("text/*;q=0.2, */*;q=0.9", "ndjson"),  # text/* is the more specific for CSV: 0.2
+        ("text/csv;q=0.001, image/png", "csv"),  # any q above 0 accepts
+    ],
+)
+def test_the_format_rated_highest_wins(accept: str, chosen: str) -> None:
+    assert negotiate_format(None, accept) == chosen
+
+
+@pytest.mark.parametrize(
+    ("accept", "chosen"),
+    [
+        ("application/*", "ndjson"),
+        ("application/*;q=0.5", "ndjson"),
+        ("*/*", "csv"),  # both match only through */*: CSV, the default
+        ("image/*, text/*;q=0.1", "csv"),
+        ("application/json;q=0, application/ndjson", "ndjson"),  # another name for NDJSON is accepted
+        ("*/*;q=0, application/ndjson", "ndjson"),  # a named alias outranks the refusing */*
+        ("application/json;q=0, */*", "csv"),  # refusing an alias refuses NDJSON; */* still takes CSV
+    ],
+)
+def test_a_wildcard_rates_a_format_only_when_nothing_more_specific_names_it(accept: str, chosen: str) -> None:
+    assert negotiate_format(None, accept) == chosen
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [
+        "application/x-ndjson;q=0, application/*",  # x-ndjson is what the body is labelled
+        "application/x-ndjson;q=0, application/ndjson",
+        "application/ndjson;q=0, application/*",  # an alias names NDJSON more closely than a wildcard
+        "text/csv;q=0, text/*",
+        "text/csv;q=0, */*, application/x-ndjson;q=0",
+    ],
+)
+def test_q_0_refuses_a_format_whatever_wildcard_follows(accept: str) -> None:
+    with pytest.raises(NotAcceptableError):
+        negotiate_format(None, accept)
+
+
+def test_q_0_on_one_format_leaves_the_other() -> None:
+    assert negotiate_format(None, "application/x-ndjson;q=0, application/*, text/csv;q=0.1") == "csv"
+    assert negotiate_format(None, "text/csv;q=0, */*;q=0.1") == "ndjson"
+
+
 @pytest.mark.parametrize("accept", ["image/png", "text/csv;q=0", "*/*;q=0"])
 def test_an_accept_header_that_refuses_both_formats_is_not_acceptable(accept: str) -> None:
     with pytest.raises(NotAcceptableError):
         negotiate_format(None, accept)
     assert negotiate_format("ndjson", accept) == "ndjson"  # ?format= still wins
+
+
+class _Chunks:
+    """An export generator that records whether it was closed (as the connection is given back)."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def __iter__(self) -> Generator[bytes, None, None]:
+        try:
+            yield b"id\r\n"
+            yield b"1\r\n"
+        finally:
+            self.closed = True
+
+
+def _serve(response: ExportResponse, spec_version: str, fail_on: str | None, client_leaves: bool) -> None:
+    """Run ``response`` as a server would: ``send`` raises OSError on message type ``fail_on`` (ASGI
+    2.4 servers report a gone client so); with ``client_leaves``, a client that never reads the body
+    (each body send blocks) and then disconnects (ASGI 2.3 servers report that through receive)."""
+    started = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await started.wait()
+        if client_leaves:
+            return {"type": "http.disconnect"}
+        await asyncio.Event().wait()  # the client stays
+        return {}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == fail_on:
+            raise OSError("connection reset by peer")
+        started.set()
+        if client_leaves and message["type"] == "http.response.body":
+            await asyncio.Event().wait()  # the socket buffer is full: the send never completes
+
+    asyncio.run(response({"type": "http", "asgi": {"spec_version": spec_version}}, receive, send))
+
+
+@pytest.mark.parametrize(
+    ("spec_version", "fail_on", "client_leaves"),
+    [
+        ("2.3", None, False),  # the whole body is sent
+        ("2.3", None, True),  # the client leaves while the body waits to be sent: the send is cancelled
+        ("2.4", "http.response.start", False),  # the client left before the body
+        ("2.4", "http.response.body", False),  # ... or during it
+    ],
+)
+def test_an_export_response_closes_its_generator_however_the_response_ends(
+    spec_version: str, fail_on: str | None, client_leaves: bool
+) -> None:
+    """Closing the generator is what gives its database connection back; Starlette's own
+    StreamingResponse leaves a generator it did not finish to garbage collection."""
+    source = _Chunks()
+    chunks = iter(source)
+    next(chunks)  # as the route does: the generator is started, its connection checked out
+    response = ExportResponse(chunks, media_type="text/csv", headers={})
+    if fail_on is None:
+        _serve(response, spec_version, fail_on, client_leaves)
+    else:
+        with pytest.raises(ClientDisconnect):
+            _serve(response, spec_version, fail_on, client_leaves)
+    assert source.closed
 
 
 def test_only_text_cells_that_start_like_a_formula_get_a_quote() -> None:
