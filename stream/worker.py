@@ -19,6 +19,7 @@ from core.config import DatabaseSettings, KafkaSettings, StreamSettings
 from core.db import make_engine
 from core.kafka_patch import apply_leave_group_patch
 from model.base import Scorer
+from stream.broker_probe import BrokerProbe
 from stream.dlq import KafkaSender
 from stream.metrics import Health, Metrics, MetricsServer
 from stream.pipeline import BatchProcessor
@@ -35,9 +36,12 @@ class Worker:
     server: MetricsServer | None
     engine: Any
     topic: str
+    probe: BrokerProbe | None = None  # the Faust engine's broker health (the batch engine reads librdkafka's)
 
     def close(self) -> None:
         self.processor.abandon.set()
+        if self.probe:
+            self.probe.stop()
         self.executor.shutdown(wait=True)
         if self.server:
             self.server.stop()
@@ -77,6 +81,7 @@ def build_worker(
         log.info("metrics on http://%s:%d/metrics, health on /healthz", stream.web_host, server.port)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reviewscore-batch")
     app: Any
+    probe = None
     if stream.engine == "batch":
         from stream.consumer import BatchConsumer
 
@@ -87,7 +92,10 @@ def build_worker(
         datadir = datadir or Path(tempfile.mkdtemp(prefix="reviewscore-faust-"))
         datadir.mkdir(parents=True, exist_ok=True)
         app = create_app(kafka, stream, processor, executor, datadir)
-    return Worker(app=app, processor=processor, executor=executor, server=server, engine=engine, topic=kafka.topic)
+        probe = BrokerProbe(kafka, health).start()
+    return Worker(
+        app=app, processor=processor, executor=executor, server=server, engine=engine, topic=kafka.topic, probe=probe
+    )
 
 
 def run_worker(worker: Worker, log_level: str = "INFO") -> None:

@@ -76,6 +76,18 @@ class KafkaSettings(BaseSettings):
         config.update(self._security())
         return config
 
+    def admin_config(self) -> dict[str, str | int | bool]:
+        """confluent-kafka settings for a client that only asks for metadata (health probes)."""
+        if not self.bootstrap_servers:
+            raise ValueError("KAFKA_BOOTSTRAP_SERVERS is not set (start the embedded broker or set it)")
+        config: dict[str, str | int | bool] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "client.id": self.client_id,
+            "security.protocol": self.security_protocol,
+        }
+        config.update(self._security())
+        return config
+
     def _security(self) -> dict[str, str]:
         out: dict[str, str] = {}
         if self.ssl_ca_location and self.security_protocol in ("SSL", "SASL_SSL"):
