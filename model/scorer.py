@@ -121,23 +121,26 @@ def resolve_variant(card: ModelCard, device: str, variant: str) -> tuple[str, st
     """(device, variant) to run, from the settings and what the artifact ships.
 
     auto: CUDA -> bf16 torch weights; CPU -> the ONNX int8 file when present, else bf16 autocast on
-    CPUs with AMX/AVX-512-BF16, else fp32. A GPU found by auto is passed over when the artifact has
-    only the CPU int8 file; a GPU asked for (MODEL_DEVICE=cuda) is not: running on CPU instead would
-    hide a deployment mistake behind ten times slower scoring. Asking for a variant the artifact
-    lacks is an error that says which ones it has.
+    CPUs with AMX/AVX-512-BF16, else fp32. An artifact with only the CPU int8 file (the shipped
+    default: its fp32 weights are not in git) runs on CPU even where a GPU is asked for, with a
+    warning, so a GPU image started on the default model scores instead of crash-looping; the
+    worker's ``reviewscore_model_info{device,variant}`` shows it. Asking for a variant the
+    artifact lacks is an error that says which ones it has.
     """
     have = set(card.variants)
     torch_weights = "fp32" in have
-    if device == "cuda" and not torch_weights:
-        raise ArtifactError(
-            f"MODEL_DEVICE=cuda needs the fp32 torch weights ({FP32_FILE}); artifact has {sorted(have)} "
-            "(MODEL_DEVICE=auto scores it on CPU)"
-        )
     if device == "auto":
         device = "cuda" if torch_weights and cuda_available() else "cpu"
     if variant == "auto":
-        if device == "cuda":
+        if device == "cuda" and torch_weights:
             return device, "bf16"
+        if device == "cuda":
+            log.warning(
+                "MODEL_DEVICE=cuda, but the artifact has no torch weights (%s): scoring on CPU; "
+                "point MODEL_PATH at an artifact with %s to use the GPU",
+                sorted(have),
+                FP32_FILE,
+            )
         if "onnx-int8" in have:
             return "cpu", "onnx-int8"
         if torch_weights and card.architecture == "transformer" and cpu_has_fast_bf16():

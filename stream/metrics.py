@@ -61,7 +61,12 @@ class Metrics:
         )
         self.rebalances = Counter("reviewscore_rebalances", "Partition assignments received.", registry=r)
         self.healthy = Gauge("reviewscore_healthy", "1 when the worker is making progress.", registry=r)
-        self.model_info = Gauge("reviewscore_model_info", "The loaded model version.", ["version"], registry=r)
+        self.model_info = Gauge(
+            "reviewscore_model_info",
+            "The loaded model: version, where it runs and which variant (an int8-only artifact runs on CPU).",
+            ["version", "device", "variant"],
+            registry=r,
+        )
 
 
 @dataclass

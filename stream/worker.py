@@ -60,7 +60,8 @@ def build_worker(
     apply_leave_group_patch()  # Tansu numbers the first generation 0; see core/kafka_patch.py
     metrics = Metrics()
     health = Health(metrics)
-    metrics.model_info.labels(scorer.model_version).set(1)
+    device, variant = getattr(scorer, "device", "unknown"), getattr(scorer, "variant", "unknown")
+    metrics.model_info.labels(scorer.model_version, str(device), str(variant)).set(1)
     engine = make_engine(database, application_name="reviewscore-worker")
     processor = BatchProcessor(
         scorer=scorer,
