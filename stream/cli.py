@@ -99,12 +99,15 @@ def rescore(
     limit: Annotated[
         int | None, typer.Option(min=1, help="Stop after re-scoring this many rows (resume later).")
     ] = None,
+    fail_on_skip: Annotated[
+        bool, typer.Option("--fail-on-skip", help="Exit 1 when rows were skipped (they are listed either way).")
+    ] = False,
 ) -> None:
     """Re-score stored rows with another model version; resumable (rows already at it are skipped).
 
     A row the new model fails on, or whose scores the table refuses, keeps its old scores and is
-    reported; the job goes on and exits 1 at the end so a script notices. When the model fails on
-    a known-good text too it stops (exit 2).
+    listed; the job goes on (exit 0, or 1 with --fail-on-skip). When the model fails on a
+    known-good text too it stops (exit 2).
     """
     from rich.progress import Progress
 
@@ -129,7 +132,9 @@ def rescore(
                     batch_size=batch_size,
                     limit=limit,
                     max_batch_tokens=get_stream_settings().max_batch_tokens,
-                    on_progress=lambda n: progress.advance(task, n),
+                    on_progress=lambda rescored, skipped: progress.advance(
+                        task, rescored if limit else rescored + skipped
+                    ),
                 )
         except ScorerUnavailableError as exc:
             typer.echo(f"error: {exc}; rows done so far keep their new scores, run it again later", err=True)
@@ -145,7 +150,8 @@ def rescore(
             "they keep their old scores, the log says why",
             err=True,
         )
-        raise typer.Exit(1)
+        if fail_on_skip:
+            raise typer.Exit(1)
 
 
 @dlq_app.command("show")

@@ -67,11 +67,12 @@ def rescore_rows(
     batch_size: int = 256,
     limit: int | None = None,
     max_batch_tokens: int = 16_384,
-    on_progress: Callable[[int], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> RescoreResult:
     """Bring rows to ``scorer.model_version``; rows that cannot get there are skipped and reported.
 
     ``limit`` bounds the rows re-scored, not the rows read: skipped rows do not count toward it.
+    ``on_progress(rescored, skipped)`` is called after each page.
 
     Raises ``ScorerUnavailableError`` when the model fails on a known-good text too: then it is
     down, not the rows bad, and skipping them all would only hide that.
@@ -103,7 +104,7 @@ def rescore_rows(
         result.rescored += len(page) - len(skipped)
         after = ids[-1]
         if on_progress:
-            on_progress(len(page))
+            on_progress(len(page) - len(skipped), len(skipped))
     return result
 
 

@@ -80,11 +80,14 @@ def test_rescore_command_counts_and_names_the_rows_it_skipped(
     monkeypatch.setenv("RS_TEST_SCORER_VERSION", "lexicon-3")
 
     result = CliRunner().invoke(cli_app(), ["rescore", "--batch-size", "5"])
+    strict = CliRunner().invoke(cli_app(), ["rescore", "--batch-size", "5", "--fail-on-skip"])
 
-    assert result.exit_code == 1, result.output  # a script sees that rows were left behind
+    assert result.exit_code == 0, result.output
     assert "re-scored 9 rows to model version lexicon-3" in result.output
     skipped = ", ".join(str(i) for i in sorted(ids[t] for t in REFUSED.values()))
     assert f"skipped 3 rows the new model or the table refused (ids {skipped})" in result.output
+    assert strict.exit_code == 1, strict.output  # a script that asks is told rows were left behind
+    assert f"skipped 3 rows the new model or the table refused (ids {skipped})" in strict.output
 
 
 def test_a_limited_rescore_counts_only_rescored_rows_so_it_gets_past_rows_it_keeps_failing_on(
