@@ -42,6 +42,9 @@ message is over 256,000 bytes) keeps its first 64 KiB for diagnosis, its size an
 MAX_ERROR_CHARS = 1000
 """Longest ``error`` kept when a letter must be sent without the original's bytes."""
 
+MAX_STRIPPED_KEY_CHARS = 1024
+"""Longest encoded key a letter sent without the original's bytes still carries."""
+
 PERMANENT_REASONS = frozenset(
     {"empty", "too_large", "not_utf8", "bad_json", "not_object", "unsupported_version", "invalid"}
 )
@@ -51,8 +54,9 @@ Replaying the same bytes to the same worker dead-letters them again, at a new of
 next replay finds them: a plain ``dlq replay`` skips them. They succeed only once fixed (``dlq
 show --json`` → edit → ``dlq replay --file``) or after a code change that accepts them (a newer
 ``schema_version``, a relaxed field rule), which the operator asks for with ``--reason``. The
-other reasons depend on the model (``scoring_failed``), the table (``db_rejected``) or a setting
-(``too_long``, ``STREAM_MAX_TEXT_CHARS``), which may have changed since.
+other reasons depend on the model (``scoring_failed``), the table (``db_rejected``), a setting
+(``too_long``, ``STREAM_MAX_TEXT_CHARS``) or the worker's own code (``internal_error``, a bug),
+which may have changed since.
 """
 
 
@@ -110,15 +114,20 @@ class DeadLetter:
         """The letter without the original's bytes: what is sent when the whole one is too large.
 
         Size and digest of the value stay (``dead_letter`` always records them), so the message
-        can still be found at its source. A key kept whole (at most ``MAX_EMBEDDED_BYTES``) stays
-        too: it is what the letter is keyed and found by, and the value is what made it large.
+        can still be found at its source. A short key (up to ``MAX_STRIPPED_KEY_CHARS`` encoded)
+        stays too: it is what the letter is keyed and found by. A longer one goes, so the stripped
+        letter stays a few kilobytes whatever the broker's limit.
         """
+        keep_key = self.key is None or (not self.key_truncated and len(self.key) <= MAX_STRIPPED_KEY_CHARS)
         return replace(
             self,
             error=self.error[:MAX_ERROR_CHARS],
             value=None,
             value_encoding="none",
             value_truncated=self.value_truncated or self.value is not None,
+            key=self.key if keep_key else None,
+            key_encoding=self.key_encoding if keep_key else "none",
+            key_truncated=self.key_truncated or not keep_key,
         )
 
     def to_json(self) -> bytes:
@@ -238,8 +247,8 @@ class _Attempt:
     waiting: set[int] = field(default_factory=set)  # in the producer, no delivery report yet
     errors: dict[int, Any] = field(default_factory=dict)  # index -> KafkaError of its last refusal
     smaller: set[int] = field(default_factory=set)  # refused as too large alone: sent as the smaller form
-    solo: set[int] = field(default_factory=set)  # refused as too large with others: sent again whole, alone
-    refused_alone: set[int] = field(default_factory=set)  # the producer refused it by itself, before batching
+    solo: set[int] = field(default_factory=set)  # refused as too large with others: to send again whole, alone
+    sent_alone: set[int] = field(default_factory=set)  # produced by itself, or refused by the producer before batching
     copies: dict[int, int] = field(default_factory=dict)  # index -> number of its latest produce
 
     def produced(self, index: int) -> int:
@@ -289,12 +298,12 @@ class KafkaSender:
     """A confluent-kafka producer that sends a list and waits until every message is confirmed.
 
     Used for dead letters from the worker thread and by ``dlq replay``; blocking on purpose:
-    the batch is acknowledged only after its dead letters are durable. A failed ``send`` leaves
-    nothing queued behind it, and the caller's retry of the same list sends only what the
-    broker has not confirmed: a broker that comes back gets each message once. Messages still
-    queued when a call gives up stay queued (a queued message may be a retry of one the broker
-    already holds, so dropping and re-sending it could duplicate it): the retry waits for their
-    reports. Only a different request, which abandons this one, purges the queue.
+    the batch is acknowledged only after its dead letters are durable. The caller's retry of the
+    same list sends only what is neither confirmed nor still queued or in flight: a broker that
+    comes back gets each message once. Messages still queued when a call gives up stay queued
+    (a queued message may be a retry of one the broker already holds, so dropping and re-sending
+    it could duplicate it): the retry waits for their reports. Only a different request, which
+    abandons this one, purges the queue.
     """
 
     def __init__(self, settings: KafkaSettings, flush_timeout: float = 30.0) -> None:
@@ -319,13 +328,13 @@ class KafkaSender:
             self._attempt = _Attempt(fingerprint)  # a new request: an abandoned one's reports no longer matter
         attempt = self._attempt
         while True:
-            self._send_pending(topic, messages, smaller, attempt)
+            flushed = self._send_pending(topic, messages, smaller, attempt)
             self._recreate_after_fatal(attempt)
             too_large = {i for i, error in attempt.errors.items() if _too_large(error) and i not in attempt.smaller}
             if smaller is None or not too_large:
                 break
-            alone, again = sort_too_large(too_large, attempt.solo | attempt.refused_alone, len(messages))
-            for index in sorted(too_large):
+            alone, again = sort_too_large(too_large, attempt.sent_alone, len(messages))
+            for index in sorted(alone | (again - attempt.solo)):  # each change of plan logged once
                 log.warning(
                     "message %d to %s refused as too large (%s): %s",
                     index,
@@ -335,6 +344,8 @@ class KafkaSender:
                 )
             attempt.smaller |= alone
             attempt.solo |= again
+            if not flushed:
+                break  # the broker is slow or away: the caller's retry goes on from here
         unconfirmed = len(messages) - len(attempt.confirmed)
         if unconfirmed:
             failed = [f"{error.name()}: {error.str()}" for error in attempt.errors.values()]
@@ -353,20 +364,25 @@ class KafkaSender:
 
     def _send_pending(
         self, topic: str, messages: Sequence[Outgoing], smaller: Sequence[Outgoing] | None, attempt: _Attempt
-    ) -> None:
-        """Produce what is neither confirmed nor in flight and wait; letters marked solo one by one."""
+    ) -> bool:
+        """Produce what is neither confirmed nor in flight and wait; letters marked solo one by one.
+
+        False when a flush timed out: solo letters not produced yet stay pending, never tried alone.
+        """
         pending = [i for i in range(len(messages)) if i not in attempt.confirmed and i not in attempt.waiting]
         solo = [i for i in pending if i in attempt.solo and i not in attempt.smaller]
         for index in pending:
             if index not in solo:
                 chosen = smaller[index] if smaller is not None and index in attempt.smaller else messages[index]
                 self._produce(topic, index, chosen, attempt)
-        timed_out = self._producer.flush(self._flush_timeout)
+        if self._producer.flush(self._flush_timeout):
+            return False
         for index in solo:
-            if timed_out:
-                break  # the rest waits for the caller's retry
             self._produce(topic, index, messages[index], attempt)
-            timed_out = self._producer.flush(self._flush_timeout)
+            attempt.sent_alone.add(index)
+            if self._producer.flush(self._flush_timeout):
+                return False
+        return True
 
     def _produce(self, topic: str, index: int, message: Outgoing, attempt: _Attempt) -> None:
         from confluent_kafka import KafkaException
@@ -386,7 +402,7 @@ class KafkaSender:
             except BufferError:
                 self._producer.poll(0.1)
             except KafkaException as exc:  # refused before it was queued, e.g. over message.max.bytes
-                attempt.refused_alone.add(index)
+                attempt.sent_alone.add(index)
                 attempt.report(index, copy, exc.args[0])
                 return
 

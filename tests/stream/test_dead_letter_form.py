@@ -88,6 +88,10 @@ def test_the_stripped_letter_sent_when_the_whole_one_is_refused_still_identifies
     assert stripped.value_truncated
     assert (stripped.original_key(), stripped.key_truncated) == (b"key", False)  # still keyed and found by it
     assert letter.stripped().to_message()[0] == b"key"
+    long_key = dead_letter(Rejected(Record("reviews", 0, 4, b"k" * 5_000, value, None), "not_utf8", "x"))
+    stripped_long = long_key.stripped()
+    assert (stripped_long.key, stripped_long.key_truncated) == (None, True)  # the stripped form stays small
+    assert len(stripped_long.to_json()) < 2_000
     assert (stripped.value_bytes, stripped.value_sha256) == (5_000, hashlib.sha256(value).hexdigest())
     assert len(stripped.error) == 1000
     assert (stripped.topic, stripped.partition, stripped.offset, stripped.reason) == ("reviews", 0, 3, "not_utf8")
@@ -153,8 +157,9 @@ def test_only_reasons_that_depend_on_the_model_the_table_or_a_setting_are_replay
     assert {"empty", "too_large", "not_utf8", "bad_json", "not_object", "invalid"} <= PERMANENT_REASONS
 
 
-def test_a_letter_refused_as_too_large_in_a_batch_is_sent_whole_again_alone_before_it_is_stripped() -> None:
+def test_the_plan_for_too_large_refusals_tries_a_letter_alone_before_stripping_it() -> None:
     # The broker refused a record batch holding letters 1, 2 and 4; letter 2 had been sent alone.
+    # (Tansu has no record-batch limit to refuse with, so the broker side of this is not driven.)
     assert sort_too_large({1, 2, 4}, tried_alone={2}, count=5) == ({2}, {1, 4})
     assert sort_too_large({0}, tried_alone=set(), count=1) == ({0}, set())  # alone in its request already
     assert sort_too_large(set(), tried_alone={3}, count=5) == (set(), set())
