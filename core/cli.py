@@ -123,6 +123,8 @@ def infra_up(
     when an ``infra up`` already serves this state directory (a second one would share its
     PostgreSQL data directory and take over the file other commands find the first one by).
     """
+    import fcntl
+
     from core import migrate as migrations
     from core.embedded import (
         BrokerStartError,
@@ -136,17 +138,21 @@ def infra_up(
     started = time.perf_counter()
     infra = get_infra_settings()
     kafka = get_kafka_settings()
-    running = read_infra_file(infra.state_dir)
-    if running is not None:
+    infra.state_dir.mkdir(parents=True, exist_ok=True)
+    # Held until this process ends (the kernel drops it even on SIGKILL): two `infra up` started
+    # together cannot both pass a check of the state file, which is written only once they are up.
+    lock = (infra.state_dir / "infra.lock").open("a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        running = read_infra_file(infra.state_dir)
+        where = f" (database {running['DATABASE_URL']}, broker {running['KAFKA_BOOTSTRAP_SERVERS']})" if running else ""
         typer.echo(
-            f"error: an `infra up` already serves {infra.state_dir} "
-            f"(database {running['DATABASE_URL']}, broker {running['KAFKA_BOOTSTRAP_SERVERS']}); "
-            "other commands here use it by themselves. Stop it first, or set REVIEWSCORE_STATE_DIR "
-            "for a second one",
+            f"error: an `infra up` already serves {infra.state_dir}{where}; other commands here use it "
+            "by themselves. Stop it first, or set REVIEWSCORE_STATE_DIR for a second one",
             err=True,
         )
-        raise typer.Exit(1)
-    infra.state_dir.mkdir(parents=True, exist_ok=True)
+        raise typer.Exit(1) from None
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

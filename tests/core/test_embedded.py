@@ -252,8 +252,16 @@ def test_stopping_infra_up_leaves_the_state_file_of_a_later_one(tmp_path: Path) 
 
 
 def test_a_second_infra_up_in_the_same_directory_refuses_to_start(tmp_path: Path) -> None:
-    first = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holds_the_lock = (  # what a running `infra up` does, from its first moment
+        "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); "
+        "print('locked', flush=True); time.sleep(60)"
+    )
+    first = subprocess.Popen(
+        [sys.executable, "-c", holds_the_lock, str(tmp_path / "infra.lock")], stdout=subprocess.PIPE, text=True
+    )
     try:
+        assert first.stdout is not None
+        assert first.stdout.readline().strip() == "locked"
         running = {"DATABASE_URL": "postgresql://first", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:2", "pid": first.pid}
         (tmp_path / "infra.json").write_text(json.dumps(running), encoding="utf-8")
         process = _infra_up(tmp_path)
