@@ -29,6 +29,9 @@ class BrokerProbe:
         self._settings = settings
         self._health = health
         self._interval = interval
+        # Half the interval: an outage shows after about two intervals (two failed probes), and
+        # a stop never waits long for a probe in flight.
+        self._timeout = interval / 2
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failures = 0
@@ -38,10 +41,11 @@ class BrokerProbe:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, wait: bool = True) -> None:
+        """Stop probing; ``wait=False`` only asks (a probe in flight ends within its timeout)."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(self._interval + 5)
+        if wait and self._thread is not None:
+            self._thread.join(self._timeout + 1)
 
     def _run(self) -> None:
         from confluent_kafka.admin import AdminClient
@@ -49,7 +53,7 @@ class BrokerProbe:
         # librdkafka logs every failed connection attempt; the health report says it once.
         admin = AdminClient(self._settings.admin_config() | {"log_level": 0})
         while not self._stop.is_set():
-            self.observe(problem_of(admin, self._settings.topic, self._interval))
+            self.observe(problem_of(admin, self._settings.topic, self._timeout))
             self._stop.wait(self._interval)
 
     def observe(self, problem: str | None) -> None:

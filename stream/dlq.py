@@ -328,24 +328,13 @@ class KafkaSender:
             self._attempt = _Attempt(fingerprint)  # a new request: an abandoned one's reports no longer matter
         attempt = self._attempt
         while True:
+            if smaller is not None:  # first, so a retried call acts on refusals reported since the last one
+                self._plan_too_large(topic, attempt, len(messages))
             flushed = self._send_pending(topic, messages, smaller, attempt)
             self._recreate_after_fatal(attempt)
-            too_large = {i for i, error in attempt.errors.items() if _too_large(error) and i not in attempt.smaller}
-            if smaller is None or not too_large:
-                break
-            alone, again = sort_too_large(too_large, attempt.sent_alone, len(messages))
-            for index in sorted(alone | (again - attempt.solo)):  # each change of plan logged once
-                log.warning(
-                    "message %d to %s refused as too large (%s): %s",
-                    index,
-                    topic,
-                    attempt.errors[index],
-                    "sending its smaller form" if index in alone else "sending it again by itself",
-                )
-            attempt.smaller |= alone
-            attempt.solo |= again
-            if not flushed:
-                break  # the broker is slow or away: the caller's retry goes on from here
+            refused = any(_too_large(error) and i not in attempt.smaller for i, error in attempt.errors.items())
+            if smaller is None or not refused or not flushed:
+                break  # done, or the broker is slow or away: the caller's retry goes on from here
         unconfirmed = len(messages) - len(attempt.confirmed)
         if unconfirmed:
             failed = [f"{error.name()}: {error.str()}" for error in attempt.errors.values()]
@@ -361,6 +350,21 @@ class KafkaSender:
         self.send(
             topic, [letter.to_message() for letter in letters], [letter.stripped().to_message() for letter in letters]
         )
+
+    def _plan_too_large(self, topic: str, attempt: _Attempt, count: int) -> None:
+        """Letters refused as too large: again whole and alone, or (refused alone) the smaller form."""
+        too_large = {i for i, error in attempt.errors.items() if _too_large(error) and i not in attempt.smaller}
+        alone, again = sort_too_large(too_large, attempt.sent_alone, count)
+        for index in sorted(alone | (again - attempt.solo)):  # each change of plan logged once
+            log.warning(
+                "message %d to %s refused as too large (%s): %s",
+                index,
+                topic,
+                attempt.errors[index],
+                "sending its smaller form" if index in alone else "sending it again by itself",
+            )
+        attempt.smaller |= alone
+        attempt.solo |= again
 
     def _send_pending(
         self, topic: str, messages: Sequence[Outgoing], smaller: Sequence[Outgoing] | None, attempt: _Attempt

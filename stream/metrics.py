@@ -80,20 +80,21 @@ class Health:
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __post_init__(self) -> None:
-        self._publish()
+        with self._lock:
+            self._publish()
 
     def failing(self, part: str, problem: str) -> None:
         with self._lock:
             since = self._problems.get(part, (problem, time.monotonic()))[1]
             self._problems[part] = (problem, since)
-        self._publish()
+            self._publish()
 
     def ok(self, part: str) -> bool:
         """Clear ``part``'s problem; True when it had one (it has recovered)."""
         with self._lock:
             recovered = self._problems.pop(part, None) is not None
-        if recovered:
-            self._publish()
+            if recovered:
+                self._publish()
         return recovered
 
     @property
@@ -108,6 +109,8 @@ class Health:
             return {"status": "unhealthy", "problem": problem, "for_seconds": round(time.monotonic() - since, 1)}
 
     def _publish(self) -> None:
+        """Under the lock: parts report from several threads (the pipeline, the broker probe), and
+        a gauge set after the lock is released could be overtaken by a stale value."""
         if self.metrics:
             self.metrics.healthy.set(1 if self.is_healthy else 0)
 

@@ -41,7 +41,7 @@ class Worker:
     def close(self) -> None:
         self.processor.abandon.set()
         if self.probe:
-            self.probe.stop()
+            self.probe.stop(wait=False)  # a daemon thread: the in-flight batch need not wait for it
         self.executor.shutdown(wait=True)
         if self.server:
             self.server.stop()
