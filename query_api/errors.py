@@ -128,14 +128,21 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "invalid_request", f"{len(details)} invalid {noun}", details)
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
 def allowed_methods(request: Request) -> str:
-    """Every method any route serves at this path: Starlette's own 405 names only the first route's."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match != Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
-    return ", ".join(sorted(methods))
+    """Every method any route serves at this path: Starlette's own 405 names only the first route's.
+
+    Asked of the router by matching the path with each method in turn, not by reading routes'
+    ``methods``: FastAPI 0.165 includes routers as opaque entries that have none to read.
+    """
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
+    )
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

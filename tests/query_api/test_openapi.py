@@ -100,6 +100,9 @@ def test_unknown_routes_and_methods_answer_in_the_error_shape(seeded_api: Seeded
     assert missing.json()["error"]["code"] == "not_found"
     assert wrong_method.status_code == 405
     assert wrong_method.json()["error"]["code"] == "method_not_allowed"
+    assert wrong_method.headers["allow"] == "GET"
+    # Two routes share the path: the header names both, not only the first route's method.
+    assert seeded_api.client.put("/sentiments/").headers["allow"] == "GET, POST"
 
 
 def _document() -> dict[str, Any]:
