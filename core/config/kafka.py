@@ -44,40 +44,30 @@ class KafkaSettings(BaseSettings):
 
     def producer_config(self) -> dict[str, str | int | bool]:
         """confluent-kafka producer settings: idempotent, acks=all, so a retry never duplicates."""
-        if not self.bootstrap_servers:
-            raise ValueError("KAFKA_BOOTSTRAP_SERVERS is not set (start the embedded broker or set it)")
-        config: dict[str, str | int | bool] = {
-            "bootstrap.servers": self.bootstrap_servers,
-            "client.id": self.client_id,
+        return self.admin_config() | {
             "acks": "all",
             "enable.idempotence": True,
             "linger.ms": self.producer_linger_ms,
             "compression.type": self.producer_compression,
-            "security.protocol": self.security_protocol,
         }
-        config.update(self._security())
-        return config
 
     def consumer_config(self, group_id: str) -> dict[str, str | int | bool]:
         """confluent-kafka consumer settings; ``earliest`` because Tansu's high watermark is wrong."""
-        if not self.bootstrap_servers:
-            raise ValueError("KAFKA_BOOTSTRAP_SERVERS is not set (start the embedded broker or set it)")
-        config: dict[str, str | int | bool] = {
-            "bootstrap.servers": self.bootstrap_servers,
-            "client.id": self.client_id,
+        config = self.admin_config() | {
             "group.id": group_id,
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
-            "security.protocol": self.security_protocol,
         }
         if self.flavor == "tansu":
             config["session.timeout.ms"] = 6000
             config["heartbeat.interval.ms"] = 500
-        config.update(self._security())
         return config
 
     def admin_config(self) -> dict[str, str | int | bool]:
-        """confluent-kafka settings for a client that only asks for metadata (health probes)."""
+        """What every confluent-kafka client here shares: where the cluster is and how to log in.
+
+        On its own: the settings of a client that only asks for metadata (health probes).
+        """
         if not self.bootstrap_servers:
             raise ValueError("KAFKA_BOOTSTRAP_SERVERS is not set (start the embedded broker or set it)")
         config: dict[str, str | int | bool] = {
