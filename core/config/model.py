@@ -23,7 +23,14 @@ class ModelSettings(BaseSettings):
             " on AMX/AVX-512-BF16 CPUs, else fp32. cuda-int8 (weight-only) and cuda-fp8 use torchao on a GPU."
         ),
     )
-    num_threads: int = Field(default=0, ge=0, description="CPU threads for inference (0: library default).")
+    num_threads: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "CPU threads for inference (0: torch's default for fp32/bf16; for int8, one single-threaded "
+            "pass per CPU the process may use)."
+        ),
+    )
     cpu_spin: bool = Field(
         default=False,
         description=(

@@ -93,3 +93,21 @@ def test_readme_configuration_table_is_current() -> None:
     assert replace_block(document, render_table()) == document, (
         "README configuration table is stale: run `python -m core.config.docs --write README.md`"
     )
+
+
+def test_the_table_lists_every_settings_class_in_core_config() -> None:
+    import importlib
+    import inspect
+    import pkgutil
+
+    from pydantic_settings import BaseSettings
+
+    import core.config
+
+    defined = set()
+    for info in pkgutil.iter_modules(core.config.__path__):
+        module = importlib.import_module(f"core.config.{info.name}")
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, BaseSettings) and cls.__module__ == module.__name__:
+                defined.add(cls)
+    assert defined == set(SETTINGS_CLASSES)  # a new settings class must reach the README's table

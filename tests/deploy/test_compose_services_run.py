@@ -124,7 +124,8 @@ def test_the_api_service_becomes_ready_as_the_reader(
     processes: list[subprocess.Popen[bytes]],
 ) -> None:
     env = localized_env("api", database_url, readonly_database_url, kafka_settings, tmp_path)
-    assert env["DATABASE_URL"] == readonly_database_url  # no writer credentials in the API
+    assert "DATABASE_URL" not in env  # no writer credentials in the API: it starts on the reader's URL alone
+    assert env["DATABASE_READONLY_URL"] == readonly_database_url
     log = tmp_path / "api.log"
     api = start(command_of("api"), env, log, processes)
     url = f"http://127.0.0.1:{env['API_PORT']}/readyz"

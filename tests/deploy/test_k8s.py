@@ -117,7 +117,8 @@ def test_kustomization_applies_every_manifest_but_the_optional_ones() -> None:
     assert set(kustomization["resources"]) == top_level
     assert kustomization["namespace"] == "reviewscore"
     ours = {c["image"].rpartition(":")[0] for m in WORKLOADS for c in containers(m) if is_our_image(c["image"])}
-    assert {image["name"] for image in kustomization["images"]} == ours
+    # Plus the CPU-only worker image, which deploy/README.md tells CPU clusters to swap in.
+    assert {image["name"] for image in kustomization["images"]} == ours | {"reviewscore/worker"}
     assert {image["newTag"] for image in kustomization["images"]} == {project_version()}
 
 
