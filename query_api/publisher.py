@@ -14,6 +14,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from core.config import KafkaSettings
+from core.kafka_metadata import topic_problem
 from core.messages import ReviewMessage
 
 log = logging.getLogger(__name__)
@@ -72,15 +73,7 @@ class Publisher:
 
     def ping(self, timeout: float = 2.0) -> str:
         """'ok' when the broker answers and knows the topic, else the reason."""
-        try:
-            # All topics, not list_topics(topic): asking for one topic may auto-create it.
-            metadata = self._producer.list_topics(timeout=timeout)
-        except Exception as exc:  # noqa: BLE001 - any failure is "not ready", reported as text
-            return f"unreachable: {exc}"
-        topic = metadata.topics.get(self.topic)
-        if topic is None or topic.error is not None:
-            return f"topic {self.topic!r} missing"
-        return "ok"
+        return topic_problem(self._producer, self.topic, timeout) or "ok"
 
     def close(self) -> None:
         self._stop.set()

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
 from core.config import KafkaSettings
+from core.kafka_metadata import topic_problem
 from stream.metrics import Health
 
 log = logging.getLogger(__name__)
@@ -20,21 +20,42 @@ log = logging.getLogger(__name__)
 PART = "broker"
 
 
+class BrokerHealth:
+    """Folds broker checks into the worker's health, for both engines (librdkafka's statistics,
+    this module's probe): two failures in a row (a reconnect caught by one check is not an
+    outage) mark the worker unhealthy, one good check clears it. Only the "broker" part: the
+    pipeline's own problems are its to clear."""
+
+    def __init__(self, health: Health) -> None:
+        self._health = health
+        self._failures = 0
+
+    def observe(self, problem: str | None) -> None:
+        if problem is None:
+            self._failures = 0
+            if self._health.ok(PART):
+                log.info("broker reachable again")
+            return
+        self._failures += 1
+        if self._failures == 2:
+            log.warning("broker: %s", problem)
+        if self._failures >= 2:
+            self._health.failing(PART, problem)
+
+
 class BrokerProbe:
-    """Asks the broker for the topic's metadata every ``interval`` seconds; two failures in a row
-    (a reconnect caught by one request is not an outage) mark the worker unhealthy, one answer
-    clears it. Only the "broker" part: the pipeline's own problems are its to clear."""
+    """Asks the broker for the topic's metadata every ``interval`` seconds (the Faust engine's
+    check; the batch engine reads librdkafka's statistics into the same ``BrokerHealth``)."""
 
     def __init__(self, settings: KafkaSettings, health: Health, interval: float = 5.0) -> None:
         self._settings = settings
-        self._health = health
+        self._broker = BrokerHealth(health)
         self._interval = interval
         # Half the interval: an outage shows after about two intervals (two failed probes), and
         # a stop never waits long for a probe in flight.
         self._timeout = interval / 2
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._failures = 0
 
     def start(self) -> BrokerProbe:
         self._thread = threading.Thread(target=self._run, name="reviewscore-broker-probe", daemon=True)
@@ -53,31 +74,5 @@ class BrokerProbe:
         # librdkafka logs every failed connection attempt; the health report says it once.
         admin = AdminClient(self._settings.admin_config() | {"log_level": 0})
         while not self._stop.is_set():
-            self.observe(problem_of(admin, self._settings.topic, self._timeout))
+            self._broker.observe(topic_problem(admin, self._settings.topic, self._timeout))
             self._stop.wait(self._interval)
-
-    def observe(self, problem: str | None) -> None:
-        """Fold one probe's result into the health report (two failures in a row: unhealthy)."""
-        if problem is None:
-            self._failures = 0
-            if self._health.ok(PART):
-                log.info("broker reachable again")
-            return
-        self._failures += 1
-        if self._failures == 2:
-            log.warning("broker: %s", problem)
-        if self._failures >= 2:
-            self._health.failing(PART, problem)
-
-
-def problem_of(admin: Any, topic: str, timeout: float) -> str | None:
-    """Why the broker gave no usable metadata for ``topic`` within ``timeout``, or None."""
-    try:
-        # All topics, not list_topics(topic): asking for one topic may auto-create it.
-        metadata = admin.list_topics(timeout=timeout)
-    except Exception as exc:  # noqa: BLE001 - KafkaException (timeout, transport): the broker is not answering
-        return f"no broker answers ({exc})"
-    found = metadata.topics.get(topic)
-    if found is None or found.error is not None:
-        return f"topic {topic!r} unavailable ({found.error if found is not None else 'missing'})"
-    return None

@@ -28,6 +28,7 @@ from types import FrameType
 from typing import Any
 
 from core.config import KafkaSettings, StreamSettings
+from stream.broker_probe import BrokerHealth
 from stream.pipeline import AbandonedError, BatchOutcome, BatchProcessor
 from stream.records import Record, replay_of, sane_timestamp
 
@@ -103,7 +104,7 @@ class BatchConsumer:
         self._grace_timer: threading.Timer | None = None
         self._in_flight: tuple[Future[BatchOutcome], list[Record]] | None = None
         self._consumer: Any = None
-        self._broker_down_reports = 0
+        self._broker = BrokerHealth(processor.health)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -215,17 +216,7 @@ class BatchConsumer:
     def _on_stats(self, stats_json: str) -> None:
         """Runs inside ``consume()``. Two reports in a row (≥ 5 s) before unhealthy: a reconnect
         caught in one snapshot is not an outage."""
-        problem = broker_problem(stats_json)
-        if problem is None:
-            self._broker_down_reports = 0
-            if self.processor.health.ok("broker"):
-                log.info("broker reachable again")
-            return
-        self._broker_down_reports += 1
-        if self._broker_down_reports >= 2:
-            if self._broker_down_reports == 2:
-                log.warning("consumer: %s", problem)
-            self.processor.health.failing("broker", problem)
+        self._broker.observe(broker_problem(stats_json))
 
     # -- rebalance callbacks (run inside consume(), between batches) -------------------------
 

@@ -1,4 +1,5 @@
-"""The Faust engine's broker health: a metadata probe against a real broker, and one that is not there."""
+"""Broker health: the rule both engines share, and the Faust engine's metadata probe against a real
+broker and one that is not there."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import pytest
 
 from core.config import KafkaSettings
 from core.embedded import free_port
-from stream.broker_probe import BrokerProbe, problem_of
+from core.kafka_metadata import topic_problem
+from stream.broker_probe import BrokerHealth, BrokerProbe
 from stream.metrics import Health
 
 
@@ -23,7 +25,7 @@ def _wait_for(condition: object, seconds: float = 20.0) -> bool:
 
 def test_one_failed_probe_is_a_blip_two_in_a_row_an_outage_and_one_answer_the_end_of_it() -> None:
     health = Health()
-    probe = BrokerProbe(KafkaSettings(bootstrap_servers="127.0.0.1:1"), health)
+    probe = BrokerHealth(health)
 
     probe.observe("no broker answers (timed out)")
     assert health.is_healthy
@@ -38,8 +40,7 @@ def test_one_failed_probe_is_a_blip_two_in_a_row_an_outage_and_one_answer_the_en
 def test_the_probe_clears_only_its_own_part() -> None:
     health = Health()
     health.failing("write", "database down")
-    probe = BrokerProbe(KafkaSettings(bootstrap_servers="127.0.0.1:1"), health)
-    probe.observe(None)
+    BrokerHealth(health).observe(None)
     assert health.report()["problem"] == "database down"
 
 
@@ -50,8 +51,8 @@ def test_a_reachable_broker_keeps_the_worker_healthy_and_an_unreachable_one_does
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient(kafka_settings.admin_config())
-    assert problem_of(admin, kafka_settings.topic, 10) is None
-    assert problem_of(admin, "no-such-topic", 10) == "topic 'no-such-topic' unavailable (missing)"
+    assert topic_problem(admin, kafka_settings.topic, 10) is None
+    assert topic_problem(admin, "no-such-topic", 10) == "topic 'no-such-topic' missing"
     reachable, unreachable = Health(), Health()
     probes = [
         BrokerProbe(kafka_settings, reachable, interval=0.5).start(),
