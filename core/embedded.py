@@ -381,7 +381,6 @@ def read_infra_file(state_dir: Path) -> dict[str, str] | None:
         started, now = data.get("started"), process_start(pid)
         if started is not None and now is not None and started != now:
             return None  # the pid now belongs to another process
-
         return {"DATABASE_URL": data["DATABASE_URL"], "KAFKA_BOOTSTRAP_SERVERS": data["KAFKA_BOOTSTRAP_SERVERS"]}
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -257,6 +257,10 @@ class _Attempt:
         self.waiting.add(index)
         return self.copies[index]
 
+    def refused_too_large(self) -> set[int]:
+        """Messages refused as too large and not yet planned as their smaller form."""
+        return {i for i, error in self.errors.items() if _too_large(error) and i not in self.smaller}
+
     def report(self, index: int, copy: int, error: Any) -> None:
         if copy != self.copies.get(index):
             return  # a copy given up on (a replaced producer's): the latest one decides
@@ -332,8 +336,7 @@ class KafkaSender:
                 self._plan_too_large(topic, attempt, len(messages))
             flushed = self._send_pending(topic, messages, smaller, attempt)
             self._recreate_after_fatal(attempt)
-            refused = any(_too_large(error) and i not in attempt.smaller for i, error in attempt.errors.items())
-            if smaller is None or not refused or not flushed:
+            if smaller is None or not attempt.refused_too_large() or not flushed:
                 break  # done, or the broker is slow or away: the caller's retry goes on from here
         unconfirmed = len(messages) - len(attempt.confirmed)
         if unconfirmed:
@@ -353,7 +356,7 @@ class KafkaSender:
 
     def _plan_too_large(self, topic: str, attempt: _Attempt, count: int) -> None:
         """Letters refused as too large: again whole and alone, or (refused alone) the smaller form."""
-        too_large = {i for i, error in attempt.errors.items() if _too_large(error) and i not in attempt.smaller}
+        too_large = attempt.refused_too_large()
         alone, again = sort_too_large(too_large, attempt.sent_alone, count)
         for index in sorted(alone | (again - attempt.solo)):  # each change of plan logged once
             log.warning(

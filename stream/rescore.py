@@ -52,10 +52,6 @@ class RescoreResult:
     rescored: int = 0  # rows read and written at the new version (or left to an edit that came meanwhile)
     skipped: dict[int, str] = field(default_factory=dict)  # id -> why the model or the table refused it
 
-    @property
-    def done(self) -> int:
-        return self.rescored + len(self.skipped)
-
 
 Values = tuple[int, str, float, float, str, int, str]
 

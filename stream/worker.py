@@ -93,7 +93,7 @@ def build_worker(
         datadir = datadir or Path(tempfile.mkdtemp(prefix="reviewscore-faust-"))
         datadir.mkdir(parents=True, exist_ok=True)
         app = create_app(kafka, stream, processor, executor, datadir)
-        probe = BrokerProbe(kafka, health).start()
+        probe = BrokerProbe(kafka, health)  # started by run_worker
     return Worker(
         app=app, processor=processor, executor=executor, server=server, engine=engine, topic=kafka.topic, probe=probe
     )
@@ -127,6 +127,8 @@ def run_worker(worker: Worker, log_level: str = "INFO") -> None:
         worker.processor.scorer.model_version,
     )
     faust_worker = faust.Worker(worker.app, loglevel=log_level, quiet=True, redirect_stdouts=False)
+    if worker.probe:
+        worker.probe.start()
     try:
         faust_worker.execute_from_commandline()  # raises SystemExit with Faust's exit code
     finally:
