@@ -134,9 +134,11 @@ async def handle_batch(
 ) -> BatchOutcome | None:
     """Process one batch off the loop; acknowledge it only when it is durable. Never raises
     except ``CancelledError`` (shutdown), and then only after the in-flight batch landed."""
-    records = [record_of(event) for event in events]
     for event in events:
-        event.message.incref()  # hold the offsets: take_events' own ack must not release them
+        # Hold the offsets first: take_events' own ack (when its generator is finalized, e.g. if
+        # anything below raised) must not release a batch that was never stored.
+        event.message.incref()
+    records = [record_of(event) for event in events]
     landing = asyncio.wrap_future(executor.submit(processor.process, records))
     try:
         outcome = await asyncio.shield(landing)

@@ -43,18 +43,27 @@ def replay_of(headers: Any) -> tuple[bool, float | None]:
 
     Headers come as a list of pairs or a mapping, depending on the client. A malformed time is
     ignored (the record's own timestamp stands): it only orders versions, it never loses one.
+
+    Total: any producer can set these headers, and this runs where a batch's messages become
+    records, before any one of them can be dead-lettered alone, so an exception here would stop
+    the whole batch (a crash loop, or, under Faust, offsets released for a batch never stored).
     """
     if not headers:
         return False, None
-    pairs = headers.items() if isinstance(headers, dict) else headers
-    found = {name: value for name, value in pairs if name in ("replayed_from", "original_timestamp")}
+    try:
+        pairs = headers.items() if isinstance(headers, dict) else headers
+        found = {name: value for name, value in pairs if name in ("replayed_from", "original_timestamp")}
+    except (TypeError, ValueError):
+        return False, None
     if "replayed_from" not in found:
         return False, None
     try:
-        original = int(found["original_timestamp"]) / 1000
-    except (KeyError, TypeError, ValueError):
+        millis = int(found["original_timestamp"])
+    except (KeyError, TypeError, ValueError):  # absent, None, not digits, or over Python's 4,300 digits
         return True, None
-    return True, sane_timestamp(original)
+    if not 0 < millis < LATEST_TIMESTAMP * 1000:  # checked on the int: a huge one overflows a float
+        return True, None
+    return True, millis / 1000
 
 
 INTERNAL_ERROR = "internal_error"

@@ -69,6 +69,21 @@ def test_a_replay_and_its_original_time_are_read_from_headers_of_either_client()
     assert replay_of([("replayed_from", b"reviews:0:5")]) == (True, None)  # a letter without a time
     assert replay_of([("replayed_from", b"x"), ("original_timestamp", b"soon")]) == (True, None)
     assert replay_of([("original_timestamp", b"1700000000123")]) == (False, None)  # not a replay
+
+
+@pytest.mark.parametrize(
+    "original",
+    [b"1" * 400, b"9" * 5000, b"-5", b"0", b"1e3", b"\xff\xfe", b"", None, b"253402300800000"],
+    ids=["400 digits", "5000 digits", "negative", "zero", "float", "not utf-8", "empty", "none", "year 10000"],
+)
+def test_a_malformed_original_time_is_ignored_never_raised(original: bytes | None) -> None:
+    """Any producer can set these headers: a bad one costs the record its time, not its batch."""
+    assert replay_of([("replayed_from", b"reviews:0:5"), ("original_timestamp", original)]) == (True, None)
+
+
+def test_headers_of_an_unexpected_shape_are_not_a_replay() -> None:
+    assert replay_of([("replayed_from",)]) == (False, None)
+    assert replay_of(42) == (False, None)
     assert replay_of([("reason", b"invalid")]) == (False, None)
     assert replay_of(None) == (False, None)
     micros = [("replayed_from", b"x"), ("original_timestamp", b"1700000000123000")]

@@ -21,7 +21,7 @@ from core.config import KafkaSettings, ModelSettings
 from core.db import sqlalchemy_url
 from core.messages import parse_message
 from model.scorer import load_scorer
-from stream.dlq import MAX_EMBEDDED_BYTES, DeadLetter
+from stream.dlq import MAX_EMBEDDED_BYTES, DeadLetter, KafkaSender
 from tests.fixtures.kafka import consume_all
 from tests.fixtures.stream import (
     EXPLODE,
@@ -160,8 +160,19 @@ def test_poison_messages_go_to_the_dlq_with_their_reason_and_good_traffic_is_sco
         mixed.extend(good[i * 3 : i * 3 + 3])
         mixed.append((key, value))
     mixed.extend(good[len(poison) * 3 :])
+    # Good reviews whose replay headers are garbage (any producer can set them): scored, time-less.
+    odd_headers = [
+        {"replayed_from": b"x:0:1", "original_timestamp": b"1" * 400},  # overflows a float
+        {"replayed_from": b"x:0:2", "original_timestamp": b"\xff"},
+        {"replayed_from": b"x:0:3", "original_timestamp": b"-1"},
+    ]
+    with_headers = make_reviews(len(odd_headers))
     worker = start_worker(STREAM_MAX_TEXT_CHARS="1000")
     produce(kafka_settings, mixed)
+    KafkaSender(kafka_settings).send(
+        kafka_settings.topic, [(*r.to_kafka(), h) for r, h in zip(with_headers, odd_headers, strict=True)]
+    )
+    reviews += with_headers
 
     wait_for_rows(database_url, len(reviews), 60, worker)
     dlq = consume_all(kafka_settings, kafka_settings.dlq_topic, len(poison))
@@ -187,7 +198,7 @@ def test_poison_messages_go_to_the_dlq_with_their_reason_and_good_traffic_is_sco
     # The dead letters that parsed have a key, and the API can tell their submitter why.
     keyed = {parse_message(value).review_key: reason for reason, _, value in poison if reason in KEYED_REASONS}
     assert rejections(database_url) == keyed
-    assert f"reviewscore_messages_consumed_total {len(mixed)}.0" in metrics
+    assert f"reviewscore_messages_consumed_total {len(mixed) + len(with_headers)}.0" in metrics
 
 
 def test_a_worker_refuses_to_start_on_a_schema_older_than_its_code(
