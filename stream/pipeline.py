@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol, TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential_jitter
@@ -23,7 +24,7 @@ from model.base import Score, Scorer
 from stream.batching import padded_tokens, split_by_tokens
 from stream.dlq import DeadLetter, dead_letter
 from stream.metrics import Health, Metrics
-from stream.records import INTERNAL_ERROR, Parsed, Record, Rejected, latest_per_key, to_row, triage
+from stream.records import INTERNAL_ERROR, Parsed, Record, Rejected, next_versions, to_row, triage, versions_per_key
 from stream.sink import WriteResult
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class Prepared:
     by_key: dict[str, Parsed]
     bad: list[Rejected]
     model_seconds: float
+    fallbacks: dict[str, list[Parsed]] = field(default_factory=dict)  # older versions, newest first
 
 
 CANARY_TEXT = "The order arrived on time and works as described."
@@ -96,36 +98,34 @@ class BatchProcessor:
     def prepare(self, records: Sequence[Record]) -> Prepared:
         """Validate and score: the CPU half, which may overlap the previous batch's ``complete``."""
         good, bad = triage(records, self.max_text_chars)
-        good = latest_per_key(good)
+        versions = versions_per_key(good)
+        fallbacks = {group[0].message.review_key: group[1:] for group in versions if len(group) > 1}
         started = time.perf_counter()
-        scored, failed, sub_batch_tokens = self._retry("score", lambda: self._score(good))
+        rows, by_key, failed = self._score_rows([group[0] for group in versions], fallbacks)
         model_seconds = time.perf_counter() - started
-        for padded in sub_batch_tokens:  # observed once, from the attempt that succeeded
-            self.metrics.batch_tokens.observe(padded)
-        bad.extend(failed)
-        rows: list[dict[str, object]] = []
-        by_key: dict[str, Parsed] = {}
-        for item, score in scored:
-            try:
-                rows.append(to_row(item, score))
-            except Exception as exc:  # noqa: BLE001 - one unmappable review must not hold back the batch
-                detail = f"{type(exc).__name__}: {exc}"[:1000]
-                bad.append(Rejected(item.record, INTERNAL_ERROR, detail, item.message.review_key))
-                continue
-            by_key[item.message.review_key] = item
-        return Prepared(records, rows, by_key, bad, model_seconds)
+        return Prepared(records, rows, by_key, bad + failed, model_seconds, fallbacks)
 
     def complete(self, prepared: Prepared) -> BatchOutcome:
         """Upsert and dead-letter: the I/O half. Returns once the batch is durable."""
         outcome = BatchOutcome(consumed=len(prepared.records), model_seconds=prepared.model_seconds)
-        rows, bad = prepared.rows, list(prepared.bad)
+        rows, by_key, bad = prepared.rows, dict(prepared.by_key), list(prepared.bad)
         started = time.perf_counter()
-        written = self._retry("write", lambda: self.sink.write(rows))
+        while rows:
+            written = self._retry("write", partial(self.sink.write, rows))
+            refused = [
+                Rejected(by_key[row["review_key"]].record, "db_rejected", why, row["review_key"])
+                for row, why in written.rejected
+            ]
+            bad.extend(refused)
+            outcome.scored += len(rows) - len(written.rejected)
+            outcome.inserted += written.inserted
+            outcome.updated += written.updated
+            outcome.unchanged += written.unchanged
+            # Rare: a batch held an older version of a review the table refused; that one is next.
+            rows, more, failed = self._score_rows(next_versions(refused, prepared.fallbacks), prepared.fallbacks)
+            by_key.update(more)
+            bad.extend(failed)
         outcome.db_seconds = time.perf_counter() - started
-        bad.extend(
-            Rejected(prepared.by_key[row["review_key"]].record, "db_rejected", why, row["review_key"])
-            for row, why in written.rejected
-        )
         keyed = [rejected for rejected in bad if rejected.review_key is not None]
         if keyed:  # before the dead letters: a crash in between re-runs the batch, and this is idempotent
             self._retry("write", lambda: self.sink.record_rejections(keyed))
@@ -133,10 +133,33 @@ class BatchProcessor:
         outcome.dead = [dead_letter(rejected) for rejected in bad]
         if outcome.dead:
             self._retry("dead_letter", lambda: self.dead_letters.send_dead_letters(self.dlq_topic, outcome.dead))
-        outcome.scored = len(rows) - len(written.rejected)
-        outcome.inserted, outcome.updated, outcome.unchanged = written.inserted, written.updated, written.unchanged
         self._observe(prepared.records, outcome)
         return outcome
+
+    def _score_rows(
+        self, items: list[Parsed], fallbacks: dict[str, list[Parsed]]
+    ) -> tuple[list[dict[str, object]], dict[str, Parsed], list[Rejected]]:
+        """Rows of ``items``, and the rejections. A version the model (or the row mapping) refuses
+        gives way to the next older version of its review, so whether a good message is kept does
+        not depend on where the batch boundaries fell."""
+        rows: list[dict[str, object]] = []
+        by_key: dict[str, Parsed] = {}
+        failed: list[Rejected] = []
+        while items:
+            scored, refused, sub_batch_tokens = self._retry("score", partial(self._score, items))
+            for padded in sub_batch_tokens:  # observed once, from the attempt that succeeded
+                self.metrics.batch_tokens.observe(padded)
+            for item, score in scored:
+                try:
+                    rows.append(to_row(item, score))
+                except Exception as exc:  # noqa: BLE001 - one unmappable review must not hold back the batch
+                    detail = f"{type(exc).__name__}: {exc}"[:1000]
+                    refused.append(Rejected(item.record, INTERNAL_ERROR, detail, item.message.review_key))
+                    continue
+                by_key[item.message.review_key] = item
+            failed.extend(refused)
+            items = next_versions(refused, fallbacks)
+        return rows, by_key, failed
 
     # -- scoring -------------------------------------------------------------------------------
 

@@ -118,15 +118,43 @@ def latest_per_key(parsed: Sequence[Parsed]) -> list[Parsed]:
     the sink applies against the stored row, so a batch holding an edit and a replay of the
     version before it keeps the edit.
     """
-    by_key: dict[str, Parsed] = {}
+    return [versions[0] for versions in versions_per_key(parsed)]
+
+
+def versions_per_key(parsed: Sequence[Parsed]) -> list[list[Parsed]]:
+    """Every review key's messages, newest first by ``latest_per_key``'s rule.
+
+    The older versions are the fallbacks: when the newest cannot be scored or stored, the next
+    one takes its place, as it would have had the two arrived in different batches.
+    """
+    groups: dict[str, list[Parsed]] = {}
     for item in parsed:
-        key = item.message.review_key
-        kept = by_key.get(key)
-        if kept is not None and _older(item.record, kept.record):
-            continue
-        by_key.pop(key, None)
-        by_key[key] = item
-    return list(by_key.values())
+        groups.setdefault(item.message.review_key, []).append(item)
+    position = {id(item): i for i, item in enumerate(parsed)}
+    ordered = [_newest_first(group) for group in groups.values()]
+    return sorted(ordered, key=lambda versions: position[id(versions[0])])  # in the order the kept ones came
+
+
+def _newest_first(group: list[Parsed]) -> list[Parsed]:
+    remaining = list(group)
+    ordered: list[Parsed] = []
+    while remaining:
+        winner = 0
+        for i in range(1, len(remaining)):
+            if not _older(remaining[i].record, remaining[winner].record):
+                winner = i
+        ordered.append(remaining.pop(winner))
+    return ordered
+
+
+def next_versions(refused: Iterable[Rejected], fallbacks: dict[str, list[Parsed]]) -> list[Parsed]:
+    """The next older version of each refused review that has one (taken out of ``fallbacks``)."""
+    out = []
+    for rejected in refused:
+        older = fallbacks.get(rejected.review_key or "")
+        if older:
+            out.append(older.pop(0))
+    return out
 
 
 def _older(record: Record, than: Record) -> bool:
