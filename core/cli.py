@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+from contextlib import ExitStack
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -123,13 +124,13 @@ def infra_up(
     when an ``infra up`` already serves this state directory (a second one would share its
     PostgreSQL data directory and take over the file other commands find the first one by).
     """
-    import fcntl
-
     from core import migrate as migrations
     from core.embedded import (
         BrokerStartError,
         EmbeddedBroker,
         EmbeddedDatabase,
+        StateDirBusyError,
+        holding_state_dir,
         read_infra_file,
         remove_infra_file,
         write_infra_file,
@@ -138,18 +139,17 @@ def infra_up(
     started = time.perf_counter()
     infra = get_infra_settings()
     kafka = get_kafka_settings()
-    infra.state_dir.mkdir(parents=True, exist_ok=True)
-    # Held until this process ends (the kernel drops it even on SIGKILL): two `infra up` started
-    # together cannot both pass a check of the state file, which is written only once they are up.
-    lock = (infra.state_dir / "infra.lock").open("a")
+    # Held until this process ends: two `infra up` started together cannot both pass a check of
+    # the state file, which is written only once they are up.
+    held = ExitStack()  # not closed: the lock goes with the process
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        held.enter_context(holding_state_dir(infra.state_dir))
+    except StateDirBusyError:
         running = read_infra_file(infra.state_dir)
         where = f" (database {running['DATABASE_URL']}, broker {running['KAFKA_BOOTSTRAP_SERVERS']})" if running else ""
         typer.echo(
-            f"error: an `infra up` already serves {infra.state_dir}{where}; other commands here use it "
-            "by themselves. Stop it first, or set REVIEWSCORE_STATE_DIR for a second one",
+            f"error: an `infra up` (or a `worker --embedded`) already serves {infra.state_dir}{where}; other "
+            "commands here use it by themselves. Stop it first, or set REVIEWSCORE_STATE_DIR for a second one",
             err=True,
         )
         raise typer.Exit(1) from None

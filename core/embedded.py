@@ -18,7 +18,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -352,6 +352,35 @@ def _ensure_runtime_dir() -> None:
 # -- discovery: `reviewscore infra up` in one terminal, any other command in another -------------
 
 INFRA_FILE = "infra.json"
+LOCK_FILE = "infra.lock"
+
+
+class StateDirBusyError(RuntimeError):
+    """Another process serves (or is starting) the embedded servers of this state directory."""
+
+
+@contextlib.contextmanager
+def holding_state_dir(state_dir: Path) -> Iterator[None]:
+    """Hold the state directory's embedded servers for this process, or raise ``StateDirBusyError``.
+
+    Taken by ``infra up`` and by ``worker --embedded`` before they start anything: two of them
+    in one directory would share the PostgreSQL data directory but each start a broker, and
+    commands would find only one of them (the one named in ``infra.json``). The kernel drops
+    the lock when the process ends, even on SIGKILL.
+    """
+    import fcntl
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    handle = (state_dir / LOCK_FILE).open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise StateDirBusyError(str(state_dir)) from None
+    try:
+        yield
+    finally:
+        handle.close()
 
 
 def write_infra_file(state_dir: Path, database_url: str, bootstrap_servers: str) -> Path:

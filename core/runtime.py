@@ -20,7 +20,7 @@ from core.config import (
     get_infra_settings,
     get_kafka_settings,
 )
-from core.embedded import EmbeddedBroker, EmbeddedDatabase, read_infra_file
+from core.embedded import EmbeddedBroker, EmbeddedDatabase, StateDirBusyError, holding_state_dir, read_infra_file
 
 
 class InfraNotConfiguredError(RuntimeError):
@@ -64,6 +64,15 @@ def ensure_infra(*, database: bool = True, kafka: bool = True, start_embedded: b
     servers = get_kafka_settings().bootstrap_servers
     with ExitStack() as stack:
         started = False
+        if start_embedded and ((database and not db_url) or (kafka and not servers)):
+            state = get_infra_settings().state_dir
+            try:
+                stack.enter_context(holding_state_dir(state))
+            except StateDirBusyError:
+                raise InfraNotConfiguredError(
+                    f"another reviewscore process is starting the embedded servers of {state}; "
+                    "run again in a moment and this command will use them"
+                ) from None
         if database and not db_url:
             if not start_embedded:
                 raise InfraNotConfiguredError("DATABASE_URL is not set and no `reviewscore infra up` is running")

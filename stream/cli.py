@@ -86,6 +86,8 @@ def worker(
                 kafka.replication_factor,
                 client_config=admin_config(kafka),
             )
+        if connections.started_embedded and connections.bootstrap_servers:
+            _announce(stack, connections.database_url, connections.bootstrap_servers)
         scorer = _load_scorer(stream.scorer, model or get_model_settings().path)
         built = build_worker(
             scorer, kafka, stream, database, datadir=get_infra_settings().state_dir.resolve() / "faust"
@@ -93,8 +95,23 @@ def worker(
         run_worker(built, log_level=get_infra_settings().log_level)
 
 
+def _announce(stack: ExitStack, database_url: str, bootstrap_servers: str) -> None:
+    """Let the other commands of this directory find the servers ``--embedded`` started, as they
+    find those of ``infra up`` (the file goes before the servers stop)."""
+    from core.config import get_infra_settings
+    from core.embedded import remove_infra_file, write_infra_file
+
+    state = get_infra_settings().state_dir
+    write_infra_file(state, database_url, bootstrap_servers)
+    stack.callback(remove_infra_file, state)
+    typer.echo(f"embedded servers: DATABASE_URL={database_url} KAFKA_BOOTSTRAP_SERVERS={bootstrap_servers}", err=True)
+    typer.echo("(other reviewscore commands in this directory find them by themselves)", err=True)
+
+
 def rescore(
-    model: Annotated[Path | None, typer.Option(help="Model artifact directory (default: MODEL_PATH).")] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Model artifact directory (default: MODEL_PATH, else the shipped model).")
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Rows read, scored and updated per round.")] = 256,
     limit: Annotated[
         int | None, typer.Option(min=1, help="Stop after re-scoring this many rows (resume later).")

@@ -270,9 +270,44 @@ def test_a_second_infra_up_in_the_same_directory_refuses_to_start(tmp_path: Path
         first.kill()
         first.wait()
     assert process.returncode == 1
-    assert f"an `infra up` already serves {tmp_path}" in err
+    assert f"an `infra up` (or a `worker --embedded`) already serves {tmp_path}" in err
     assert "postgresql://first" in err
     assert not (tmp_path / "pgdata").exists()  # nothing was started
+
+
+@pytest.mark.slow
+def test_a_worker_with_embedded_servers_is_found_by_other_commands_and_infra_up_defers_to_it(
+    tmp_path: Path,
+) -> None:
+    """Before, `infra up` next to `worker --embedded` started a second broker and pointed the
+    other commands at it: what they published never reached the worker."""
+    state = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "KAFKA_", "STREAM_", "MODEL_"))}
+    env |= {"REVIEWSCORE_STATE_DIR": str(state), "STREAM_SCORER": "stream.scorers:NoopScorer"}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "core.cli", "worker", "--embedded", "--web-port", "0"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while (found := read_infra_file(state)) is None:
+            assert worker.poll() is None, "the worker exited before it announced its servers"
+            assert time.monotonic() < deadline, "the worker never announced its servers"
+            time.sleep(0.2)
+        second = _infra_up(state)
+        _, err = second.communicate(timeout=60)
+        assert second.returncode == 1
+        assert found["KAFKA_BOOTSTRAP_SERVERS"] in err
+        assert read_infra_file(state) == found  # still the worker's
+        assert _produce_and_consume(found["KAFKA_BOOTSTRAP_SERVERS"], "reviews")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+    assert read_infra_file(state) is None
+    assert not (state / "infra.json").exists()
 
 
 def test_a_dead_infra_up_left_as_a_zombie_is_not_taken_for_a_running_one(tmp_path: Path) -> None:
