@@ -196,9 +196,13 @@ def publish_messages(
     producer = Producer(settings.producer_config())
     topic = topic or settings.topic
     result = Delivery()
+    unreported: set[int] = set()  # lines whose delivery report has not come yet
 
     def report(line: int) -> Callable[[Any, Any], None]:
+        unreported.add(line)
+
         def on_delivery(err: Any, _msg: Any) -> None:
+            unreported.discard(line)
             if err is None:
                 result.sent += 1
             else:
@@ -217,7 +221,9 @@ def publish_messages(
             except BufferError:
                 producer.poll(0.1)  # local queue full: let deliveries drain
         producer.poll(0)
-    remaining = producer.flush(flush_timeout)
-    if remaining:
-        result.failed.append(Reject(0, f"{remaining} messages not confirmed within {flush_timeout}s"))
+    producer.flush(flush_timeout)
+    # Each line the broker never confirmed is a failure of its own, named by its line.
+    result.failed.extend(
+        Reject(line, f"not confirmed by the broker within {flush_timeout}s") for line in sorted(unreported)
+    )
     return result

@@ -116,6 +116,18 @@ def test_publish_without_a_broker_says_what_is_missing(tmp_path: Path) -> None:
     assert "KAFKA_BOOTSTRAP_SERVERS" in str(result.exception)
 
 
+def test_each_line_the_broker_never_confirms_is_reported_as_a_failure_of_its_own() -> None:
+    """Before, four unconfirmed messages were one failure on "line 0"."""
+    unreachable = KafkaSettings(bootstrap_servers="127.0.0.1:1")
+    messages = [(line, ReviewMessage(text=f"Review {line}", source="cli")) for line in (2, 3, 5)]
+
+    delivery = publish.publish_messages(messages, unreachable, flush_timeout=1.0)
+
+    assert delivery.sent == 0
+    assert [failure.line for failure in delivery.failed] == [2, 3, 5]
+    assert all("not confirmed" in failure.reason for failure in delivery.failed)
+
+
 def test_to_kafka_value_is_the_contract_json() -> None:
     key, value = ReviewMessage(text="Hi", source="user").to_kafka()
     assert json.loads(value) == {"schema_version": 1, "text": "Hi", "source": "user"}
