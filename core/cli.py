@@ -287,6 +287,8 @@ def _load_plugins() -> None:
 
 
 def main() -> None:
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
     from core.embedded import BrokerStartError
     from core.runtime import InfraNotConfiguredError
 
@@ -296,9 +298,16 @@ def main() -> None:
     except InfraNotConfiguredError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from exc
+    except (OperationalError, InterfaceError) as exc:  # unreachable, refused, no such database: not a crash
+        typer.echo(f"error: the database did not answer: {_first_line(exc.orig or exc)}", err=True)
+        raise SystemExit(2) from exc
     except BrokerStartError as exc:  # a command that starts the embedded broker for itself
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from exc
+
+
+def _first_line(error: BaseException) -> str:
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+
 import pytest
 from typer.testing import CliRunner
 
@@ -41,3 +46,17 @@ def test_an_unknown_revision_is_an_error_line_not_a_traceback(configured: str, a
     assert "0009" in result.stderr
     assert "Traceback" not in result.output
     assert migrate.current_revision(configured) == migrate.head_revision()
+
+
+@pytest.mark.parametrize("command", [["migrate"], ["rollup"]])
+def test_a_database_that_does_not_answer_is_an_error_line_not_a_traceback(command: list[str]) -> None:
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    env = {**os.environ, "DATABASE_URL": f"postgresql://nobody@127.0.0.1:{port}/nothing"}
+    result = subprocess.run(
+        [sys.executable, "-m", "core.cli", *command], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: the database did not answer: "), result.stderr
+    assert "Traceback" not in result.stderr
