@@ -35,6 +35,7 @@ _SOURCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/\-]*$"
 _LANG_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
 # What the NUL validator enforces, in the JSON Schema, so producers validating against the file agree.
 _NO_NUL: dict[str, Any] = {"pattern": "^[^\\u0000]*$"}
+RESERVED_ID_PREFIX = "sha256:"
 _URL_PATTERN = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
 
 
@@ -83,8 +84,11 @@ class ReviewMessage(BaseModel):
     ] = Field(description="Who produced it: 'scraper:<spider>', 'user', or a producer's name.")
     review_id: ShortText | None = Field(
         default=None,
-        description="The producer's stable id of the review; makes re-publishing idempotent.",
-        json_schema_extra=_NO_NUL,
+        description=(
+            "The producer's stable id of the review; makes re-publishing idempotent. Must not start "
+            "with 'sha256:', the prefix of keys derived from the text of reviews without an id."
+        ),
+        json_schema_extra={"pattern": "^(?!\\s*sha256:)[^\\u0000]*$"},
     )
     brand: ShortText | None = Field(
         default=None, description="Brand or company the review is about.", json_schema_extra=_NO_NUL
@@ -110,6 +114,15 @@ class ReviewMessage(BaseModel):
         # not at the sink, after the API has already answered 202.
         if value is not None and "\x00" in value:
             raise ValueError("must not contain NUL (U+0000) characters")
+        return value
+
+    @field_validator("review_id")
+    @classmethod
+    def _not_a_content_key(cls, value: str | None) -> str | None:
+        # `source:sha256:<hash>` is the key of a review without an id. An id of that shape would
+        # land on (and overwrite) that review, whose key anyone can read off the API.
+        if value is not None and value.startswith(RESERVED_ID_PREFIX):
+            raise ValueError(f"must not start with {RESERVED_ID_PREFIX!r} (the prefix of keys derived from the text)")
         return value
 
     @field_validator("published_at")
@@ -175,7 +188,7 @@ def review_key(
     if brand or author:
         parts += [brand, author]
     digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
-    return f"{source}:sha256:{digest}"
+    return f"{source}:{RESERVED_ID_PREFIX}{digest}"
 
 
 class MessageError(ValueError):

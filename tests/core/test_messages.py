@@ -26,6 +26,8 @@ from core.messages import (
 VALID: list[dict[str, Any]] = [
     {"text": "Great service", "source": "user"},
     {"text": "  padded  ", "source": "scraper:trustpilot", "review_id": "abc-1"},
+    {"text": "ok", "source": "user", "review_id": "SHA256:abc"},  # keys are case-sensitive: no collision
+    {"text": "ok", "source": "user", "review_id": "x-sha256:abc"},
     {"text": "Bof.", "source": "partner.shop/eu", "rating": 3, "brand": "Acme", "lang": "fr"},
     {"text": "ok", "source": "user", "published_at": "2026-11-20T14:03:00Z", "url": "https://example.com/r/1"},
     {"text": "Très bien 👍", "source": "user", "author": "Zoë", "lang": "en-GB"},
@@ -53,6 +55,9 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     ({"text": "ok", "source": "user", "brand": "Ac\x00me"}, "brand"),
     ({"text": "ok", "source": "user", "author": "\x00"}, "author"),
     ({"text": "ok", "source": "user", "review_id": "id\x00"}, "review_id"),
+    # The key of a review without an id is `source:sha256:<hash>`: an id of that shape would overwrite it.
+    ({"text": "ok", "source": "user", "review_id": "sha256:0c1f2e3d4c5b6a79881726354453627a"}, "review_id"),
+    ({"text": "ok", "source": "user", "review_id": " sha256:x"}, "review_id"),
     ({"text": "ok", "source": "user", "url": "https://example.com/\x00"}, "url"),
     ({"text": "ok", "source": "user", "published_at": "0001-01-01T00:00:00+23:00"}, "published_at"),
     ({"text": "ok", "source": "user", "lang": "en" + "-abcdefgh" * 4}, "lang"),  # the column holds 35

@@ -269,6 +269,9 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     ({"text": "NUL \x00 inside"}, "text"),
     ({"text": "ok", "brand": "Ac\x00me"}, "brand"),
     ({"text": "ok", "published_at": "0001-01-01T00:00:00+23:00"}, "published_at"),
+    # Another user's review without an id has the key `user:sha256:…`, readable off the API:
+    # an id of that shape would overwrite it.
+    ({"text": "Acme is a scam", "review_id": "sha256:0c1f2e3d4c5b6a79881726354453627a"}, "review_id"),
 ]
 
 
