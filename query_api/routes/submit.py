@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import ValidationError
 from sqlalchemy import Row, func, select
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from core.messages import REVIEW_COLUMNS, ReviewMessage
@@ -21,6 +23,9 @@ from query_api.errors import ApiError, responses, validation_details
 from query_api.publisher import PublishError
 from query_api.queries import BY_KEY, PUBLIC_FIELDS, REJECTION_BY_KEY
 from query_api.schemas import SentimentOut, SubmitReview, Submitted
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 router = APIRouter(tags=["submit"])
 
@@ -117,6 +122,15 @@ async def wait_for_row(
         await asyncio.sleep(min(state.api.wait_poll_interval, max(0.0, deadline - time.monotonic())))
 
 
+async def _unless_database_down(lookup: Awaitable[T]) -> T | None:
+    """``lookup``'s result, or None when the database does not answer (logged, not raised)."""
+    try:
+        return await lookup
+    except (OperationalError, ApiError) as exc:  # ApiError: the API has no database at all
+        log.warning("submission: the wait skipped, the database did not answer: %s", exc)
+        return None
+
+
 def location_of(request: Request, key: str) -> str:
     """``/`` in a key is escaped too: clients drop ``..`` segments before sending a path."""
     return f"{request.scope.get('root_path', '')}/sentiments/by-key/{quote(key, safe=':')}"
@@ -148,7 +162,9 @@ async def submit_review(
             detail.loc = ["body", *detail.loc]
         raise ApiError(422, "invalid_request", "the review does not satisfy the message contract", details) from exc
     publisher = require_publisher(state)  # after validation: a bad body is a 422 even without a broker
-    since = await run_in_threadpool(_database_now, state) if wait > 0 else None
+    # The database only serves the wait: when it does not answer, the review is still accepted
+    # (the broker is what accepts it) and the answer is a 202 pending.
+    since = await _unless_database_down(run_in_threadpool(_database_now, state)) if wait > 0 else None
     try:
         await publisher.publish(message)
     except PublishError as exc:
@@ -158,7 +174,7 @@ async def submit_review(
     key = message.review_key
     location = location_of(request, key)
     response.headers["Location"] = location
-    row = await wait_for_row(state, key, wait, _holds(message), since) if since is not None else None
+    row = await _unless_database_down(wait_for_row(state, key, wait, _holds(message), since)) if since else None
     if isinstance(row, Rejection):
         raise row.api_error(key, 422)
     if row is None:

@@ -341,6 +341,24 @@ def test_without_a_broker_submissions_are_a_503_and_reads_still_work(client: Tes
     assert listed.status_code == 200
 
 
+def test_with_the_database_down_a_submission_the_broker_took_is_a_202_not_a_503(
+    kafka_settings: KafkaSettings,
+) -> None:
+    """A 503 says "not accepted": the broker had the review, so a wait the database cannot serve
+    ends as a pending 202 with its Location, not as an error the client would retry."""
+    from tests.fixtures.api import free_port
+
+    down = f"postgresql://reviewscore_reader@127.0.0.1:{free_port()}/nothing"
+    with TestClient(build_app(down, kafka_settings, submit_wait_max=5.0)) as client:
+        response = client.post("/sentiments/?wait=1", json={"text": "Kept while the database is away"})
+
+    assert response.status_code == 202
+    assert response.json()["status"] == "pending"
+    assert response.headers["location"] == response.json()["location"]
+    [(key, _)] = read_topic(kafka_settings, 1)
+    assert key == response.json()["review_key"].encode()
+
+
 def test_an_unreachable_broker_is_a_503_after_the_publish_timeout(readonly_database_url: str) -> None:
     from tests.fixtures.api import free_port
 
