@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import StreamingResponse
@@ -39,11 +39,11 @@ router = APIRouter(tags=["sentiments"])
 MAX_ID = 2**63 - 1
 
 SortQuery = Annotated[
-    Sort,
+    Sort | Literal["score"],
     Query(
         description=(
-            "Order of the walk: `newest` / `oldest` by scoring time, `score_desc` / `score_asc` by "
-            "sentiment_score; ties are broken by id so the order is total."
+            "Order of the walk: `newest` / `oldest` by scoring time, `score_desc` (or `score`) / "
+            "`score_asc` by sentiment_score; ties are broken by id so the order is total."
         ),
         examples=list(SORTS),
     ),
@@ -84,6 +84,7 @@ def list_sentiments(
     limit: LimitQuery = None,
 ) -> ModelResponse:
     """One page of reviews matching the filters; follow `next_cursor` for the next page."""
+    sort = "score_desc" if sort == "score" else sort  # the seed's name: highest first
     size = _page_limit(state, limit)
     digest = filters.digest()
     try:

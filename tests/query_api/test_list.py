@@ -103,6 +103,7 @@ def test_each_filter_returns_exactly_the_matching_rows_newest_first(
         ("oldest", lambda r: (r["created_on"], r["id"]), False),
         ("score_desc", lambda r: (r["sentiment_score"], r["id"]), True),
         ("score_asc", lambda r: (r["sentiment_score"], r["id"]), False),
+        ("score", lambda r: (r["sentiment_score"], r["id"]), True),  # the name: highest first
     ],
 )
 def test_each_sort_walks_every_row_once_in_order(
