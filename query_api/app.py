@@ -23,6 +23,7 @@ from core.config import (
 from core.db import libpq_url, make_engine
 from query_api.deps import AppState
 from query_api.errors import install_error_handlers
+from query_api.head import HeadAsGetMiddleware
 from query_api.limits import BodyLimitMiddleware
 from query_api.metrics import ApiMetrics, MetricsMiddleware
 from query_api.publisher import Publisher
@@ -116,6 +117,7 @@ def create_app(
     app.include_router(dashboard.router)
     app.include_router(health.router)
     app.mount("/static", dashboard.DashboardAssets(directory=dashboard.STATIC_DIR), name="static")
+    app.add_middleware(HeadAsGetMiddleware)  # innermost: the others see the request as sent
     app.add_middleware(BodyLimitMiddleware, max_bytes=api.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     return app

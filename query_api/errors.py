@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import Match, Mount
 
 log = logging.getLogger(__name__)
 
@@ -135,14 +135,20 @@ def allowed_methods(request: Request) -> str:
     """Every method any route serves at this path: Starlette's own 405 names only the first route's.
 
     Asked of the router by matching the path with each method in turn, not by reading routes'
-    ``methods``: FastAPI 0.165 includes routers as opaque entries that have none to read.
+    ``methods``: FastAPI 0.165 includes routers as opaque entries that have none to read. The
+    path is matched from the app's root, also when the 405 came from inside a mount (the static
+    files), whose scope has the mount's prefix in ``root_path``. A mount matches whatever the
+    method; ours serves files, so it counts for GET. HEAD goes with GET (``query_api.head``).
     """
-    routes = request.app.router.routes
-    return ", ".join(
-        method
-        for method in _METHODS
-        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
-    )
+    scope = {**request.scope, "root_path": request.scope.get("app_root_path", request.scope.get("root_path", ""))}
+    allowed = set()
+    for route in request.app.router.routes:
+        for method in _METHODS:
+            if route.matches({**scope, "method": method})[0] == Match.FULL:
+                allowed.add("GET" if isinstance(route, Mount) else method)
+    if "GET" in allowed:
+        allowed.add("HEAD")
+    return ", ".join(method for method in _METHODS if method in allowed)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

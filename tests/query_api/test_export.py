@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, pool, text
@@ -180,6 +181,24 @@ def test_a_client_that_leaves_mid_export_gives_its_database_connection_back(
         while engine_pool.checkedout() and time.monotonic() < deadline:
             time.sleep(0.02)
         assert engine_pool.checkedout() == 0
+
+
+def test_head_of_an_export_sends_its_headers_and_stops_without_streaming_the_rows(
+    database_url: str, readonly_database_url: str
+) -> None:
+    insert_bulk_rows(database_url, 5_000)
+    app = build_app(readonly_database_url, export_chunk_rows=100)
+    with live_server(app) as base_url:
+        head = httpx.head(f"{base_url}/sentiments/export?format=csv", timeout=10)
+        assert head.status_code == 200
+        assert head.headers["content-type"].startswith("text/csv")
+        assert head.content == b""
+        engine_pool = app.state.reviewscore.engine.pool
+        deadline = time.monotonic() + 5
+        while engine_pool.checkedout() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert engine_pool.checkedout() == 0
+        assert httpx.get(f"{base_url}/healthz", timeout=10).status_code == 200  # the server is fine
 
 
 def test_exporting_more_rows_does_not_take_more_memory(database_url: str, readonly_database_url: str) -> None:

@@ -100,9 +100,21 @@ def test_unknown_routes_and_methods_answer_in_the_error_shape(seeded_api: Seeded
     assert missing.json()["error"]["code"] == "not_found"
     assert wrong_method.status_code == 405
     assert wrong_method.json()["error"]["code"] == "method_not_allowed"
-    assert wrong_method.headers["allow"] == "GET"
+    assert wrong_method.headers["allow"] == "GET, HEAD"
     # Two routes share the path: the header names both, not only the first route's method.
-    assert seeded_api.client.put("/sentiments/").headers["allow"] == "GET, POST"
+    assert seeded_api.client.put("/sentiments/").headers["allow"] == "GET, HEAD, POST"
+    # Inside the static mount too (its scope's root_path holds the mount's prefix).
+    static = seeded_api.client.post("/static/dashboard.js")
+    assert (static.status_code, static.headers["allow"]) == (405, "GET, HEAD")
+
+
+@pytest.mark.parametrize("path", ["/brands", "/sentiments/?limit=5", "/sentiments/stats", "/", "/healthz"])
+def test_head_answers_what_get_answers_without_the_body(seeded_api: Seeded, path: str) -> None:
+    get, head = seeded_api.client.get(path), seeded_api.client.head(path)
+    assert head.status_code == get.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert head.headers["content-length"] == get.headers["content-length"]
 
 
 def _document() -> dict[str, Any]:
