@@ -132,7 +132,9 @@ async def filter_params(
         ),
         AfterValidator(_printable),
     ] = None,
-    label: Annotated[Label | None, Query(description="Only reviews with this predicted label.")] = None,
+    label: Annotated[
+        Label | None, Query(description="Only reviews with this predicted label.", examples=["negative"])
+    ] = None,
     min_score: Annotated[
         float | None, Query(ge=0, le=1, description="Lowest sentiment_score (inclusive).", examples=[0.5])
     ] = None,

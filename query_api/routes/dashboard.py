@@ -61,7 +61,9 @@ def timeline_chart(
     state: StateDep,
     filters: FiltersDep,
     bucket: Annotated[Bucket, Query(description="Time bucket of each bar.", examples=["day"])] = "day",
-    time_field: Annotated[TimeField, Query(description="Timestamp the buckets are cut from.")] = "created_on",
+    time_field: Annotated[
+        TimeField, Query(description="Timestamp the buckets are cut from.", examples=["created_on"])
+    ] = "created_on",
 ) -> Response:
     """Mean sentiment per bucket over the review counts, as SVG."""
     rows = session.execute(stats_statement(filters, None, bucket, time_field, state.api.stats_max_rows)).all()

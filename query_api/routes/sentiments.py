@@ -120,6 +120,7 @@ def sentiment_stats(
                 "Timestamp the buckets are cut from: `created_on` (when scored) or `published_at` "
                 "(when written; rows without it are left out). The since/until filters stay on created_on."
             ),
+            examples=["created_on"],
         ),
     ] = "created_on",
 ) -> ModelResponse:
@@ -182,7 +183,10 @@ def export_sentiments(
     filters: FiltersDep,
     format: Annotated[
         ExportFormat | None,
-        Query(description="`csv` or `ndjson`; overrides the Accept header. Default: from Accept, else csv."),
+        Query(
+            description="`csv` or `ndjson`; overrides the Accept header. Default: from Accept, else csv.",
+            examples=["ndjson"],
+        ),
     ] = None,
     limit: Annotated[
         int | None, Query(ge=1, description="Export at most this many rows (default: all).", examples=[100000])
@@ -193,12 +197,16 @@ def export_sentiments(
             description=(
                 "CSV only: put a `'` before text that starts with `=`, `+`, `-`, `@`, tab or CR, so a "
                 "spreadsheet shows it instead of running it as a formula. `false` for byte-exact text."
-            )
+            ),
+            examples=[True],
         ),
     ] = True,
     accept: Annotated[
         str | None,
-        Header(description="`text/csv` or `application/x-ndjson` (q-values honoured; 406 when neither)."),
+        Header(
+            description="`text/csv` or `application/x-ndjson` (q-values honoured; 406 when neither).",
+            examples=["application/x-ndjson"],
+        ),
     ] = None,
 ) -> ExportResponse:
     """Every row matching the filters, streamed chunk by chunk (memory stays flat)."""

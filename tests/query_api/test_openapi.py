@@ -60,6 +60,16 @@ def test_every_parameter_is_described(openapi: dict[str, Any]) -> None:
     assert undescribed == []
 
 
+def test_every_parameter_has_an_example(openapi: dict[str, Any]) -> None:
+    without = [
+        f"{method.upper()} {path} {parameter['name']}"
+        for path, method, operation in operations(openapi)
+        for parameter in operation.get("parameters", [])
+        if not _has_example(parameter, openapi["components"].get("schemas", {}))
+    ]
+    assert without == []
+
+
 def _has_example(node: Any, components: dict[str, Any], seen: frozenset[str] = frozenset()) -> bool:
     if isinstance(node, dict):
         if "example" in node or "examples" in node:
