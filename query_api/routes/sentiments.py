@@ -39,7 +39,7 @@ router = APIRouter(tags=["sentiments"])
 MAX_ID = 2**63 - 1
 
 SortQuery = Annotated[
-    Sort | Literal["score"],
+    Literal["newest", "oldest", "score_desc", "score_asc", "score"],
     Query(
         description=(
             "Order of the walk: `newest` / `oldest` by scoring time, `score_desc` (or `score`) / "
