@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,15 +26,21 @@ class Record:
 
 
 LATEST_TIMESTAMP = datetime(9999, 12, 31, tzinfo=UTC).timestamp()
+MAX_FUTURE_SECONDS = 3600.0
+"""How far ahead of this worker's clock a producer's time may be: Kafka's own default bound
+(``log.message.timestamp.after.max.ms``, one hour, since Kafka 3.6)."""
 
 
-def sane_timestamp(seconds: float | None) -> float | None:
-    """A message time that converts to a date, else ``None`` (no time: it orders nothing).
+def sane_timestamp(seconds: float | None, now: float | None = None) -> float | None:
+    """A message time that converts to a date and is not in the future, else ``None`` (no time:
+    it orders nothing).
 
-    Producers set CreateTime themselves: -1 (none), or microseconds where milliseconds belong
-    (year 55,000). Such a time must not make a good review unreadable, only time-less.
+    Producers set CreateTime themselves: -1 (none), microseconds where milliseconds belong (year
+    55,000), or a clock that runs ahead. Such a time must not make a good review unreadable, only
+    time-less; and a future one must not pin its row, every later edit counting as older than it.
     """
-    if seconds is None or not 0 < seconds < LATEST_TIMESTAMP:
+    latest = min(LATEST_TIMESTAMP, (time.time() if now is None else now) + MAX_FUTURE_SECONDS)
+    if seconds is None or not 0 < seconds < latest:
         return None
     return seconds
 
@@ -63,7 +70,7 @@ def replay_of(headers: Any) -> tuple[bool, float | None]:
         return True, None
     if not 0 < millis < LATEST_TIMESTAMP * 1000:  # checked on the int: a huge one overflows a float
         return True, None
-    return True, millis / 1000
+    return True, sane_timestamp(millis / 1000)
 
 
 INTERNAL_ERROR = "internal_error"

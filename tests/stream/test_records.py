@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -95,6 +96,14 @@ def test_a_time_no_date_can_hold_leaves_the_review_untimed_instead_of_unreadable
     assert sane_timestamp(-0.001) is None  # CreateTime -1: none set
     assert sane_timestamp(1_700_000_000_000_000.0) is None  # microseconds sent as milliseconds
     assert sane_timestamp(None) is None
+
+
+def test_a_time_from_a_clock_running_ahead_leaves_the_review_untimed_instead_of_pinning_its_row() -> None:
+    now = 1_700_000_000.0
+    assert sane_timestamp(now + 600, now=now) == now + 600  # minutes of skew: kept
+    assert sane_timestamp(now + 7200, now=now) is None  # hours ahead: every later edit would look older
+    future = str(int((time.time() + 86_400 * 365) * 1000)).encode()
+    assert replay_of([("replayed_from", b"reviews:0:5"), ("original_timestamp", future)]) == (True, None)
 
 
 def test_messages_that_break_the_json_parser_itself_are_dead_lettered_not_raised() -> None:
