@@ -108,7 +108,11 @@ def negotiate_format(requested: ExportFormat | None, accept: str | None) -> Expo
 
 
 def _plain(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
+    """Times as the JSON endpoints write them: ISO-8601 with ``Z`` for UTC (pydantic's form)."""
+    if not isinstance(value, datetime):
+        return value
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

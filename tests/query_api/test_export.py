@@ -8,7 +8,7 @@ import json
 import socket
 import time
 import tracemalloc
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,9 +27,12 @@ pytestmark = pytest.mark.integration
 
 
 def as_text(value: Any) -> str:
+    """A stored value as the export writes it: times in UTC end in Z, as in the JSON endpoints."""
     if value is None:
         return ""
-    return value.isoformat() if isinstance(value, datetime) else str(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return str(value)
 
 
 def insert_bulk_rows(database_url: str, count: int) -> None:
@@ -73,6 +76,9 @@ def test_ndjson_export_is_one_json_object_per_row(seeded_api: Seeded) -> None:
         assert item["sentence"] == row["sentence"]
         assert item["sentiment_score"] == row["sentiment_score"]
         assert datetime.fromisoformat(item["created_on"]) == row["created_on"]
+    first = json.loads(lines[0])
+    one = seeded_api.client.get(f"/sentiments/{first['id']}").json()
+    assert first["created_on"] == one["created_on"]  # the same text for the same time, Z and all
 
 
 @pytest.mark.parametrize(
