@@ -9,7 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy.engine import make_url
 
 from core.config import (
@@ -21,7 +21,7 @@ from core.config import (
     get_kafka_settings,
 )
 from core.db import libpq_url, make_engine
-from query_api.deps import AppState
+from query_api.deps import AppState, refuse_repeated_parameters
 from query_api.errors import install_error_handlers
 from query_api.head import HeadAsGetMiddleware
 from query_api.limits import BodyLimitMiddleware
@@ -109,6 +109,7 @@ def create_app(
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
+        dependencies=[Depends(refuse_repeated_parameters)],
     )
     app.state.reviewscore = state
     install_error_handlers(app)

@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Connection, Engine
 
 from core.config import ApiSettings, KafkaSettings
-from query_api.errors import ApiError
+from query_api.errors import ApiError, FieldError
 from query_api.metrics import ApiMetrics
 from query_api.publisher import Publisher
 
@@ -34,6 +34,23 @@ async def get_state(request: Request) -> AppState:
 
 
 StateDep = Annotated[AppState, Depends(get_state)]
+
+
+async def refuse_repeated_parameters(request: Request) -> None:
+    """Every parameter here takes one value; FastAPI would keep the last of ``?brand=A&brand=B``
+    silently, and an analyst asking for two brands would get one without a word."""
+    repeated = [
+        (name, count)
+        for name in dict.fromkeys(request.query_params)
+        if (count := len(request.query_params.getlist(name))) > 1
+    ]
+    if repeated:
+        details = [
+            FieldError(loc=["query", name], msg=f"given {count} times; pass it once", type="repeated")
+            for name, count in repeated
+        ]
+        noun = "parameter" if len(details) == 1 else "parameters"
+        raise ApiError(422, "invalid_request", f"{len(details)} repeated {noun}", details)
 
 
 def get_session(state: StateDep) -> Iterator[Connection]:

@@ -193,6 +193,15 @@ def test_invalid_parameters_are_a_422_naming_the_parameter(
     assert [field] == [d["loc"][-1] for d in error["details"]][:1]
 
 
+@pytest.mark.parametrize("path", ["/sentiments/", "/sentiments/stats", "/brands", "/sentiments/export"])
+def test_a_filter_given_twice_is_a_422_not_a_silent_choice_of_the_last(seeded_api: Seeded, path: str) -> None:
+    response = seeded_api.client.get(path, params=[("brand", "Acme"), ("brand", "Initech"), ("label", "negative")])
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert [(d["loc"], d["type"]) for d in error["details"]] == [(["query", "brand"], "repeated")]
+
+
 def test_one_row_by_id(seeded_api: Seeded) -> None:
     row = seeded_api.rows[17]
     body = seeded_api.client.get(f"/sentiments/{row['id']}").json()
