@@ -159,6 +159,14 @@ async function submitReview(event) {
   }
 }
 
+async function explainChartError(event) {
+  // An <img> says nothing about why it failed (e.g. hourly buckets over a year: 400 too_many_rows).
+  const response = await fetch(event.target.src).catch(() => null);
+  const body = response ? await response.json().catch(() => null) : null;
+  const why = body && body.error ? body.error.message : "the server did not answer";
+  setStatus(`${event.target.alt}: ${why}`, true);
+}
+
 function refreshAll() {
   refreshCharts();
   loadReviews().catch((e) => setStatus(e.message, true));
@@ -171,6 +179,8 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("filters").addEventListener("submit", (e) => { e.preventDefault(); loadReviews().catch((x) => setStatus(x.message, true)); });
   $("more").addEventListener("click", () => loadReviews(true).catch((x) => setStatus(x.message, true)));
   $("submit-form").addEventListener("submit", submitReview);
+  $("timeline").addEventListener("error", explainChartError);
+  $("labels").addEventListener("error", explainChartError);
   try {
     await loadBrands();
     refreshAll();

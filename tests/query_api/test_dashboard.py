@@ -42,7 +42,8 @@ def test_the_dashboard_shows_charts_filters_reviews_and_a_submitted_review_once_
     from playwright.sync_api import sync_playwright
 
     insert_rows(database_url, make_rows(160))
-    app = build_app(readonly_database_url, kafka_settings, submit_wait_max=5.0)
+    # ~100 hours of rows: days fit the stats bound, hours do not (the chart's error is shown).
+    app = build_app(readonly_database_url, kafka_settings, submit_wait_max=5.0, stats_max_rows=20)
     with live_server(app) as base_url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -94,6 +95,11 @@ def test_the_dashboard_shows_charts_filters_reviews_and_a_submitted_review_once_
 
             shot = tmp_path / "dashboard.png"
             page.screenshot(path=str(shot), full_page=True)
+
+            page.select_option("#bucket", "hour")  # more buckets than the server draws
+            page.wait_for_selector("#status.error", timeout=10_000)
+            assert page.inner_text("#status").startswith("Mean sentiment over time: ")
+            assert "too many buckets" in page.inner_text("#status")
         finally:
             browser.close()
 
