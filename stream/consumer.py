@@ -66,6 +66,24 @@ def broker_problem(stats_json: str) -> str | None:
     return f"no broker connection ({states or 'no broker known'})"
 
 
+def consumer_problem(code: int, text: str) -> str | None:
+    """What a consumer error event makes the worker report, or None.
+
+    Partition EOF is no error. Lost connections are left to the broker-health rule on
+    librdkafka's statistics (``broker_problem``), which also clears when the broker is back: as
+    a "consumer" problem, a blip of a few seconds on a quiet topic kept the worker unhealthy
+    until records or a rebalance came, which on a quiet topic could be hours.
+    """
+    from confluent_kafka import KafkaError
+
+    if code == KafkaError._PARTITION_EOF:
+        return None
+    if code in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE):
+        log.info("consumer: %s (connection errors are judged by the broker statistics)", text)
+        return None
+    return f"consumer: {text}"
+
+
 def record_of(message: Any) -> Record:
     kind, timestamp = message.timestamp()
     replayed, original = replay_of(message.headers())
@@ -202,15 +220,14 @@ class BatchConsumer:
         """librdkafka reports partition EOF and errors as messages: skip them. An error makes the
         worker unhealthy until it is assigned partitions or gets records again (e.g. a JoinGroup
         refused because Faust members still hold the group: the engines' assignment protocols
-        differ)."""
+        differ); see ``consumer_problem`` for the connection errors that do not."""
         error = message.error()
         if error is None:
             return False
-        from confluent_kafka import KafkaError
-
-        if error.code() != KafkaError._PARTITION_EOF:
-            log.warning("consumer: %s", error)
-            self.processor.health.failing("consumer", f"consumer: {error.str()}")
+        problem = consumer_problem(error.code(), error.str())
+        if problem is not None:
+            log.warning("%s", problem)
+            self.processor.health.failing("consumer", problem)
         return True
 
     def _on_stats(self, stats_json: str) -> None:

@@ -6,11 +6,11 @@ import json
 import time
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaError
 
 from core.config import KafkaSettings, StreamSettings
 from core.embedded import free_port
-from stream.consumer import broker_problem, consumer_config, next_offsets
+from stream.consumer import broker_problem, consumer_config, consumer_problem, next_offsets
 from stream.records import Record
 
 
@@ -85,3 +85,11 @@ def test_statistics_without_brokers_are_a_problem_too() -> None:
     assert broker_problem(json.dumps({"brokers": {}})) == "no broker connection (no broker known)"
     up = {"brokers": {"a:9092/1": {"state": "UP"}, "b:9092/2": {"state": "DOWN"}}}
     assert broker_problem(json.dumps(up)) is None
+
+
+def test_a_lost_connection_is_judged_by_the_broker_statistics_not_held_against_the_consumer() -> None:
+    """A blip on a quiet topic must not leave the worker unhealthy until the next record."""
+    for code in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE, KafkaError._PARTITION_EOF):
+        assert consumer_problem(code, "x") is None
+    refused = consumer_problem(KafkaError.INCONSISTENT_GROUP_PROTOCOL, "JoinGroup failed: Inconsistent group protocol")
+    assert refused == "consumer: JoinGroup failed: Inconsistent group protocol"
