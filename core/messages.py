@@ -88,7 +88,7 @@ class ReviewMessage(BaseModel):
             "The producer's stable id of the review; makes re-publishing idempotent. Must not start "
             "with 'sha256:', the prefix of keys derived from the text of reviews without an id."
         ),
-        json_schema_extra={"pattern": "^(?!\\s*sha256:)[^\\u0000]*$"},
+        json_schema_extra={"pattern": "^(?![\\s\\u0085]*sha256:)[^\\u0000-\\u001f\\u007f]*$"},
     )
     brand: ShortText | None = Field(
         default=None, description="Brand or company the review is about.", json_schema_extra=_NO_NUL
@@ -120,8 +120,14 @@ class ReviewMessage(BaseModel):
     @classmethod
     def _not_a_content_key(cls, value: str | None) -> str | None:
         # `source:sha256:<hash>` is the key of a review without an id. An id of that shape would
-        # land on (and overwrite) that review, whose key anyone can read off the API.
-        if value is not None and value.startswith(RESERVED_ID_PREFIX):
+        # land on (and overwrite) that review, whose key anyone can read off the API. Checked on
+        # what `review_key` uses: Python's strip() also removes U+001C-U+001F, which pydantic's
+        # whitespace stripping keeps, so those (and every other control character) are refused.
+        if value is None:
+            return None
+        if any(ord(char) < 0x20 or char == "\x7f" for char in value):
+            raise ValueError("must not contain control characters")
+        if value.strip().startswith(RESERVED_ID_PREFIX):
             raise ValueError(f"must not start with {RESERVED_ID_PREFIX!r} (the prefix of keys derived from the text)")
         return value
 

@@ -272,6 +272,7 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     # Another user's review without an id has the key `user:sha256:…`, readable off the API:
     # an id of that shape would overwrite it.
     ({"text": "Acme is a scam", "review_id": "sha256:0c1f2e3d4c5b6a79881726354453627a"}, "review_id"),
+    ({"text": "Acme is a scam", "review_id": "\x1fsha256:0c1f2e3d4c5b6a79881726354453627a"}, "review_id"),
 ]
 
 
