@@ -36,7 +36,14 @@ class HeadAsGetMiddleware:
             if message.get("more_body", False):
                 raise _BodyDroppedError
 
+        inner = {**scope, "method": "GET"}
         try:
-            await self.app({**scope, "method": "GET"}, receive, headers_only)
+            await self.app(inner, receive, headers_only)
         except* _BodyDroppedError:
             pass
+        finally:
+            # What routing wrote into the copy, for the middlewares outside (the metrics' route
+            # label); the method stays HEAD there.
+            for key in ("route", "endpoint", "path_params"):
+                if key in inner:
+                    scope[key] = inner[key]

@@ -127,6 +127,12 @@ def test_head_answers_what_get_answers_without_the_body(seeded_api: Seeded, path
     assert head.headers["content-length"] == get.headers["content-length"]
 
 
+def test_head_requests_are_counted_under_their_route(seeded_api: Seeded) -> None:
+    seeded_api.client.head("/brands")
+    metrics = seeded_api.client.get("/metrics").text
+    assert 'reviewscore_api_requests_total{method="HEAD",route="/brands",status="200"}' in metrics
+
+
 def _document() -> dict[str, Any]:
     """The app's own OpenAPI document; building the app connects to nothing."""
     from query_api.app import create_app
