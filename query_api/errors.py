@@ -140,9 +140,15 @@ def allowed_methods(request: Request) -> str:
     files), whose scope has the mount's prefix in ``root_path``. A mount matches whatever the
     method; ours serves files, so it counts for GET. HEAD goes with GET (``query_api.head``).
     """
-    scope = {**request.scope, "root_path": request.scope.get("app_root_path", request.scope.get("root_path", ""))}
+    routes = request.app.router.routes
+    root = request.scope.get("root_path", "")
+    for mount in (route for route in routes if isinstance(route, Mount)):
+        if mount.path and root.endswith(mount.path):  # raised inside our mount: back to this app's root
+            root = root[: -len(mount.path)]
+            break
+    scope = {**request.scope, "root_path": root}
     allowed = set()
-    for route in request.app.router.routes:
+    for route in routes:
         for method in _METHODS:
             if route.matches({**scope, "method": method})[0] == Match.FULL:
                 allowed.add("GET" if isinstance(route, Mount) else method)

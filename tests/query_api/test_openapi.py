@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import schemathesis
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
@@ -125,6 +126,17 @@ def test_head_answers_what_get_answers_without_the_body(seeded_api: Seeded, path
     assert head.content == b""
     assert head.headers["content-type"] == get.headers["content-type"]
     assert head.headers["content-length"] == get.headers["content-length"]
+
+
+def test_the_allow_header_is_right_when_the_api_is_mounted_under_a_prefix(seeded_api: Seeded) -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    parent = Starlette(routes=[Mount("/api", app=build_app(seeded_api.readonly_url))])
+    with TestClient(parent) as client:
+        assert client.delete("/api/brands").headers["allow"] == "GET, HEAD"
+        assert client.put("/api/sentiments/").headers["allow"] == "GET, HEAD, POST"
+        assert client.post("/api/static/dashboard.js").headers["allow"] == "GET, HEAD"
 
 
 def test_head_requests_are_counted_under_their_route(seeded_api: Seeded) -> None:
