@@ -31,7 +31,8 @@ class InfraNotConfiguredError(RuntimeError):
 class Connections:
     database_url: str | None
     bootstrap_servers: str | None
-    started_embedded: bool = False
+    started_database: bool = False
+    started_broker: bool = False
 
 
 def adopt_running_infra() -> bool:
@@ -63,7 +64,7 @@ def ensure_infra(*, database: bool = True, kafka: bool = True, start_embedded: b
     db_url = get_database_settings().url
     servers = get_kafka_settings().bootstrap_servers
     with ExitStack() as stack:
-        started = False
+        started_database = started_broker = False
         if start_embedded and ((database and not db_url) or (kafka and not servers)):
             state = get_infra_settings().state_dir
             try:
@@ -80,7 +81,7 @@ def ensure_infra(*, database: bool = True, kafka: bool = True, start_embedded: b
             db = stack.enter_context(EmbeddedDatabase(state / "pgdata"))
             db_url = db.url
             os.environ["DATABASE_URL"] = db_url
-            started = True
+            started_database = True
         if kafka and not servers:
             if not start_embedded:
                 raise InfraNotConfiguredError(
@@ -98,7 +99,7 @@ def ensure_infra(*, database: bool = True, kafka: bool = True, start_embedded: b
             servers = broker.bootstrap_servers
             os.environ["KAFKA_BOOTSTRAP_SERVERS"] = servers
             os.environ["KAFKA_FLAVOR"] = "tansu"
-            started = True
+            started_broker = True
         clear_settings_cache()
-        yield Connections(db_url, servers, started)
+        yield Connections(db_url, servers, started_database, started_broker)
     clear_settings_cache()

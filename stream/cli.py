@@ -61,7 +61,7 @@ def worker(
         try:
             connections = stack.enter_context(ensure_infra(start_embedded=embedded))
         except RuntimeError as exc:
-            typer.echo(f"error: {exc} (or pass --embedded)", err=True)
+            typer.echo(f"error: {exc}{'' if embedded else ' (or pass --embedded)'}", err=True)
             raise typer.Exit(2) from exc
         kafka = get_kafka_settings()
         if partitions is not None:
@@ -86,7 +86,8 @@ def worker(
                 kafka.replication_factor,
                 client_config=admin_config(kafka),
             )
-        if connections.started_embedded and connections.bootstrap_servers:
+        if connections.started_database and connections.started_broker:
+            assert connections.bootstrap_servers
             _announce(stack, connections.database_url, connections.bootstrap_servers)
         scorer = _load_scorer(stream.scorer, model or get_model_settings().path)
         built = build_worker(

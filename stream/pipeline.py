@@ -24,7 +24,17 @@ from model.base import Score, Scorer
 from stream.batching import padded_tokens, split_by_tokens
 from stream.dlq import DeadLetter, dead_letter
 from stream.metrics import Health, Metrics
-from stream.records import INTERNAL_ERROR, Parsed, Record, Rejected, next_versions, to_row, triage, versions_per_key
+from stream.records import (
+    INTERNAL_ERROR,
+    Parsed,
+    Record,
+    Rejected,
+    newest_rejection_per_key,
+    next_versions,
+    to_row,
+    triage,
+    versions_per_key,
+)
 from stream.sink import WriteResult
 
 log = logging.getLogger(__name__)
@@ -126,7 +136,7 @@ class BatchProcessor:
             by_key.update(more)
             bad.extend(failed)
         outcome.db_seconds = time.perf_counter() - started
-        keyed = [rejected for rejected in bad if rejected.review_key is not None]
+        keyed = newest_rejection_per_key(bad)
         if keyed:  # before the dead letters: a crash in between re-runs the batch, and this is idempotent
             self._retry("write", lambda: self.sink.record_rejections(keyed))
 

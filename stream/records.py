@@ -164,6 +164,27 @@ def next_versions(refused: Iterable[Rejected], fallbacks: dict[str, list[Parsed]
     return out
 
 
+def newest_rejection_per_key(rejected: Iterable[Rejected]) -> list[Rejected]:
+    """One keyed rejection per review: the newest version's, which is what its submitter waits on.
+
+    A batch can refuse two versions of one review (the newest, then the fallback before it).
+    """
+    kept: dict[str, Rejected] = {}
+    for item in rejected:
+        if item.review_key is None:
+            continue
+        other = kept.get(item.review_key)
+        if other is None or _newer(item.record, other.record):
+            kept[item.review_key] = item
+    return list(kept.values())
+
+
+def _newer(record: Record, than: Record) -> bool:
+    if record.timestamp and than.timestamp and record.timestamp != than.timestamp:
+        return record.timestamp > than.timestamp
+    return record.offset > than.offset
+
+
 def _older(record: Record, than: Record) -> bool:
     return bool(record.timestamp and than.timestamp and record.timestamp < than.timestamp)
 

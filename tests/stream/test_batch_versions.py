@@ -8,7 +8,7 @@ arrived in separate batches, the older would be stored and the newer dead-letter
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from core.config import KafkaSettings
 from core.messages import ReviewMessage
@@ -69,3 +69,14 @@ def test_every_version_refused_means_every_version_dead_lettered(
         (1, "scoring_failed"),
         (2, "db_rejected"),
     ]
+
+
+def test_the_rejection_kept_for_a_review_is_its_newest_versions(
+    kafka_settings: KafkaSettings, engine: Engine, database_url: str
+) -> None:
+    """What a submitter waiting on the newest version is told: its reason, not an older version's."""
+    _process(kafka_settings, engine, [f"{OUT_OF_RANGE} older", f"{EXPLODE} newest"])
+
+    with engine.connect() as conn:
+        kept = conn.execute(text("SELECT reason, kafka_offset FROM rejected_reviews")).all()
+    assert [tuple(row) for row in kept] == [("scoring_failed", 1)]
