@@ -32,6 +32,8 @@ MAX_MESSAGE_BYTES = 256_000
 JSON_SCHEMA_PATH = Path(__file__).parent / "schemas" / f"review_message.v{SCHEMA_VERSION}.json"
 
 _SOURCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/\-]*$"
+# The same, in the JSON Schema, with the rule of ``_no_content_key_segment`` (ECMA-262 has lookahead).
+_SOURCE_SCHEMA_PATTERN = r"^(?!(?:.*:)?sha256(?::|$))[A-Za-z0-9][A-Za-z0-9_.:/\-]*$"
 _LANG_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
 # What the NUL validator enforces, in the JSON Schema, so producers validating against the file agree.
 _NO_NUL: dict[str, Any] = {"pattern": "^[^\\u0000]*$"}
@@ -81,7 +83,13 @@ class ReviewMessage(BaseModel):
     )
     source: Annotated[
         str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=_SOURCE_PATTERN)
-    ] = Field(description="Who produced it: 'scraper:<spider>', 'user', or a producer's name.")
+    ] = Field(
+        description=(
+            "Who produced it: 'scraper:<spider>', 'user', or a producer's name. No ':'-separated "
+            "segment may be 'sha256' (keys derived from the text are 'source:sha256:<hash>')."
+        ),
+        json_schema_extra={"pattern": _SOURCE_SCHEMA_PATTERN},
+    )
     review_id: ShortText | None = Field(
         default=None,
         description=(
@@ -114,6 +122,15 @@ class ReviewMessage(BaseModel):
         # not at the sink, after the API has already answered 202.
         if value is not None and "\x00" in value:
             raise ValueError("must not contain NUL (U+0000) characters")
+        return value
+
+    @field_validator("source")
+    @classmethod
+    def _no_content_key_segment(cls, value: str) -> str:
+        # `source:review_id` with source 'user:sha256' and a 32-hex id is another review's
+        # content key, 'user:sha256:<hash>': the review_id rule alone does not stop that.
+        if RESERVED_ID_PREFIX.rstrip(":") in value.split(":"):
+            raise ValueError("must not have a ':'-separated segment 'sha256' (the marker of text-derived keys)")
         return value
 
     @field_validator("review_id")

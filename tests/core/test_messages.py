@@ -28,6 +28,7 @@ VALID: list[dict[str, Any]] = [
     {"text": "  padded  ", "source": "scraper:trustpilot", "review_id": "abc-1"},
     {"text": "ok", "source": "user", "review_id": "SHA256:abc"},  # keys are case-sensitive: no collision
     {"text": "ok", "source": "user", "review_id": "x-sha256:abc"},
+    {"text": "ok", "source": "partner:sha256x"},  # only a whole segment is the marker
     {"text": "Bof.", "source": "partner.shop/eu", "rating": 3, "brand": "Acme", "lang": "fr"},
     {"text": "ok", "source": "user", "published_at": "2026-11-20T14:03:00Z", "url": "https://example.com/r/1"},
     {"text": "Très bien 👍", "source": "user", "author": "Zoë", "lang": "en-GB"},
@@ -62,6 +63,9 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     # would be bypassed; control characters have no place in an id anyway.
     ({"text": "ok", "source": "user", "review_id": "\x1fsha256:0c1f2e3d4c5b6a79881726354453627a"}, "review_id"),
     ({"text": "ok", "source": "user", "review_id": "order\x07 7"}, "review_id"),
+    # 'user:sha256' + a 32-hex id would be the content key of a user review.
+    ({"text": "ok", "source": "user:sha256", "review_id": "0c1f2e3d4c5b6a79881726354453627a"}, "source"),
+    ({"text": "ok", "source": "sha256"}, "source"),
     ({"text": "ok", "source": "user", "url": "https://example.com/\x00"}, "url"),
     ({"text": "ok", "source": "user", "published_at": "0001-01-01T00:00:00+23:00"}, "published_at"),
     ({"text": "ok", "source": "user", "lang": "en" + "-abcdefgh" * 4}, "lang"),  # the column holds 35
