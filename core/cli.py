@@ -27,6 +27,8 @@ from core.config import (
 from core.logs import configure_logging
 
 if TYPE_CHECKING:
+    from pydantic import ValidationError
+
     from core.embedded import EmbeddedBroker
 
 app = typer.Typer(
@@ -287,6 +289,7 @@ def _load_plugins() -> None:
 
 
 def main() -> None:
+    from pydantic import ValidationError
     from sqlalchemy.exc import InterfaceError, OperationalError
 
     from core.embedded import BrokerStartError
@@ -301,9 +304,26 @@ def main() -> None:
     except (OperationalError, InterfaceError) as exc:  # unreachable, refused, no such database: not a crash
         typer.echo(f"error: the database did not answer: {_first_line(exc.orig or exc)}", err=True)
         raise SystemExit(2) from exc
+    except ValidationError as exc:  # a setting from the environment or .env that does not parse
+        if not exc.title.endswith("Settings"):
+            raise
+        typer.echo(f"error: invalid setting: {settings_problems(exc)}", err=True)
+        raise SystemExit(2) from exc
     except BrokerStartError as exc:  # a command that starts the embedded broker for itself
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from exc
+
+
+def settings_problems(exc: ValidationError) -> str:
+    """``KAFKA_PARTITIONS: Input should be greater than 0`` for each refused setting: the
+    environment variable the user set, not the field's name."""
+    import core.config
+
+    settings_class = getattr(core.config, exc.title, None)
+    prefix = settings_class.model_config.get("env_prefix", "") if settings_class is not None else ""
+    return "; ".join(
+        f"{(prefix + '_'.join(str(part) for part in error['loc'])).upper()}: {error['msg']}" for error in exc.errors()
+    )
 
 
 def _first_line(error: BaseException) -> str:

@@ -2,10 +2,12 @@
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings
 
 from core.config.base import cached, settings_config
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class InfraSettings(BaseSettings):
@@ -22,6 +24,15 @@ class InfraSettings(BaseSettings):
         description="Port of the embedded Tansu broker; 0 picks a free one.",
     )
     log_level: str = Field(default="INFO", description="Log level of every reviewscore process.")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level
+
     log_json: bool = Field(default=False, description="Emit structured JSON logs instead of text.")
 
 

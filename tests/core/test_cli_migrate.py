@@ -1,4 +1,4 @@
-"""`reviewscore migrate`: mistakes in the target are refused with a one-line error, never a traceback."""
+"""The CLI's mistakes of input and environment are one-line errors, never tracebacks (migrate, settings)."""
 
 from __future__ import annotations
 
@@ -59,4 +59,15 @@ def test_a_database_that_does_not_answer_is_an_error_line_not_a_traceback(comman
     )
     assert result.returncode == 2
     assert result.stderr.startswith("error: the database did not answer: "), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("variable", "value"), [("REVIEWSCORE_BROKER_PORT", "abc"), ("REVIEWSCORE_LOG_LEVEL", "LOUD")])
+def test_a_setting_that_does_not_parse_is_an_error_line_naming_the_variable(variable: str, value: str) -> None:
+    env = {**os.environ, variable: value}
+    result = subprocess.run(
+        [sys.executable, "-m", "core.cli", "schema"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: invalid setting: {variable}: "), result.stderr
     assert "Traceback" not in result.stderr
