@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from core.config import KafkaSettings
-from core.messages import ReviewMessage, describe_validation_error
+from core.messages import SCHEMA_VERSION, ReviewMessage, describe_validation_error
 
 FIELDS = ("text", "review_id", "brand", "rating", "url", "author", "published_at", "lang", "source")
 
@@ -101,9 +101,15 @@ def _csv_rows(handle: Iterable[str], delimiter: str) -> Iterator[tuple[int, dict
                 failed_at = reader.reader.line_num
                 yield failed_at, f"unreadable CSV: {exc}"
                 continue
-            yield reader.line_num, dict(row)
+            yield reader.line_num - _line_breaks(row.values()), dict(row)  # the line the record starts on
     finally:
         csv.field_size_limit(previous_limit)
+
+
+def _line_breaks(values: Iterable[Any]) -> int:
+    """Line breaks inside a record's quoted fields (\n, \r\n or \r, as the file is split into lines)."""
+    text = "".join(str(value) for value in values if value is not None)
+    return text.count("\n") + text.count("\r") - text.count("\r\n")
 
 
 def _jsonl_rows(handle: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
@@ -145,6 +151,10 @@ def _rating(value: Any) -> Any:
 
 
 def to_message(row: dict[str, Any], columns: ColumnMap, default_source: str) -> ReviewMessage:
+    version = _clean(row.get("schema_version"))
+    if version is not None and str(version) != str(SCHEMA_VERSION):
+        # Sent on as version 1, its fields would be read by the wrong rules (or dropped).
+        raise ValueError(f"schema_version {version!r} is not supported (this producer writes {SCHEMA_VERSION})")
     data: dict[str, Any] = {}
     for name in FIELDS:
         column = getattr(columns, name)

@@ -49,6 +49,27 @@ def test_prepare_maps_columns_and_reports_bad_lines_with_numbers(tmp_path: Path)
     assert "rating" in prepared.rejects[1].reason
 
 
+def test_a_record_spanning_lines_is_reported_at_the_line_it_starts_on(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.csv"
+    path.write_bytes(b'id,review,stars\r\n1,"three\r\nline\nreview",9\r\n2,fine,4\r\n3,"two\rlines",0\r\n')
+    prepared = prepare(read_rows(path), ColumnMap(text="review", review_id="id", rating="stars"), "import")
+    assert [r.line for r in prepared.rejects] == [2, 6]
+    assert [line for line, _ in prepared.messages] == [5]
+
+
+def test_a_line_of_another_schema_version_is_rejected_not_sent_as_version_1(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.jsonl"
+    lines = [
+        {"schema_version": 2, "text": "hello", "review_id": "a"},
+        {"schema_version": 1, "text": "hi"},
+        {"text": "x"},
+    ]
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n", encoding="utf-8")
+    prepared = prepare(read_rows(path), ColumnMap(), "import")
+    assert [(r.line, "schema_version" in r.reason) for r in prepared.rejects] == [(1, True)]
+    assert [line for line, _ in prepared.messages] == [2, 3]
+
+
 @pytest.mark.integration
 def test_publish_csv_round_trip_sends_exactly_the_valid_rows(tmp_path: Path, kafka_settings: KafkaSettings) -> None:
     path = tmp_path / "reviews.csv"
