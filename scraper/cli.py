@@ -125,6 +125,9 @@ def crawl_failure(figures: dict[str, int], stats: dict[str, Any]) -> str | None:
         return "no page was crawled" + (f": {found}" if found else "") + " (see the log above)"
     if figures["failed"]:
         return f"{figures['failed']} reviews could not be delivered (kept in the state dir's undelivered file)"
+    unreadable = stats.get("reviewscore/unreadable_pages", 0) + stats.get("spider_exceptions/count", 0)
+    if unreadable:
+        return f"{unreadable} pages could not be read (see the log above); the reviews of the others were sent"
     return None
 
 

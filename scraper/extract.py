@@ -80,7 +80,7 @@ def normalize_rating(value: Any) -> int | None:
         value = match.group(1) if match else value.strip()
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer of 400 digits
         return None
     if not number.is_integer() or not 1 <= number <= 5:
         return None
@@ -94,11 +94,11 @@ def normalize_date(value: Any) -> str | None:
     text = value.strip().replace("Z", "+00:00")
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC).isoformat()
+    except (ValueError, OverflowError):  # OverflowError: 9999-12-31T23:00-05:00 is past year 9999 in UTC
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC).isoformat()
 
 
 def absolute_http_url(value: Any, base: str) -> str | None:
@@ -200,6 +200,9 @@ def json_ld_nodes(selector: Selector, problems: list[str]) -> list[dict[str, Any
             document = json.loads(raw)
         except json.JSONDecodeError as exc:
             problems.append(f"JSON-LD block {index + 1} is not valid JSON ({exc.msg} at line {exc.lineno})")
+            continue
+        except (ValueError, RecursionError) as exc:  # a number over 4,300 digits; nesting past the stack
+            problems.append(f"JSON-LD block {index + 1} is unreadable ({type(exc).__name__})")
             continue
         nodes.extend(_walk(document))
     return nodes

@@ -39,7 +39,10 @@ def run_crawl(
     crawler = process.create_crawler(spider)
     process.crawl(crawler, **spider_args)
     process.start()
-    stats: dict[str, Any] = crawler.stats.get_stats() if crawler.stats else {}
+    try:
+        stats: dict[str, Any] = crawler.stats.get_stats() if crawler.stats else {}
+    except RuntimeError:  # the crawler never started (a bad setting, a missing plugin): no stats yet
+        stats = {}
     if process.bootstrap_failed:
         stats.setdefault("finish_reason", "bootstrap_failed")
     return summary(stats), stats

@@ -62,6 +62,7 @@ class TrustpilotSpider(scrapy.Spider):  # type: ignore[misc]  # scrapy is untype
         self.start_urls = urls
         # Stay on the sites we were pointed at; company websites are recorded, never followed.
         self.allowed_domains = sorted({urlsplit(u).hostname or "" for u in urls})
+        self._reviews_on_pages: set[tuple[str, str]] = set()  # (company page path, review id or text)
 
     async def start(self) -> AsyncIterator[Any]:
         if not self.start_urls:
@@ -116,7 +117,7 @@ class TrustpilotSpider(scrapy.Spider):  # type: ignore[misc]  # scrapy is untype
             yield self._listing_request(url)
         for url in links.companies:
             yield scrapy.Request(url, callback=self.parse_company)
-        if links.next_page:
+        if links.next_page and (links.categories or links.companies):  # an empty listing is its last page
             yield self._listing_request(links.next_page)
 
     def parse_company(self, response: Response) -> Iterator[ReviewItem | scrapy.Request]:
@@ -131,7 +132,16 @@ class TrustpilotSpider(scrapy.Spider):  # type: ignore[misc]  # scrapy is untype
         if page is None:
             return
         self._count("review_pages")
-        extraction = extract_reviews(page.selector, page.url)
+        links = listing_links(page.selector, page.url)
+        try:
+            extraction = extract_reviews(page.selector, page.url)
+        except Exception:  # one unreadable page must not end the company's crawl
+            # Counted: `reviewscore crawl` exits 1 naming it, and the next page is still read.
+            self.logger.exception("could not read the reviews on %s", page.url)
+            self._count("unreadable_pages")
+            if links.next_page:
+                yield scrapy.Request(links.next_page, callback=self.parse_company)
+            return
         for problem in extraction.problems:
             self.logger.warning("%s: %s", page.url, problem)
         if extraction.problems:
@@ -142,6 +152,14 @@ class TrustpilotSpider(scrapy.Spider):  # type: ignore[misc]  # scrapy is untype
             self.logger.warning("no reviews found on %s", page.url)
         self._count("reviews_found", len(extraction.reviews))
         yield from extraction.reviews
-        links = listing_links(page.selector, page.url)
-        if links.next_page:
+        # A page with no review this crawl has not seen on the company's pages ends them: a site
+        # that keeps a "next" link past the last page (?page=N+1 for ever, empty or repeating
+        # the last page) would otherwise be crawled without end.
+        company = urlsplit(page.url).path
+        seen = {(company, item.review_id or item.text) for item in extraction.reviews}
+        new = seen - self._reviews_on_pages
+        self._reviews_on_pages |= seen
+        if links.next_page and (new or (extraction.skipped and not extraction.reviews)):
             yield scrapy.Request(links.next_page, callback=self.parse_company)
+        elif links.next_page:
+            self.logger.info("%s: no new review on this page; not following its next link", page.url)

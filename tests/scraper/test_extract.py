@@ -297,3 +297,16 @@ def test_every_fixture_page_is_readable(tmp_path: Path) -> None:
     for path in SITE_ROOT.rglob("*.html"):
         extract_reviews(page(str(path.relative_to(SITE_ROOT))), f"{BASE}/x")
         listing_links(page(str(path.relative_to(SITE_ROOT))), f"{BASE}/x")
+
+
+def test_values_past_what_python_can_hold_are_dropped_as_problems_not_raised() -> None:
+    """Before, each of these raised out of the page's extraction: its reviews and every later
+    page of the company were lost."""
+    late = card("Late but fine", review_id="r1") + "<time datetime='9999-12-31T23:00:00-05:00'>x</time>"
+    assert normalize_date("9999-12-31T23:00:00-05:00") is None  # past year 9999 once in UTC
+    assert normalize_rating(10**400) is None
+    huge_number = '<script type="application/ld+json">{"@type": "Review", "reviewRating": ' + "9" * 5000 + "}</script>"
+    deep = '<script type="application/ld+json">' + "[" * 100_000 + "]" * 100_000 + "</script>"
+    result = extract_reviews(html(late + huge_number + deep), f"{BASE}/review/x")
+    assert [review.text for review in result.reviews] == ["Late but fine"]
+    assert len([p for p in result.problems if "unreadable" in p]) == 2
