@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,7 +207,11 @@ class KafkaPublishPipeline:
             if err is None:
                 self._inc("published")
                 if self.seen is not None:
-                    self.seen.mark(pending.key.decode("utf-8"), pending.digest)
+                    try:
+                        self.seen.mark(pending.key.decode("utf-8"), pending.digest)
+                    except sqlite3.Error as exc:  # delivered all the same: at worst re-sent next crawl
+                        self._inc("seen_state_errors")
+                        log.error("could not record %s as delivered: %s", pending.key.decode("utf-8"), exc)
                 return
             if pending.attempt < self.retries and _retriable(err):
                 pending.attempt += 1

@@ -9,6 +9,7 @@ delivery callbacks (they fire inside ``poll()``).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import sqlite3
 from pathlib import Path
@@ -22,10 +23,26 @@ def state_file(state_dir: Path, spider: str, bootstrap_servers: str, topic: str)
     return state_dir / f"seen-{spider}-{destination}.sqlite3"
 
 
+class SeenStateBusyError(RuntimeError):
+    """Another crawl to the same destination holds this state file."""
+
+
 class SeenState:
     def __init__(self, path: Path, commit_every: int = 500) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        # One crawl per state file: a second one would wait on SQLite's write lock, fail marking
+        # what it delivered ("database is locked") and re-send it all next time. Refused at
+        # start instead, with the reason; the kernel drops the lock if the crawl dies.
+        self._lock = path.with_name(path.name + ".lock").open("a")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise SeenStateBusyError(
+                f"another crawl to the same destination is using {path}; wait for it to finish "
+                "(or give this crawl its own SCRAPER_STATE_DIR)"
+            ) from None
         self._db = sqlite3.connect(path)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS seen (review_key TEXT PRIMARY KEY, digest TEXT NOT NULL, "
@@ -57,8 +74,11 @@ class SeenState:
         self._pending = 0
 
     def close(self) -> None:
-        self.commit()
-        self._db.close()
+        try:
+            self.commit()
+            self._db.close()
+        finally:
+            self._lock.close()
 
     def __enter__(self) -> SeenState:
         return self

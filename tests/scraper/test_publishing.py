@@ -17,7 +17,7 @@ from scraper.addon import scrapy_settings
 from scraper.items import ReviewItem
 from scraper.pipelines import KafkaPublishPipeline, summary
 from scraper.publishing import digest, message_text, to_message
-from scraper.seen import SeenState, state_file
+from scraper.seen import SeenState, SeenStateBusyError, state_file
 from scraper.spiders.trustpilot import TrustpilotSpider, is_company_page, read_url_file
 
 
@@ -110,6 +110,17 @@ def test_seen_state_remembers_delivered_messages_across_crawls(tmp_path: Path) -
         edited = to_message(item(text="The parcel came two weeks late; refund was quick."), "trustpilot")
         assert not seen.unchanged("scraper:trustpilot:ae0005", digest(edited.to_kafka()[1]))
         assert len(seen) == 1
+
+
+def test_a_second_crawl_to_the_same_destination_is_refused_at_start_while_the_first_runs(tmp_path: Path) -> None:
+    """Sharing the file, the second crawl failed at close ("database is locked"), exited 0, and
+    left what it delivered unrecorded, to be re-sent by every later crawl."""
+    path = tmp_path / "seen.sqlite3"
+    with SeenState(path):
+        with pytest.raises(SeenStateBusyError, match="another crawl to the same destination"):
+            SeenState(path)
+    with SeenState(path) as seen:  # the first one is done: the next crawl gets it
+        assert len(seen) == 0
 
 
 def test_seen_state_is_kept_per_destination(tmp_path: Path) -> None:
