@@ -43,7 +43,9 @@ _LABEL_ALIASES = {
 _MISSING_LABELS = {"", "nan", "none", "null"}
 # csv's default cap is 131,072 characters per field; a long review must not stop a whole file.
 _CSV_FIELD_LIMIT = 2**31 - 1
-_CONTROL = re.compile(r"[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f\u200b\ufeff]")
+# Lone surrogates too (half an emoji cut by a truncation, invalid UTF-8 in argv): the tokenizer
+# refuses them, and one would fail the whole call.
+_CONTROL = re.compile(r"[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f\u200b\ufeff\ud800-\udfff]")
 _SPACES = re.compile(r"\s+")
 
 

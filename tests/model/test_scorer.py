@@ -65,10 +65,12 @@ def test_very_long_text_is_truncated_not_a_crash(tiny_scorer: BatchedScorer) -> 
 
 
 def test_unicode_emoji_and_blank_text_are_scored(tiny_scorer: BatchedScorer) -> None:
-    texts = ["😀😀😀", "Très bien, j'adore ❤️", "中文评论", "   ", "\x00\t\n"]
+    texts = ["😀😀😀", "Très bien, j'adore ❤️", "中文评论", "   ", "\x00\t\n", "half an emoji \ud83d cut"]
     scores = tiny_scorer.predict(texts)
     assert len(scores) == len(texts)
     assert all(0.0 <= s.sentiment_score <= 1.0 for s in scores)
+    # A lone surrogate (JSON allows "\ud83d") is dropped, not a tokenizer error failing the call.
+    assert tiny_scorer.predict(["half an emoji \ud83d cut"]) == tiny_scorer.predict(["half an emoji cut"])
 
 
 def test_scoring_is_deterministic(tiny_scorer: BatchedScorer) -> None:
