@@ -121,8 +121,15 @@ def build_classifier(base: str, labels: Sequence[str], pooling: Pooling = "cls")
             )
             model = MeanPooledClassifier(encoder, len(labels))
         else:
+            # ignore_mismatched_sizes: a base that is itself a classifier (a reviewscore artifact,
+            # a sentiment checkpoint) with another label count gets the fresh head it needs.
             model = AutoModelForSequenceClassification.from_pretrained(
-                path, num_labels=len(labels), attn_implementation="sdpa", local_files_only=_offline(), **label_maps
+                path,
+                num_labels=len(labels),
+                attn_implementation="sdpa",
+                local_files_only=_offline(),
+                ignore_mismatched_sizes=True,
+                **label_maps,
             )
     finally:
         hf_logging.set_verbosity(verbosity)

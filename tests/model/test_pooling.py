@@ -99,3 +99,13 @@ def test_either_head_trains_saves_and_quantizes(tiny_base: Path, tmp_path: Path,
 def test_an_unknown_pooling_is_refused(tiny_base: Path) -> None:
     with pytest.raises(ValueError, match="pooling must be 'cls' or 'mean'"):
         build_classifier(str(tiny_base), ["negative", "positive"], "max")  # type: ignore[arg-type]
+
+
+def test_a_classifier_with_another_label_count_serves_as_a_base(tiny_model_dir: Path) -> None:
+    """A three-class reviewscore artifact as the base of a binary model: a fresh two-way head,
+    not "size mismatch" (the README says any BERT-family directory works)."""
+    from model.transformer import build_classifier
+
+    model, _tokenizer = build_classifier(str(tiny_model_dir), ["negative", "positive"])
+    assert model.config.num_labels == 2
+    assert model.classifier.out_features == 2
