@@ -116,9 +116,8 @@ def test_a_second_crawl_to_the_same_destination_is_refused_at_start_while_the_fi
     """Sharing the file, the second crawl failed at close ("database is locked"), exited 0, and
     left what it delivered unrecorded, to be re-sent by every later crawl."""
     path = tmp_path / "seen.sqlite3"
-    with SeenState(path):
-        with pytest.raises(SeenStateBusyError, match="another crawl to the same destination"):
-            SeenState(path)
+    with SeenState(path), pytest.raises(SeenStateBusyError, match="another crawl to the same destination"):
+        SeenState(path)
     with SeenState(path) as seen:  # the first one is done: the next crawl gets it
         assert len(seen) == 0
 
