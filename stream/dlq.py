@@ -46,7 +46,7 @@ MAX_STRIPPED_KEY_CHARS = 1024
 """Longest encoded key a letter sent without the original's bytes still carries."""
 
 PERMANENT_REASONS = frozenset(
-    {"empty", "too_large", "not_utf8", "bad_json", "not_object", "unsupported_version", "invalid"}
+    {"empty", "too_large", "not_utf8", "bad_json", "not_object", "unsupported_version", "invalid", "blank_text"}
 )
 """Reasons decided by the message's bytes and the message contract alone.
 

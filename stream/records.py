@@ -10,6 +10,7 @@ from typing import Any
 
 from core.messages import MessageError, ReviewMessage, parse_message
 from model.base import Score
+from model.data import clean_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,9 @@ def replay_of(headers: Any) -> tuple[bool, float | None]:
     return True, sane_timestamp(millis / 1000)
 
 
+BLANK_TEXT = "blank_text"
+"""The reason of a message whose text has nothing left once cleaned for the model."""
+
 INTERNAL_ERROR = "internal_error"
 """The reason of a message that made the worker's own code raise where no rule refused it."""
 
@@ -113,6 +117,11 @@ def triage(records: Iterable[Record], max_text_chars: int) -> tuple[list[Parsed]
         if len(message.text) > max_text_chars:
             detail = f"text has {len(message.text)} characters, limit {max_text_chars}"
             bad.append(Rejected(record, "too_long", detail, key))
+        elif not clean_text(message.text):
+            # "&nbsp;", a zero-width space: not blank to the contract, nothing to the model, which
+            # would score it as an arbitrary review (it never saw one: training skips them).
+            detail = "text is empty once cleaned as the model reads it (HTML entities, invisible characters)"
+            bad.append(Rejected(record, BLANK_TEXT, detail, key))
         else:
             good.append(Parsed(record, message))
     return good, bad

@@ -35,6 +35,8 @@ def test_triage_keeps_good_messages_and_names_the_reason_of_each_bad_one() -> No
         _record(b"{oops", 2),
         _record(json.dumps({"text": "x" * 50, "source": "test"}).encode(), 3),
         _record(None, 4),
+        # Not blank to the contract, nothing to the model: scored, it would get an arbitrary label.
+        _record(json.dumps({"text": "&nbsp; \u200b", "source": "test"}).encode(), 5),
     ]
     parsed, rejected = triage(records, max_text_chars=40)
     assert [p.record.offset for p in parsed] == [0]
@@ -43,7 +45,9 @@ def test_triage_keeps_good_messages_and_names_the_reason_of_each_bad_one() -> No
         (2, "bad_json"),
         (3, "too_long"),
         (4, "empty"),
+        (5, "blank_text"),
     ]
+    assert rejected[-1].review_key is not None  # its submitter can be told why
 
 
 def test_the_same_review_twice_in_a_batch_is_written_once_with_the_latest_copy() -> None:
