@@ -160,6 +160,12 @@ def _file_scheme(rows: list[dict[str, Any]], source: DataSource) -> LabelScheme:
             "pass --source-scheme stars3 if 1 means neutral",
             err=True,
         )
+    elif labels < {"0", "1", "2"}:  # {1, 2}: 1-based polarity (Amazon, Yelp) would read as neutral/positive
+        typer.echo(
+            f"warning: label scheme inferred as three-class from values {sorted(labels)} "
+            "(0 negative, 1 neutral, 2 positive); if they mean negative/positive, map them to 0/1 first",
+            err=True,
+        )
     return inferred
 
 

@@ -83,8 +83,11 @@ def compare_variants(directory: Path, card: ModelCard, check: DataSource) -> dic
 
 
 def _is_binary(source: DataSource) -> bool:
-    from model.data import infer_scheme, read_rows
+    """A DataError naming the columns when the file has no label column (was a bare KeyError)."""
+    from model.data import check_columns, infer_scheme, read_rows
 
     if source.stars_column:
         return False
-    return infer_scheme(r[source.label_column or "label"] for r in read_rows(source.path)) == "binary"
+    rows = read_rows(source.path)
+    column = check_columns(rows, source)
+    return infer_scheme(row.get(column) for row in rows) == "binary"

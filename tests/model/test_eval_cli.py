@@ -56,6 +56,30 @@ def test_zero_one_labels_warn_and_source_scheme_says_they_are_three_class(tiny_m
     assert json.loads(told.stdout)["per_class"]["neutral"]["support"] == 2
 
 
+def test_one_two_labels_warn_that_they_read_as_neutral_and_positive(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """1-based polarity (1 negative, 2 positive) is a common layout that would silently read wrong."""
+    data = _csv(tmp_path / "p.csv", [("awful", "1"), ("great", "2")])
+
+    result = runner.invoke(app, ["eval", str(tiny_model_dir), str(data)])
+
+    assert result.exit_code == 0, result.output
+    assert "inferred as three-class from values ['1', '2']" in result.stderr
+
+
+def test_quantize_check_on_a_file_without_the_label_column_is_an_error_naming_the_columns(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    stars = tmp_path / "stars.csv"
+    stars.write_text("text,stars\ngreat,5\nawful,1\n", encoding="utf-8")
+    out = tmp_path / "q"
+
+    result = runner.invoke(app, ["quantize", str(tiny_model_dir), "--output", str(out), "--check", str(stars)])
+
+    assert result.exit_code == 2, result.output
+    assert "no label column 'label'" in result.stderr
+    assert "stars" in result.stderr
+
+
 def test_an_unknown_scheme_name_is_a_usage_error(tiny_model_dir: Path, tmp_path: Path) -> None:
     data = _csv(tmp_path / "t.csv", [("awful", "0")])
 
