@@ -64,7 +64,29 @@ def _data_source(entry: Any, where: str) -> DataSource:
     if unknown or "path" not in entry:
         problem = f"unknown fields {sorted(unknown)}" if unknown else "no path"
         raise ValueError(f"{where} entry {entry!r}: {problem} (fields: {', '.join(sorted(known))})")
-    return DataSource(**entry)
+    return DataSource(
+        **{name: _typed(DataSource, name, value, f"{where} entry {entry['path']!r}: ") for name, value in entry.items()}
+    )
+
+
+def _typed(owner: type, name: str, value: Any, where: str = "") -> Any:
+    """``value`` as the type ``owner.name`` declares, or a ValueError naming the option.
+
+    YAML reads ``1e-3`` as a string and ``"5"`` stays one: converted where the meaning is plain
+    (numeric strings, ``true``/``false``), refused otherwise, before any data is read or a model
+    built, instead of a TypeError deep in training. Choices are left to ``__post_init__``.
+    """
+    from typing import Literal, get_origin, get_type_hints
+
+    from pydantic import TypeAdapter, ValidationError
+
+    hint = get_type_hints(owner)[name]
+    if get_origin(hint) is Literal:
+        return value
+    try:
+        return TypeAdapter(hint).validate_python(value)
+    except ValidationError as exc:
+        raise ValueError(f"{where}{name}: {exc.errors()[0]['msg'].lower()}, not {value!r}") from None
 
 
 @dataclass
@@ -133,14 +155,20 @@ class TrainArgs:
             )
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainArgs:
+    def from_dict(cls, data: Any) -> TrainArgs:
+        if not isinstance(data, dict):
+            raise ValueError(f"a training config maps option names to values, not a {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown training options {sorted(unknown)}")
-        values = dict(data)
+        values = {key: value for key, value in data.items() if key not in ("train", "eval")}
+        values = {key: _typed(cls, key, value) for key, value in values.items()}
         for key in ("train", "eval"):
-            values[key] = [_data_source(s, key) for s in values.get(key, [])]
+            sources = data.get(key) or []
+            if not isinstance(sources, list):
+                raise ValueError(f"{key} is a list of data sources (paths or tables), not {sources!r}")
+            values[key] = [_data_source(s, key) for s in sources]
         return cls(**values)
 
     @classmethod
@@ -153,6 +181,10 @@ class TrainArgs:
             data = yaml.safe_load(text)
         else:
             data = json.loads(text)
+        if data is None:  # an empty file: every option from the command line
+            data = {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a training config maps option names to values, not a {type(data).__name__}")
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict(data)
 

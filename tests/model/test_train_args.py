@@ -49,6 +49,43 @@ def test_a_data_source_entry_with_a_misspelt_field_is_refused_by_name(entry: obj
         TrainArgs.from_dict({"output_dir": "out", "train": [entry]})
 
 
+def test_config_values_in_plain_forms_are_read_as_their_types() -> None:
+    """YAML reads 1e-3 as a string: such values are converted, not a TypeError mid-training."""
+    args = TrainArgs.from_dict(
+        {
+            "output_dir": "out",
+            "learning_rate": "1e-3",
+            "epochs": "2",
+            "class_weighting": "false",
+            "eval": None,
+            "train": [{"path": "a.csv", "max_per_class": "5"}],
+        }
+    )
+    assert (args.learning_rate, args.epochs, args.class_weighting, args.eval) == (0.001, 2, False, [])
+    assert args.train[0].max_per_class == 5
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"output_dir": "out", "batch_size": 8.5}, "batch_size: .*not 8.5"),
+        ({"output_dir": "out", "learning_rate": "fast"}, "learning_rate: .*not 'fast'"),
+        ({"output_dir": "out", "train": "a.csv"}, "train is a list of data sources"),
+        ({"output_dir": "out", "train": [{"path": "a.csv", "max_per_class": "many"}]}, "max_per_class: .*'many'"),
+        (["output_dir", "out"], "maps option names to values, not a list"),
+    ],
+)
+def test_config_values_of_the_wrong_type_are_refused_by_name(data: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainArgs.from_dict(data)
+
+
+def test_an_empty_config_file_takes_every_option_from_the_command_line(tmp_path: Path) -> None:
+    config = tmp_path / "empty.yaml"
+    config.write_text("", encoding="utf-8")
+    assert TrainArgs.from_file(config, output_dir="out").output_dir == "out"
+
+
 def test_the_cli_turns_a_bad_choice_into_a_usage_error(tmp_path: Path) -> None:
     data = write_reviews_csv(tmp_path / "train.csv", 30)
 
