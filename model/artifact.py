@@ -88,9 +88,14 @@ def content_hash(directory: Path, card: ModelCard) -> str:
     return digest.hexdigest()
 
 
+def version_of(directory: Path, card: ModelCard) -> str:
+    """The version the directory's contents give: what ``write_card`` records."""
+    return f"{card.name}-{card.architecture}-{content_hash(directory, card)[:12]}"
+
+
 def write_card(directory: Path, card: ModelCard) -> ModelCard:
     """Recompute the version from the directory's contents and write the card next to the weights."""
-    card.version = f"{card.name}-{card.architecture}-{content_hash(directory, card)[:12]}"
+    card.version = version_of(directory, card)
     card.created_at = card.created_at or datetime.now(UTC).isoformat(timespec="seconds")
     (Path(directory) / CARD_FILE).write_text(card.to_json(), encoding="utf-8")
     return card

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from model.artifact import FP32_FILE, ONNX_INT8_FILE, ArtifactError, ModelCard, read_card
+from model.artifact import FP32_FILE, ONNX_INT8_FILE, ArtifactError, ModelCard, read_card, version_of
 from model.base import Score
 from model.batching import plan_batches
 from model.data import clean_text
@@ -170,6 +170,17 @@ def load_scorer(path: Path | None = None, settings: ModelSettings | None = None)
     settings = settings or get_model_settings()
     directory = Path(path or settings.path or DEFAULT_ARTIFACT)
     card = read_card(directory)
+    if (actual := version_of(directory, card)) != card.version:
+        # Rows carry the card's version as the name of the weights that scored them; after a
+        # hand edit (a temperature, a swapped file) it names other outputs. Loud, not fatal.
+        log.warning(
+            "%s: the card says version %s but the files give %s: they changed after the card was "
+            "written, so rows will carry a version that does not name these weights "
+            "(write it again with `reviewscore quantize`, or restore the files)",
+            directory,
+            card.version,
+            actual,
+        )
     device, variant = resolve_variant(card, settings.device, settings.variant)
     threads = settings.num_threads or None
     limits: dict[str, Any] = {

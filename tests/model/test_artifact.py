@@ -60,3 +60,23 @@ def test_a_card_missing_required_fields_is_rejected(tmp_path: Path, tiny_model_d
     (tmp_path / "m" / CARD_FILE).write_text(json.dumps(data))
     with pytest.raises(ArtifactError, match="labels"):
         read_card(tmp_path / "m")
+
+
+def test_loading_an_artifact_edited_after_its_card_was_written_warns(
+    tmp_path: Path, tiny_model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The version names the weights that scored a row; a hand-edited card would make it lie."""
+    from core.config import ModelSettings
+    from model import load_scorer
+
+    edited = tmp_path / "edited"
+    shutil.copytree(tiny_model_dir, edited)
+    card = json.loads((edited / CARD_FILE).read_text(encoding="utf-8"))
+    card["temperature"] = 3.0
+    (edited / CARD_FILE).write_text(json.dumps(card), encoding="utf-8")
+
+    with caplog.at_level("WARNING", logger="model.scorer"):
+        load_scorer(tiny_model_dir, ModelSettings(device="cpu"))
+        assert "changed after the card was written" not in caplog.text
+        load_scorer(edited, ModelSettings(device="cpu"))
+    assert f"the card says version {card['version']} but the files give" in caplog.text
