@@ -71,6 +71,29 @@ def clean_text(parts: list[str] | str | None) -> str | None:
     return text or None
 
 
+# Where a reader sees a break between words: line breaks and block elements (inline markup such
+# as <b> or <span> joins the words as written).
+_BREAKS = re.compile(
+    r"(?i)<br\s*/?>|</?(?:p|div|li|ul|ol|h[1-6]|tr|td|th|blockquote|section|article|header|footer)\b[^>]*>"
+)
+
+
+def element_text(elements: Any) -> str | None:
+    """The text of ``elements`` as a reader sees it.
+
+    Joining an element's text nodes with spaces turned ``Great <b>product</b>!`` into "Great
+    product !" and ``don<span>'</span>t`` into "don ' t": another text than the page's structured
+    data holds for the same review, so it was published twice under two keys.
+    """
+    from w3lib.html import remove_tags, remove_tags_with_content
+
+    parts = []
+    for element in elements:
+        markup = remove_tags_with_content(element.get(), which_ones=("script", "style"))
+        parts.append(remove_tags(_BREAKS.sub(" ", markup)))
+    return clean_text(parts)
+
+
 def normalize_rating(value: Any) -> int | None:
     """1-5 stars from ``5``, ``"4"``, ``"1.0"`` or ``"Rated 4 out of 5 stars"``; None otherwise."""
     if isinstance(value, bool) or value is None:
@@ -271,7 +294,7 @@ def review_from_card(card: Selector, page_url: str, problems: list[str]) -> Revi
     raw_link = card.css(SELECTORS.card_link).get()
     review_id = clean_text(card.css(SELECTORS.card_id).get()) or review_id_from(absolute_http_url(raw_link, page_url))
     link = review_url(raw_link, page_url, review_id, problems)
-    text = clean_text(card.css(SELECTORS.card_text).getall())
+    text = element_text(card.css(SELECTORS.card_text))
     if not text:
         problems.append(f"review card {review_id or '?'} has no text; skipped")
         return None
@@ -287,17 +310,17 @@ def review_from_card(card: Selector, page_url: str, problems: list[str]) -> Revi
         text=text,
         page_url=page_url,
         review_id=review_id,
-        title=clean_text(card.css(SELECTORS.card_title).getall()),
+        title=element_text(card.css(SELECTORS.card_title)),
         rating=rating,
         published_at=published,
-        author=clean_text(card.css(SELECTORS.card_author).getall()),
+        author=element_text(card.css(SELECTORS.card_author)),
         url=link,
     )
 
 
 def company_from_html(selector: Selector, page_url: str) -> Company:
     return Company(
-        name=clean_text(selector.css(SELECTORS.company_name).getall()),
+        name=element_text(selector.css(SELECTORS.company_name)),
         website=external_url(selector.css(SELECTORS.company_website).get()),
         logo=absolute_http_url(selector.css(SELECTORS.company_logo).get(), page_url),
     )

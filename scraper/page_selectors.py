@@ -20,20 +20,21 @@ class PageSelectors:
     next_page: str = 'a[rel="next"]::attr(href)'
 
     # Company header on a review page.
-    company_name: str = "[data-business-name] ::text"
+    company_name: str = "[data-business-name]"
     company_website: str = "a[data-business-website]::attr(href)"
     company_logo: str = "img[data-business-logo]::attr(src)"
 
-    # Review cards on a review page, relative to one card.
+    # Review cards on a review page, relative to one card. Text fields select the element: its
+    # text is read as a reader sees it (``extract.element_text``), not as its text nodes.
     review_card: str = "article[data-review-card]"
     card_id: str = "::attr(data-review-id)"
     card_link: str = 'a[href*="/reviews/"]::attr(href)'
-    card_author: str = "[data-consumer-name] ::text"
+    card_author: str = "[data-consumer-name]"
     card_rating: str = "[data-review-rating]::attr(data-review-rating)"
     card_rating_alt: str = 'img[alt^="Rated"]::attr(alt)'
     card_date: str = "time::attr(datetime)"
-    card_title: str = "[data-review-title] ::text"
-    card_text: str = "[data-review-text] ::text"
+    card_title: str = "[data-review-title]"
+    card_text: str = "[data-review-text]"
 
 
 SELECTORS = PageSelectors()

@@ -310,3 +310,18 @@ def test_values_past_what_python_can_hold_are_dropped_as_problems_not_raised() -
     result = extract_reviews(html(late + huge_number + deep), f"{BASE}/review/x")
     assert [review.text for review in result.reviews] == ["Late but fine"]
     assert len([p for p in result.problems if "unreadable" in p]) == 2
+
+
+def test_text_with_inline_markup_reads_as_the_page_shows_it_and_matches_its_structured_twin() -> None:
+    """Joined text nodes read "Great product !": another text than the JSON-LD, so the same review
+    was published twice, once under its id and once under a content key."""
+    page_html = json_ld_review(url="/reviews/r42", reviewBody="Great product! Arrived quickly.") + card(
+        "Great <b>product</b>! Arrived quickly."
+    )
+    result = extract_reviews(html(page_html), f"{BASE}/review/x")
+    assert [(review.review_id, review.text) for review in result.reviews] == [
+        ("r42", "Great product! Arrived quickly.")
+    ]
+
+    spans = extract_reviews(html(card("I don<span>'</span>t mind.<br>Second line")), f"{BASE}/r")
+    assert [review.text for review in spans.reviews] == ["I don't mind. Second line"]
