@@ -274,17 +274,29 @@ def review_from_json_ld(node: dict[str, Any], page_url: str, problems: list[str]
 
 
 def company_from_json_ld(nodes: list[dict[str, Any]], page_url: str) -> Company:
-    for node in nodes:
-        if _types(node) & COMPANY_TYPES and isinstance(node.get("name"), str):
-            logo = node.get("logo")
-            if isinstance(logo, dict):
-                logo = logo.get("url")
-            return Company(
-                name=clean_text(node["name"]),
-                website=external_url(node.get("url")),
-                logo=absolute_http_url(logo, page_url),
-            )
-    return Company()
+    """The reviewed company: a review site describes itself too (an ``Organization`` block for
+    the site, often first in its ``@graph``), and taking the first company node named the site."""
+    candidates = [node for node in nodes if _types(node) & COMPANY_TYPES and isinstance(node.get("name"), str)]
+    if not candidates:
+        return Company()
+    reviewed = [node.get("itemReviewed") for node in nodes if "Review" in _types(node)]
+    reviewed_ids = {target.get("@id") for target in reviewed if isinstance(target, dict)} - {None}
+    reviewed_nodes = {id(target) for target in reviewed if isinstance(target, dict)}
+
+    def rank(node: dict[str, Any]) -> int:
+        if id(node) in reviewed_nodes or node.get("@id") in reviewed_ids:
+            return 0  # what the reviews are about
+        return 1 if _types(node) - {"Organization"} else 2  # a LocalBusiness, Store … before a bare Organization
+
+    node = min(candidates, key=rank)  # the first of the best rank
+    logo = node.get("logo")
+    if isinstance(logo, dict):
+        logo = logo.get("url")
+    return Company(
+        name=clean_text(node["name"]),
+        website=external_url(node.get("url")),
+        logo=absolute_http_url(logo, page_url),
+    )
 
 
 # --- HTML fallback -------------------------------------------------------------------------

@@ -325,3 +325,18 @@ def test_text_with_inline_markup_reads_as_the_page_shows_it_and_matches_its_stru
 
     spans = extract_reviews(html(card("I don<span>'</span>t mind.<br>Second line")), f"{BASE}/r")
     assert [review.text for review in spans.reviews] == ["I don't mind. Second line"]
+
+
+def test_the_brand_is_the_reviewed_company_not_the_review_sites_own_organization() -> None:
+    site = {"@type": "Organization", "@id": "https://reviews.test/#org", "name": "ReviewSite"}
+    company = {"@type": "LocalBusiness", "@id": "https://reviews.test/#acme", "name": "Acme Electronics"}
+    review = {"@type": "Review", "reviewBody": "Solid.", "itemReviewed": {"@id": "https://reviews.test/#acme"}}
+    graph = {"@context": "https://schema.org", "@graph": [site, company, review]}
+    block = f'<script type="application/ld+json">{json.dumps(graph)}</script>'
+    result = extract_reviews(html(block), f"{BASE}/review/acme")
+    assert [review.company_name for review in result.reviews] == ["Acme Electronics"]
+
+    # Without a reference, a specific type (LocalBusiness) is taken over the bare Organization.
+    unlinked = {"@context": "https://schema.org", "@graph": [site, company, {"@type": "Review", "reviewBody": "Ok."}]}
+    block = f'<script type="application/ld+json">{json.dumps(unlinked)}</script>'
+    assert [r.company_name for r in extract_reviews(html(block), f"{BASE}/x").reviews] == ["Acme Electronics"]
