@@ -131,6 +131,9 @@ def resolve_variant(card: ModelCard, device: str, variant: str) -> tuple[str, st
     torch_weights = "fp32" in have
     if device == "auto":
         device = "cuda" if torch_weights and cuda_available() else "cpu"
+    elif device == "cuda" and torch_weights and variant not in {"int8", "onnx-int8"} and not cuda_available():
+        # Said here, not as torch's "Torch not compiled with CUDA enabled" from deep in loading.
+        raise ArtifactError("MODEL_DEVICE=cuda, but torch sees no CUDA device here; use MODEL_DEVICE=auto or cpu")
     if variant == "auto":
         if device == "cuda" and torch_weights:
             return device, "bf16"

@@ -156,9 +156,23 @@ def test_the_gpu_int8_and_fp8_variants_say_they_need_torchao(monkeypatch: pytest
     card = ModelCard(architecture="transformer", labels=list(LABELS_3), max_length=128)
     card.variants = {"fp32": "model.safetensors"}
     monkeypatch.setattr(scorer, "torchao_available", lambda: False)
+    monkeypatch.setattr(scorer, "cuda_available", lambda: True)
     for variant in ("cuda-int8", "cuda-fp8"):
         with pytest.raises(ArtifactError, match="torchao"):
             scorer.resolve_variant(card, "cuda", variant)
+
+
+def test_cuda_asked_for_where_torch_sees_none_is_an_error_that_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not torch's "Torch not compiled with CUDA enabled" from deep inside loading."""
+    from model import ArtifactError, scorer
+
+    card = ModelCard(architecture="transformer", labels=list(LABELS_3), max_length=128)
+    card.variants = {"fp32": "model.safetensors", "onnx-int8": "model.int8.onnx"}
+    monkeypatch.setattr(scorer, "cuda_available", lambda: False)
+    for variant in ("auto", "bf16", "fp32", "cuda-int8"):
+        with pytest.raises(ArtifactError, match="torch sees no CUDA device"):
+            scorer.resolve_variant(card, "cuda", variant)
+    assert scorer.resolve_variant(card, "cuda", "int8") == ("cpu", "onnx-int8")  # int8 is a CPU variant anyway
 
 
 def test_the_row_pool_falls_back_to_the_cpu_count_where_the_os_has_no_affinity_mask(
