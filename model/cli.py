@@ -47,7 +47,10 @@ def train_command(
     max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after this many steps.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads.")] = None,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    progress: Annotated[
+        bool | None,
+        typer.Option("--progress/--no-progress", help="Show a progress bar (default: the config's, else yes)."),
+    ] = None,
     finalize_only: Annotated[
         bool,
         typer.Option(
@@ -84,7 +87,8 @@ def train_command(
             if not output or not train_files:
                 raise ValueError("give --train and --output (or --config)")
             args = TrainArgs.from_dict({k: v for k, v in overrides.items() if v is not None})
-        args.progress = progress
+        if progress is not None:  # the flag given: it wins over the config's `progress:`
+            args.progress = progress
         card = finalize(args, int8=int8) if finalize_only else train(args)
     except (ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)

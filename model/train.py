@@ -126,7 +126,10 @@ class TrainArgs:
         default="auto",
         metadata={"help": "bf16 autocast for the forward pass; auto uses it on AMX/AVX-512-BF16 CPUs."},
     )
-    patience: int = field(default=1, metadata={"help": "Epochs without validation macro-F1 gain before stopping."})
+    patience: int = field(
+        default=1,
+        metadata={"help": "Epochs without a validation macro-F1 gain that are tolerated; one more stops training."},
+    )
     validation_fraction: float = field(
         default=0.1,
         metadata={"help": "Share of each training file held out (above 0: it picks the epoch and the temperature)."},
