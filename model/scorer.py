@@ -79,6 +79,8 @@ class BatchedScorer(ABC):
         return softmax(self.logits(texts), self.card.temperature)
 
     def predict(self, texts: Sequence[str]) -> list[Score]:
+        if isinstance(texts, str):  # a str is a Sequence[str] too: each character would be scored
+            raise TypeError("predict takes a list of texts; wrap one text in a list: predict([text])")
         if len(texts) == 0:  # also for a NumPy array or a pandas Series of texts
             return []
         return scores_from_probs(self.probabilities(texts), self.labels, self.model_version)

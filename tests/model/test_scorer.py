@@ -73,6 +73,11 @@ def test_unicode_emoji_and_blank_text_are_scored(tiny_scorer: BatchedScorer) -> 
     assert tiny_scorer.predict(["half an emoji \ud83d cut"]) == tiny_scorer.predict(["half an emoji cut"])
 
 
+def test_one_string_is_refused_rather_than_scored_character_by_character(tiny_scorer: BatchedScorer) -> None:
+    with pytest.raises(TypeError, match=r"predict\(\[text\]\)"):
+        tiny_scorer.predict("good")
+
+
 def test_scoring_is_deterministic(tiny_scorer: BatchedScorer) -> None:
     assert tiny_scorer.predict(REVIEWS) == tiny_scorer.predict(REVIEWS)
 
