@@ -239,6 +239,9 @@ def publish(
     if strict and prepared.rejects:
         typer.echo(f"sent 0, rejected {len(prepared.rejects)} (--strict: nothing sent)")
         raise typer.Exit(1)
+    if prepared.rejects and not prepared.messages:  # a wrong --text-column, say: a failure, not a success
+        typer.echo(f"sent 0, rejected {len(prepared.rejects)} (every line was rejected)")
+        raise typer.Exit(1)
     with (
         ensure_infra(database=False, start_embedded=False),
         Progress(transient=True, disable=not sys.stderr.isatty()) as progress,

@@ -129,6 +129,16 @@ def test_strict_publish_sends_nothing_when_a_line_is_bad(tmp_path: Path, kafka_s
     assert consume_all(kafka_settings, kafka_settings.topic, expected=1, timeout=4) == []
 
 
+def test_a_file_whose_every_line_is_rejected_is_a_failure(tmp_path: Path) -> None:
+    """A wrong --text-column rejects every line: exit 1, not the 0 of a file with a few bad lines.
+    Nothing is sent, so no broker is needed to say so."""
+    path = tmp_path / "reviews.csv"
+    path.write_text(CSV, encoding="utf-8")
+    result = CliRunner().invoke(app, ["publish", str(path), "--text-column", "body"])
+    assert result.exit_code == 1
+    assert "sent 0, rejected 5 (every line was rejected)" in result.stdout
+
+
 def test_publish_without_a_broker_says_what_is_missing(tmp_path: Path) -> None:
     path = tmp_path / "reviews.jsonl"
     path.write_text(json.dumps({"text": "ok", "source": "user"}) + "\n", encoding="utf-8")
