@@ -38,6 +38,7 @@ _LANG_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
 # What the NUL validator enforces, in the JSON Schema, so producers validating against the file agree.
 _NO_NUL: dict[str, Any] = {"pattern": "^[^\\u0000]*$"}
 RESERVED_ID_PREFIX = "sha256:"
+RESERVED_SEGMENT = RESERVED_ID_PREFIX.rstrip(":")
 _URL_PATTERN = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
 
 
@@ -93,10 +94,10 @@ class ReviewMessage(BaseModel):
     review_id: ShortText | None = Field(
         default=None,
         description=(
-            "The producer's stable id of the review; makes re-publishing idempotent. Must not start "
-            "with 'sha256:', the prefix of keys derived from the text of reviews without an id."
+            "The producer's stable id of the review; makes re-publishing idempotent. No ':'-separated "
+            "segment may be 'sha256' (keys derived from the text are 'source:sha256:<hash>')."
         ),
-        json_schema_extra={"pattern": "^(?![\\s\\u0085]*sha256:)[^\\u0000-\\u001f\\u007f]*$"},
+        json_schema_extra={"pattern": "^(?![\\s\\u0085]*(?:[^:]*:)*sha256(?::|$))[^\\u0000-\\u001f\\u007f]*$"},
     )
     brand: ShortText | None = Field(
         default=None, description="Brand or company the review is about.", json_schema_extra=_NO_NUL
@@ -129,7 +130,7 @@ class ReviewMessage(BaseModel):
     def _no_content_key_segment(cls, value: str) -> str:
         # `source:review_id` with source 'user:sha256' and a 32-hex id is another review's
         # content key, 'user:sha256:<hash>': the review_id rule alone does not stop that.
-        if RESERVED_ID_PREFIX.rstrip(":") in value.split(":"):
+        if RESERVED_SEGMENT in value.split(":"):
             raise ValueError("must not have a ':'-separated segment 'sha256' (the marker of text-derived keys)")
         return value
 
@@ -144,8 +145,12 @@ class ReviewMessage(BaseModel):
             return None
         if any(ord(char) < 0x20 or char == "\x7f" for char in value):
             raise ValueError("must not contain control characters")
-        if value.strip().startswith(RESERVED_ID_PREFIX):
-            raise ValueError(f"must not start with {RESERVED_ID_PREFIX!r} (the prefix of keys derived from the text)")
+        if RESERVED_SEGMENT in value.strip().split(":"):
+            # Anywhere: source 'scraper' + id 'trustpilot:sha256:<hash>' is source
+            # 'scraper:trustpilot''s content key just as well.
+            raise ValueError(
+                f"must not have a ':'-separated segment {RESERVED_SEGMENT!r} (the marker of text-derived keys)"
+            )
         return value
 
     @field_validator("published_at")

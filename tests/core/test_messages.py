@@ -66,6 +66,11 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     # 'user:sha256' + a 32-hex id would be the content key of a user review.
     ({"text": "ok", "source": "user:sha256", "review_id": "0c1f2e3d4c5b6a79881726354453627a"}, "source"),
     ({"text": "ok", "source": "sha256"}, "source"),
+    # Source 'scraper' + id 'trustpilot:sha256:<hash>' is source 'scraper:trustpilot''s content key.
+    (
+        {"text": "ok", "source": "scraper", "review_id": "trustpilot:sha256:98726ea4c5b6a79881726354453627a0"},
+        "review_id",
+    ),
     ({"text": "ok", "source": "user", "url": "https://example.com/\x00"}, "url"),
     ({"text": "ok", "source": "user", "published_at": "0001-01-01T00:00:00+23:00"}, "published_at"),
     ({"text": "ok", "source": "user", "lang": "en" + "-abcdefgh" * 4}, "lang"),  # the column holds 35
