@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -117,7 +118,7 @@ def triage(records: Iterable[Record], max_text_chars: int) -> tuple[list[Parsed]
         if len(message.text) > max_text_chars:
             detail = f"text has {len(message.text)} characters, limit {max_text_chars}"
             bad.append(Rejected(record, "too_long", detail, key))
-        elif not clean_text(message.text):
+        elif is_blank(message.text):
             # "&nbsp;", a zero-width space: not blank to the contract, nothing to the model, which
             # would score it as an arbitrary review (it never saw one: training skips them).
             detail = "text is empty once cleaned as the model reads it (HTML entities, invisible characters)"
@@ -125,6 +126,13 @@ def triage(records: Iterable[Record], max_text_chars: int) -> tuple[list[Parsed]
         else:
             good.append(Parsed(record, message))
     return good, bad
+
+
+def is_blank(text: str) -> bool:
+    """Nothing a reader (or the model) sees: empty once cleaned as the model reads it, or only
+    spaces, invisible format characters (U+2060, a soft hyphen, ZWJ) and lone combining marks (a
+    variation selector), which the tokenizer drops."""
+    return not any(unicodedata.category(char)[0] not in "CZM" for char in clean_text(text))
 
 
 def latest_per_key(parsed: Sequence[Parsed]) -> list[Parsed]:

@@ -37,6 +37,7 @@ def test_triage_keeps_good_messages_and_names_the_reason_of_each_bad_one() -> No
         _record(None, 4),
         # Not blank to the contract, nothing to the model: scored, it would get an arbitrary label.
         _record(json.dumps({"text": "&nbsp; \u200b", "source": "test"}).encode(), 5),
+        _record(json.dumps({"text": "\u2060 &shy; \u200d &#8288; \ufe0f", "source": "test"}).encode(), 6),
     ]
     parsed, rejected = triage(records, max_text_chars=40)
     assert [p.record.offset for p in parsed] == [0]
@@ -46,6 +47,7 @@ def test_triage_keeps_good_messages_and_names_the_reason_of_each_bad_one() -> No
         (3, "too_long"),
         (4, "empty"),
         (5, "blank_text"),
+        (6, "blank_text"),
     ]
     assert rejected[-1].review_key is not None  # its submitter can be told why
 
