@@ -279,13 +279,21 @@ def company_from_json_ld(nodes: list[dict[str, Any]], page_url: str) -> Company:
     candidates = [node for node in nodes if _types(node) & COMPANY_TYPES and isinstance(node.get("name"), str)]
     if not candidates:
         return Company()
-    reviewed = [node.get("itemReviewed") for node in nodes if "Review" in _types(node)]
-    reviewed_ids = {target.get("@id") for target in reviewed if isinstance(target, dict)} - {None}
+    reviewed: list[Any] = []
+    for node in nodes:
+        if "Review" in _types(node):
+            target = node.get("itemReviewed")
+            reviewed.extend(target if isinstance(target, list) else [target])
+    reviewed_ids = {t.get("@id") if isinstance(t, dict) else t for t in reviewed if isinstance(t, (dict, str))} - {None}
     reviewed_nodes = {id(target) for target in reviewed if isinstance(target, dict)}
 
+    def holds_reviews(node: dict[str, Any]) -> bool:
+        held = node.get("review")
+        return any(isinstance(r, dict) and "Review" in _types(r) for r in (held if isinstance(held, list) else [held]))
+
     def rank(node: dict[str, Any]) -> int:
-        if id(node) in reviewed_nodes or node.get("@id") in reviewed_ids:
-            return 0  # what the reviews are about
+        if id(node) in reviewed_nodes or node.get("@id") in reviewed_ids or holds_reviews(node):
+            return 0  # what the reviews are about: named by their itemReviewed, or holding them
         return 1 if _types(node) - {"Organization"} else 2  # a LocalBusiness, Store … before a bare Organization
 
     node = min(candidates, key=rank)  # the first of the best rank

@@ -116,12 +116,12 @@ class KafkaPublishPipeline:
     def open_spider(self) -> None:
         from confluent_kafka import Producer
 
+        if self.incremental:  # first: a state held by another crawl refuses this one before anything is opened
+            path = state_file(self.state_dir, self.spider_name, self.kafka.bootstrap_servers or "", self.topic)
+            self.seen = SeenState(path)
         config = self.kafka.producer_config()
         config["message.timeout.ms"] = int(self.delivery_timeout_s * 1000)
         self.producer = Producer(config)
-        if self.incremental:
-            path = state_file(self.state_dir, self.spider_name, self.kafka.bootstrap_servers or "", self.topic)
-            self.seen = SeenState(path)
         log.info(
             "publishing to %s on %s (incremental=%s, state in %s)",
             self.topic,

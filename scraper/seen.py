@@ -43,12 +43,16 @@ class SeenState:
                 f"another crawl to the same destination is using {path}; wait for it to finish "
                 "(or give this crawl its own SCRAPER_STATE_DIR)"
             ) from None
-        self._db = sqlite3.connect(path)
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS seen (review_key TEXT PRIMARY KEY, digest TEXT NOT NULL, "
-            "delivered_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
-        )
-        self._db.commit()
+        try:
+            self._db = sqlite3.connect(path)
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS seen (review_key TEXT PRIMARY KEY, digest TEXT NOT NULL, "
+                "delivered_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
+            )
+            self._db.commit()
+        except sqlite3.Error:  # a corrupt or read-only file: the lock must not outlive the failure
+            self._lock.close()
+            raise
         self._pending = 0
         self._commit_every = commit_every
 

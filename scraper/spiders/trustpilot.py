@@ -25,6 +25,7 @@ from scraper.items import ReviewItem
 from scraper.page_selectors import COMPANY_PAGE
 
 STAT = "reviewscore/{}"
+MAX_UNREADABLE_IN_A_ROW = 3  # then a company's pages are given up: a site broken for good is not walked for ever
 
 
 def read_url_file(path: Path) -> list[str]:
@@ -62,7 +63,8 @@ class TrustpilotSpider(scrapy.Spider):  # type: ignore[misc]  # scrapy is untype
         self.start_urls = urls
         # Stay on the sites we were pointed at; company websites are recorded, never followed.
         self.allowed_domains = sorted({urlsplit(u).hostname or "" for u in urls})
-        self._reviews_on_pages: set[tuple[str, str]] = set()  # (company page path, review id or text)
+        self._reviews_on_pages: set[tuple[str, str]] = set()  # (company page path, review id or author + text)
+        self._unreadable_in_a_row: dict[str, int] = {}  # company page path -> pages that raised in a row
 
     async def start(self) -> AsyncIterator[Any]:
         if not self.start_urls:
@@ -139,9 +141,12 @@ class TrustpilotSpider(scrapy.Spider):  # type: ignore[misc]  # scrapy is untype
             # Counted: `reviewscore crawl` exits 1 naming it, and the next page is still read.
             self.logger.exception("could not read the reviews on %s", page.url)
             self._count("unreadable_pages")
-            if links.next_page:
+            company = urlsplit(page.url).path
+            self._unreadable_in_a_row[company] = self._unreadable_in_a_row.get(company, 0) + 1
+            if links.next_page and self._unreadable_in_a_row[company] < MAX_UNREADABLE_IN_A_ROW:
                 yield scrapy.Request(links.next_page, callback=self.parse_company)
             return
+        self._unreadable_in_a_row.pop(urlsplit(page.url).path, None)
         for problem in extraction.problems:
             self.logger.warning("%s: %s", page.url, problem)
         if extraction.problems:
@@ -156,7 +161,7 @@ class TrustpilotSpider(scrapy.Spider):  # type: ignore[misc]  # scrapy is untype
         # that keeps a "next" link past the last page (?page=N+1 for ever, empty or repeating
         # the last page) would otherwise be crawled without end.
         company = urlsplit(page.url).path
-        seen = {(company, item.review_id or item.text) for item in extraction.reviews}
+        seen = {(company, item.review_id or f"{item.author}\x1f{item.text}") for item in extraction.reviews}
         new = seen - self._reviews_on_pages
         self._reviews_on_pages |= seen
         if links.next_page and (new or (extraction.skipped and not extraction.reviews)):

@@ -340,3 +340,16 @@ def test_the_brand_is_the_reviewed_company_not_the_review_sites_own_organization
     unlinked = {"@context": "https://schema.org", "@graph": [site, company, {"@type": "Review", "reviewBody": "Ok."}]}
     block = f'<script type="application/ld+json">{json.dumps(unlinked)}</script>'
     assert [r.company_name for r in extract_reviews(html(block), f"{BASE}/x").reviews] == ["Acme Electronics"]
+
+
+def test_a_company_holding_its_reviews_or_named_by_a_list_is_the_reviewed_one() -> None:
+    from scraper.extract import company_from_json_ld
+
+    holder = {"@type": "Organization", "name": "Acme", "review": [{"@type": "Review", "reviewBody": "Fine."}]}
+    site = {"@type": "Corporation", "name": "ReviewSite"}
+    assert company_from_json_ld([holder, site], BASE).name == "Acme"
+    listed = {"@type": "Review", "itemReviewed": [{"@id": "#acme"}]}
+    acme = {"@type": "Organization", "@id": "#acme", "name": "Acme"}
+    assert company_from_json_ld([site, acme, listed], BASE).name == "Acme"
+    by_string = {"@type": "Review", "itemReviewed": "#acme"}
+    assert company_from_json_ld([site, acme, by_string], BASE).name == "Acme"

@@ -16,10 +16,13 @@ from scraper.spiders.trustpilot import TrustpilotSpider
 BASE = "http://reviews.test/review/acme.example"
 
 
-def company_page(url: str, *cards: tuple[str, str], next_page: str | None = None) -> HtmlResponse:
+def company_page(url: str, *cards: tuple[str, ...], next_page: str | None = None) -> HtmlResponse:
+    """Cards as (id, text) or (id, text, author); an empty id leaves the attribute out."""
     body = "".join(
-        f"<article data-review-card data-review-id='{rid}'><p data-review-text>{text}</p></article>"
-        for rid, text in cards
+        f"<article data-review-card{f' data-review-id={card[0]!r}' if card[0] else ''}>"
+        + (f"<span data-consumer-name>{card[2]}</span>" if len(card) > 2 else "")
+        + f"<p data-review-text>{card[1]}</p></article>"
+        for card in cards
     )
     if next_page:
         body += f"<nav><a rel='next' data-pagination-next href='{next_page}'>Next</a></nav>"
@@ -65,3 +68,23 @@ def test_a_page_that_cannot_be_read_is_counted_and_the_next_page_still_read(
     items, requests = walk(spider, company_page(BASE, ("a1", "Good"), next_page="?page=2"))
     assert (items, requests) == ([], [f"{BASE}?page=2"])
     assert spider.crawler.stats.get_value("reviewscore/unreadable_pages") == 1  # type: ignore[union-attr]
+
+
+def test_reviews_without_ids_are_told_apart_by_author_too(spider: TrustpilotSpider) -> None:
+    """Short one-liners repeat; a page of other people's "Great service" is still new."""
+    walk(spider, company_page(BASE, ("", "Great service", "Ann"), next_page="?page=2"))
+    _, others = walk(spider, company_page(f"{BASE}?page=2", ("", "Great service", "Cat"), next_page="?page=3"))
+    _, again = walk(spider, company_page(f"{BASE}?page=3", ("", "Great service", "Cat"), next_page="?page=4"))
+    assert others == [f"{BASE}?page=3"]
+    assert again == []
+
+
+def test_a_company_whose_pages_keep_failing_is_given_up_after_three(
+    spider: TrustpilotSpider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_args: object) -> None:
+        raise RuntimeError("a page shape nobody foresaw")
+
+    monkeypatch.setattr(trustpilot, "extract_reviews", broken)
+    followed = [walk(spider, company_page(f"{BASE}?page={n}", next_page=f"?page={n + 1}"))[1] for n in (1, 2, 3)]
+    assert followed == [[f"{BASE}?page=2"], [f"{BASE}?page=3"], []]
