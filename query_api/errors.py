@@ -143,7 +143,9 @@ def allowed_methods(request: Request) -> str:
     routes = request.app.router.routes
     root = request.scope.get("root_path", "")
     for mount in (route for route in routes if isinstance(route, Mount)):
-        if mount.path and root.endswith(mount.path):  # raised inside our mount: back to this app's root
+        # Raised inside our mount (Starlette names the mounted app as the endpoint): back to
+        # this app's root, which is the root_path without the mount's prefix.
+        if request.scope.get("endpoint") is mount.app and root.endswith(mount.path):
             root = root[: -len(mount.path)]
             break
     scope = {**request.scope, "root_path": root}
