@@ -324,9 +324,11 @@ def settings_problems(exc: ValidationError) -> str:
 
     settings_class = getattr(core.config, exc.title, None)
     prefix = settings_class.model_config.get("env_prefix", "") if settings_class is not None else ""
-    return "; ".join(
-        f"{(prefix + '_'.join(str(part) for part in error['loc'])).upper()}: {error['msg']}" for error in exc.errors()
-    )
+    problems = []
+    for error in exc.errors():
+        where = "_".join(str(part) for part in error["loc"])  # empty for a rule across settings
+        problems.append(f"{(prefix + where).upper()}: {error['msg']}" if where else error["msg"])
+    return "; ".join(problems)
 
 
 def _first_line(error: BaseException) -> str:

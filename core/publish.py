@@ -108,7 +108,10 @@ def _csv_rows(handle: Iterable[str], delimiter: str) -> Iterator[tuple[int, dict
 
 def _line_breaks(values: Iterable[Any]) -> int:
     """Line breaks inside a record's quoted fields (\n, \r\n or \r, as the file is split into lines)."""
-    text = "".join(str(value) for value in values if value is not None)
+    cells: list[str] = []
+    for value in values:  # extra fields beyond the header come as a list under the key None
+        cells.extend(str(v) for v in (value if isinstance(value, list) else [value]) if v is not None)
+    text = "".join(cells)
     return text.count("\n") + text.count("\r") - text.count("\r\n")
 
 

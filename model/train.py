@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import random
 import shlex
 import sys
@@ -55,8 +56,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 
 def _data_source(entry: Any, where: str) -> DataSource:
     """One ``train``/``eval`` entry of a config: a path, or a table of DataSource fields."""
-    if isinstance(entry, str):
-        return DataSource(path=entry)
+    if isinstance(entry, (str, os.PathLike)):
+        return DataSource(path=os.fspath(entry))
     if not isinstance(entry, dict):
         raise ValueError(f"a {where} entry must be a path or a table of data-source fields, not {entry!r}")
     known = {f.name for f in fields(DataSource)}
@@ -83,6 +84,8 @@ def _typed(owner: type, name: str, value: Any, where: str = "") -> Any:
     hint = get_type_hints(owner)[name]
     if get_origin(hint) is Literal:
         return value
+    if hint is str and isinstance(value, (int, float, os.PathLike)) and not isinstance(value, bool):
+        value = os.fspath(value) if isinstance(value, os.PathLike) else str(value)  # a Path, a name like 2024
     try:
         return TypeAdapter(hint).validate_python(value)
     except ValidationError as exc:
@@ -165,7 +168,8 @@ class TrainArgs:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown training options {sorted(unknown)}")
-        values = {key: value for key, value in data.items() if key not in ("train", "eval")}
+        # An option left empty in YAML (`max_steps:`) is null: the option's default, as if absent.
+        values = {key: value for key, value in data.items() if key not in ("train", "eval") and value is not None}
         values = {key: _typed(cls, key, value) for key, value in values.items()}
         for key in ("train", "eval"):
             sources = data.get(key) or []

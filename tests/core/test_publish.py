@@ -51,9 +51,11 @@ def test_prepare_maps_columns_and_reports_bad_lines_with_numbers(tmp_path: Path)
 
 def test_a_record_spanning_lines_is_reported_at_the_line_it_starts_on(tmp_path: Path) -> None:
     path = tmp_path / "reviews.csv"
-    path.write_bytes(b'id,review,stars\r\n1,"three\r\nline\nreview",9\r\n2,fine,4\r\n3,"two\rlines",0\r\n')
+    path.write_bytes(
+        b'id,review,stars\r\n1,"three\r\nline\nreview",9\r\n2,fine,4\r\n3,"two\rlines",0\r\n4,ok,9,"extra\nfield"\r\n'
+    )
     prepared = prepare(read_rows(path), ColumnMap(text="review", review_id="id", rating="stars"), "import")
-    assert [r.line for r in prepared.rejects] == [2, 6]
+    assert [r.line for r in prepared.rejects] == [2, 6, 8]  # the last one's extra field spans two lines
     assert [line for line, _ in prepared.messages] == [5]
 
 

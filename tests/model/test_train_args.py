@@ -63,6 +63,8 @@ def test_config_values_in_plain_forms_are_read_as_their_types() -> None:
     )
     assert (args.learning_rate, args.epochs, args.class_weighting, args.eval) == (0.001, 2, False, [])
     assert args.train[0].max_per_class == 5
+    blanks = TrainArgs.from_dict({"output_dir": Path("out"), "max_steps": None, "name": 2024, "train": [Path("a.csv")]})
+    assert (blanks.output_dir, blanks.max_steps, blanks.name) == ("out", TrainArgs(output_dir="x").max_steps, "2024")
 
 
 @pytest.mark.parametrize(
