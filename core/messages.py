@@ -52,6 +52,13 @@ ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1
 Url = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2048), AfterValidator(_check_url)]
 
 
+def _refuse_reserved_segment(value: str) -> None:
+    if RESERVED_SEGMENT in value.split(":"):
+        raise ValueError(
+            f"must not have a ':'-separated segment {RESERVED_SEGMENT!r} (the marker of text-derived keys)"
+        )
+
+
 class ReviewMessage(BaseModel):
     """One review as published to Kafka (JSON, UTF-8; Kafka key = ``review_key``)."""
 
@@ -130,8 +137,7 @@ class ReviewMessage(BaseModel):
     def _no_content_key_segment(cls, value: str) -> str:
         # `source:review_id` with source 'user:sha256' and a 32-hex id is another review's
         # content key, 'user:sha256:<hash>': the review_id rule alone does not stop that.
-        if RESERVED_SEGMENT in value.split(":"):
-            raise ValueError("must not have a ':'-separated segment 'sha256' (the marker of text-derived keys)")
+        _refuse_reserved_segment(value)
         return value
 
     @field_validator("review_id")
@@ -145,12 +151,9 @@ class ReviewMessage(BaseModel):
             return None
         if any(ord(char) < 0x20 or char == "\x7f" for char in value):
             raise ValueError("must not contain control characters")
-        if RESERVED_SEGMENT in value.strip().split(":"):
-            # Anywhere: source 'scraper' + id 'trustpilot:sha256:<hash>' is source
-            # 'scraper:trustpilot''s content key just as well.
-            raise ValueError(
-                f"must not have a ':'-separated segment {RESERVED_SEGMENT!r} (the marker of text-derived keys)"
-            )
+        # Anywhere: source 'scraper' + id 'trustpilot:sha256:<hash>' is source
+        # 'scraper:trustpilot''s content key just as well.
+        _refuse_reserved_segment(value.strip())
         return value
 
     @field_validator("published_at")

@@ -58,13 +58,18 @@ def test_a_site_whose_next_link_never_ends_is_left_at_the_first_page_without_new
     assert after_empty == []  # an empty page past the last
 
 
-def test_a_page_that_cannot_be_read_is_counted_and_the_next_page_still_read(
-    spider: TrustpilotSpider, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def unreadable_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every page raises while its reviews are extracted."""
+
     def broken(*_args: object) -> None:
         raise RuntimeError("a page shape nobody foresaw")
 
     monkeypatch.setattr(trustpilot, "extract_reviews", broken)
+
+
+@pytest.mark.usefixtures("unreadable_pages")
+def test_a_page_that_cannot_be_read_is_counted_and_the_next_page_still_read(spider: TrustpilotSpider) -> None:
     items, requests = walk(spider, company_page(BASE, ("a1", "Good"), next_page="?page=2"))
     assert (items, requests) == ([], [f"{BASE}?page=2"])
     assert spider.crawler.stats.get_value("reviewscore/unreadable_pages") == 1  # type: ignore[union-attr]
@@ -79,12 +84,7 @@ def test_reviews_without_ids_are_told_apart_by_author_too(spider: TrustpilotSpid
     assert again == []
 
 
-def test_a_company_whose_pages_keep_failing_is_given_up_after_three(
-    spider: TrustpilotSpider, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def broken(*_args: object) -> None:
-        raise RuntimeError("a page shape nobody foresaw")
-
-    monkeypatch.setattr(trustpilot, "extract_reviews", broken)
+@pytest.mark.usefixtures("unreadable_pages")
+def test_a_company_whose_pages_keep_failing_is_given_up_after_three(spider: TrustpilotSpider) -> None:
     followed = [walk(spider, company_page(f"{BASE}?page={n}", next_page=f"?page={n + 1}"))[1] for n in (1, 2, 3)]
     assert followed == [[f"{BASE}?page=2"], [f"{BASE}?page=3"], []]
