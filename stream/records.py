@@ -135,21 +135,14 @@ def is_blank(text: str) -> bool:
     return not any(unicodedata.category(char)[0] not in "CZM" for char in clean_text(text))
 
 
-def latest_per_key(parsed: Sequence[Parsed]) -> list[Parsed]:
-    """One message per review key: one INSERT … ON CONFLICT may touch a row only once.
-
-    The newest by producer time wins, the later one on a tie or without times: the same rule
-    the sink applies against the stored row, so a batch holding an edit and a replay of the
-    version before it keeps the edit.
-    """
-    return [versions[0] for versions in versions_per_key(parsed)]
-
-
 def versions_per_key(parsed: Sequence[Parsed]) -> list[list[Parsed]]:
-    """Every review key's messages, newest first by ``latest_per_key``'s rule.
+    """Every review key's messages, newest first; the first of each is the one written.
 
-    The older versions are the fallbacks: when the newest cannot be scored or stored, the next
-    one takes its place, as it would have had the two arrived in different batches.
+    One INSERT … ON CONFLICT may touch a row only once. The newest by producer time wins, the
+    later one on a tie or without times: the same rule the sink applies against the stored row,
+    so a batch holding an edit and a replay of the version before it keeps the edit. The older
+    versions are the fallbacks: when the newest cannot be scored or stored, the next one takes
+    its place, as it would have had the two arrived in different batches.
     """
     groups: dict[str, list[Parsed]] = {}
     for item in parsed:
@@ -165,7 +158,7 @@ def _newest_first(group: list[Parsed]) -> list[Parsed]:
     while remaining:
         winner = 0
         for i in range(1, len(remaining)):
-            if not _older(remaining[i].record, remaining[winner].record):
+            if _newer(remaining[i].record, remaining[winner].record):
                 winner = i
         ordered.append(remaining.pop(winner))
     return ordered
@@ -197,13 +190,11 @@ def newest_rejection_per_key(rejected: Iterable[Rejected]) -> list[Rejected]:
 
 
 def _newer(record: Record, than: Record) -> bool:
+    """By producer time where both have one and they differ, else the later message (one review
+    key is one partition, so its offsets are its arrival order)."""
     if record.timestamp and than.timestamp and record.timestamp != than.timestamp:
         return record.timestamp > than.timestamp
     return record.offset > than.offset
-
-
-def _older(record: Record, than: Record) -> bool:
-    return bool(record.timestamp and than.timestamp and record.timestamp < than.timestamp)
 
 
 def to_row(item: Parsed, score: Score) -> dict[str, Any]:

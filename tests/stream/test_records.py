@@ -15,11 +15,11 @@ from stream.records import (
     INTERNAL_ERROR,
     Parsed,
     Record,
-    latest_per_key,
     replay_of,
     sane_timestamp,
     to_row,
     triage,
+    versions_per_key,
 )
 
 
@@ -52,10 +52,15 @@ def test_triage_keeps_good_messages_and_names_the_reason_of_each_bad_one() -> No
     assert rejected[-1].review_key is not None  # its submitter can be told why
 
 
+def newest(parsed: list[Parsed]) -> list[Parsed]:
+    """The version of each review a batch writes."""
+    return [versions[0] for versions in versions_per_key(parsed)]
+
+
 def test_the_same_review_twice_in_a_batch_is_written_once_with_the_latest_copy() -> None:
     value = json.dumps({"text": "Fine", "source": "test", "review_id": "1"}).encode()
     parsed, _ = triage([_record(value, 0), _record(b'{"text": "Other", "source": "test"}', 1), _record(value, 2)], 100)
-    assert [p.record.offset for p in latest_per_key(parsed)] == [1, 2]
+    assert [p.record.offset for p in newest(parsed)] == [1, 2]
 
 
 def test_within_a_batch_the_newest_version_of_a_review_wins_whatever_the_order() -> None:
@@ -63,10 +68,10 @@ def test_within_a_batch_the_newest_version_of_a_review_wins_whatever_the_order()
     new = json.dumps({"text": "Broke in a week", "source": "test", "review_id": "1"}).encode()
     records = [Record("reviews", 0, 5, b"k", new, 2_000.0), Record("reviews", 0, 6, b"k", old, 1_000.0)]
     parsed, _ = triage(records, 100)
-    assert [p.message.text for p in latest_per_key(parsed)] == ["Broke in a week"]
+    assert [p.message.text for p in newest(parsed)] == ["Broke in a week"]
     untimed = [Record("reviews", 0, 5, b"k", new), Record("reviews", 0, 6, b"k", old)]
     parsed, _ = triage(untimed, 100)
-    assert [p.message.text for p in latest_per_key(parsed)] == ["Fine"]  # no times: the later one
+    assert [p.message.text for p in newest(parsed)] == ["Fine"]  # no times: the later one
 
 
 def test_a_replay_and_its_original_time_are_read_from_headers_of_either_client() -> None:
