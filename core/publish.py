@@ -212,8 +212,6 @@ def publish_messages(
     unreported: set[int] = set()  # lines whose delivery report has not come yet
 
     def report(line: int) -> Callable[[Any, Any], None]:
-        unreported.add(line)
-
         def on_delivery(err: Any, _msg: Any) -> None:
             unreported.discard(line)
             if err is None:
@@ -227,6 +225,7 @@ def publish_messages(
 
     for line, message in messages:
         key, value = message.to_kafka()
+        unreported.add(line)
         while True:
             try:
                 producer.produce(topic, key=key, value=value, on_delivery=report(line))
