@@ -64,7 +64,7 @@ class TrustpilotSpider(scrapy.Spider):  # type: ignore[misc]  # scrapy is untype
         # Stay on the sites we were pointed at; company websites are recorded, never followed.
         self.allowed_domains = sorted({urlsplit(u).hostname or "" for u in urls})
         self._reviews_on_pages: set[tuple[str, str]] = set()  # (company page path, review id or author + text)
-        self._unreadable_in_a_row: dict[str, int] = {}  # company page path -> pages that raised in a row
+        self._unreadable_in_a_row: dict[str, int] = {}  # company page path -> unusable pages in a row
 
     async def start(self) -> AsyncIterator[Any]:
         if not self.start_urls:
@@ -135,18 +135,16 @@ class TrustpilotSpider(scrapy.Spider):  # type: ignore[misc]  # scrapy is untype
             return
         self._count("review_pages")
         links = listing_links(page.selector, page.url)
+        company = urlsplit(page.url).path
         try:
             extraction = extract_reviews(page.selector, page.url)
         except Exception:  # one unreadable page must not end the company's crawl
             # Counted: `reviewscore crawl` exits 1 naming it, and the next page is still read.
             self.logger.exception("could not read the reviews on %s", page.url)
             self._count("unreadable_pages")
-            company = urlsplit(page.url).path
-            self._unreadable_in_a_row[company] = self._unreadable_in_a_row.get(company, 0) + 1
-            if links.next_page and self._unreadable_in_a_row[company] < MAX_UNREADABLE_IN_A_ROW:
+            if links.next_page and self._another_bad_page(company):
                 yield scrapy.Request(links.next_page, callback=self.parse_company)
             return
-        self._unreadable_in_a_row.pop(urlsplit(page.url).path, None)
         for problem in extraction.problems:
             self.logger.warning("%s: %s", page.url, problem)
         if extraction.problems:
@@ -160,11 +158,20 @@ class TrustpilotSpider(scrapy.Spider):  # type: ignore[misc]  # scrapy is untype
         # A page with no review this crawl has not seen on the company's pages ends them: a site
         # that keeps a "next" link past the last page (?page=N+1 for ever, empty or repeating
         # the last page) would otherwise be crawled without end.
-        company = urlsplit(page.url).path
+        # A page of malformed cards only is a bad page: followed, up to a few in a row.
         seen = {(company, item.review_id or f"{item.author}\x1f{item.text}") for item in extraction.reviews}
         new = seen - self._reviews_on_pages
         self._reviews_on_pages |= seen
-        if links.next_page and (new or (extraction.skipped and not extraction.reviews)):
+        if new:
+            self._unreadable_in_a_row.pop(company, None)
+        if links.next_page and (
+            new or (extraction.skipped and not extraction.reviews and self._another_bad_page(company))
+        ):
             yield scrapy.Request(links.next_page, callback=self.parse_company)
         elif links.next_page:
             self.logger.info("%s: no new review on this page; not following its next link", page.url)
+
+    def _another_bad_page(self, company: str) -> bool:
+        """Count one more unusable page of ``company`` in a row; True while its next page is still worth reading."""
+        self._unreadable_in_a_row[company] = self._unreadable_in_a_row.get(company, 0) + 1
+        return self._unreadable_in_a_row[company] < MAX_UNREADABLE_IN_A_ROW

@@ -88,3 +88,10 @@ def test_reviews_without_ids_are_told_apart_by_author_too(spider: TrustpilotSpid
 def test_a_company_whose_pages_keep_failing_is_given_up_after_three(spider: TrustpilotSpider) -> None:
     followed = [walk(spider, company_page(f"{BASE}?page={n}", next_page=f"?page={n + 1}"))[1] for n in (1, 2, 3)]
     assert followed == [[f"{BASE}?page=2"], [f"{BASE}?page=3"], []]
+
+
+def test_pages_of_malformed_cards_only_are_followed_a_few_times_not_for_ever(spider: TrustpilotSpider) -> None:
+    followed = [
+        walk(spider, company_page(f"{BASE}?page={n}", ("x", ""), next_page=f"?page={n + 1}"))[1] for n in (1, 2, 3)
+    ]
+    assert followed == [[f"{BASE}?page=2"], [f"{BASE}?page=3"], []]
