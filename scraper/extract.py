@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -94,20 +96,39 @@ def element_text(elements: Any) -> str | None:
     return clean_text(parts)
 
 
-def normalize_rating(value: Any) -> int | None:
-    """1-5 stars from ``5``, ``"4"``, ``"1.0"`` or ``"Rated 4 out of 5 stars"``; None otherwise."""
+def _number(value: Any) -> float | None:
+    """A finite number from a JSON number or a numeric string; None otherwise."""
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, str):
-        match = RATING_IN_TEXT.search(value)
-        value = match.group(1) if match else value.strip()
     try:
-        number = float(value)
+        number = float(value.strip() if isinstance(value, str) else value)
     except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer of 400 digits
         return None
-    if not number.is_integer() or not 1 <= number <= 5:
+    return number if math.isfinite(number) else None
+
+
+def normalize_rating(value: Any, best: Any = None, worst: Any = None) -> int | None:
+    """1-5 stars from ``5``, ``"4"``, ``"1.0"`` or ``"Rated 4 out of 5 stars"``; None otherwise.
+
+    A rating on another scale (schema.org's ``bestRating``/``worstRating``, whose defaults are 5
+    and 1, or "8 out of 10" in text) is mapped linearly onto 1-5 and rounded half up: read as
+    stars, a site's 4 out of 10 was stored as a four-star review, and 7 to 10 were refused.
+    On the 1-5 scale itself only whole stars count (a 2.5 is refused, not guessed).
+    """
+    if isinstance(value, str):
+        match = RATING_IN_TEXT.search(value)
+        if match:
+            value, best = match.group(1), match.group(2)
+    number = _number(value)
+    top = 5.0 if best is None else _number(best)
+    bottom = 1.0 if worst is None else _number(worst)
+    if number is None or top is None or bottom is None or not bottom <= number <= top:
         return None
-    return int(number)
+    if (top, bottom) == (5.0, 1.0):
+        return int(number) if number.is_integer() else None
+    if top <= bottom:
+        return None
+    return math.floor(1 + 4 * (number - bottom) / (top - bottom) + 0.5)
 
 
 def normalize_date(value: Any) -> str | None:
@@ -122,6 +143,21 @@ def normalize_date(value: Any) -> str | None:
         return parsed.astimezone(UTC).isoformat()
     except (ValueError, OverflowError):  # OverflowError: 9999-12-31T23:00-05:00 is past year 9999 in UTC
         return None
+
+
+def html_link(value: Any, base: str) -> str | None:
+    """An HTML attribute's link resolved as a browser does (``reviews/r1``, ``../r1`` included).
+
+    Structured data's ``url`` values go through ``absolute_http_url`` instead: there a bare word
+    is more often a mistake than a path. Only http(s) links count (not ``javascript:`` or ``mailto:``).
+    """
+    if not isinstance(value, str) or not value.strip():
+        return None
+    from w3lib.url import safe_url_string  # what Scrapy does to a request's URL: spaces become %20
+
+    joined = safe_url_string(urljoin(base, value.strip()))
+    parts = urlsplit(joined)
+    return joined if parts.scheme in ("http", "https") and parts.netloc else None
 
 
 def absolute_http_url(value: Any, base: str) -> str | None:
@@ -139,9 +175,11 @@ def absolute_http_url(value: Any, base: str) -> str | None:
 MAX_REVIEW_URL_CHARS = 2048  # the contract's limit for a review's url
 
 
-def review_url(value: Any, base: str, review_id: str | None, problems: list[str]) -> str | None:
+def review_url(
+    value: Any, base: str, review_id: str | None, problems: list[str], *, resolve: Callable[[Any, str], str | None]
+) -> str | None:
     """A review's link, or None when it is longer than the contract takes (the card's may fill in)."""
-    url = absolute_http_url(value, base)
+    url = resolve(value, base)
     if url is not None and len(url) > MAX_REVIEW_URL_CHARS:
         problems.append(f"review {review_id or '?'}: URL of {len(url)} characters is too long")
         return None
@@ -237,8 +275,11 @@ def _name(value: Any) -> str | None:
     return clean_text(value) if isinstance(value, str) else None
 
 
-def _rating_value(value: Any) -> Any:
-    return value.get("ratingValue") if isinstance(value, dict) else value
+def _rating(value: Any) -> tuple[Any, Any, Any]:
+    """A Rating node's value and scale (``bestRating``, ``worstRating``), or a bare value."""
+    if isinstance(value, dict):
+        return value.get("ratingValue"), value.get("bestRating"), value.get("worstRating")
+    return value, None, None
 
 
 def review_from_json_ld(node: dict[str, Any], page_url: str, problems: list[str]) -> ReviewItem | None:
@@ -248,10 +289,15 @@ def review_from_json_ld(node: dict[str, Any], page_url: str, problems: list[str]
     if not text:
         problems.append(f"JSON-LD review {review_id or '?'} has no text")
         return None
-    raw_rating = _rating_value(node.get("reviewRating"))
-    rating = normalize_rating(raw_rating)
+    raw_rating, best, worst = _rating(node.get("reviewRating"))
+    rating = normalize_rating(raw_rating, best, worst)
     if raw_rating is not None and rating is None:
-        problems.append(f"review {review_id or '?'}: rating {raw_rating!r} is not 1-5 stars")
+        scale = (
+            ""
+            if best is None and worst is None
+            else f" on a scale of {1 if worst is None else worst} to {5 if best is None else best}"
+        )
+        problems.append(f"review {review_id or '?'}: rating {raw_rating!r}{scale} is not 1-5 stars")
     raw_date = node.get("datePublished")
     published = normalize_date(raw_date)
     if raw_date is not None and published is None:
@@ -269,7 +315,7 @@ def review_from_json_ld(node: dict[str, Any], page_url: str, problems: list[str]
         published_at=published,
         author=_name(node.get("author")),
         lang=lang,
-        url=review_url(node.get("url"), page_url, review_id, problems),
+        url=review_url(node.get("url"), page_url, review_id, problems, resolve=absolute_http_url),
     )
 
 
@@ -312,8 +358,8 @@ def company_from_json_ld(nodes: list[dict[str, Any]], page_url: str) -> Company:
 
 def review_from_card(card: Selector, page_url: str, problems: list[str]) -> ReviewItem | None:
     raw_link = card.css(SELECTORS.card_link).get()
-    review_id = clean_text(card.css(SELECTORS.card_id).get()) or review_id_from(absolute_http_url(raw_link, page_url))
-    link = review_url(raw_link, page_url, review_id, problems)
+    review_id = clean_text(card.css(SELECTORS.card_id).get()) or review_id_from(html_link(raw_link, page_url))
+    link = review_url(raw_link, page_url, review_id, problems, resolve=html_link)
     text = element_text(card.css(SELECTORS.card_text))
     if not text:
         problems.append(f"review card {review_id or '?'} has no text; skipped")
@@ -342,7 +388,7 @@ def company_from_html(selector: Selector, page_url: str) -> Company:
     return Company(
         name=element_text(selector.css(SELECTORS.company_name)),
         website=external_url(selector.css(SELECTORS.company_website).get()),
-        logo=absolute_http_url(selector.css(SELECTORS.company_logo).get(), page_url),
+        logo=html_link(selector.css(SELECTORS.company_logo).get(), page_url),
     )
 
 
@@ -451,7 +497,7 @@ def listing_links(selector: Selector, page_url: str) -> ListingLinks:
     def links(css: str) -> list[str]:
         seen: dict[str, None] = {}
         for href in selector.css(css).getall():
-            url = absolute_http_url(href, page_url) or (urljoin(page_url, href.strip()) if href.strip() else None)
+            url = html_link(href, page_url)
             if url:
                 seen.setdefault(url, None)
         return list(seen)

@@ -28,7 +28,7 @@ class PageSelectors:
     # text is read as a reader sees it (``extract.element_text``), not as its text nodes.
     review_card: str = "article[data-review-card]"
     card_id: str = "::attr(data-review-id)"
-    card_link: str = 'a[href*="/reviews/"]::attr(href)'
+    card_link: str = 'a[href*="reviews/"]::attr(href)'
     card_author: str = "[data-consumer-name]"
     card_rating: str = "[data-review-rating]::attr(data-review-rating)"
     card_rating_alt: str = 'img[alt^="Rated"]::attr(alt)'
@@ -49,5 +49,5 @@ COMPANY_PAGE = re.compile(r"/review/[^/?#]+/?$")
 REVIEW_ID_IN_URL = re.compile(r"/reviews?/(?:[^/?#]+/)?([A-Za-z0-9_-]+)/?$", re.IGNORECASE)
 # Where a review lives when a page gives only its id.
 REVIEW_URL_TEMPLATE = "/reviews/{review_id}"
-# "Rated 4 out of 5 stars" -> 4
-RATING_IN_TEXT = re.compile(r"(\d+(?:\.\d+)?)\s*(?:out of|/)\s*5")
+# "Rated 4 out of 5 stars" -> 4 out of 5; "8/10" -> 8 out of 10 (scaled onto stars)
+RATING_IN_TEXT = re.compile(r"(\d+(?:\.\d+)?)\s*(?:out of|/)\s*(\d+(?:\.\d+)?)")

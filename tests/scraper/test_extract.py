@@ -259,6 +259,42 @@ def test_ratings_are_whole_stars_from_one_to_five(raw: object, stars: int | None
 
 
 @pytest.mark.parametrize(
+    ("raw", "best", "worst", "stars"),
+    [
+        (10, 10, None, 5),
+        (1, 10, None, 1),
+        (4, 10, None, 2),  # stored as four stars before
+        ("7.5", "10", "1", 4),
+        (0, 5, 0, 1),
+        (3, 5, 0, 3),
+        (80, 100, 0, 4),
+        ("Rated 8 out of 10", None, None, 4),
+        ("9/10", None, None, 5),
+        (11, 10, None, None),
+        (5, 5, 5, None),
+        (3, "ten", None, None),
+    ],
+)
+def test_ratings_on_another_scale_are_mapped_onto_five_stars(
+    raw: object, best: object, worst: object, stars: int | None
+) -> None:
+    assert normalize_rating(raw, best, worst) == stars
+
+
+def test_a_json_ld_rating_out_of_ten_is_stored_as_stars_and_one_off_its_scale_is_a_problem() -> None:
+    page_html = json_ld_review(
+        url="/reviews/t1", reviewBody="Solid", reviewRating={"ratingValue": 4, "bestRating": 10}
+    ) + json_ld_review(
+        url="/reviews/t2", reviewBody="Odd", reviewRating={"ratingValue": 12, "bestRating": 10, "worstRating": 0}
+    )
+
+    result = extract_reviews(html(page_html), f"{BASE}/review/x")
+
+    assert [(r.review_id, r.rating) for r in result.reviews] == [("t1", 2), ("t2", None)]
+    assert "review t2: rating 12 on a scale of 0 to 10 is not 1-5 stars" in result.problems
+
+
+@pytest.mark.parametrize(
     ("raw", "iso"),
     [
         ("2026-10-02T09:15:00.000Z", "2026-10-02T09:15:00+00:00"),
@@ -353,3 +389,28 @@ def test_a_company_holding_its_reviews_or_named_by_a_list_is_the_reviewed_one() 
     assert company_from_json_ld([site, acme, listed], BASE).name == "Acme"
     by_string = {"@type": "Review", "itemReviewed": "#acme"}
     assert company_from_json_ld([site, acme, by_string], BASE).name == "Acme"
+
+
+def test_relative_links_in_html_resolve_as_a_browser_resolves_them() -> None:
+    """A card linking ``../reviews/r7`` lost its review id and link before (only absolute links
+    and paths from the root counted), so it was keyed by its text instead."""
+    page_url = f"{BASE}/review/acme.example"
+    cards = card("Good", link="../reviews/r7") + card("Bad", link="reviews/r8") + card("Meh", link="/reviews/r 9")
+    logo = '<img data-business-logo src="img/logo.png">'
+
+    result = extract_reviews(html(cards + logo), page_url)
+
+    assert [(r.review_id, r.url) for r in result.reviews] == [
+        ("r7", f"{BASE}/reviews/r7"),
+        ("r8", f"{BASE}/review/reviews/r8"),
+        (None, f"{BASE}/reviews/r%209"),
+    ]
+    assert result.reviews[0].company_logo == f"{BASE}/review/img/logo.png"
+
+
+def test_listing_links_that_are_not_http_are_not_followed() -> None:
+    links = listing_links(
+        html('<a rel="next" href="javascript:void(0)">next</a><a data-category-link href="mailto:x@y">x</a>'), BASE
+    )
+
+    assert (links.next_page, links.categories) == (None, [])
