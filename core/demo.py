@@ -28,7 +28,15 @@ from sqlalchemy import create_engine, pool, text
 from core import migrate
 from core.config import KafkaSettings, get_database_settings, get_infra_settings, get_kafka_settings
 from core.db import sqlalchemy_url
-from core.embedded import EmbeddedBroker, EmbeddedDatabase, die_with_parent, free_port, wait_for_port
+from core.embedded import (
+    EmbeddedBroker,
+    EmbeddedDatabase,
+    StateDirBusyError,
+    die_with_parent,
+    free_port,
+    holding_state_dir,
+    wait_for_port,
+)
 
 SAMPLE_FILE = Path(__file__).parent / "samples" / "demo_reviews.jsonl"
 SUBMITTED: list[dict[str, Any]] = [
@@ -143,10 +151,22 @@ def _show_rows(url: str, say: Say, limit: int = 12) -> None:
 def run_demo(commands: set[str], once: bool, timeout: float, say: Say) -> int:
     """Bring everything up, show it working; stay up until Ctrl-C unless ``once``."""
     started = time.perf_counter()
+    state = (get_infra_settings().state_dir / "demo").resolve()
+    (state / "logs").mkdir(parents=True, exist_ok=True)
+    with ExitStack() as held:
+        # A second demo here would drop and re-create the first one's database under its worker
+        # and start a broker on the same log directory.
+        try:
+            held.enter_context(holding_state_dir(state))
+        except StateDirBusyError:
+            say(f"error: a demo already runs in {state}; stop it first, or set REVIEWSCORE_STATE_DIR for a second one")
+            return 1
+        return _run_demo(state, commands, once, timeout, say, started)
+
+
+def _run_demo(state: Path, commands: set[str], once: bool, timeout: float, say: Say, started: float) -> int:
     infra = get_infra_settings()
     kafka = get_kafka_settings()
-    state = (infra.state_dir / "demo").resolve()
-    (state / "logs").mkdir(parents=True, exist_ok=True)
     stop_requested = False
 
     def request_stop(*_: object) -> None:

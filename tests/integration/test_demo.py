@@ -42,3 +42,24 @@ def test_demo_scores_every_review_and_leaves_no_process_behind(tmp_path: Path) -
         if p.info["cmdline"] and str(tmp_path) in " ".join(p.info["cmdline"])
     ]
     assert leftovers == []
+
+
+def test_a_second_demo_in_one_state_directory_is_refused_before_it_touches_the_first(tmp_path: Path) -> None:
+    """Before, it dropped and re-created the running demo's database under its worker."""
+    from core.embedded import holding_state_dir
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith("REVIEWSCORE_")}
+    env["REVIEWSCORE_STATE_DIR"] = str(tmp_path / "state")
+    with holding_state_dir(tmp_path / "state" / "demo"):  # what a running demo holds
+        result = subprocess.run(
+            [sys.executable, "-m", "core.cli", "demo", "--once"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert result.returncode == 1
+    assert f"error: a demo already runs in {(tmp_path / 'state' / 'demo').resolve()}" in result.stdout
+    assert not (tmp_path / "state" / "pgdata").exists()
