@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from core.config import KafkaSettings
 from core.messages import SCHEMA_VERSION, ReviewMessage, describe_validation_error
+from core.tsv import tsv_records
 
 FIELDS = ("text", "review_id", "brand", "rating", "url", "author", "published_at", "lang", "source")
 
@@ -77,8 +78,10 @@ def read_rows(path: Path, fmt: str | None = None) -> Iterator[tuple[int, dict[st
         raise ValueError(f"unknown format {fmt!r}")
     with path.open(encoding="utf-8-sig", newline="") as handle:
         if fmt == "csv":
-            delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-            yield from _csv_rows(handle, delimiter)
+            if path.suffix.lower() == ".tsv":  # one record per line (core.tsv says why)
+                yield from tsv_records(handle)
+            else:
+                yield from _csv_rows(handle, ",")
         else:
             yield from _jsonl_rows(handle)
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from core.tsv import tsv_records
 from model.base import LABELS_2, LABELS_3
 
 LabelScheme = Literal["binary", "stars3"]
@@ -130,6 +131,9 @@ def _read_csv(file: Path, delimiter: str) -> list[dict[str, Any]]:
     try:
         with file.open(newline="", encoding="utf-8-sig") as handle:
             rows: list[dict[str, Any]] = []
+            if delimiter == "\t":  # one record per line: an unclosed quote cannot swallow the rows after it
+                rows.extend(row for _line, row in tsv_records(handle))
+                return rows
             try:
                 rows.extend(csv.DictReader(handle, delimiter=delimiter))
             except csv.Error as exc:

@@ -175,6 +175,18 @@ def test_excel_csv_with_a_byte_order_mark_reads_its_first_column(tmp_path: Path)
     assert [(m.review_id, m.text) for _, m in prepared.messages] == [("1", "Great value"), ("2", "Too slow")]
 
 
+def test_a_tsv_text_with_an_unclosed_quote_is_one_review_not_the_rest_of_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.tsv"
+    path.write_text('text\treview_id\n"Best dress ever\t1\nToo small\t2\n"Comfy" and warm\t3\n', encoding="utf-8")
+    prepared = prepare(read_rows(path), ColumnMap(), "import")
+    assert prepared.rejects == []
+    assert [(line, m.review_id, m.text) for line, m in prepared.messages] == [
+        (2, "1", '"Best dress ever'),
+        (3, "2", "Too small"),
+        (4, "3", '"Comfy" and warm'),
+    ]
+
+
 def test_jsonl_with_a_byte_order_mark_reads_its_first_line(tmp_path: Path) -> None:
     path = tmp_path / "bom.jsonl"
     path.write_text(json.dumps({"text": "First", "review_id": "a"}) + "\n", encoding="utf-8-sig")

@@ -31,6 +31,12 @@ def test_csv_jsonl_and_parquet_give_the_same_examples(tmp_path: Path) -> None:
     assert all(d.texts == ["good", "bad", "fine"] and d.labels == [1, 0, 1] for d in loaded)
 
 
+def test_a_tsv_row_with_an_unclosed_quote_keeps_the_rows_after_it(tmp_path: Path) -> None:
+    (tmp_path / "r.tsv").write_text('text\tlabel\n"Best dress ever\t1\nToo small\t0\nLovely\t1\n')
+    data = load_labeled(DataSource(str(tmp_path / "r.tsv")), "binary")
+    assert (data.texts, data.labels) == (['"Best dress ever', "Too small", "Lovely"], [1, 0, 1])
+
+
 def test_stars_map_to_three_classes_or_drop_neutral_for_binary() -> None:
     assert [stars_to_label(s, "stars3") for s in range(1, 6)] == [
         "negative",
