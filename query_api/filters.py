@@ -27,7 +27,7 @@ _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _FTS_CONFIG: ColumnElement[str] = literal_column("'english'")
 
 
-def _printable(value: str | None) -> str | None:
+def refuse_nul(value: str | None) -> str | None:
     """PostgreSQL text cannot hold NUL; refuse it here instead of failing in the driver."""
     if value is not None and "\x00" in value:
         raise ValueError("must not contain NUL characters")
@@ -121,7 +121,7 @@ async def filter_params(
     brand: Annotated[
         str | None,
         Query(max_length=256, description="Only reviews of this brand (exact match).", examples=["Acme"]),
-        AfterValidator(_printable),
+        AfterValidator(refuse_nul),
     ] = None,
     source: Annotated[
         str | None,
@@ -130,7 +130,7 @@ async def filter_params(
             description="Only reviews from this source, e.g. `user` or `scraper:trustpilot` (exact match).",
             examples=["scraper:trustpilot"],
         ),
-        AfterValidator(_printable),
+        AfterValidator(refuse_nul),
     ] = None,
     label: Annotated[
         Label | None, Query(description="Only reviews with this predicted label.", examples=["negative"])
@@ -165,7 +165,7 @@ async def filter_params(
             ),
             examples=["fast delivery"],
         ),
-        AfterValidator(_printable),
+        AfterValidator(refuse_nul),
     ] = None,
 ) -> Filters:
     """Validate the shared filters; contradictory ranges are a client error, not an empty page.

@@ -260,24 +260,31 @@ def scan_stats_statement(
     return _order_by_bucket_then_group(stmt, max_rows)
 
 
-def brands_statement(filters: Filters, limit: int) -> Statement:
-    """Brands with their review counts and mean score, most reviewed first."""
+def brands_statement(filters: Filters, limit: int, name_contains: str | None = None) -> Statement:
+    """Brands with their review counts and mean score, most reviewed first.
+
+    ``name_contains`` keeps brands whose name holds that text, case-insensitively and literally
+    (``%`` and ``_`` are not wildcards): the dashboard's brand search, for brands past the top ones.
+    """
+    name = name_contains.strip() if name_contains else ""
     if rollup_answers(filters, None, "created_on"):
         rollup = _rollup_table(filters, None)
         reviews = func.sum(rollup.c.reviews)
         mean_score = (func.sum(rollup.c.score_sum) / reviews).label("mean_score")
+        named = [rollup.c.brand.icontains(name, autoescape=True)] if name else []
         return (
             select(rollup.c.brand, cast(reviews, BigInteger).label("n"), mean_score)
-            .where(*_rollup_where(filters, rollup), rollup.c.brand.is_not(None))
+            .where(*_rollup_where(filters, rollup), rollup.c.brand.is_not(None), *named)
             .group_by(rollup.c.brand)
             .having(reviews > 0)
             .order_by(literal_column("n").desc(), rollup.c.brand.asc())
             .limit(limit)
         )
     count = func.count().label("n")
+    named = [Sentiment.brand.icontains(name, autoescape=True)] if name else []
     return (
         select(Sentiment.brand, count, func.avg(Sentiment.sentiment_score).label("mean_score"))
-        .where(_where(filters), Sentiment.brand.is_not(None))
+        .where(_where(filters), Sentiment.brand.is_not(None), *named)
         .group_by(Sentiment.brand)
         .order_by(count.desc(), Sentiment.brand.asc())
         .limit(limit)

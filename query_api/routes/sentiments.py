@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import StreamingResponse
+from pydantic import AfterValidator
 from sqlalchemy import Row
 
 from core.config.api import PAGE_LIMIT_BOUND
@@ -21,7 +22,7 @@ from query_api.export import (
     export_chunks,
     negotiate_format,
 )
-from query_api.filters import FiltersDep
+from query_api.filters import FiltersDep, refuse_nul
 from query_api.queries import (
     BY_ID,
     Bucket,
@@ -155,9 +156,18 @@ def list_brands(
     session: SessionDep,
     filters: FiltersDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="Most brands returned.", examples=[100])] = 100,
+    name_contains: Annotated[
+        str | None,
+        Query(
+            max_length=256,
+            description="Only brands whose name contains this text (case-insensitive; `%` and `_` match themselves).",
+            examples=["acme"],
+        ),
+        AfterValidator(refuse_nul),
+    ] = None,
 ) -> ModelResponse:
     """Brands with their review counts and mean score, most reviewed first."""
-    rows = session.execute(brands_statement(filters, limit)).all()
+    rows = session.execute(brands_statement(filters, limit, name_contains)).all()
     return ModelResponse(
         BrandList([BrandOut(brand=row.brand, count=row.n, mean_score=float(row.mean_score)) for row in rows])
     )

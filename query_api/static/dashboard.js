@@ -9,7 +9,7 @@ let listedParams = null; // the filters the list on screen was loaded with: "Loa
 
 function filterParams() {
   const params = new URLSearchParams();
-  const brand = $("brand").value;
+  const brand = $("brand").value.trim();
   if (brand) params.set("brand", brand);
   return params;
 }
@@ -33,15 +33,34 @@ function stars(n) {
   return "★".repeat(n) + "☆".repeat(5 - n);
 }
 
-async function loadBrands() {
-  const { body } = await getJSON("brands?limit=200");
-  const select = $("brand");
-  for (const item of body) {
+// The brand box suggests the most reviewed brands, and as one types, the brands whose name
+// holds the typed text (the API searches them all: a site can have thousands).
+let brandQuery = null;
+let brandTimer = null;
+
+function showBrands(items) {
+  $("brand-options").replaceChildren(...items.map((item) => {
     const option = document.createElement("option");
     option.value = item.brand;
     option.textContent = `${item.brand} (${item.count})`;
-    select.appendChild(option);
-  }
+    return option;
+  }));
+}
+
+async function loadBrands(text = "") {
+  const params = new URLSearchParams({ limit: text ? "50" : "200" });
+  if (text) params.set("name_contains", text);
+  brandQuery = text;
+  const { body } = await getJSON(`brands?${params}`);
+  if (brandQuery === text) showBrands(body); // an answer to text typed since is dropped
+}
+
+function searchBrands(event) {
+  // A suggestion picked from the list is a choice, not typing: apply it at once.
+  if (event.inputType === "insertReplacementText" || event.inputType === undefined) refreshAll();
+  clearTimeout(brandTimer);
+  const text = $("brand").value.trim();
+  brandTimer = setTimeout(() => loadBrands(text).catch((e) => setStatus(e.message, true)), 200);
 }
 
 function refreshCharts() {
@@ -174,6 +193,7 @@ function refreshAll() {
 
 document.addEventListener("DOMContentLoaded", async () => {
   $("brand").addEventListener("change", refreshAll);
+  $("brand").addEventListener("input", searchBrands);
   $("bucket").addEventListener("change", refreshCharts);
   $("time-field").addEventListener("change", refreshCharts);
   $("filters").addEventListener("submit", (e) => { e.preventDefault(); loadReviews().catch((x) => setStatus(x.message, true)); });

@@ -92,14 +92,15 @@ def assert_rollup_equals_rows(engine: Engine) -> None:
             from_rollup = _normalised(conn, rollup_stats_statement(filters, group_by, bucket, 10_000))  # type: ignore[arg-type]
             from_rows = _normalised(conn, scan_stats_statement(filters, group_by, bucket, "created_on", 10_000))  # type: ignore[arg-type]
             assert from_rollup == from_rows, (filters, group_by, bucket)
-        for filters in FILTERS:  # all time from the totals, a range of days from the daily rollup
-            brands = conn.execute(brands_statement(filters, 100)).all()
+        # All time from the totals, a range of days from the daily rollup; with a name search too.
+        for filters, name in product(FILTERS, [None, "GLOB"]):
+            brands = conn.execute(brands_statement(filters, 100, name)).all()
             expected = conn.execute(
-                brands_statement(replace(filters, min_score=0.0), 100)  # min_score: from the rows
+                brands_statement(replace(filters, min_score=0.0), 100, name)  # min_score: from the rows
             ).all()
             assert [(b, n, round(float(m), 9)) for b, n, m in brands] == [
                 (b, n, round(float(m), 9)) for b, n, m in expected
-            ], filters
+            ], (filters, name)
 
 
 @pytest.mark.integration

@@ -40,6 +40,7 @@ TEXT_PARAMETERS = [
     ("/sentiments/stats", "q"),
     ("/brands", "source"),
     ("/brands", "q"),
+    ("/brands", "name_contains"),
     ("/sentiments/export", "brand"),
     ("/sentiments/export", "q"),
     ("/charts/timeline.svg", "brand"),

@@ -146,6 +146,18 @@ def test_brands_honour_filters_and_limit(seeded_api: Seeded) -> None:
     assert {b["brand"]: b["count"] for b in body}.items() <= positives.items()
 
 
+def test_brands_can_be_searched_by_part_of_their_name_literally(seeded_api: Seeded) -> None:
+    """The dashboard lists the top brands; a brand further down is found by typing part of it."""
+    found = seeded_api.client.get("/brands", params={"name_contains": "LOBE"}).json()
+    wildcard = seeded_api.client.get("/brands", params={"name_contains": "%"}).json()
+    blank = seeded_api.client.get("/brands", params={"name_contains": "  "}).json()
+
+    assert [b["brand"] for b in found] == ["Globex"]
+    assert found[0]["count"] == sum(1 for r in seeded_api.rows if r["brand"] == "Globex")
+    assert wildcard == []  # % is a character to find, not "anything"
+    assert len(blank) == len({r["brand"] for r in seeded_api.rows if r["brand"]})
+
+
 def test_the_timeline_chart_draws_one_bar_per_bucket_of_the_stats(seeded_api: Seeded) -> None:
     response = seeded_api.client.get("/charts/timeline.svg", params={"brand": "Globex", "bucket": "day"})
     assert response.status_code == 200
