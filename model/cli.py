@@ -141,6 +141,8 @@ def eval_command(
     report["variant"] = scorer.variant
     report["file"] = str(file)
     report["skipped"] = data.sources[0]["skipped"]
+    for label, count in report.get("not_judged", {}).items():
+        typer.echo(f"warning: {count} {label} rows not judged: the model has no {label!r} label", err=True)
     if output:
         paths = save_report(report, output, name=file.stem)
         typer.echo(f"wrote {paths['json']} and {paths['png']}", err=True)

@@ -8,6 +8,7 @@ plain dict (saved as JSON) plus an optional confusion-matrix PNG.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -56,9 +57,13 @@ def evaluate_logits(
     ECE is reported uncalibrated and at ``temperature``.
     """
     probs = softmax(logits, temperature)
-    _, truth, predicted, names = predictions_in_scheme(probs, model_labels, data)
+    kept, truth, predicted, names = predictions_in_scheme(probs, model_labels, data)
     report = classification_report(truth, predicted, names)
     report["label_scheme"] = "binary" if len(names) == 2 else "stars3"
+    if len(kept) < len(data):  # rows whose label the model cannot predict, e.g. neutral for a binary model
+        judged = set(kept)
+        left_out = Counter(data.label_names[y] for i, y in enumerate(data.labels) if i not in judged)
+        report["not_judged"] = dict(sorted(left_out.items()))
     if list(data.label_names) == list(model_labels):
         report["ece_uncalibrated"] = round(expected_calibration_error(softmax(logits, 1.0), data.labels), 4)
         report["ece"] = round(expected_calibration_error(probs, data.labels), 4)

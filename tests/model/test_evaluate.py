@@ -31,3 +31,4 @@ def test_a_binary_model_on_a_three_class_file_skips_the_neutral_rows() -> None:
 
     assert report["labels"] == ["negative", "positive"]
     assert (report["n"], report["accuracy"]) == (2, 1.0)
+    assert report["not_judged"] == {"neutral": 1}  # said, not silently left out of n
