@@ -209,7 +209,7 @@ def load_scorer(path: Path | None = None, settings: ModelSettings | None = None)
     elif card.architecture == "charcnn":
         from model.charcnn import CharCNNScorer
 
-        scorer = CharCNNScorer.from_artifact(directory, card, device, threads, **limits)
+        scorer = CharCNNScorer.from_artifact(directory, card, device, variant, threads, **limits)
     else:
         from model.transformer import TransformerScorer
 

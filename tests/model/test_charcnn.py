@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -73,3 +74,21 @@ def test_a_trained_charcnn_artifact_scores_through_the_same_interface(tmp_path: 
     scores = scorer.predict(["love it", "awful", ""])
     assert [s.model_version for s in scores] == [card.version] * 3
     assert scorer.count_tokens(["a", "bb"]) == [160, 160]
+
+
+def test_the_charcnn_scorer_runs_the_variant_it_is_asked_for(tmp_path: Path) -> None:
+    """It ran fp32 whatever MODEL_VARIANT said; bf16 now autocasts, and a variant it has no path for is refused."""
+    from model.artifact import ArtifactError, ModelCard
+    from model.charcnn import CharCNNScorer
+
+    card = ModelCard(architecture="charcnn", labels=["negative", "neutral", "positive"], max_length=TINY.max_length)
+    model = CharCNN(TINY)
+    texts = ["love it", "awful, broken on arrival", "fine I guess"]
+
+    fp32 = CharCNNScorer(model, card, "cpu", "fp32")
+    bf16 = CharCNNScorer(model, card, "cpu", "bf16")
+
+    assert (bf16.variant, bf16.device) == ("bf16", "cpu")
+    np.testing.assert_allclose(bf16.logits(texts), fp32.logits(texts), atol=0.05)
+    with pytest.raises(ArtifactError, match="not available for the char-CNN"):
+        CharCNNScorer(model, card, "cpu", "onnx-int8")
