@@ -11,7 +11,8 @@ Per item, in order:
 2. drop a second copy of the same review within this crawl (pagination drift shows one
    review on two pages) (``reviewscore/duplicates``);
 3. with incremental re-crawls on, drop a review whose message is byte-identical to one an
-   earlier crawl delivered (``reviewscore/unchanged``); an edited review is sent again;
+   earlier crawl delivered (``reviewscore/unchanged``); an edited review is sent again (a
+   full crawl sends every review, and still records what it delivered);
 4. produce it; the delivery report decides: success marks it seen (``reviewscore/published``),
    a retriable failure re-sends it up to ``publish_retries`` times (``reviewscore/retried``),
    a final failure is logged, counted (``reviewscore/failed``) and appended to
@@ -116,9 +117,11 @@ class KafkaPublishPipeline:
     def open_spider(self) -> None:
         from confluent_kafka import Producer
 
-        if self.incremental:  # first: a state held by another crawl refuses this one before anything is opened
-            path = state_file(self.state_dir, self.spider_name, self.kafka.bootstrap_servers or "", self.topic)
-            self.seen = SeenState(path)
+        # First: a state held by another crawl refuses this one before anything is opened. A full
+        # crawl holds it too: it skips nothing, but marks what it delivers, so the incremental
+        # crawls after it do not send everything once more.
+        path = state_file(self.state_dir, self.spider_name, self.kafka.bootstrap_servers or "", self.topic)
+        self.seen = SeenState(path)
         config = self.kafka.producer_config()
         config["message.timeout.ms"] = int(self.delivery_timeout_s * 1000)
         self.producer = Producer(config)
@@ -173,7 +176,7 @@ class KafkaPublishPipeline:
         self._keys_this_crawl.add(key_text)
         key, value = message.to_kafka()
         fingerprint = digest(value)
-        if self.seen is not None and self.seen.unchanged(key_text, fingerprint):
+        if self.incremental and self.seen is not None and self.seen.unchanged(key_text, fingerprint):
             self._inc("unchanged")
             raise DropItem(f"{key_text} is unchanged since it was published", log_level="DEBUG")
         self._send(_Pending(key, value, fingerprint))
