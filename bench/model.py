@@ -89,6 +89,11 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="Also time torch.compile (slow to warm up).")
     parser.add_argument("--charcnn", action="store_true", help="Also time an (untrained) paper-size char-CNN.")
     parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="Also time bf16 autocast on a CPU not detected as fast at it (checks the detection).",
+    )
+    parser.add_argument(
         "--int8-batched", action="store_true", help="Also time int8 in padded batches (the pre-2026-12-02 Scorer)."
     )
     options = parser.parse_args()
@@ -129,6 +134,12 @@ def main() -> None:
         measure("fp32 eager, Scorer batching", fp32, size_mb(weights))
         if cpu_has_fast_bf16():
             measure("bf16 autocast (AVX-512-BF16/AMX)", load_scorer(options.model, settings("bf16")), size_mb(weights))
+        elif options.bf16:
+            measure(
+                "bf16 autocast (not detected: never auto here)",
+                load_scorer(options.model, settings("bf16")),
+                size_mb(weights),
+            )
         if options.compile:
             compiled = load_scorer(options.model, settings("fp32"))
             compiled.model = torch.compile(compiled.model, dynamic=True)  # type: ignore[attr-defined]
