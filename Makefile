@@ -32,7 +32,7 @@ demo: setup
 	$(BIN)/reviewscore demo
 
 test: setup
-	$(BIN)/python -m pytest --cov --cov-report=term --cov-report=xml:coverage.xml $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --cov --cov-report=term --cov-report=xml:coverage.xml --durations=15 $(PYTEST_ARGS)
 	@# The query API's own bar (issue #5): its line coverage, checked on whole-suite runs only.
 	@if [ -z "$(PYTEST_ARGS)" ]; then \
 	  printf 'query_api line coverage, at least 90 %%: '; \
