@@ -29,13 +29,13 @@ def _tables(url: str) -> set[str]:
 
 
 def test_upgrade_downgrade_upgrade_round_trip(database_url: str) -> None:
-    assert migrate.head_revision() == "0007"
-    assert migrate.current_revision(database_url) == "0007"
+    assert migrate.head_revision() == "0008"
+    assert migrate.current_revision(database_url) == "0008"
     migrate.downgrade(database_url, "base")
     assert migrate.current_revision(database_url) is None
     assert "sentiments" not in _tables(database_url)
     migrate.upgrade(database_url, "head")
-    assert migrate.current_revision(database_url) == "0007"
+    assert migrate.current_revision(database_url) == "0008"
     assert "sentiments" in _tables(database_url)
 
 
@@ -228,3 +228,24 @@ def test_migrations_run_on_a_url_that_names_no_database(pg_server_url: str) -> N
             conn.execute(text(f"DROP ROLE IF EXISTS {reader}"))
             conn.execute(text(f"DROP ROLE IF EXISTS {owner}"))
         admin.dispose()
+
+
+def test_0008_frees_rows_a_future_producer_time_pinned_and_keeps_the_others(database_url: str) -> None:
+    """Such a row refused every later edit of its review as "older" than the future time."""
+    migrate.downgrade(database_url, "0007")
+    engine = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)
+    insert = text(
+        "INSERT INTO sentiments (review_key, sentence, sentiment_score, confidence, label, suggested_rating,"
+        " source, model_version, kafka_timestamp)"
+        " VALUES (:key, 'Fine.', 0.5, 0.5, 'neutral', 3, 'user', 'v1', now() + CAST(:ahead AS interval))"
+    )
+    with engine.begin() as conn:
+        for key, ahead in [("user:pinned", "30 days"), ("user:soon", "10 minutes"), ("user:past", "-1 day")]:
+            conn.execute(insert, {"key": key, "ahead": ahead})
+
+    migrate.upgrade(database_url, "head")
+
+    with engine.connect() as conn:
+        kept = dict(conn.execute(text("SELECT review_key, kafka_timestamp IS NOT NULL FROM sentiments")).all())
+    engine.dispose()
+    assert kept == {"user:pinned": False, "user:soon": True, "user:past": True}
