@@ -21,8 +21,6 @@ Architecture = Literal["transformer", "charcnn"]
 FP32_FILE = "model.safetensors"
 ONNX_FP32_FILE = "model.onnx"
 ONNX_INT8_FILE = "model.int8.onnx"
-# Files that never change what the model computes and are left out of the version hash.
-_NOT_HASHED = {CARD_FILE, "training_metrics.json", "training_curves.png", "README.md"}
 
 
 class ArtifactError(ValueError):
@@ -72,12 +70,35 @@ def read_card(directory: Path) -> ModelCard:
     return ModelCard.from_dict(data)
 
 
+# What the loaders read: weights, configs and tokenizer files. Anything else in the directory (an
+# eval report written next to the weights, notes, a copy of the data) changes no output, so it
+# must not change the version, nor make ``load_scorer`` warn that the files no longer match it.
+_WEIGHT_SUFFIXES = frozenset({".safetensors", ".onnx", ".data", ".bin", ".pt", ".model"})
+_MODEL_FILES = frozenset(
+    {
+        "config.json",
+        "charcnn_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "added_tokens.json",
+        "vocab.json",
+        "vocab.txt",
+        "merges.txt",
+    }
+)
+
+
+def _changes_outputs(file: Path) -> bool:
+    return file.suffix in _WEIGHT_SUFFIXES or file.name in _MODEL_FILES
+
+
 def content_hash(directory: Path, card: ModelCard) -> str:
     """SHA-256 over every weight/tokenizer file and the card fields that change outputs."""
     digest = hashlib.sha256()
     base = Path(directory)
-    for file in sorted(p for p in base.rglob("*") if p.is_file() and p.name not in _NOT_HASHED):
-        if file.suffix in {".png", ".md"} or file.parent.name in {"eval", "curves"}:
+    for file in sorted(p for p in base.rglob("*") if p.is_file() and _changes_outputs(p)):
+        if file.parent.name in {"eval", "curves"}:
             continue
         digest.update(file.relative_to(base).as_posix().encode())
         with file.open("rb") as handle:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from model import ArtifactError, ModelCard, read_card
-from model.artifact import CARD_FILE, write_card
+from model.artifact import CARD_FILE, version_of, write_card
 
 
 def test_a_card_round_trips_through_json(tmp_path: Path) -> None:
@@ -38,6 +38,21 @@ def test_the_version_changes_with_the_weights_and_the_temperature(tmp_path: Path
     second = write_card(tmp_path, card).version
     (tmp_path / "model.safetensors").write_bytes(b"other weights")
     assert len({first, second, write_card(tmp_path, card).version}) == 3
+
+
+def test_files_the_loaders_never_read_do_not_change_the_version(tmp_path: Path) -> None:
+    """`reviewscore eval MODEL FILE --output MODEL` writes its report next to the weights: the
+    version changed with it, and load_scorer warned that the files no longer matched the card."""
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    (tmp_path / "tokenizer.json").write_text("{}")
+    card = ModelCard(architecture="transformer", labels=["negative", "positive"], max_length=64)
+    before = write_card(tmp_path, card).version
+    (tmp_path / "test.json").write_text('{"accuracy": 0.9}')
+    (tmp_path / "test_confusion.png").write_bytes(b"png")
+    (tmp_path / "notes.txt").write_text("trained on Tuesday")
+    assert version_of(tmp_path, card) == before
+    (tmp_path / "tokenizer.json").write_text('{"changed": true}')
+    assert version_of(tmp_path, card) != before
 
 
 def test_the_tiny_artifact_describes_itself(tiny_model_dir: Path) -> None:
