@@ -19,7 +19,10 @@ from types import TracebackType
 def state_file(state_dir: Path, spider: str, bootstrap_servers: str, topic: str) -> Path:
     """One state per spider *and destination*: "already delivered" means delivered to this topic
     on this cluster, so a crawl to a fresh broker (a demo, another environment) sends everything."""
-    destination = hashlib.sha256(f"{bootstrap_servers}\x1f{topic}".encode()).hexdigest()[:12]
+    # The same cluster written another way ("b:9092,a:9092", "A:9092, b:9092") is the same
+    # destination; a single lower-case host:port, the usual form, hashes as it always did.
+    servers = ",".join(sorted(s.strip().lower() for s in bootstrap_servers.split(",") if s.strip()))
+    destination = hashlib.sha256(f"{servers}\x1f{topic}".encode()).hexdigest()[:12]
     return state_dir / f"seen-{spider}-{destination}.sqlite3"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import socket
 from pathlib import Path
 
@@ -130,6 +131,18 @@ def test_seen_state_is_kept_per_destination(tmp_path: Path) -> None:
     assert here != state_file(tmp_path, "trustpilot", "127.0.0.1:40123", "reviews")
     assert here != state_file(tmp_path, "trustpilot", "kafka-a:9092", "reviews-eu")
     assert here.name.startswith("seen-trustpilot-")
+
+
+def test_one_cluster_written_two_ways_is_one_destination(tmp_path: Path) -> None:
+    """Listing the same brokers in another order or case sent every review again."""
+    both = state_file(tmp_path, "trustpilot", "kafka-a:9092,kafka-b:9092", "reviews")
+
+    assert both == state_file(tmp_path, "trustpilot", " Kafka-B:9092, kafka-a:9092", "reviews")
+    assert both != state_file(tmp_path, "trustpilot", "kafka-a:9092", "reviews")
+    # The usual single host:port keeps the file name earlier releases gave it.
+    assert state_file(tmp_path, "t", "kafka-a:9092", "reviews").name == "seen-t-" + (
+        hashlib.sha256(b"kafka-a:9092\x1freviews").hexdigest()[:12] + ".sqlite3"
+    )
 
 
 def test_polite_defaults_for_real_runs(tmp_path: Path) -> None:
