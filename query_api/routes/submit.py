@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from core.messages import REVIEW_COLUMNS, ReviewMessage
 from query_api.deps import AppState, StateDep, require_publisher
 from query_api.errors import ApiError, responses, validation_details
+from query_api.filters import IsoDateTime
 from query_api.publisher import PublishError
 from query_api.queries import BY_KEY, PUBLIC_FIELDS, REJECTION_BY_KEY
 from query_api.schemas import SentimentOut, SubmitReview, Submitted
@@ -131,9 +132,16 @@ async def _unless_database_down(lookup: Awaitable[T]) -> T | None:
         return None
 
 
-def location_of(request: Request, key: str) -> str:
-    """``/`` in a key is escaped too: clients drop ``..`` segments before sending a path."""
-    return f"{request.scope.get('root_path', '')}/sentiments/by-key/{quote(key, safe=':')}"
+def location_of(request: Request, key: str, after: datetime | None = None) -> str:
+    """``/`` in a key is escaped too: clients drop ``..`` segments before sending a path.
+
+    ``after``, the submission's time, makes the lookup ignore a rejection of an earlier
+    submission of the same review: the new one is pending until the worker has seen it.
+    """
+    path = f"{request.scope.get('root_path', '')}/sentiments/by-key/{quote(key, safe=':')}"
+    if after is None:
+        return path
+    return f"{path}?after={after.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}"
 
 
 @router.post(
@@ -164,7 +172,9 @@ async def submit_review(
     publisher = require_publisher(state)  # after validation: a bad body is a 422 even without a broker
     # The database only serves the wait: when it does not answer, the review is still accepted
     # (the broker is what accepts it) and the answer is a 202 pending.
-    since = await _unless_database_down(run_in_threadpool(_database_now, state)) if wait > 0 else None
+    # The database's clock, as the worker's rejections are stamped by it: only a rejection made
+    # after this answers the submission (here and through the Location).
+    since = await _unless_database_down(run_in_threadpool(_database_now, state))
     try:
         await publisher.publish(message)
     except PublishError as exc:
@@ -172,9 +182,13 @@ async def submit_review(
         raise ApiError(503, "broker_unavailable", f"the review was not accepted by the broker: {exc}") from exc
     state.metrics.submissions.labels("published").inc()
     key = message.review_key
-    location = location_of(request, key)
+    location = location_of(request, key, since)
     response.headers["Location"] = location
-    row = await _unless_database_down(wait_for_row(state, key, wait, _holds(message), since)) if since else None
+    row = (
+        await _unless_database_down(wait_for_row(state, key, wait, _holds(message), since))
+        if since and wait > 0
+        else None
+    )
     if isinstance(row, Rejection):
         raise row.api_error(key, 422)
     if row is None:
@@ -201,11 +215,22 @@ async def get_by_key(
         ),
     ],
     wait: WaitQuery = 0,
+    after: Annotated[
+        IsoDateTime | None,
+        Query(
+            description=(
+                "Only a rejection made after this time counts (ISO-8601; naive = UTC). The Location of a "
+                "submission carries its time here, so a re-submitted review that was once rejected is "
+                "`pending`, not `rejected`, until the worker has seen it again."
+            ),
+            examples=["2026-12-03T09:40:00.000000Z"],
+        ),
+    ] = None,
 ) -> SentimentOut:
     """The scored row; 404 with code `pending` until the worker has scored it, `rejected` (and why) if it will not."""
     if "\x00" in review_key:
         raise ApiError(422, "invalid_request", "review_key must not contain NUL characters")
-    row = await wait_for_row(state, review_key, wait)
+    row = await wait_for_row(state, review_key, wait, since=after)
     if isinstance(row, Rejection):
         raise row.api_error(review_key, 404)
     if row is None:

@@ -93,12 +93,18 @@ function reviewRow(item) {
   return tr;
 }
 
+// Each list request gets a number; only the newest one's answer is drawn. Without it a slow
+// answer for the brand picked before landed after the one picked now: the table showed the old
+// brand under the new one's name, and "Load more" sent the old list's cursor with the new filters.
+let listRequest = 0;
+
 async function loadReviews(append = false) {
   let params;
   if (append && listedParams) {
     // A cursor only continues the query that made it: edited but unapplied fields wait for Apply.
+    if (!nextCursor) return;
     params = new URLSearchParams(listedParams);
-    if (nextCursor) params.set("cursor", nextCursor);
+    params.set("cursor", nextCursor);
   } else {
     params = filterParams();
     for (const id of ["label", "q", "sort"]) {
@@ -106,14 +112,24 @@ async function loadReviews(append = false) {
       if (value) params.set(id, value);
     }
     params.set("limit", "20");
-    listedParams = params.toString();
   }
-  const { body } = await getJSON(`sentiments/?${params}`);
-  const tbody = $("reviews").querySelector("tbody");
-  if (!append) tbody.replaceChildren();
-  for (const item of body.items) tbody.appendChild(reviewRow(item));
-  nextCursor = body.next_cursor;
-  $("more").hidden = !nextCursor;
+  const mine = ++listRequest;
+  $("more").disabled = true; // a second click would fetch the same page again
+  try {
+    const { body } = await getJSON(`sentiments/?${params}`);
+    if (mine !== listRequest) return;
+    const tbody = $("reviews").querySelector("tbody");
+    if (!append) {
+      tbody.replaceChildren();
+      params.delete("cursor");
+      listedParams = params.toString();
+    }
+    for (const item of body.items) tbody.appendChild(reviewRow(item));
+    nextCursor = body.next_cursor;
+    $("more").hidden = !nextCursor;
+  } finally {
+    if (mine === listRequest) $("more").disabled = false;
+  }
 }
 
 function showScore(target, row) {
@@ -154,29 +170,40 @@ async function submitReview(event) {
       body: JSON.stringify(payload),
     });
     const body = await response.json();
+    if (response.status === 422 && body.error && body.error.code === "rejected") {
+      throw new NotScored(body.error.message); // the broker took it; the worker refused it
+    }
     if (!response.ok) throw new Error(describeError(body, response.statusText));
-    if (body.status === "scored") return showScore(target, body.sentiment);
+    if (body.status === "scored") {
+      showScore(target, body.sentiment);
+      refreshAll();
+      return;
+    }
     target.dataset.state = "pending";
     target.textContent = "Queued for scoring; waiting for the worker…";
-    // Relative to the page, like every other call here, so a mount under a path prefix works.
-    const location = `sentiments/by-key/${encodeURIComponent(body.review_key)}`;
+    // Relative to the page, like every other call here, so a mount under a path prefix works; the
+    // Location's `after` (the submission's time) keeps an earlier submission's rejection out.
+    const query = new URLSearchParams(body.location.split("?")[1] || "");
+    query.set("wait", "5");
+    const location = `sentiments/by-key/${encodeURIComponent(body.review_key)}?${query}`;
     for (let attempt = 0; attempt < 12; attempt++) {
-      const { status, body: row } = await getJSON(`${location}?wait=5`);
-      if (status === 404 && row && row.error && row.error.code === "rejected") throw new Error(row.error.message);
+      const { status, body: row } = await getJSON(location);
+      if (status === 404 && row && row.error && row.error.code === "rejected") throw new NotScored(row.error.message);
       if (status === 200) {
         showScore(target, row);
-        loadReviews();
-        refreshCharts();
+        refreshAll();
         return;
       }
     }
     target.textContent = "Still queued: the worker has not scored it yet. It will appear in the list once scored.";
   } catch (error) {
     target.dataset.state = "error";
-    target.textContent = `Not submitted: ${error.message}`;
+    target.textContent = `${error instanceof NotScored ? "Not scored" : "Not submitted"}: ${error.message}`;
     target.classList.add("error");
   }
 }
+
+class NotScored extends Error {}
 
 async function explainChartError(event) {
   // An <img> says nothing about why it failed (e.g. hourly buckets over a year: 400 too_many_rows).

@@ -72,6 +72,14 @@ def test_the_dashboard_shows_charts_filters_reviews_and_a_submitted_review_once_
                 " return i.complete && i.naturalWidth > 0 && i.src.includes('brand=Globex'); })"
             )
 
+            page.dblclick("#more")  # the second click fetched the same page again: 60 rows, 40 distinct
+            page.wait_for_function(
+                "!document.getElementById('more').disabled"
+                " && document.querySelectorAll('#reviews tbody tr').length >= 40"
+            )
+            listed = page.eval_on_selector_all("#reviews tbody tr", "rows => rows.map(r => r.dataset.id)")
+            assert len(listed) == len(set(listed)) == 40
+
             page.select_option("#label", "negative")
             page.click("#filters button[type=submit]")
             page.wait_for_function(

@@ -7,6 +7,7 @@ The stream worker is simulated the only way the API can observe it: a row with t
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -98,13 +99,10 @@ def test_a_submission_is_published_with_source_user_and_answered_202(
     assert response.status_code == 202
     key = review_key("user", "The zip broke after two days.", brand="Acme", author="Sam")
     body = response.json()
-    assert body == {
-        "review_key": key,
-        "status": "pending",
-        "location": f"/sentiments/by-key/{key}",
-        "sentiment": None,
-    }
-    assert response.headers["location"] == body["location"]
+    location = body.pop("location")
+    assert body == {"review_key": key, "status": "pending", "sentiment": None}
+    assert re.fullmatch(rf"/sentiments/by-key/{re.escape(key)}\?after=\d{{4}}-\d\d-\d\dT[\d:.]+Z", location)
+    assert response.headers["location"] == location
 
     [(message_key, value)] = read_topic(kafka_settings, 1)
     assert message_key == key.encode()
@@ -127,7 +125,7 @@ def test_a_submission_is_published_with_source_user_and_answered_202(
 def test_a_submission_with_its_own_id_is_keyed_by_it(submit_client: TestClient, kafka_settings: KafkaSettings) -> None:
     response = submit_client.post("/sentiments/", json={"text": "Nice", "review_id": "order-77/a"})
     assert response.json()["review_key"] == "user:order-77/a"
-    assert response.headers["location"] == "/sentiments/by-key/user:order-77%2Fa"
+    assert response.headers["location"].startswith("/sentiments/by-key/user:order-77%2Fa?after=")
     [(key, _)] = read_topic(kafka_settings, 1)
     assert key == b"user:order-77/a"
 
@@ -138,7 +136,7 @@ def test_a_key_with_dot_segments_still_locates_its_own_row(
     # Clients drop "/../" from a path before sending it: an unescaped "/" would lead elsewhere.
     response = submit_client.post("/sentiments/", json={"text": "Nice", "review_id": "a/../../healthz"})
     location = response.headers["location"]
-    assert location == "/sentiments/by-key/user:a%2F..%2F..%2Fhealthz"
+    assert location.startswith("/sentiments/by-key/user:a%2F..%2F..%2Fhealthz?after=")
     followed = submit_client.get(location)
     assert followed.status_code == 404
     assert followed.json()["error"]["code"] == "pending"
@@ -187,6 +185,25 @@ def test_by_key_is_a_pending_404_until_the_row_lands_then_the_row(
     assert waited.status_code == 200
     assert waited.json()["sentence"] == "Arrived late"
     assert submit_client.get(location).json() == waited.json()
+
+
+def test_a_resubmitted_review_once_rejected_is_pending_at_its_location_not_rejected(
+    submit_client: TestClient, database_url: str, kafka_settings: KafkaSettings
+) -> None:
+    """The first submission's rejection answered the second one's Location before the worker had
+    seen it, and the dashboard stopped waiting and said "will not be scored"."""
+    first = rejecter_after_message(database_url, kafka_settings)
+    submit_client.post("/sentiments/", json={"text": "Retry me please", "brand": "Acme"})
+    first.join()
+
+    again = submit_client.post("/sentiments/", json={"text": "Retry me please", "brand": "Acme"})
+    location = again.headers["location"]
+    key_only = location.split("?")[0]
+
+    assert again.status_code == 202
+    assert submit_client.get(location).json()["error"]["code"] == "pending"
+    assert submit_client.get(f"{location}&wait=0.3").json()["error"]["code"] == "pending"
+    assert submit_client.get(key_only).json()["error"]["code"] == "rejected"  # the key alone: the last word
 
 
 def test_a_review_the_worker_rejects_is_reported_with_its_reason_not_pending_for_ever(
