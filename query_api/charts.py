@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from html import escape
 
 LABEL_COLORS = {"negative": "#c0392b", "neutral": "#d4a017", "positive": "#2e8b57"}
@@ -48,7 +48,7 @@ def _bucket_label(bucket: datetime, unit: str) -> str:
     """Buckets are UTC days and hours whatever zone the driver handed the instant back in."""
     if bucket.tzinfo is not None:
         bucket = bucket.astimezone(UTC)
-    return bucket.strftime("%Y-%m-%d %H:00" if unit == "hour" else "%Y-%m-%d")
+    return bucket.strftime("%Y-%m-%d %H:00 UTC" if unit == "hour" else "%Y-%m-%d")
 
 
 def timeline_svg(points: Sequence[Point], title: str, unit: str = "day", width: int = 720, height: int = 260) -> str:
@@ -69,34 +69,58 @@ def timeline_svg(points: Sequence[Point], title: str, unit: str = "day", width: 
         )
         return _svg(width, height, title, body)
     body.append(_timeline_legend(left + plot_w))
+    points = sorted(points, key=lambda p: p.bucket)
+    slots = _slots(points, unit)
     peak = max(p.count for p in points) or 1
-    step = plot_w / len(points)
+    step = plot_w / (slots[-1] + 1)
     bar_w = max(1.0, step * 0.7)
-    line: list[str] = []
-    for i, point in enumerate(points):
-        x = left + step * (i + 0.5)
+    dots: list[tuple[float, float]] = []
+    for slot, point in zip(slots, points, strict=True):
+        x = left + step * (slot + 0.5)
         bar_h = plot_h * point.count / peak
         tip = f"{_bucket_label(point.bucket, unit)}: {point.count} reviews, mean {point.mean_score:.2f}"
         body.append(
             f'<rect class="count" x="{x - bar_w / 2:.1f}" y="{top + plot_h - bar_h:.1f}" width="{bar_w:.1f}" '
             f'height="{bar_h:.1f}" fill="#cfd8e3"><title>{escape(tip)}</title></rect>'
         )
-        line.append(f"{x:.1f},{top + plot_h * (1 - point.mean_score):.1f}")
-    body.append(f'<polyline points="{" ".join(line)}" fill="none" stroke="#2b6cb0" stroke-width="2"/>')
-    for coords, point in zip(line, points, strict=True):
-        cx, cy = coords.split(",")
-        body.append(f'<circle class="mean" cx="{cx}" cy="{cy}" r="3" fill="{score_color(point.mean_score)}"/>')
+        dots.append((x, top + plot_h * (1 - point.mean_score)))
+    # The mean line joins neighbouring buckets only: across empty ones there is no mean to draw.
+    run: list[str] = []
+    for i, (x, y) in enumerate(dots):
+        run.append(f"{x:.1f},{y:.1f}")
+        if i == len(dots) - 1 or slots[i + 1] != slots[i] + 1:
+            if len(run) > 1:
+                body.append(f'<polyline points="{" ".join(run)}" fill="none" stroke="#2b6cb0" stroke-width="2"/>')
+            run = []
+    for (x, y), point in zip(dots, points, strict=True):
+        body.append(f'<circle class="mean" cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{score_color(point.mean_score)}"/>')
     body.append(
         f'<text x="{left + plot_w + 6}" y="{top + 4}" {_FONT}>{peak}</text>'
         f'<text x="{left + plot_w + 6}" y="{top + plot_h + 4}" {_FONT}>0</text>'
     )
-    ticks = sorted({0, len(points) // 2, len(points) - 1})
-    for i in ticks:
-        x = left + step * (i + 0.5)
-        anchor = "start" if i == 0 and len(points) > 1 else ("end" if i == len(points) - 1 and i else "middle")
-        label = escape(_bucket_label(points[i].bucket, unit))
+    last = slots[-1]
+    for slot in sorted({0, last // 2, last}):
+        x = left + step * (slot + 0.5)
+        anchor = "start" if slot == 0 and last else ("end" if slot == last and slot else "middle")
+        label = escape(_bucket_label(points[0].bucket + _BUCKET_SIZE.get(unit, _DAY) * slot, unit))
         body.append(f'<text x="{x:.1f}" y="{height - 12}" text-anchor="{anchor}" {_FONT}>{label}</text>')
     return _svg(width, height, title, body)
+
+
+_DAY = timedelta(days=1)
+_BUCKET_SIZE = {"hour": timedelta(hours=1), "day": _DAY, "week": timedelta(weeks=1)}
+
+
+def _slots(points: Sequence[Point], unit: str) -> list[int]:
+    """Each bucket's place on the axis, counted in buckets from the first.
+
+    The stats hold only buckets with reviews; drawn one after another, a gap of seven months
+    looked like a gap of one day. Buckets are whole UTC hours, days or weeks, so the
+    differences are whole numbers of them.
+    """
+    size = _BUCKET_SIZE.get(unit, _DAY)
+    first = points[0].bucket
+    return [round((point.bucket - first) / size) for point in points]
 
 
 def _timeline_legend(right_edge: float) -> str:

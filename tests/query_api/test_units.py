@@ -6,6 +6,7 @@ import asyncio
 import xml.etree.ElementTree as ET
 from collections.abc import Generator
 from datetime import UTC, datetime, timedelta, timezone
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -262,6 +263,24 @@ def test_the_timeline_is_well_formed_svg_with_a_bar_and_a_dot_per_bucket() -> No
     assert "2026-03-02" in texts
     assert "2026-03-09" in texts
     assert {"mean score (left)", "reviews (right)"} <= set(texts)  # the legend: which mark, which axis
+
+
+def test_the_timeline_places_buckets_by_time_and_breaks_the_line_across_empty_ones() -> None:
+    """Drawn one after another, a gap of seven months looked like a gap of a day."""
+    start = datetime(2026, 3, 8, tzinfo=UTC)
+    days = [0, 1, 2, 21, 231]  # 03-08, 03-09, 03-10, 03-29, 10-25
+    root = _parse(timeline_svg([Point(start + timedelta(days=d), 5, 0.5) for d in days], "gaps", "day"))
+    ns = "{http://www.w3.org/2000/svg}"
+
+    xs = [float(c.get("cx") or 0) for c in root.findall(f".//{ns}circle")]
+    gaps = [b - a for a, b in pairwise(xs)]
+    assert gaps[0] == pytest.approx(gaps[1])
+    assert gaps[2] == pytest.approx(gaps[0] * 19, rel=0.01)
+    assert gaps[3] == pytest.approx(gaps[0] * 210, rel=0.01)
+    lines = root.findall(f".//{ns}polyline")
+    assert [len((line.get("points") or "").split()) for line in lines] == [3]  # only 03-08..03-10 join
+    ticks = [t.text for t in root.iter(f"{ns}text") if (t.text or "").startswith("2026-")]
+    assert ticks == ["2026-03-08", "2026-07-01", "2026-10-25"]  # the middle tick is the middle of the axis
 
 
 def test_a_long_title_is_cut_on_the_chart_and_kept_whole_in_its_title_element() -> None:
