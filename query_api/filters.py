@@ -94,10 +94,22 @@ def conditions(filters: Filters) -> list[ColumnElement[bool]]:
 
 
 def _iso_only(value: object) -> object:
-    """pydantic reads a bare number as a Unix timestamp; the API documents ISO-8601 only."""
-    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
-        raise ValueError("must be an ISO-8601 date-time, e.g. 2026-11-01T00:00:00Z")
-    return value
+    """ISO-8601 only, read by ``datetime.fromisoformat``, so a wrong part is named.
+
+    pydantic reads a bare number as a Unix timestamp (the API documents ISO-8601 only), and
+    for ``T25:00`` or an offset of ``+99:00`` it said "unexpected extra characters at the end
+    of the input", naming neither the hour nor the offset.
+    """
+    if not isinstance(value, str):
+        return value
+    example = "e.g. 2026-11-01T00:00:00Z"
+    if _NUMBER.fullmatch(value.strip()):
+        raise ValueError(f"must be an ISO-8601 date-time, {example}")
+    try:
+        return datetime.fromisoformat(value.strip())
+    except ValueError as exc:
+        why = "the UTC offset must be less than 24 hours" if "offset" in str(exc) else str(exc)
+        raise ValueError(f"is not a valid ISO-8601 date-time ({why}), {example}") from None
 
 
 IsoDateTime = Annotated[datetime, BeforeValidator(_iso_only)]
@@ -136,10 +148,12 @@ async def filter_params(
         Label | None, Query(description="Only reviews with this predicted label.", examples=["negative"])
     ] = None,
     min_score: Annotated[
-        float | None, Query(ge=0, le=1, description="Lowest sentiment_score (inclusive).", examples=[0.5])
+        float | None,
+        Query(ge=0, le=1, allow_inf_nan=False, description="Lowest sentiment_score (inclusive).", examples=[0.5]),
     ] = None,
     max_score: Annotated[
-        float | None, Query(ge=0, le=1, description="Highest sentiment_score (inclusive).", examples=[1.0])
+        float | None,
+        Query(ge=0, le=1, allow_inf_nan=False, description="Highest sentiment_score (inclusive).", examples=[1.0]),
     ] = None,
     since: Annotated[
         IsoDateTime | None,

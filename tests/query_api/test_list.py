@@ -193,6 +193,26 @@ def test_invalid_parameters_are_a_422_naming_the_parameter(
     assert [field] == [d["loc"][-1] for d in error["details"]][:1]
 
 
+@pytest.mark.parametrize(
+    ("params", "said"),
+    [
+        ({"since": "2026-03-05T25:00"}, "hour must be in 0..23"),
+        ({"until": "2026-03-05T00:00:00+99:00"}, "the UTC offset must be less than 24 hours"),
+        ({"since": "1700000000"}, "must be an ISO-8601 date-time"),
+        ({"min_score": "nan"}, "finite number"),
+    ],
+)
+def test_a_bad_time_or_score_is_refused_saying_what_is_wrong_with_it(
+    seeded_api: Seeded, params: dict[str, Any], said: str
+) -> None:
+    """A wrong hour or offset read "unexpected extra characters at the end of the input"; NaN
+    read "should be less than or equal to 1"."""
+    response = seeded_api.client.get("/sentiments/", params=params)
+
+    assert response.status_code == 422
+    assert said in response.json()["error"]["details"][0]["msg"]
+
+
 @pytest.mark.parametrize("path", ["/sentiments/", "/sentiments/stats", "/brands", "/sentiments/export"])
 def test_a_filter_given_twice_is_a_422_not_a_silent_choice_of_the_last(seeded_api: Seeded, path: str) -> None:
     response = seeded_api.client.get(path, params=[("brand", "Acme"), ("brand", "Initech"), ("label", "negative")])
