@@ -121,11 +121,17 @@ async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     details = validation_details(exc.errors())
     noun = "parameter" if len(details) == 1 else "parameters"
-    return error_response(422, "invalid_request", f"{len(details)} invalid {noun}", details)
+    message = f"{len(details)} invalid {noun}"
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if any(d.loc == ["body"] for d in details) and media_type not in ("application/json", ""):
+        # FastAPI does not read a body sent as text/plain or a form as JSON: the review "is not
+        # a valid dictionary", whatever its text, unless the content type is named.
+        message = f"the body must be JSON (Content-Type: application/json), not {media_type}"
+    return error_response(422, "invalid_request", message, details)
 
 
 _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")

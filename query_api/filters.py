@@ -100,9 +100,11 @@ def _iso_only(value: object) -> object:
     for ``T25:00`` or an offset of ``+99:00`` it said "unexpected extra characters at the end
     of the input", naming neither the hour nor the offset.
     """
+    example = "e.g. 2026-11-01T00:00:00Z"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):  # a JSON number in a body
+        raise ValueError(f"must be an ISO-8601 date-time string, {example}")
     if not isinstance(value, str):
         return value
-    example = "e.g. 2026-11-01T00:00:00Z"
     if _NUMBER.fullmatch(value.strip()):
         raise ValueError(f"must be an ISO-8601 date-time, {example}")
     try:

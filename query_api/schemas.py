@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, RootModel, StringC
 from starlette.responses import Response
 
 from core.messages import MAX_TEXT_CHARS
+from query_api.filters import IsoDateTime
 
 _SENTIMENT_EXAMPLE: dict[str, JsonValue] = {
     "id": 42,
@@ -50,7 +51,9 @@ class SentimentOut(BaseModel):
     published_at: datetime | None = Field(description="When the review was published.")
     model_version: str = Field(description="Model that produced the score.")
     created_on: datetime = Field(description="When the row was first scored.")
-    updated_on: datetime | None = Field(description="When a newer model last rescored it.")
+    updated_on: datetime | None = Field(
+        description="When the row last changed: a newer model rescored it, or its review was edited."
+    )
 
 
 class Page(BaseModel):
@@ -168,7 +171,7 @@ class SubmitReview(BaseModel):
     review_id: ShortText | None = Field(
         default=None, description="Your own stable id: re-submitting with it updates one row instead of adding one."
     )
-    published_at: datetime | None = Field(default=None, description="When it was written (ISO-8601).")
+    published_at: IsoDateTime | None = Field(default=None, description="When it was written (ISO-8601).")
     lang: Annotated[str, StringConstraints(max_length=35)] | None = Field(
         default=None, description="BCP-47 language tag, e.g. `en`."
     )

@@ -160,7 +160,10 @@ def list_brands(
         str | None,
         Query(
             max_length=256,
-            description="Only brands whose name contains this text (case-insensitive; `%` and `_` match themselves).",
+            description=(
+                "Only brands whose name contains this text (case-insensitive; `%` and `_` match themselves; "
+                "surrounding spaces are ignored, and a blank value filters nothing)."
+            ),
             examples=["acme"],
         ),
         AfterValidator(refuse_nul),

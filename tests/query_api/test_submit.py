@@ -280,6 +280,7 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     ({"text": "ok", "url": "javascript:alert(1)"}, "url"),
     ({"text": "ok", "lang": "not a tag"}, "lang"),
     ({"text": "ok", "published_at": "last week"}, "published_at"),
+    ({"text": "ok", "published_at": 1700000000}, "published_at"),  # read as a Unix time before
     ({"text": "ok", "source": "scraper:trustpilot"}, "source"),
     ({"text": 42}, "text"),
     # What PostgreSQL would refuse after a 202 (the review pending for ever) is a 422 instead.
@@ -318,6 +319,8 @@ def test_a_body_that_is_not_a_json_object_is_a_422(client: TestClient, content: 
     response = client.post("/sentiments/", content=content, headers={"Content-Type": content_type})
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "invalid_request"
+    if content_type != "application/json":
+        assert "must be JSON (Content-Type: application/json), not text/plain" in response.json()["error"]["message"]
 
 
 def test_the_longest_review_fits_the_body_limit_however_the_client_escapes_it(
