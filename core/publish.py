@@ -87,12 +87,19 @@ def read_rows(path: Path, fmt: str | None = None) -> Iterator[tuple[int, dict[st
 
 
 def _csv_rows(handle: Iterable[str], delimiter: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """Rows of a CSV file; a record the csv module cannot read is that line's reject, not the file's end."""
+    """Rows of a CSV file; a record the csv module cannot read is that line's reject, not the file's end.
+
+    Strict: a quote left open (``1,"Best dress ever``) ran on through the next lines to the next
+    quote mark, and those rows became one review's text, published with 0 rejected. Now the
+    record is refused, naming the lines it ran over.
+    """
     previous_limit = csv.field_size_limit(CSV_FIELD_LIMIT)
     try:
-        reader = csv.DictReader(handle, delimiter=delimiter)
+        reader = csv.DictReader(handle, delimiter=delimiter, strict=True)
+        _ = reader.fieldnames  # the header, read now: line counts below start after it
         failed_at = 0
         while True:
+            start = reader.reader.line_num + 1
             try:
                 row = next(reader)
             except StopIteration:
@@ -102,7 +109,11 @@ def _csv_rows(handle: Iterable[str], delimiter: str) -> Iterator[tuple[int, dict
                 if reader.reader.line_num == failed_at:
                     return  # no progress: nothing more can be read
                 failed_at = reader.reader.line_num
-                yield failed_at, f"unreadable CSV: {exc}"
+                quote = "expected after" in str(exc) or "unexpected end of data" in str(exc)
+                notes = [f"lines {start}-{failed_at}"] if failed_at > start else []
+                notes += ["a quote not closed where its field ends?"] if quote else []
+                said = f" ({'; '.join(notes)})" if notes else ""
+                yield start, f"unreadable CSV{said}: {exc}"
                 continue
             yield reader.line_num - _line_breaks(row.values()), dict(row)  # the line the record starts on
     finally:
@@ -156,7 +167,12 @@ def _rating(value: Any) -> Any:
     return value
 
 
-def to_message(row: dict[str, Any], columns: ColumnMap, default_source: str) -> ReviewMessage:
+def to_message(row: dict[Any, Any], columns: ColumnMap, default_source: str) -> ReviewMessage:
+    extra = [value for value in row.get(None) or [] if str(value).strip()]
+    if extra:
+        # csv puts fields beyond the header under None: an unquoted comma in a text shifted the
+        # rest of the row (text "Great", brand "really great"), and it was published so.
+        raise ValueError(f"{len(extra)} more field(s) than the header names (an unquoted delimiter in a text?)")
     version = _clean(row.get("schema_version"))
     if version is not None and str(version) != str(SCHEMA_VERSION):
         # Sent on as version 1, its fields would be read by the wrong rules (or dropped).

@@ -135,9 +135,15 @@ def _read_csv(file: Path, delimiter: str) -> list[dict[str, Any]]:
                 rows.extend(row for _line, row in tsv_records(handle))
                 return rows
             try:
-                rows.extend(csv.DictReader(handle, delimiter=delimiter))
+                # Strict: an unclosed quote otherwise merges the rows after it into one text, silently.
+                rows.extend(csv.DictReader(handle, delimiter=delimiter, strict=True))
             except csv.Error as exc:
                 raise DataError(f"{file}: row {len(rows) + 1}: {exc}") from exc
+            for number, row in enumerate(rows, start=1):
+                if any(str(value).strip() for value in cast(dict[Any, Any], row).get(None) or []):
+                    raise DataError(
+                        f"{file}: row {number}: more fields than the header names (an unquoted delimiter in a text?)"
+                    )
             return rows
     finally:
         csv.field_size_limit(previous)

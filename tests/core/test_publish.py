@@ -175,6 +175,34 @@ def test_excel_csv_with_a_byte_order_mark_reads_its_first_column(tmp_path: Path)
     assert [(m.review_id, m.text) for _, m in prepared.messages] == [("1", "Great value"), ("2", "Too slow")]
 
 
+def test_an_unclosed_quote_in_a_csv_is_a_rejected_record_not_rows_merged_into_one_text(tmp_path: Path) -> None:
+    """Before, rows 2 and 3 became part of review 1's text, and the file read as 0 rejected."""
+    path = tmp_path / "quote.csv"
+    path.write_text('review_id,text\n1,"Best dress ever\n2,good\n3,"quoted, properly"\n4,fine\n', encoding="utf-8")
+
+    prepared = prepare(read_rows(path), ColumnMap(), "import")
+
+    assert [(r.line, r.reason.split(":")[0]) for r in prepared.rejects] == [
+        (2, "unreadable CSV (lines 2-4; a quote not closed where its field ends?)")
+    ]
+    assert [(line, m.review_id, m.text) for line, m in prepared.messages] == [(5, "4", "fine")]
+
+
+def test_a_row_with_more_fields_than_the_header_is_rejected_not_shifted(tmp_path: Path) -> None:
+    """ "Great, really great" unquoted was sent as text "Great" with brand "really great"."""
+    path = tmp_path / "shift.csv"
+    path.write_text(
+        "text,brand\nGreat, really great,Acme\nFine,Acme,\n", encoding="utf-8"
+    )  # a trailing comma is harmless
+
+    prepared = prepare(read_rows(path), ColumnMap(), "import")
+
+    assert [(r.line, r.reason) for r in prepared.rejects] == [
+        (2, "1 more field(s) than the header names (an unquoted delimiter in a text?)")
+    ]
+    assert [(m.text, m.brand) for _, m in prepared.messages] == [("Fine", "Acme")]
+
+
 def test_a_tsv_text_with_an_unclosed_quote_is_one_review_not_the_rest_of_the_file(tmp_path: Path) -> None:
     path = tmp_path / "reviews.tsv"
     path.write_text('text\treview_id\n"Best dress ever\t1\nToo small\t2\n"Comfy" and warm\t3\n', encoding="utf-8")

@@ -31,6 +31,16 @@ def test_csv_jsonl_and_parquet_give_the_same_examples(tmp_path: Path) -> None:
     assert all(d.texts == ["good", "bad", "fine"] and d.labels == [1, 0, 1] for d in loaded)
 
 
+def test_a_csv_whose_rows_would_merge_or_shift_is_an_error_naming_the_row(tmp_path: Path) -> None:
+    (tmp_path / "open.csv").write_text('text,label\n"Best dress ever,1\nToo small,0\n"Lovely",1\n')
+    (tmp_path / "shift.csv").write_text("text,label\nfine,1\nGreat, really great,1\n")
+
+    with pytest.raises(DataError, match="row 1"):
+        load_labeled(DataSource(str(tmp_path / "open.csv")), "binary")
+    with pytest.raises(DataError, match="row 2: more fields than the header names"):
+        load_labeled(DataSource(str(tmp_path / "shift.csv")), "binary")
+
+
 def test_a_tsv_row_with_an_unclosed_quote_keeps_the_rows_after_it(tmp_path: Path) -> None:
     (tmp_path / "r.tsv").write_text('text\tlabel\n"Best dress ever\t1\nToo small\t0\nLovely\t1\n')
     data = load_labeled(DataSource(str(tmp_path / "r.tsv")), "binary")
