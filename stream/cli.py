@@ -189,9 +189,10 @@ def dlq_show(
     from core.runtime import ensure_infra
     from stream.dlq import read_dead_letters
 
+    _check_reason(reason)
     shown = 0
     with ensure_infra(database=False, start_embedded=False), _broker_errors("read the dead-letter topic"):
-        for letter in read_dead_letters(get_kafka_settings(), idle_timeout=idle_timeout):
+        for letter in read_dead_letters(get_kafka_settings(), idle_timeout=idle_timeout, on_error=_warn_foreign):
             if reason and letter.reason != reason:
                 continue
             if as_json:
@@ -240,15 +241,30 @@ def dlq_replay(
     """
     from core.config import get_kafka_settings
     from core.runtime import ensure_infra
-    from stream.dlq import DeadLetter, DeadLetterReader, KafkaSender, select_for_replay
+    from stream.dlq import DeadLetterReader, KafkaSender, select_for_replay
 
+    _check_reason(reason)
+    if file is not None:
+        ignored = [
+            name
+            for name, given in [
+                ("--from-beginning", from_beginning),
+                ("--group", group is not None),
+                ("--include-permanent", include_permanent),
+                ("--idle-timeout", idle_timeout != 3.0),
+            ]
+            if given
+        ]
+        if ignored:
+            typer.echo(f"error: {', '.join(ignored)} apply to replays from the topic, not with --file", err=True)
+            raise typer.Exit(2)
+        letters = _letters_in(file)
     with ensure_infra(database=False, start_embedded=False), _broker_errors("replay the dead letters"):
         settings = get_kafka_settings()
         target = topic or settings.topic
         if file is not None:
-            lines = file.read_text(encoding="utf-8").splitlines()
             # Letters from a file were fixed by hand: every reason may succeed now.
-            selection = select_for_replay((DeadLetter.from_json(line) for line in lines if line), reason, True)
+            selection = select_for_replay(letters, reason, True)
             if selection.truncated:
                 for letter in selection.truncated:
                     typer.echo(f"error: cannot replay {letter.where()}: {letter.replay_refusal()}", err=True)
@@ -256,15 +272,49 @@ def dlq_replay(
                 raise typer.Exit(2)
             KafkaSender(settings).send(target, [_replayed(letter) for letter in selection.send])
         else:
-            selected = reason or ("all" if include_permanent else "")
+            # One position per selection; "include-permanent" is no reason's name.
+            selected = reason or ("include-permanent" if include_permanent else "")
             name = group or f"reviewscore-dlq-replay{f'-{selected}' if selected else ''}"
             with DeadLetterReader(settings, group=name, from_beginning=from_beginning) as reader:
-                selection = select_for_replay(reader.read(idle_timeout), reason, include_permanent)
+                selection = select_for_replay(reader.read(idle_timeout, _warn_foreign), reason, include_permanent)
                 KafkaSender(settings).send(target, [_replayed(letter) for letter in selection.send])
                 reader.commit()
     for line in _skipped(selection):
         typer.echo(line, err=True)
     typer.echo(f"replayed {len(selection.send)} dead letters to {target}")
+
+
+def _check_reason(reason: str | None) -> None:
+    from stream.dlq import REASONS
+
+    if reason is not None and reason not in REASONS:
+        typer.echo(f"error: unknown reason {reason!r}; the reasons are {', '.join(sorted(REASONS))}", err=True)
+        raise typer.Exit(2)
+
+
+def _warn_foreign(problem: str) -> None:
+    """A message on the DLQ topic that is no dead letter (another producer's): said, not hidden."""
+    typer.echo(f"warning: {problem}; left as it is", err=True)
+
+
+def _letters_in(file: Path) -> list[DeadLetter]:
+    """The letters of a ``dlq show --json`` file, one per line; a line that is none is an error naming it.
+
+    Split on newlines only: a review's text may hold U+2028 or U+0085, which ``json.dumps`` writes
+    as they are and ``str.splitlines`` would have cut the letter at.
+    """
+    from stream.dlq import DeadLetter
+
+    letters = []
+    for number, line in enumerate(file.read_text(encoding="utf-8").split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            letters.append(DeadLetter.from_json(line))
+        except (ValueError, TypeError, AttributeError) as exc:
+            typer.echo(f"error: {file}: line {number} is not a dead letter from `dlq show --json` ({exc})", err=True)
+            raise typer.Exit(2) from None
+    return letters
 
 
 def _skipped(selection: ReplaySelection) -> list[str]:

@@ -60,6 +60,11 @@ which may have changed since.
 """
 
 
+REASONS = PERMANENT_REASONS | {"too_long", "scoring_failed", "db_rejected", "internal_error"}
+"""Every reason the worker dead-letters with: ``--reason`` takes these only (a typo matched nothing,
+and a replay then committed past every letter it had not selected)."""
+
+
 class TruncatedLetterError(ValueError):
     """The letter holds only the start of the original, which must never be re-published as the message."""
 

@@ -104,3 +104,50 @@ def test_a_replayed_message_that_fails_again_comes_back_marked_as_from_a_replay(
         ("scoring_failed", False),
         ("scoring_failed", True),
     ]
+
+
+def test_replay_by_reason_all_is_refused_and_keeps_no_position_from_the_include_permanent_one(
+    kafka_settings: KafkaSettings,
+) -> None:
+    """`--reason all` matched nothing, committed past every letter under the group that
+    --include-permanent uses, which then replayed nothing."""
+    _send_letters(kafka_settings, [("bad_json", 0, b"{"), ("scoring_failed", 1, b"{}")])
+
+    typo = CliRunner().invoke(cli_app(), ["dlq", "replay", "--idle-timeout", "1", "--reason", "all"])
+
+    assert typo.exit_code == 2
+    assert "unknown reason 'all'; the reasons are bad_json, blank_text," in typo.stderr
+    assert "replayed 2 dead letters" in _replay("--include-permanent")
+
+
+def test_a_fixed_letter_file_is_split_on_newlines_only_and_a_broken_line_is_named(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """A text holding U+2028 was cut in two by splitlines(): a JSONDecodeError traceback."""
+    _send_letters(
+        kafka_settings, [("scoring_failed", 0, json.dumps({"text": "line\u2028sep", "source": "t"}).encode())]
+    )
+    shown = CliRunner().invoke(cli_app(), ["dlq", "show", "--json", "--idle-timeout", "1"])
+    (tmp_path / "fixed.jsonl").write_text(shown.stdout, encoding="utf-8")
+    (tmp_path / "broken.jsonl").write_text(shown.stdout + "not a letter\n", encoding="utf-8")
+
+    replayed = CliRunner().invoke(cli_app(), ["dlq", "replay", "--file", str(tmp_path / "fixed.jsonl")])
+    broken = CliRunner().invoke(cli_app(), ["dlq", "replay", "--file", str(tmp_path / "broken.jsonl")])
+    ignored = CliRunner().invoke(cli_app(), ["dlq", "replay", "--file", str(tmp_path / "fixed.jsonl"), "--group", "g"])
+
+    assert replayed.exit_code == 0, replayed.output
+    assert "replayed 1 dead letters" in replayed.stdout
+    assert (broken.exit_code, ignored.exit_code) == (2, 2)
+    assert "line 2 is not a dead letter from `dlq show --json`" in broken.stderr
+    assert "--group apply to replays from the topic, not with --file" in ignored.stderr
+
+
+def test_a_message_on_the_dlq_that_is_no_dead_letter_is_reported_not_hidden(kafka_settings: KafkaSettings) -> None:
+    _send_letters(kafka_settings, [("scoring_failed", 0, b"{}")])
+    produce(kafka_settings, [(None, b"someone else's message")], topic=kafka_settings.dlq_topic)
+
+    shown = CliRunner().invoke(cli_app(), ["dlq", "show", "--idle-timeout", "1"])
+
+    assert shown.exit_code == 0
+    assert "1 dead letters" in shown.stderr
+    assert "warning: offset 1: not a dead letter" in shown.stderr
