@@ -6,6 +6,7 @@ commands so ``reviewscore --help`` stays fast.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -93,7 +94,8 @@ def worker(
         built = build_worker(
             scorer, kafka, stream, database, datadir=get_infra_settings().state_dir.resolve() / "faust"
         )
-        run_worker(built, log_level=get_infra_settings().log_level)
+        # The level in force (the root --log-level or REVIEWSCORE_LOG_LEVEL), not the setting alone.
+        run_worker(built, log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()))
 
 
 def _announce(stack: ExitStack, database_url: str, bootstrap_servers: str) -> None:

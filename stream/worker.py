@@ -126,7 +126,12 @@ def run_worker(worker: Worker, log_level: str = "INFO") -> None:
         worker.topic,
         worker.processor.scorer.model_version,
     )
-    faust_worker = faust.Worker(worker.app, loglevel=log_level, quiet=True, redirect_stdouts=False)
+    # Logging stays as configure_logging set it (JSON lines when REVIEWSCORE_LOG_JSON, the --log-level
+    # given): Faust's own setup replaced it with its text format once the worker started.
+    faust_worker = faust.Worker(
+        worker.app, loglevel=log_level, quiet=True, redirect_stdouts=False, override_logging=False
+    )
+    faust_worker.spinner = None  # its terminal codes ("\x1b[?25h") landed in logs that are no terminal
     if worker.probe:
         worker.probe.start()
     try:

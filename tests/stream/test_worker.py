@@ -493,3 +493,26 @@ def test_overlapped_writes_keep_every_review_exactly_once_through_a_kill_and_a_c
     assert worker.wait(30) == 0, worker.log()[-3000:]
     keys = [r["review_key"] for r in fetch_rows(database_url, "review_key")]
     assert sorted(keys) == sorted(r.review_key for r in reviews)
+
+
+@pytest.mark.parametrize("stream_engine", ["faust"])
+def test_json_logs_stay_json_for_the_whole_run_of_the_faust_worker(
+    start_worker: Any, kafka_settings: KafkaSettings, database_url: str
+) -> None:
+    """Faust replaced the logging setup once its worker started: two JSON lines, then its text
+    format, also for our own "worker stopped" (compose and k8s set REVIEWSCORE_LOG_JSON)."""
+    worker = start_worker(REVIEWSCORE_LOG_JSON="true")
+    produce_reviews(kafka_settings, make_reviews(3))
+    wait_for_rows(database_url, 3, 60, worker)
+    worker.stop()
+
+    lines = [
+        line for line in worker.log().splitlines() if line.strip() and not line.startswith("%")
+    ]  # librdkafka's own
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            raise AssertionError(f"not a JSON line: {line!r}") from None
+    assert any(r.get("msg") == "worker stopped" for r in records), records[-3:]
