@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from model.artifact import ModelCard
+from model.artifact import ArtifactError, ModelCard
 from model.scorer import BatchedScorer
 from model.tokenization import FastTokenizer, encode, pad_batch
 
@@ -118,7 +118,12 @@ def make_session(path: Path, threads: int | None, spin: bool = False) -> Any:
         # back to back: end to end 57 -> 62 reviews/s without spinning, model alone 77 -> 71; a later
         # full run gave 57 end to end, so the gain is within this machine's run-to-run noise.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    if not path.is_file():
+        raise ArtifactError(f"{path.parent}: the card lists {path.name}, but the file is missing")
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's own errors (InvalidProtobuf, NoSuchFile …) share no base class
+        raise ArtifactError(f"{path}: ONNX Runtime cannot load it ({type(exc).__name__}: {exc})"[:500]) from exc
 
 
 class OnnxScorer(BatchedScorer):

@@ -187,6 +187,10 @@ def load_scorer(path: Path | None = None, settings: ModelSettings | None = None)
             actual,
         )
     device, variant = resolve_variant(card, settings.device, settings.variant)
+    if variant != "onnx-int8" and not (directory / FP32_FILE).is_file():
+        raise ArtifactError(
+            f"{directory}: the card lists {FP32_FILE} for the {variant} variant, but the file is missing"
+        )
     threads = settings.num_threads or None
     limits: dict[str, Any] = {
         "max_length": settings.max_length,

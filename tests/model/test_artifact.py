@@ -95,3 +95,27 @@ def test_loading_an_artifact_edited_after_its_card_was_written_warns(
         assert "changed after the card was written" not in caplog.text
         load_scorer(edited, ModelSettings(device="cpu"))
     assert f"the card says version {card['version']} but the files give" in caplog.text
+
+
+def test_a_weights_file_missing_or_broken_is_an_artifact_error_not_a_runtime_traceback(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """The worker and rescore turn an ArtifactError into one line and exit 2; onnxruntime's
+    NoSuchFile or InvalidProtobuf came out as a traceback."""
+    from core.config import ModelSettings
+    from model import load_scorer
+
+    missing = tmp_path / "missing"
+    shutil.copytree(tiny_model_dir, missing)
+    (missing / "model.safetensors").unlink()
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    card = json.loads((broken / CARD_FILE).read_text(encoding="utf-8"))
+    card["variants"]["onnx-int8"] = "model.int8.onnx"
+    (broken / CARD_FILE).write_text(json.dumps(card), encoding="utf-8")
+    (broken / "model.int8.onnx").write_bytes(b"half a file")
+
+    with pytest.raises(ArtifactError, match=r"model\.safetensors for the fp32 variant, but the file is missing"):
+        load_scorer(missing, ModelSettings(device="cpu", variant="fp32"))
+    with pytest.raises(ArtifactError, match="ONNX Runtime cannot load it"):
+        load_scorer(broken, ModelSettings(device="cpu", variant="int8"))
