@@ -384,7 +384,11 @@ def holding_state_dir(state_dir: Path) -> Iterator[None]:
 
 
 def write_infra_file(state_dir: Path, database_url: str, bootstrap_servers: str) -> Path:
+    """Owner-only: a ``worker --embedded`` that started one server names the configured other
+    one here, and a configured database URL may hold a password."""
     path = state_dir / INFRA_FILE
+    path.touch(mode=0o600)
+    path.chmod(0o600)
     path.write_text(
         json.dumps(
             {

@@ -81,19 +81,26 @@ def worker(
                 raise typer.Exit(2)
         if create_topics:
             assert kafka.bootstrap_servers
-            create_kafka_topics(
-                kafka.bootstrap_servers,
-                {kafka.topic: kafka.partitions, kafka.dlq_topic: 1},
-                kafka.replication_factor,
-                client_config=admin_config(kafka),
-            )
-        if connections.started_database and connections.started_broker:
+            with _broker_errors(f"create the topics on {kafka.bootstrap_servers}"):
+                create_kafka_topics(
+                    kafka.bootstrap_servers,
+                    {kafka.topic: kafka.partitions, kafka.dlq_topic: 1},
+                    kafka.replication_factor,
+                    client_config=admin_config(kafka),
+                )
+        if connections.started_database or connections.started_broker:
+            # Also when only one was started: the other commands here need the configured other
+            # one too, and find both in the file.
             assert connections.bootstrap_servers
             _announce(stack, connections.database_url, connections.bootstrap_servers)
-        scorer = _load_scorer(stream.scorer, model or get_model_settings().path)
-        built = build_worker(
-            scorer, kafka, stream, database, datadir=get_infra_settings().state_dir.resolve() / "faust"
-        )
+        scorer = _load_scorer(stream.scorer, model or get_model_settings().path, model_given=model is not None)
+        try:
+            built = build_worker(
+                scorer, kafka, stream, database, datadir=get_infra_settings().state_dir.resolve() / "faust"
+            )
+        except RuntimeError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
         # The level in force (the root --log-level or REVIEWSCORE_LOG_LEVEL), not the setting alone.
         run_worker(built, log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()))
 
@@ -131,14 +138,21 @@ def rescore(
     """
     from rich.progress import Progress
 
+    from core import migrate as migrations
     from core.config import get_database_settings, get_model_settings, get_stream_settings
     from core.db import make_engine
     from core.runtime import ensure_infra
     from stream.pipeline import ScorerUnavailableError
     from stream.rescore import pending_rows, rescore_rows
 
-    with ensure_infra(kafka=False, start_embedded=False):
-        scorer = _load_scorer(get_stream_settings().scorer, model or get_model_settings().path)
+    with ensure_infra(kafka=False, start_embedded=False) as connections:
+        assert connections.database_url
+        if (mismatch := migrations.schema_mismatch(connections.database_url)) and mismatch[0] == "behind":
+            typer.echo(f"error: {mismatch[1]}", err=True)
+            raise typer.Exit(2)
+        scorer = _load_scorer(
+            get_stream_settings().scorer, model or get_model_settings().path, model_given=model is not None
+        )
         engine = make_engine(get_database_settings(), application_name="reviewscore-rescore")
         try:
             todo = pending_rows(engine, scorer.model_version)
@@ -363,11 +377,14 @@ def _replayed(letter: DeadLetter) -> Outgoing:
     return letter.original_key(), letter.original_value(), headers
 
 
-def _load_scorer(spec: str | None, model: Path | None) -> Scorer:
+def _load_scorer(spec: str | None, model: Path | None, *, model_given: bool = False) -> Scorer:
     """The worker's scorer, or a one-line error and exit 2 for a path that holds no model."""
     from model.artifact import ArtifactError
     from stream.scorers import load_worker_scorer
 
+    if spec and model_given:  # STREAM_SCORER wins over a model: --model would be silently ignored
+        typer.echo(f"error: --model and STREAM_SCORER={spec} both name what scores; unset one", err=True)
+        raise typer.Exit(2)
     try:
         return load_worker_scorer(spec, model)
     except (ArtifactError, ImportError, AttributeError, TypeError) as exc:

@@ -78,7 +78,14 @@ def build_worker(
     )
     server = None
     if serve_metrics:
-        server = MetricsServer(metrics, health, stream.web_host, stream.web_port).start()
+        try:
+            server = MetricsServer(metrics, health, stream.web_host, stream.web_port).start()
+        except OSError as exc:  # said as what to do: a second worker on one host needs its own port
+            engine.dispose()
+            raise RuntimeError(
+                f"cannot serve metrics and health on {stream.web_host}:{stream.web_port} ({exc.strerror}); "
+                "another worker on this host? pass --web-port (or STREAM_WEB_PORT) with a free port"
+            ) from exc
         log.info("metrics on http://%s:%d/metrics, health on /healthz", stream.web_host, server.port)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reviewscore-batch")
     app: Any

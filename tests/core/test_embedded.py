@@ -310,6 +310,36 @@ def test_a_worker_with_embedded_servers_is_found_by_other_commands_and_infra_up_
     assert not (state / "infra.json").exists()
 
 
+def test_a_worker_that_started_only_the_broker_announces_it_with_the_configured_database(
+    tmp_path: Path, database_url: str
+) -> None:
+    """It announced nothing unless it had started both: `publish` next to it found no broker."""
+    state = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "KAFKA_", "STREAM_", "MODEL_"))}
+    env |= {"REVIEWSCORE_STATE_DIR": str(state), "STREAM_SCORER": "stream.scorers:NoopScorer"}
+    env |= {"DATABASE_URL": database_url}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "core.cli", "worker", "--embedded", "--web-port", "0"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while (found := read_infra_file(state)) is None:
+            assert worker.poll() is None, f"the worker exited: {worker.stderr.read() if worker.stderr else ''}"
+            assert time.monotonic() < deadline, "the worker never announced its broker"
+            time.sleep(0.2)
+        assert found["DATABASE_URL"] == database_url
+        assert _produce_and_consume(found["KAFKA_BOOTSTRAP_SERVERS"], "reviews")
+        assert (state / "infra.json").stat().st_mode & 0o777 == 0o600  # a configured URL may hold a password
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+    assert read_infra_file(state) is None
+
+
 def test_a_dead_infra_up_left_as_a_zombie_is_not_taken_for_a_running_one(tmp_path: Path) -> None:
     zombie = subprocess.Popen([sys.executable, "-c", "pass"])
     try:

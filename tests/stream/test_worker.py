@@ -216,6 +216,50 @@ def test_a_worker_refuses_to_start_on_a_schema_older_than_its_code(
     assert "reviewscore migrate" in result.output
 
 
+def test_rescore_on_a_schema_older_than_its_code_says_to_migrate(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It was a ProgrammingError traceback ("relation ... does not exist" on a new database)."""
+    from core import migrate
+
+    migrate.downgrade(database_url, "base")
+    monkeypatch.setenv("DATABASE_URL", database_url)
+
+    result = CliRunner().invoke(cli_app(), ["rescore"])
+
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "reviewscore migrate" in result.output
+
+
+def test_worker_start_problems_are_one_line_errors(
+    database_url: str, kafka_settings: KafkaSettings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Each was a traceback: a broker that does not answer when the topics are created, a metrics
+    port another worker holds; and --model was silently ignored under STREAM_SCORER."""
+    import socket
+
+    from core.embedded import free_port
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("STREAM_SCORER", "tests.fixtures.stream:make_test_scorer")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        in_use = CliRunner().invoke(cli_app(), ["worker", "--web-port", str(port)])
+    both = CliRunner().invoke(cli_app(), ["worker", "--model", str(tmp_path)])
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")  # nothing listens there
+    no_broker = CliRunner().invoke(cli_app(), ["worker"])
+
+    for result in (in_use, both, no_broker):
+        assert result.exit_code == 2, (result.output, result.exception)
+        assert result.output.startswith("error: ") or "\nerror: " in result.output, result.output
+    assert f"cannot serve metrics and health on 127.0.0.1:{port}" in in_use.output
+    assert "pass --web-port" in in_use.output
+    assert "--model and STREAM_SCORER=" in both.output
+    assert "could not create the topics" in no_broker.output
+
+
 def test_dlq_commands_against_a_broker_that_is_down_are_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from core.embedded import free_port
 
