@@ -76,6 +76,14 @@ def migrate(
     move = migrations.downgrade if downgrade else migrations.upgrade
     with ensure_infra(kafka=False, start_embedded=False) as conn:
         assert conn.database_url
+        current = migrations.current_revision(conn.database_url)
+        if not downgrade and revision and migrations.older_than(revision, current):
+            # Alembic's upgrade to a past revision does nothing and says nothing.
+            typer.echo(
+                f"error: the database is at {current}, past {revision}; to go back, pass --downgrade {revision}",
+                err=True,
+            )
+            raise typer.Exit(2)
         try:
             move(conn.database_url, revision or "head", get_database_settings().readonly_role)
         except CommandError as exc:  # unknown revision, wrong direction: the user's input, not a crash

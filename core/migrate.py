@@ -38,6 +38,20 @@ def head_revision() -> str | None:
     return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
 
 
+def older_than(revision: str, current: str | None) -> bool:
+    """Whether ``revision`` is one the database at ``current`` has already passed (an ancestor)."""
+    from alembic.script import ScriptDirectory
+
+    if current is None or revision == current:
+        return False
+    script = ScriptDirectory(str(MIGRATIONS_DIR))
+    try:
+        target = script.get_revision(revision)
+    except Exception:  # noqa: BLE001 - "-1", "base+1" and unknown ids: alembic says what is wrong
+        return False
+    return target is not None and any(r.revision == target.revision for r in script.iterate_revisions(current, "base"))
+
+
 def current_revision(url: str) -> str | None:
     from alembic.runtime.migration import MigrationContext
     from sqlalchemy import create_engine, pool

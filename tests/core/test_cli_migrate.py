@@ -71,3 +71,14 @@ def test_a_setting_that_does_not_parse_is_an_error_line_naming_the_variable(vari
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: invalid setting: {variable}: "), result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_upgrade_to_a_revision_the_database_has_passed_is_refused_pointing_to_downgrade(configured: str) -> None:
+    """It printed "database at revision <head>" and exited 0, having done nothing."""
+    result = CliRunner().invoke(app, ["migrate", "0003"])
+
+    assert result.exit_code == 2
+    assert (
+        f"the database is at {migrate.head_revision()}, past 0003; to go back, pass --downgrade 0003" in result.stderr
+    )
+    assert migrate.current_revision(configured) == migrate.head_revision()
