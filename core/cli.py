@@ -204,9 +204,9 @@ def _serve_until_stopped(stop: threading.Event, broker: EmbeddedBroker) -> bool:
 
 @app.command()
 def publish(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV or JSONL file of reviews.")],
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV, TSV or JSONL file of reviews.")],
     source: Annotated[str, typer.Option(help="Source for rows that have none.")] = "cli",
-    fmt: Annotated[str | None, typer.Option("--format", help="csv or jsonl (default: from the suffix).")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="csv, tsv or jsonl (default: from the suffix).")] = None,
     topic: Annotated[str | None, typer.Option(help="Topic (default: KAFKA_TOPIC).")] = None,
     text_column: Annotated[str, typer.Option(help="Column holding the review text.")] = "text",
     id_column: Annotated[str, typer.Option(help="Column holding the producer's review id.")] = "review_id",

@@ -57,9 +57,11 @@ def detect_format(path: Path) -> str:
     if suffix in (".jsonl", ".ndjson", ".json"):
         return "jsonl"
     if suffix in (".csv", ".tsv"):
-        return "csv"
-    raise ValueError(f"cannot tell the format of {path.name}: use .csv or .jsonl, or pass --format")
+        return suffix[1:]
+    raise ValueError(f"cannot tell the format of {path.name}: use .csv, .tsv or .jsonl, or pass --format")
 
+
+FORMATS = ("csv", "tsv", "jsonl")
 
 # Longest CSV field read: far above the contract's text limit, so an over-long review reaches
 # validation and is rejected with the contract's reason, yet bounded, so an unclosed quote
@@ -74,14 +76,13 @@ def read_rows(path: Path, fmt: str | None = None) -> Iterator[tuple[int, dict[st
     become part of the first column's name.
     """
     fmt = fmt or detect_format(path)
-    if fmt not in ("csv", "jsonl"):
-        raise ValueError(f"unknown format {fmt!r}")
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        if fmt == "csv":
-            if path.suffix.lower() == ".tsv":  # one record per line (core.tsv says why)
-                yield from tsv_records(handle)
-            else:
-                yield from _csv_rows(handle, ",")
+        if fmt == "tsv":  # one record per line (core.tsv says why)
+            yield from tsv_records(handle)
+        elif fmt == "csv":
+            yield from _csv_rows(handle, ",")
         else:
             yield from _jsonl_rows(handle)
 

@@ -175,6 +175,18 @@ def test_excel_csv_with_a_byte_order_mark_reads_its_first_column(tmp_path: Path)
     assert [(m.review_id, m.text) for _, m in prepared.messages] == [("1", "Great value"), ("2", "Too slow")]
 
 
+def test_a_tab_separated_file_of_any_name_is_read_as_tsv_with_format_tsv(tmp_path: Path) -> None:
+    """`--format tsv` was refused ("unknown format"), and only a `.tsv` suffix chose TSV."""
+    path = tmp_path / "export.txt"
+    path.write_text("text\tbrand\nGreat value\tAcme\n", encoding="utf-8")
+
+    prepared = prepare(read_rows(path, "tsv"), ColumnMap(), "import")
+
+    assert [(m.text, m.brand) for _, m in prepared.messages] == [("Great value", "Acme")]
+    with pytest.raises(ValueError, match="unknown format 'xls' \\(one of csv, tsv, jsonl\\)"):
+        list(read_rows(path, "xls"))
+
+
 def test_an_unclosed_quote_in_a_csv_is_a_rejected_record_not_rows_merged_into_one_text(tmp_path: Path) -> None:
     """Before, rows 2 and 3 became part of review 1's text, and the file read as 0 rejected."""
     path = tmp_path / "quote.csv"
