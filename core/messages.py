@@ -37,6 +37,14 @@ _SOURCE_SCHEMA_PATTERN = r"^(?!(?:.*:)?sha256(?::|$))[A-Za-z0-9][A-Za-z0-9_.:/\-
 _LANG_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
 # What the NUL validator enforces, in the JSON Schema, so producers validating against the file agree.
 _NO_NUL: dict[str, Any] = {"pattern": "^[^\\u0000]*$"}
+# Whitespace as the model's stripping sees it (Unicode White_Space), which ECMA-262's \s lacks U+0085 of.
+_BLANK = "\\s\\u0085"
+# Text: not blank once stripped, and no NUL (one pattern: a field's schema holds one).
+_TEXT_SCHEMA: dict[str, Any] = {"pattern": f"^(?=[\\s\\S]*[^{_BLANK}])[^\\u0000]*$"}
+# ``_URL_PATTERN`` after stripping, case-insensitive by hand (JSON Schema regexes take no flags).
+_URL_SCHEMA: dict[str, Any] = {
+    "pattern": f"^[{_BLANK}]*[Hh][Tt][Tt][Pp][Ss]?://[^\\s\\u0000/$.?#][^\\s\\u0000]*[{_BLANK}]*$"
+}
 RESERVED_ID_PREFIX = "sha256:"
 RESERVED_SEGMENT = RESERVED_ID_PREFIX.rstrip(":")
 _URL_PATTERN = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
@@ -87,7 +95,7 @@ class ReviewMessage(BaseModel):
     schema_version: Literal[1] = Field(default=1, description="Version of this contract.")
     text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_CHARS)] = Field(
         description="The review text; must not be empty after stripping whitespace. No text field may hold NUL.",
-        json_schema_extra=_NO_NUL,
+        json_schema_extra=_TEXT_SCHEMA,
     )
     source: Annotated[
         str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=_SOURCE_PATTERN)
@@ -110,9 +118,17 @@ class ReviewMessage(BaseModel):
         default=None, description="Brand or company the review is about.", json_schema_extra=_NO_NUL
     )
     rating: Annotated[int, Field(ge=1, le=5, strict=True)] | None = Field(
-        default=None, description="Stars (1-5) given by the review's author, when the source has them."
+        default=None,
+        description=(
+            "Stars (1-5) given by the review's author, when the source has them: a JSON integer "
+            "(4, not 4.0, which JSON Schema's integer type also takes and the worker refuses)."
+        ),
     )
-    url: Url | None = Field(default=None, description="Where the review was published.", json_schema_extra=_NO_NUL)
+    url: Url | None = Field(
+        default=None,
+        description="Where the review was published (an absolute http(s) URL).",
+        json_schema_extra=_URL_SCHEMA,
+    )
     author: ShortText | None = Field(
         default=None, description="The review's author as shown by the source.", json_schema_extra=_NO_NUL
     )
