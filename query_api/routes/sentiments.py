@@ -230,7 +230,7 @@ def export_sentiments(
     try:
         fmt = negotiate_format(format, accept)
     except NotAcceptableError as exc:
-        raise ApiError(406, "not_acceptable", str(exc)) from None
+        raise ApiError(406, "not_acceptable", str(exc), headers={"Vary": "Accept"}) from None  # as the 200s
     statement = export_statement(filters, limit)
     chunks = export_chunks(state.engine, statement, fmt, state.api.export_chunk_rows, escape_formulas)
     next(chunks)  # connect and send the statement now: a failure is still a proper error status

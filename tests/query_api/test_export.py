@@ -116,6 +116,7 @@ def test_an_accept_header_refusing_both_formats_is_a_406(seeded_api: Seeded, acc
     response = seeded_api.client.get("/sentiments/export", headers={"Accept": accept})
     assert response.status_code == 406
     assert response.json()["error"]["code"] == "not_acceptable"
+    assert response.headers["vary"] == "Accept"  # a cache must not serve it to another Accept
     assert seeded_api.client.get("/sentiments/export?format=csv&limit=1", headers={"Accept": accept}).status_code == 200
 
 
