@@ -230,15 +230,30 @@ def create_topics(
         [NewTopic(name, num_partitions=n, replication_factor=replication_factor) for name, n in topics.items()],
         request_timeout=timeout,
     )
+    existing = []
     for name, future in futures.items():
         try:
             future.result(timeout)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise RuntimeError(f"could not create topic {name!r}: {exc}") from exc
+            existing.append(name)
         except TimeoutError as exc:  # e.g. unreachable, or security settings the brokers do not speak
             why = f"no answer from {bootstrap_servers} in {timeout}s"
             raise RuntimeError(f"could not create topic {name!r}: {why}") from exc
+    if existing:
+        # A partition count applies only to a topic created now: say so rather than ignore it.
+        metadata = admin.list_topics(timeout=timeout).topics
+        for name in existing:
+            have = len(metadata[name].partitions) if name in metadata else None
+            if have is not None and have != topics[name]:
+                log.warning(
+                    "topic %s already exists with %d partitions, not %d: the count applies only when a topic is "
+                    "created (add partitions with the broker's tools, e.g. kafka-topics --alter)",
+                    name,
+                    have,
+                    topics[name],
+                )
 
 
 @dataclass

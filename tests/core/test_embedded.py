@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import psutil
@@ -212,6 +213,22 @@ def test_topics_get_the_replication_factor_and_client_settings_asked_for(tmp_pat
         ssl = settings.model_copy(update={"security_protocol": "SSL"})
         with pytest.raises(RuntimeError, match="could not create topic 'secured'"):
             create_topics(broker.bootstrap_servers, {"secured": 1}, timeout=2, client_config=admin_config(ssl))
+
+
+def test_a_partition_count_for_a_topic_that_exists_is_warned_about_not_ignored(
+    kafka_bootstrap: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """`worker --partitions 8` on an existing 4-partition topic did nothing and said nothing."""
+    servers, _ = kafka_bootstrap
+    name = f"parts-{uuid.uuid4().hex[:8]}"
+    create_topics(servers, {name: 2})
+
+    with caplog.at_level("WARNING", logger="core.embedded"):
+        create_topics(servers, {name: 2})
+        assert "already exists" not in caplog.text  # the same count: nothing to say
+        create_topics(servers, {name: 4})
+
+    assert f"topic {name} already exists with 2 partitions, not 4" in caplog.text
 
 
 def test_admin_config_is_the_producers_connection_without_producer_keys() -> None:
