@@ -346,6 +346,8 @@ class KafkaSender:
         unconfirmed = len(messages) - len(attempt.confirmed)
         if unconfirmed:
             failed = [f"{error.name()}: {error.str()}" for error in attempt.errors.values()]
+            if not attempt.waiting and len(failed) == unconfirmed:  # all reported: refusals, no waiting involved
+                raise DeliveryError(f"{len(failed)} of {len(messages)} refused by the broker: {failed[:3]}")
             raise DeliveryError(
                 f"{unconfirmed} of {len(messages)} not confirmed within {self._flush_timeout:g} s "
                 f"({len(attempt.waiting)} still in flight), "

@@ -151,3 +151,12 @@ def test_a_message_on_the_dlq_that_is_no_dead_letter_is_reported_not_hidden(kafk
     assert shown.exit_code == 0
     assert "1 dead letters" in shown.stderr
     assert "warning: offset 1: not a dead letter" in shown.stderr
+
+
+def test_a_replay_the_broker_refuses_says_refused_not_unconfirmed_after_a_wait(kafka_settings: KafkaSettings) -> None:
+    _send_letters(kafka_settings, [("scoring_failed", 0, b"{}")])
+
+    result = CliRunner().invoke(cli_app(), ["dlq", "replay", "--idle-timeout", "1", "--topic", "no such/topic"])
+
+    assert result.exit_code == 2, result.output
+    assert "1 of 1 refused by the broker" in result.stderr, result.stderr
