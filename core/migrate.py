@@ -49,7 +49,9 @@ def older_than(revision: str, current: str | None) -> bool:
         target = script.get_revision(revision)
     except Exception:  # noqa: BLE001 - "-1", "base+1" and unknown ids: alembic says what is wrong
         return False
-    return target is not None and any(r.revision == target.revision for r in script.iterate_revisions(current, "base"))
+    if target is None or target.revision == current:  # "head" on a database at head: nothing is behind
+        return False
+    return any(r.revision == target.revision for r in script.iterate_revisions(current, "base"))
 
 
 def current_revision(url: str) -> str | None:

@@ -230,7 +230,8 @@ async def get_by_key(
     """The scored row; 404 with code `pending` until the worker has scored it, `rejected` (and why) if it will not."""
     if "\x00" in review_key:
         raise ApiError(422, "invalid_request", "review_key must not contain NUL characters")
-    row = await wait_for_row(state, review_key, wait, since=after)
+    since = after.replace(tzinfo=UTC) if after is not None and after.tzinfo is None else after  # naive = UTC
+    row = await wait_for_row(state, review_key, wait, since=since)
     if isinstance(row, Rejection):
         raise row.api_error(review_key, 404)
     if row is None:

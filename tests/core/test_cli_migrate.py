@@ -82,3 +82,10 @@ def test_an_upgrade_to_a_revision_the_database_has_passed_is_refused_pointing_to
         f"the database is at {migrate.head_revision()}, past 0003; to go back, pass --downgrade 0003" in result.stderr
     )
     assert migrate.current_revision(configured) == migrate.head_revision()
+
+
+@pytest.mark.parametrize("target", ["head", "heads"])
+def test_migrating_to_head_on_a_database_at_head_is_fine(configured: str, target: str) -> None:
+    result = CliRunner().invoke(app, ["migrate", target])
+    assert result.exit_code == 0, result.output
+    assert f"database at revision {migrate.head_revision()}" in result.stdout

@@ -204,6 +204,8 @@ def test_a_resubmitted_review_once_rejected_is_pending_at_its_location_not_rejec
     assert submit_client.get(location).json()["error"]["code"] == "pending"
     assert submit_client.get(f"{location}&wait=0.3").json()["error"]["code"] == "pending"
     assert submit_client.get(key_only).json()["error"]["code"] == "rejected"  # the key alone: the last word
+    naive = location.split("after=")[1].rstrip("Z")  # naive = UTC, as documented (it was a 500)
+    assert submit_client.get(f"{key_only}?after={naive}").json()["error"]["code"] == "pending"
 
 
 def test_a_review_the_worker_rejects_is_reported_with_its_reason_not_pending_for_ever(
