@@ -127,7 +127,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     noun = "parameter" if len(details) == 1 else "parameters"
     message = f"{len(details)} invalid {noun}"
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if any(d.loc == ["body"] for d in details) and media_type not in ("application/json", ""):
+    is_json = media_type in ("application/json", "") or media_type.endswith("+json")  # as FastAPI reads them
+    if any(d.loc == ["body"] for d in details) and not is_json:
         # FastAPI does not read a body sent as text/plain or a form as JSON: the review "is not
         # a valid dictionary", whatever its text, unless the content type is named.
         message = f"the body must be JSON (Content-Type: application/json), not {media_type}"

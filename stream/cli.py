@@ -288,8 +288,8 @@ def dlq_replay(
                 raise typer.Exit(2)
             KafkaSender(settings).send(target, [_replayed(letter) for letter in selection.send])
         else:
-            # One position per selection; "include-permanent" is no reason's name.
-            selected = reason or ("include-permanent" if include_permanent else "")
+            # One position per selection; "all" is no reason's name (an unknown --reason is refused).
+            selected = reason or ("all" if include_permanent else "")
             name = group or f"reviewscore-dlq-replay{f'-{selected}' if selected else ''}"
             with DeadLetterReader(settings, group=name, from_beginning=from_beginning) as reader:
                 selection = select_for_replay(reader.read(idle_timeout, _warn_foreign), reason, include_permanent)

@@ -315,14 +315,19 @@ def test_invalid_submissions_publish_nothing(submit_client: TestClient, kafka_se
 
 @pytest.mark.parametrize(
     ("content", "content_type"),
-    [(b"not json", "application/json"), (b'["a list"]', "application/json"), (b"text=hi", "text/plain")],
+    [
+        (b"not json", "application/json"),
+        (b'["a list"]', "application/json"),
+        (b'["a list"]', "application/merge-patch+json"),  # JSON to FastAPI: not told to send JSON
+        (b"text=hi", "text/plain"),
+    ],
 )
 def test_a_body_that_is_not_a_json_object_is_a_422(client: TestClient, content: bytes, content_type: str) -> None:
     response = client.post("/sentiments/", content=content, headers={"Content-Type": content_type})
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "invalid_request"
-    if content_type != "application/json":
-        assert "must be JSON (Content-Type: application/json), not text/plain" in response.json()["error"]["message"]
+    told = "must be JSON (Content-Type: application/json), not text/plain" in response.json()["error"]["message"]
+    assert told == (content_type == "text/plain")
 
 
 def test_the_longest_review_fits_the_body_limit_however_the_client_escapes_it(
