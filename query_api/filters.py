@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Query
-from pydantic import AfterValidator, BeforeValidator
+from pydantic import AfterValidator, BeforeValidator, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
 from sqlalchemy import ColumnElement, DateTime, Float, String, bindparam, func, literal_column
 
 from core.schema import Sentiment
@@ -93,28 +93,39 @@ def conditions(filters: Filters) -> list[ColumnElement[bool]]:
     return terms
 
 
+_EXAMPLE = "e.g. 2026-11-01T00:00:00Z"
+
+
 def _iso_only(value: object) -> object:
-    """ISO-8601 only, read by ``datetime.fromisoformat``, so a wrong part is named.
-
-    pydantic reads a bare number as a Unix timestamp (the API documents ISO-8601 only), and
-    for ``T25:00`` or an offset of ``+99:00`` it said "unexpected extra characters at the end
-    of the input", naming neither the hour nor the offset.
-    """
-    example = "e.g. 2026-11-01T00:00:00Z"
+    """pydantic reads a bare number as a Unix timestamp; the API documents ISO-8601 only."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):  # a JSON number in a body
-        raise ValueError(f"must be an ISO-8601 date-time string, {example}")
-    if not isinstance(value, str):
-        return value
-    if _NUMBER.fullmatch(value.strip()):
-        raise ValueError(f"must be an ISO-8601 date-time, {example}")
+        raise ValueError(f"must be an ISO-8601 date-time string, {_EXAMPLE}")
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        raise ValueError(f"must be an ISO-8601 date-time, {_EXAMPLE}")
+    return value
+
+
+def _named_problem(value: object, handler: ValidatorFunctionWrapHandler) -> object:
+    """pydantic's parsing, with the wrong part named when it refuses.
+
+    For ``T25:00`` or an offset of ``+99:00`` pydantic says "unexpected extra characters at the
+    end of the input", naming neither; ``datetime.fromisoformat`` names them. What is accepted
+    stays pydantic's (``fromisoformat`` takes week dates, bare hours, any separator).
+    """
     try:
-        return datetime.fromisoformat(value.strip())
-    except ValueError as exc:
-        why = "the UTC offset must be less than 24 hours" if "offset" in str(exc) else str(exc)
-        raise ValueError(f"is not a valid ISO-8601 date-time ({why}), {example}") from None
+        return handler(value)
+    except ValidationError:
+        if not isinstance(value, str):
+            raise
+        try:
+            datetime.fromisoformat(value.strip())
+        except ValueError as exc:
+            why = "the UTC offset must be less than 24 hours" if "offset" in str(exc) else str(exc)
+            raise ValueError(f"is not a valid ISO-8601 date-time ({why}), {_EXAMPLE}") from None
+        raise
 
 
-IsoDateTime = Annotated[datetime, BeforeValidator(_iso_only)]
+IsoDateTime = Annotated[datetime, WrapValidator(_named_problem), BeforeValidator(_iso_only)]
 
 
 def _utc(value: datetime | None, name: str) -> datetime | None:
