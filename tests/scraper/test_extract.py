@@ -270,6 +270,7 @@ def test_ratings_are_whole_stars_from_one_to_five(raw: object, stars: int | None
         (80, 100, 0, 4),
         ("Rated 8 out of 10", None, None, 4),
         ("9/10", None, None, 5),
+        ("Posted 12/05/2024: 4 out of 5", None, None, 4),  # the date is no rating
         (11, 10, None, None),
         (5, 5, 5, None),
         (3, "ten", None, None),
