@@ -37,13 +37,16 @@ _SOURCE_SCHEMA_PATTERN = r"^(?!(?:.*:)?sha256(?::|$))[A-Za-z0-9][A-Za-z0-9_.:/\-
 _LANG_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
 # What the NUL validator enforces, in the JSON Schema, so producers validating against the file agree.
 _NO_NUL: dict[str, Any] = {"pattern": "^[^\\u0000]*$"}
-# Whitespace as the model's stripping sees it (Unicode White_Space), which ECMA-262's \s lacks U+0085 of.
-_BLANK = "\\s\\u0085"
+# Whitespace as the model's stripping sees it: Unicode White_Space, spelled out, because \s means
+# something else in Python's re (also U+001C-U+001F) and in ECMA-262 (also U+FEFF, not U+0085).
+_BLANK = "\\t\\n\\u000b\\u000c\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
 # Text: not blank once stripped, and no NUL (one pattern: a field's schema holds one).
 _TEXT_SCHEMA: dict[str, Any] = {"pattern": f"^(?=[\\s\\S]*[^{_BLANK}])[^\\u0000]*$"}
-# ``_URL_PATTERN`` after stripping, case-insensitive by hand (JSON Schema regexes take no flags).
+# ``_URL_PATTERN`` after stripping (its \s is Python's: White_Space and U+001C-U+001F), case-insensitive
+# by hand (JSON Schema regexes take no flags).
+_URL_CHAR = f"[^{_BLANK}\\u001c-\\u001f\\u0000"
 _URL_SCHEMA: dict[str, Any] = {
-    "pattern": f"^[{_BLANK}]*[Hh][Tt][Tt][Pp][Ss]?://[^\\s\\u0000/$.?#][^\\s\\u0000]*[{_BLANK}]*$"
+    "pattern": f"^[{_BLANK}]*[Hh][Tt][Tt][Pp][Ss]?://{_URL_CHAR}/$.?#]{_URL_CHAR}]*[{_BLANK}]*$"
 }
 RESERVED_ID_PREFIX = "sha256:"
 RESERVED_SEGMENT = RESERVED_ID_PREFIX.rstrip(":")

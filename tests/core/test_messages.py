@@ -223,3 +223,36 @@ def test_every_field_a_producer_sends_about_a_review_has_a_stored_column() -> No
     # The key's own parts and the contract version are not review fields that an edit changes.
     assert set(REVIEW_COLUMNS) == set(ReviewMessage.model_fields) - {"schema_version", "source", "review_id"}
     assert set(REVIEW_COLUMNS.values()) <= set(Sentiment.__table__.columns.keys())
+
+
+def _both_say(payload: dict[str, Any]) -> tuple[bool, bool]:
+    schema = json.loads(JSON_SCHEMA_PATH.read_text(encoding="utf-8"))
+    try:
+        ReviewMessage.model_validate(payload)
+        model_ok = True
+    except ValidationError:
+        model_ok = False
+    return model_ok, jsonschema.Draft202012Validator(schema).is_valid(payload)
+
+
+@pytest.mark.parametrize("text", ["\x1c", "\ufeff", "\x85", "\u3000 ", "\u200b", "\x1f x", " ok "])
+def test_the_schema_and_the_model_agree_on_texts_that_look_blank(text: str) -> None:
+    """\\s is wider in Python's re (U+001C-U+001F) and in ECMA-262 (U+FEFF) than the model's stripping."""
+    model_ok, schema_ok = _both_say({"text": text, "source": "user"})
+    assert model_ok == schema_ok, (text, model_ok)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://a.com\x1c",
+        "http://a\x85b.com",
+        "\ufeffhttp://a.com",
+        "http://a\ufeffb.com",
+        " HTTPS://A.com/x ",
+        "http:// a",
+    ],
+)
+def test_the_schema_and_the_model_agree_on_odd_urls(url: str) -> None:
+    model_ok, schema_ok = _both_say({"text": "ok", "source": "user", "url": url})
+    assert model_ok == schema_ok, (url, model_ok)
