@@ -172,9 +172,10 @@ async def submit_review(
     publisher = require_publisher(state)  # after validation: a bad body is a 422 even without a broker
     # The database only serves the wait: when it does not answer, the review is still accepted
     # (the broker is what accepts it) and the answer is a 202 pending.
-    # The database's clock, as the worker's rejections are stamped by it: only a rejection made
-    # after this answers the submission (here and through the Location).
-    since = await _unless_database_down(run_in_threadpool(_database_now, state))
+    # Only a rejection made after this answers the submission (here and through the Location): the
+    # database's clock, which stamps the worker's rejections, when the answer waits on the database
+    # anyway; else this host's, so a submission without wait never waits on a slow database.
+    since = await _unless_database_down(run_in_threadpool(_database_now, state)) if wait > 0 else None
     try:
         await publisher.publish(message)
     except PublishError as exc:
@@ -182,7 +183,7 @@ async def submit_review(
         raise ApiError(503, "broker_unavailable", f"the review was not accepted by the broker: {exc}") from exc
     state.metrics.submissions.labels("published").inc()
     key = message.review_key
-    location = location_of(request, key, since)
+    location = location_of(request, key, since or datetime.now(UTC))
     response.headers["Location"] = location
     row = (
         await _unless_database_down(wait_for_row(state, key, wait, _holds(message), since))
