@@ -1,26 +1,53 @@
-"""Tab-separated files read one record per line.
+"""Tab-separated files, read so that one stray quote mark cannot swallow the rows after it.
 
-TSV has no quoting of its own: a tab or a line break cannot be inside a field. Read as CSV
-with a tab delimiter, a review that starts with a quote mark and does not end with one (``"Best
-dress ever`` and its label) opened a quoted field that ran on through the following lines to
-the next quote mark: those rows became part of one text, silently. Here a record never spans
-lines. A field quoted as a whole, its inner quote marks doubled (the way pandas and spreadsheets
-write a text that holds one), is still unquoted; any other quote mark is part of the text.
+TSV has no quoting of its own. Read as CSV with a tab delimiter, a review that starts with a
+quote mark and does not end with one (``"Best dress ever`` and its label) opened a quoted field
+that ran on through the following lines to the next quote mark: those rows became part of one
+text, silently. Spreadsheets and pandas do quote, though: a field quoted as a whole, its inner
+quote marks doubled, is unquoted here, and such a field may hold line breaks. So a record
+continues past its line only when a quoted field closes within ``MAX_RECORD_LINES`` lines, the
+record then has the header's number of fields, and no field it spans holds a tab (rows swallowed
+by a stray quote always bring their tabs along). Anything else is read line by line, its quote
+marks taken as part of the text.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
+
+MAX_RECORD_LINES = 50
 
 
 def tsv_fields(line: str) -> list[str]:
     """The fields of one TSV line (without its line break)."""
+    return _line_fields(line)[0]
+
+
+def _line_fields(line: str) -> tuple[list[str], bool]:
+    """(fields, whether a quoted field is still open at the end of the line)."""
     try:
-        return next(csv.reader([line], delimiter="\t", strict=True))
-    except (csv.Error, StopIteration):  # an unclosed or inner quote: the marks are the text's own
-        return line.split("\t")
+        return next(csv.reader([line], delimiter="\t", strict=True)), False
+    except StopIteration:
+        return [], False
+    except csv.Error as exc:  # an unclosed or inner quote: the marks are the text's own
+        return line.split("\t"), "unexpected end of data" in str(exc)
+
+
+def _spanning_record(lines: Sequence[str], start: int, width: int) -> tuple[list[str], int] | None:
+    """(fields, lines used) of a quoted record that starts at ``lines[start]`` and runs on, if any."""
+    for end in range(start + 2, min(start + MAX_RECORD_LINES, len(lines)) + 1):
+        try:
+            records = list(csv.reader(lines[start:end], delimiter="\t", strict=True))
+        except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                continue  # the quote is still open: take the next line too
+            return None  # closed, then something else than a tab: no record of this shape
+        if len(records) == 1 and len(records[0]) == width and not any("\t" in field for field in records[0]):
+            return records[0], end - start
+        return None
+    return None
 
 
 def tsv_records(lines: Iterable[str]) -> Iterator[tuple[int, dict[Any, Any]]]:
@@ -29,15 +56,21 @@ def tsv_records(lines: Iterable[str]) -> Iterator[tuple[int, dict[Any, Any]]]:
     The first non-blank line names the columns; a missing field is None and extra fields are a
     list under the key None; blank lines are skipped.
     """
+    raw = list(lines)
     header: list[str] | None = None
-    for number, raw in enumerate(lines, start=1):
-        line = raw.rstrip("\r\n")
+    index = 0
+    while index < len(raw):
+        number, line = index + 1, raw[index].rstrip("\r\n")
+        index += 1
         if not line:
             continue
-        fields = tsv_fields(line)
+        fields, still_open = _line_fields(line)
         if header is None:
             header = fields
             continue
+        if still_open and (spanned := _spanning_record(raw, number - 1, len(header))):
+            fields, used = spanned
+            index = number - 1 + used
         row: dict[Any, Any] = dict(zip(header, fields, strict=False))
         row.update(dict.fromkeys(header[len(fields) :]))
         if len(fields) > len(header):

@@ -31,3 +31,23 @@ def test_rows_are_shaped_as_csv_dict_reader_shapes_them() -> None:
         (3, {"text": "only text", "label": None}),
         (4, {"text": "a", "label": "1", None: ["extra"]}),
     ]
+
+
+def test_a_quoted_text_with_line_breaks_as_spreadsheets_write_it_is_one_record() -> None:
+    """Read line by line, it became two reviews, '"Line one' and 'line two"'."""
+    lines = ["id\ttext\tbrand\n", '1\t"Line one\n', 'line two"\tAcme\n', "2\tNext\tGlobex\n"]
+
+    assert list(tsv_records(lines)) == [
+        (2, {"id": "1", "text": "Line one\nline two", "brand": "Acme"}),
+        (4, {"id": "2", "text": "Next", "brand": "Globex"}),
+    ]
+
+
+def test_rows_a_stray_quote_would_swallow_stay_rows_even_when_a_later_quote_closes_it() -> None:
+    lines = ["text\tlabel\n", '"Best dress ever\t1\n', "Too small\t0\n", 'Warm "\t1\n']
+
+    assert [row for _, row in tsv_records(lines)] == [
+        {"text": '"Best dress ever', "label": "1"},
+        {"text": "Too small", "label": "0"},
+        {"text": 'Warm "', "label": "1"},
+    ]
