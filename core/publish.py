@@ -19,8 +19,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from core.config import KafkaSettings
+from core.delimited import csv_records, tsv_records
 from core.messages import SCHEMA_VERSION, ReviewMessage, describe_validation_error
-from core.tsv import tsv_records
 
 FIELDS = ("text", "review_id", "brand", "rating", "url", "author", "published_at", "lang", "source")
 
@@ -79,7 +79,7 @@ def read_rows(path: Path, fmt: str | None = None) -> Iterator[tuple[int, dict[st
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        if fmt == "tsv":  # one record per line (core.tsv says why)
+        if fmt == "tsv":  # core.delimited says how a stray quote is kept from swallowing rows
             yield from tsv_records(handle)
         elif fmt == "csv":
             yield from _csv_rows(handle, ",")
@@ -88,46 +88,13 @@ def read_rows(path: Path, fmt: str | None = None) -> Iterator[tuple[int, dict[st
 
 
 def _csv_rows(handle: Iterable[str], delimiter: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """Rows of a CSV file; a record the csv module cannot read is that line's reject, not the file's end.
-
-    Strict: a quote left open (``1,"Best dress ever``) ran on through the next lines to the next
-    quote mark, and those rows became one review's text, published with 0 rejected. Now the
-    record is refused, naming the lines it ran over.
-    """
+    """Rows of a CSV file, read strictly (``core.delimited``); a record that cannot be read is its
+    lines' reject, not the file's end."""
     previous_limit = csv.field_size_limit(CSV_FIELD_LIMIT)
     try:
-        reader = csv.DictReader(handle, delimiter=delimiter, strict=True)
-        _ = reader.fieldnames  # the header, read now: line counts below start after it
-        failed_at = 0
-        while True:
-            start = reader.reader.line_num + 1
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                # DictReader.line_num moves only on success; its inner reader's is the failing line.
-                if reader.reader.line_num == failed_at:
-                    return  # no progress: nothing more can be read
-                failed_at = reader.reader.line_num
-                quote = "expected after" in str(exc) or "unexpected end of data" in str(exc)
-                notes = [f"lines {start}-{failed_at}"] if failed_at > start else []
-                notes += ["a quote not closed where its field ends?"] if quote else []
-                said = f" ({'; '.join(notes)})" if notes else ""
-                yield start, f"unreadable CSV{said}: {exc}"
-                continue
-            yield reader.line_num - _line_breaks(row.values()), dict(row)  # the line the record starts on
+        yield from csv_records(handle, delimiter)
     finally:
         csv.field_size_limit(previous_limit)
-
-
-def _line_breaks(values: Iterable[Any]) -> int:
-    """Line breaks inside a record's quoted fields (\n, \r\n or \r, as the file is split into lines)."""
-    cells: list[str] = []
-    for value in values:  # extra fields beyond the header come as a list under the key None
-        cells.extend(str(v) for v in (value if isinstance(value, list) else [value]) if v is not None)
-    text = "".join(cells)
-    return text.count("\n") + text.count("\r") - text.count("\r\n")
 
 
 def _jsonl_rows(handle: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:

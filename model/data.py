@@ -10,6 +10,7 @@ import csv
 import hashlib
 import html
 import json
+import logging
 import math
 import random
 import re
@@ -20,8 +21,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from core.tsv import tsv_records
+from core.delimited import csv_records, tsv_records
 from model.base import LABELS_2, LABELS_3
+
+log = logging.getLogger(__name__)
 
 LabelScheme = Literal["binary", "stars3"]
 SCHEMES: dict[str, tuple[str, ...]] = {"binary": LABELS_2, "stars3": LABELS_3}
@@ -134,11 +137,13 @@ def _read_csv(file: Path, delimiter: str) -> list[dict[str, Any]]:
             if delimiter == "\t":  # one record per line: an unclosed quote cannot swallow the rows after it
                 rows.extend(row for _line, row in tsv_records(handle))
                 return rows
-            try:
-                # Strict: an unclosed quote otherwise merges the rows after it into one text, silently.
-                rows.extend(csv.DictReader(handle, delimiter=delimiter, strict=True))
-            except csv.Error as exc:
-                raise DataError(f"{file}: row {len(rows) + 1}: {exc}") from exc
+            for _line, row in csv_records(handle, delimiter):
+                if isinstance(row, str):  # a record strict reading refused over several lines
+                    if row.startswith("unreadable CSV: "):  # one line even lenient reading cannot read
+                        raise DataError(f"{file}: row {len(rows) + 1}: {row.removeprefix('unreadable CSV: ')}")
+                    log.warning("%s: skipped %s", file, row)
+                    continue
+                rows.append(row)
             for number, row in enumerate(rows, start=1):
                 if any(str(value).strip() for value in cast(dict[Any, Any], row).get(None) or []):
                     raise DataError(

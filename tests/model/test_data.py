@@ -31,12 +31,20 @@ def test_csv_jsonl_and_parquet_give_the_same_examples(tmp_path: Path) -> None:
     assert all(d.texts == ["good", "bad", "fine"] and d.labels == [1, 0, 1] for d in loaded)
 
 
-def test_a_csv_whose_rows_would_merge_or_shift_is_an_error_naming_the_row(tmp_path: Path) -> None:
-    (tmp_path / "open.csv").write_text('text,label\n"Best dress ever,1\nToo small,0\n"Lovely",1\n')
+def test_csv_rows_a_stray_quote_would_merge_are_skipped_with_a_warning_and_shifted_rows_are_an_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "open.csv").write_text('text,label\n"Best dress ever,1\nToo small,0\n"Lovely" indeed,1\nFine,1\n')
+    (tmp_path / "quoted.csv").write_text('text,label\n"Amazing" is an understatement,1\nbad,0\n')
     (tmp_path / "shift.csv").write_text("text,label\nfine,1\nGreat, really great,1\n")
 
-    with pytest.raises(DataError, match="row 1"):
-        load_labeled(DataSource(str(tmp_path / "open.csv")), "binary")
+    with caplog.at_level("WARNING", logger="model.data"):
+        opened = load_labeled(DataSource(str(tmp_path / "open.csv")), "binary")
+    quoted = load_labeled(DataSource(str(tmp_path / "quoted.csv")), "binary")
+
+    assert opened.texts == ["Fine"]  # not one text "Best dress ever,1\nToo small,0\nLovely"
+    assert "skipped unreadable CSV (lines 2-4; a quote not closed where its field ends?)" in caplog.text
+    assert quoted.texts == ["Amazing is an understatement", "bad"]  # one line: read leniently, as before
     with pytest.raises(DataError, match="row 2: more fields than the header names"):
         load_labeled(DataSource(str(tmp_path / "shift.csv")), "binary")
 

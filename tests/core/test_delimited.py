@@ -1,8 +1,8 @@
-"""Tab-separated files: one record per line, whatever quote marks the texts hold."""
+"""Delimited files: a stray quote mark never swallows the rows after it, in TSV or in CSV."""
 
 from __future__ import annotations
 
-from core.tsv import tsv_fields, tsv_records
+from core.delimited import csv_records, tsv_fields, tsv_records
 
 
 def test_an_unclosed_quote_is_part_of_its_text_and_swallows_no_following_row() -> None:
@@ -50,4 +50,24 @@ def test_rows_a_stray_quote_would_swallow_stay_rows_even_when_a_later_quote_clos
         {"text": '"Best dress ever', "label": "1"},
         {"text": "Too small", "label": "0"},
         {"text": 'Warm "', "label": "1"},
+    ]
+
+
+def test_csv_is_read_strictly_and_a_one_line_record_strictness_refuses_is_read_as_before() -> None:
+    lines = [
+        "text,label\n",
+        '"Amazing" is an understatement,1\n',  # one line: read leniently, as before
+        '"Best dress ever,1\n',  # a quote left open ...
+        "Too small,0\n",
+        '"Lovely" indeed,1\n',  # ... closed here, where its field does not end: refused, lines named
+        "Fine,1\n",
+        '"Two\n',
+        'lines",0\n',  # a quoted field with a line break: one record
+    ]
+
+    assert list(csv_records(lines)) == [
+        (2, {"text": "Amazing is an understatement", "label": "1"}),
+        (3, "unreadable CSV (lines 3-5; a quote not closed where its field ends?): ',' expected after '\"'"),
+        (6, {"text": "Fine", "label": "1"}),
+        (7, {"text": "Two\nlines", "label": "0"}),
     ]
