@@ -168,6 +168,21 @@ def resolve_variant(card: ModelCard, device: str, variant: str) -> tuple[str, st
     return device, variant
 
 
+def _refuse_label_mismatch(directory: Path, card: ModelCard) -> None:
+    """A card whose labels the weights do not have scored nothing sensible, or failed deep in torch."""
+    import json
+
+    config_file = directory / ("charcnn_config.json" if card.architecture == "charcnn" else "config.json")
+    if not config_file.is_file():
+        return
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    count = config.get("num_labels") or len(config.get("id2label") or {})
+    if count and count != len(card.labels):
+        raise ArtifactError(
+            f"{directory}: the card lists {len(card.labels)} labels {card.labels}, the weights have {count}"
+        )
+
+
 def load_scorer(path: Path | None = None, settings: ModelSettings | None = None) -> BatchedScorer:
     """Load an artifact directory as a Scorer: ``path``, else ``settings.path``, else the shipped default."""
     from core.config import get_model_settings
@@ -186,6 +201,7 @@ def load_scorer(path: Path | None = None, settings: ModelSettings | None = None)
             card.version,
             actual,
         )
+    _refuse_label_mismatch(directory, card)
     device, variant = resolve_variant(card, settings.device, settings.variant)
     if variant != "onnx-int8" and not (directory / FP32_FILE).is_file():
         raise ArtifactError(

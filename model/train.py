@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol, get_args
 import numpy as np
 import torch
 
-from model.artifact import FP32_FILE, ModelCard, write_card
+from model.artifact import CARD_FILE, FP32_FILE, ModelCard, read_card, write_card
 from model.data import (
     SCHEMES,
     DataSource,
@@ -480,17 +480,52 @@ def finalize(args: TrainArgs, *, int8: bool = False) -> ModelCard:
 
     output = Path(args.output_dir)
     history = json.loads((output / "training_metrics.json").read_text(encoding="utf-8"))
-    train_data, val_data = prepare_data(args)
     labels = list(SCHEMES[args.label_scheme])
+    _refuse_other_settings(output, args, labels)
+    train_data, val_data = prepare_data(args)
     card = _new_card(
         args, labels, train_data.sources, {**_jsonable(asdict(args)), "epochs_run": history}, args.reproduce
     )
-    write_card(output, card)
-    variant = "fp32"
-    if int8:
-        card = quantize_artifact(output)
-        variant = "onnx-int8"
-    return finish(output, card, val_data, args, variant)
+    card_file = output / CARD_FILE
+    before = card_file.read_bytes() if card_file.is_file() else None
+    try:
+        write_card(output, card)
+        variant = "fp32"
+        if int8:
+            card = quantize_artifact(output)
+            variant = "onnx-int8"
+        return finish(output, card, val_data, args, variant)
+    except BaseException:
+        # A finalize that fails must not leave a card that no longer loads the weights it sits beside.
+        if before is not None:
+            card_file.write_bytes(before)
+        raise
+
+
+def _refuse_other_settings(output: Path, args: TrainArgs, labels: list[str]) -> None:
+    """Finalizing with other settings than the run's (a forgotten --label-scheme, --max-length or
+    --architecture) wrote a card that could not load the weights, or cut texts at another length."""
+    trained: dict[str, Any]
+    asked: dict[str, Any]
+    if (output / CARD_FILE).is_file():
+        card = read_card(output)
+        trained = {"architecture": card.architecture, "labels": card.labels, "max_length": card.max_length}
+        asked = {"architecture": args.architecture, "labels": labels, "max_length": args.max_length}
+        if card.training.get("pooling") not in (None, args.pooling):
+            trained["pooling"], asked["pooling"] = card.training["pooling"], args.pooling
+    else:  # a run stopped before its card was written: what its files say
+        architecture = "charcnn" if (output / "charcnn_config.json").is_file() else "transformer"
+        config_file = output / ("charcnn_config.json" if architecture == "charcnn" else "config.json")
+        config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+        count = config.get("num_labels") or len(config.get("id2label") or {}) or len(labels)
+        trained = {"architecture": architecture, "number of labels": count}
+        asked = {"architecture": args.architecture, "number of labels": len(labels)}
+    differ = [f"{name} {trained[name]!r} (asked: {asked[name]!r})" for name in trained if trained[name] != asked[name]]
+    if differ:
+        raise ValueError(
+            f"{output} was trained with {', '.join(differ)}: finalize it with the settings (or --config) it was "
+            "trained with"
+        )
 
 
 def _scheme_of(source: DataSource, default: LabelScheme) -> LabelScheme:

@@ -119,3 +119,17 @@ def test_a_weights_file_missing_or_broken_is_an_artifact_error_not_a_runtime_tra
         load_scorer(missing, ModelSettings(device="cpu", variant="fp32"))
     with pytest.raises(ArtifactError, match="ONNX Runtime cannot load it"):
         load_scorer(broken, ModelSettings(device="cpu", variant="int8"))
+
+
+def test_a_card_whose_labels_the_weights_do_not_have_is_an_artifact_error(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from core.config import ModelSettings
+    from model import load_scorer
+
+    edited = tmp_path / "edited"
+    shutil.copytree(tiny_model_dir, edited)
+    card = json.loads((edited / CARD_FILE).read_text(encoding="utf-8"))
+    card["labels"] = ["negative", "positive"]
+    (edited / CARD_FILE).write_text(json.dumps(card), encoding="utf-8")
+
+    with pytest.raises(ArtifactError, match="the card lists 2 labels"):
+        load_scorer(edited, ModelSettings(device="cpu"))

@@ -148,3 +148,23 @@ def test_finalize_only_cards_a_stopped_run_and_calibrates_its_int8_file(tiny_mod
     assert set(card.variants) == {"fp32", "onnx-int8"}
     assert card.metrics["validation"]["n"] == 9
     assert card.training["epochs_run"] == json.loads((run / "training_metrics.json").read_text())
+
+
+def test_finalize_with_other_settings_than_the_run_is_refused_and_leaves_the_card_alone(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """A forgotten --label-scheme rewrote a working model's card with three labels for two-label
+    weights (or another max_length) before anything was checked: the model no longer loaded."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model_dir, run)
+    before = (run / "model_card.json").read_bytes()
+    data = write_reviews_csv(tmp_path / "train.csv", 90)
+    args = ["train", "--train", str(data), "--output", str(run), "--finalize-only", "--threads", "1"]
+
+    wrong_length = runner.invoke(app, [*args, "--max-length", "128"])
+    wrong_scheme = runner.invoke(app, [*args, "--max-length", "64", "--label-scheme", "binary"])
+
+    assert (wrong_length.exit_code, wrong_scheme.exit_code) == (2, 2)
+    assert "was trained with max_length 64 (asked: 128)" in wrong_length.output
+    assert "labels ['negative', 'neutral', 'positive'] (asked: ['negative', 'positive'])" in wrong_scheme.output
+    assert (run / "model_card.json").read_bytes() == before
