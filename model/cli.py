@@ -80,6 +80,9 @@ def train_command(
         overrides["train"] = [{"path": str(p), "max_per_class": max_per_class} for p in train_files]
     if eval_files:
         overrides["eval"] = [{"path": str(p)} for p in eval_files]
+    if int8 and not finalize_only:  # a full run calibrates fp32; int8 is `quantize`'s job then
+        typer.echo("error: --int8 goes with --finalize-only; after a full run, use `reviewscore quantize`", err=True)
+        raise typer.Exit(2)
     try:
         if config:
             args = TrainArgs.from_file(config, **overrides)

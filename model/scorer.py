@@ -83,6 +83,9 @@ class BatchedScorer(ABC):
             raise TypeError("predict takes a list of texts; wrap one text in a list: predict([text])")
         if len(texts) == 0:  # also for a NumPy array or a pandas Series of texts
             return []
+        for index, text in enumerate(texts):  # None or NaN scored confidently as the words "None", "nan"
+            if not isinstance(text, str):
+                raise TypeError(f"predict takes texts (str); item {index} is {type(text).__name__} {text!r}")
         return scores_from_probs(self.probabilities(texts), self.labels, self.model_version)
 
     def __repr__(self) -> str:

@@ -154,6 +154,20 @@ class TrainArgs:
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+        # The CLI's own bounds, for values from a config file too (batch_size 0 was a ZeroDivisionError).
+        for name, least in (("epochs", 1), ("batch_size", 1), ("max_length", 8), ("num_threads", 0), ("max_steps", 0)):
+            if getattr(self, name) < least:
+                raise ValueError(f"{name} must be at least {least}, not {getattr(self, name)}")
+        if self.patience < 0:
+            raise ValueError(f"patience must be at least 0, not {self.patience}")
+        names = [source.display_name for source in self.eval]
+        clash = sorted({n for n in names if names.count(n) > 1} | ({"validation", "quantization_check"} & set(names)))
+        if clash:
+            # Metrics are keyed by these names in the card: a second file of one name overwrote the first.
+            raise ValueError(
+                f"evaluation files need distinct names other than validation and quantization_check: {clash} "
+                "(give each a `name:` in the config)"
+            )
         if not 0 < self.validation_fraction < 1:
             raise ValueError(
                 f"validation_fraction must be above 0 and below 1, not {self.validation_fraction}: the validation "
@@ -176,18 +190,26 @@ class TrainArgs:
             if not isinstance(sources, list):
                 raise ValueError(f"{key} is a list of data sources (paths or tables), not {sources!r}")
             values[key] = [_data_source(s, key) for s in sources]
+        if "output_dir" not in values:
+            raise ValueError("output_dir is missing: give --output (or output_dir in the config)")
         return cls(**values)
 
     @classmethod
     def from_file(cls, path: Path, **overrides: Any) -> TrainArgs:
         """A YAML or JSON config keyed by field name; relative data paths resolve against the working directory."""
         text = path.read_text(encoding="utf-8")
-        if path.suffix in {".yaml", ".yml"}:
+        if path.suffix.lower() in {".yaml", ".yml"}:
             import yaml
 
-            data = yaml.safe_load(text)
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise ValueError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from None
         else:
-            data = json.loads(text)
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}: not valid JSON ({exc})") from None
         if data is None:  # an empty file: every option from the command line
             data = {}
         if not isinstance(data, dict):

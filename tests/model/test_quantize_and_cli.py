@@ -168,3 +168,29 @@ def test_finalize_with_other_settings_than_the_run_is_refused_and_leaves_the_car
     assert "was trained with max_length 64 (asked: 128)" in wrong_length.output
     assert "labels ['negative', 'neutral', 'positive'] (asked: ['negative', 'positive'])" in wrong_scheme.output
     assert (run / "model_card.json").read_bytes() == before
+
+
+def test_config_values_out_of_range_or_clashing_are_one_line_errors(tmp_path: Path) -> None:
+    """batch_size 0 was a ZeroDivisionError, a YAML typo a parser traceback, two eval files named
+    alike overwrote each other's metrics; --int8 without --finalize-only was silently ignored."""
+    data = write_reviews_csv(tmp_path / "d.csv", 30)
+    cases = {
+        "zero.yaml": f"output_dir: {tmp_path / 'o'}\ntrain: [{data}]\nbatch_size: 0\n",
+        "typo.yaml": "output_dir: [unclosed\n",
+        "twice.yaml": f"output_dir: {tmp_path}/o\ntrain: [{data}]\neval: [{tmp_path}/a/x.csv, {tmp_path}/b/x.csv]\n",
+        "nowhere.yaml": f"train: [{data}]\n",
+    }
+    said = {}
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text)
+        result = runner.invoke(app, ["train", "--config", str(tmp_path / name)])
+        assert result.exit_code == 2, (name, result.output)
+        said[name] = result.output
+    int8 = runner.invoke(app, ["train", "--train", str(data), "--output", str(tmp_path / "o"), "--int8"])
+
+    assert "batch_size must be at least 1, not 0" in said["zero.yaml"]
+    assert "not valid YAML" in said["typo.yaml"]
+    assert "evaluation files need distinct names" in said["twice.yaml"]
+    assert "output_dir is missing" in said["nowhere.yaml"]
+    assert int8.exit_code == 2
+    assert "--int8 goes with --finalize-only" in int8.output

@@ -191,3 +191,11 @@ def test_the_row_pool_falls_back_to_the_cpu_count_where_the_os_has_no_affinity_m
     monkeypatch.delattr(os, "sched_getaffinity", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 6)
     assert usable_cpus() == 6
+
+
+def test_predict_refuses_what_is_not_text_instead_of_scoring_its_repr(tiny_scorer: BatchedScorer) -> None:
+    """None and NaN were scored as the words "None" and "nan", with confidence."""
+    with pytest.raises(TypeError, match="item 1 is NoneType None"):
+        tiny_scorer.predict(["fine", None])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="item 0 is float nan"):
+        tiny_scorer.predict([float("nan")])  # type: ignore[list-item]
