@@ -147,7 +147,11 @@ def eval_command(
     for label, count in report.get("not_judged", {}).items():
         typer.echo(f"warning: {count} {label} rows not judged: the model has no {label!r} label", err=True)
     if output:
-        paths = save_report(report, output, name=file.stem)
+        try:
+            paths = save_report(report, output, name=file.stem)
+        except OSError as exc:  # --output naming a file, or a directory not writable
+            typer.echo(f"error: cannot write the report to {output}: {exc}", err=True)
+            raise typer.Exit(2) from exc
         typer.echo(f"wrote {paths['json']} and {paths['png']}", err=True)
     typer.echo(json.dumps(report, indent=2))
 
@@ -215,7 +219,7 @@ def score_command(
 
     try:
         scorer = load_scorer(model_dir)
-    except ArtifactError as exc:
+    except (ArtifactError, ValueError, OSError) as exc:  # a card or weights that do not load
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     for text, score in zip(texts, scorer.predict(texts), strict=True):
