@@ -11,7 +11,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -161,7 +163,9 @@ def _stop_leftover(pid: int) -> None:
 
 _HOLD_DATABASE = """
 import sys, time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from core.embedded import EmbeddedDatabase
 print(EmbeddedDatabase(Path(sys.argv[1])).start().pid, flush=True)
 time.sleep(120)
@@ -293,17 +297,14 @@ def test_a_second_infra_up_in_the_same_directory_refuses_to_start(tmp_path: Path
 
 
 @pytest.mark.slow
-def test_a_worker_with_embedded_servers_is_found_by_other_commands_and_infra_up_defers_to_it(
-    tmp_path: Path,
-) -> None:
-    """Before, `infra up` next to `worker --embedded` started a second broker and pointed the
-    other commands at it: what they published never reached the worker."""
-    state = tmp_path / "state"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "KAFKA_", "STREAM_", "MODEL_"))}
-    env |= {"REVIEWSCORE_STATE_DIR": str(state), "STREAM_SCORER": "stream.scorers:NoopScorer"}
+@contextlib.contextmanager
+def _embedded_worker(state: Path, **env: str) -> Iterator[dict[str, Any]]:
+    """A `worker --embedded` subprocess, once it announced its servers (what infra.json says)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "KAFKA_", "STREAM_", "MODEL_"))}
+    clean |= {"REVIEWSCORE_STATE_DIR": str(state), "STREAM_SCORER": "stream.scorers:NoopScorer", **env}
     worker = subprocess.Popen(
         [sys.executable, "-m", "core.cli", "worker", "--embedded", "--web-port", "0"],
-        env=env,
+        env=clean,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -311,18 +312,28 @@ def test_a_worker_with_embedded_servers_is_found_by_other_commands_and_infra_up_
     try:
         deadline = time.monotonic() + 60
         while (found := read_infra_file(state)) is None:
-            assert worker.poll() is None, "the worker exited before it announced its servers"
+            assert worker.poll() is None, f"the worker exited: {worker.stderr.read() if worker.stderr else ''}"
             assert time.monotonic() < deadline, "the worker never announced its servers"
             time.sleep(0.2)
+        yield found
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+
+
+def test_a_worker_with_embedded_servers_is_found_by_other_commands_and_infra_up_defers_to_it(
+    tmp_path: Path,
+) -> None:
+    """Before, `infra up` next to `worker --embedded` started a second broker and pointed the
+    other commands at it: what they published never reached the worker."""
+    state = tmp_path / "state"
+    with _embedded_worker(state) as found:
         second = _infra_up(state)
         _, err = second.communicate(timeout=60)
         assert second.returncode == 1
         assert found["KAFKA_BOOTSTRAP_SERVERS"] in err
         assert read_infra_file(state) == found  # still the worker's
         assert _produce_and_consume(found["KAFKA_BOOTSTRAP_SERVERS"], "reviews")
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(30)
     assert read_infra_file(state) is None
     assert not (state / "infra.json").exists()
 
@@ -332,28 +343,10 @@ def test_a_worker_that_started_only_the_broker_announces_it_with_the_configured_
 ) -> None:
     """It announced nothing unless it had started both: `publish` next to it found no broker."""
     state = tmp_path / "state"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "KAFKA_", "STREAM_", "MODEL_"))}
-    env |= {"REVIEWSCORE_STATE_DIR": str(state), "STREAM_SCORER": "stream.scorers:NoopScorer"}
-    env |= {"DATABASE_URL": database_url}
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "core.cli", "worker", "--embedded", "--web-port", "0"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while (found := read_infra_file(state)) is None:
-            assert worker.poll() is None, f"the worker exited: {worker.stderr.read() if worker.stderr else ''}"
-            assert time.monotonic() < deadline, "the worker never announced its broker"
-            time.sleep(0.2)
+    with _embedded_worker(state, DATABASE_URL=database_url) as found:
         assert found["DATABASE_URL"] == database_url
         assert _produce_and_consume(found["KAFKA_BOOTSTRAP_SERVERS"], "reviews")
         assert (state / "infra.json").stat().st_mode & 0o777 == 0o600  # a configured URL may hold a password
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(30)
     assert read_infra_file(state) is None
 
 
