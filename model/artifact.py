@@ -109,6 +109,15 @@ def content_hash(directory: Path, card: ModelCard) -> str:
     return digest.hexdigest()
 
 
+def weights_label_count(directory: Path, architecture: str) -> int | None:
+    """How many labels the saved weights predict (their config says), or None without a config."""
+    config_file = Path(directory) / ("charcnn_config.json" if architecture == "charcnn" else "config.json")
+    if not config_file.is_file():
+        return None
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    return int(config.get("num_labels") or len(config.get("id2label") or {})) or None
+
+
 def version_of(directory: Path, card: ModelCard) -> str:
     """The version the directory's contents give: what ``write_card`` records."""
     return f"{card.name}-{card.architecture}-{content_hash(directory, card)[:12]}"

@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from model.artifact import FP32_FILE, ONNX_INT8_FILE, ArtifactError, ModelCard, read_card, version_of
+from model.artifact import (
+    FP32_FILE,
+    ONNX_INT8_FILE,
+    ArtifactError,
+    ModelCard,
+    read_card,
+    version_of,
+    weights_label_count,
+)
 from model.base import Score
 from model.batching import plan_batches
 from model.data import clean_text
@@ -173,14 +181,8 @@ def resolve_variant(card: ModelCard, device: str, variant: str) -> tuple[str, st
 
 def _refuse_label_mismatch(directory: Path, card: ModelCard) -> None:
     """A card whose labels the weights do not have scored nothing sensible, or failed deep in torch."""
-    import json
-
-    config_file = directory / ("charcnn_config.json" if card.architecture == "charcnn" else "config.json")
-    if not config_file.is_file():
-        return
-    config = json.loads(config_file.read_text(encoding="utf-8"))
-    count = config.get("num_labels") or len(config.get("id2label") or {})
-    if count and count != len(card.labels):
+    count = weights_label_count(directory, card.architecture)
+    if count is not None and count != len(card.labels):
         raise ArtifactError(
             f"{directory}: the card lists {len(card.labels)} labels {card.labels}, the weights have {count}"
         )

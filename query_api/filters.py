@@ -128,7 +128,7 @@ def _named_problem(value: object, handler: ValidatorFunctionWrapHandler) -> obje
 IsoDateTime = Annotated[datetime, WrapValidator(_named_problem), BeforeValidator(_iso_only)]
 
 
-def _utc(value: datetime | None, name: str) -> datetime | None:
+def as_utc(value: datetime | None, name: str) -> datetime | None:
     """Naive times are taken as UTC, like the message contract does; aware ones are converted
     to UTC, because PostgreSQL refuses offsets beyond ±15:59 that Python accepts."""
     if value is None:
@@ -202,7 +202,7 @@ async def filter_params(
     problems: list[FieldError] = []
     if min_score is not None and max_score is not None and min_score > max_score:
         problems.append(FieldError(loc=["query", "min_score"], msg="min_score exceeds max_score", type="range"))
-    since, until = _utc(since, "since"), _utc(until, "until")
+    since, until = as_utc(since, "since"), as_utc(until, "until")
     if since is not None and until is not None and since > until:
         problems.append(FieldError(loc=["query", "since"], msg="since is after until", type="range"))
     if problems:

@@ -118,8 +118,8 @@ def normalize_rating(value: Any, best: Any = None, worst: Any = None) -> int | N
     if isinstance(value, str):
         # The first "N out of M" that is a rating on its own scale: "Posted 12/05: 4 out of 5" is 4.
         for match in RATING_IN_TEXT.finditer(value):
-            if normalize_rating(match.group(1), match.group(2)) is not None:
-                return normalize_rating(match.group(1), match.group(2))
+            if (stars := normalize_rating(match.group(1), match.group(2))) is not None:
+                return stars
     number = _number(value)
     top = 5.0 if best is None else _number(best)
     bottom = 1.0 if worst is None else _number(worst)

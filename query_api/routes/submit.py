@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from core.messages import REVIEW_COLUMNS, ReviewMessage
 from query_api.deps import AppState, StateDep, require_publisher
 from query_api.errors import ApiError, responses, validation_details
-from query_api.filters import IsoDateTime
+from query_api.filters import IsoDateTime, as_utc
 from query_api.publisher import PublishError
 from query_api.queries import BY_KEY, PUBLIC_FIELDS, REJECTION_BY_KEY
 from query_api.schemas import SentimentOut, SubmitReview, Submitted
@@ -231,8 +231,7 @@ async def get_by_key(
     """The scored row; 404 with code `pending` until the worker has scored it, `rejected` (and why) if it will not."""
     if "\x00" in review_key:
         raise ApiError(422, "invalid_request", "review_key must not contain NUL characters")
-    since = after.replace(tzinfo=UTC) if after is not None and after.tzinfo is None else after  # naive = UTC
-    row = await wait_for_row(state, review_key, wait, since=since)
+    row = await wait_for_row(state, review_key, wait, since=as_utc(after, "after"))
     if isinstance(row, Rejection):
         raise row.api_error(review_key, 404)
     if row is None:
