@@ -26,13 +26,17 @@ def register(app: typer.Typer) -> None:
 
 def train_command(
     train_files: Annotated[
-        list[Path] | None, typer.Option("--train", help="Labeled training file (repeat for several).")
+        list[Path] | None,
+        typer.Option("--train", help="Labeled training file (repeat for several; replaces the config's list)."),
     ] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Artifact directory to write.")] = None,
     config: Annotated[
         Path | None, typer.Option(exists=True, dir_okay=False, help="YAML/JSON file of training options.")
     ] = None,
-    eval_files: Annotated[list[Path] | None, typer.Option("--eval", help="Held-out file evaluated at the end.")] = None,
+    eval_files: Annotated[
+        list[Path] | None,
+        typer.Option("--eval", help="Held-out file evaluated at the end (repeat; replaces the config's list)."),
+    ] = None,
     architecture: Annotated[str | None, typer.Option(help="transformer or charcnn.")] = None,
     base_model: Annotated[str | None, typer.Option(help="Checkpoint directory, or 'minilm'.")] = None,
     label_scheme: Annotated[str | None, typer.Option(help="binary or stars3.")] = None,
@@ -80,6 +84,13 @@ def train_command(
         overrides["train"] = [{"path": str(p), "max_per_class": max_per_class} for p in train_files]
     if eval_files:
         overrides["eval"] = [{"path": str(p)} for p in eval_files]
+    if max_per_class is not None and not train_files:  # it would be dropped without a word
+        typer.echo(
+            "error: --max-per-class caps the --train files; "
+            "for a config's files set max_per_class in its train entries",
+            err=True,
+        )
+        raise typer.Exit(2)
     if int8 and not finalize_only:  # a full run calibrates fp32; int8 is `quantize`'s job then
         typer.echo("error: --int8 goes with --finalize-only; after a full run, use `reviewscore quantize`", err=True)
         raise typer.Exit(2)
@@ -117,16 +128,23 @@ def eval_command(
     variant: Annotated[str, typer.Option(help="auto, fp32, bf16, onnx-int8.")] = "auto",
     output: Annotated[Path | None, typer.Option(help="Directory for eval JSON + confusion PNG.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate the first N rows only.")] = None,
+    max_length: Annotated[
+        int | None,
+        typer.Option(min=8, help="Tokens kept per review (default: the length the model was trained with)."),
+    ] = None,
 ) -> None:
     """Accuracy, macro-F1, per-class precision/recall, confusion matrix and calibration on a labeled file."""
     from core.config import ModelSettings
-    from model.artifact import ArtifactError
+    from model.artifact import ArtifactError, read_card
     from model.data import DataError, DataSource, parse_scheme, read_rows, to_labeled
     from model.evaluate import evaluate_scorer, save_report
     from model.scorer import load_scorer
 
     try:
-        settings = ModelSettings.model_validate({"variant": variant})
+        # Not MODEL_MAX_LENGTH: a shell set up for a worker that truncates harder would quietly
+        # lower the figures of a report that does not say so.
+        length = max_length or read_card(model_dir).max_length
+        settings = ModelSettings.model_validate({"variant": variant, "max_length": length})
         target = parse_scheme(scheme) if scheme else None
         source = DataSource(
             str(file), text_column, label_column, stars_column, parse_scheme(source_scheme) if source_scheme else None
@@ -137,11 +155,12 @@ def eval_command(
             source = replace(source, source_scheme=_file_scheme(rows, source))
         data = to_labeled(rows[:limit] if limit else rows, source, target or source.source_scheme or "stars3")
         report = evaluate_scorer(scorer, data)
-    except (ArtifactError, DataError, KeyError, ValueError) as exc:
+    except (ArtifactError, DataError, KeyError, ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     report["model_version"] = scorer.model_version
     report["variant"] = scorer.variant
+    report["max_length"] = scorer.max_length
     report["file"] = str(file)
     report["skipped"] = data.sources[0]["skipped"]
     for label, count in report.get("not_judged", {}).items():

@@ -370,6 +370,12 @@ def to_labeled(rows: Sequence[dict[str, Any]], source: DataSource, scheme: Label
     source_scheme = source.source_scheme
     if source_scheme is None and not use_stars:
         source_scheme = infer_scheme(raw for _, raw in cells)
+        if scheme == "stars3" and present_labels(raw for _, raw in cells) <= {"0", "1"}:
+            log.warning(
+                "%s: labels 0/1 read as negative/positive; if 1 means neutral, set source_scheme: stars3 "
+                "for this file (source_scheme: binary says the reading is right)",
+                source.display_name,
+            )
     texts: list[str] = []
     labels: list[int] = []
     seen: set[str] = set()

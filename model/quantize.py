@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -31,23 +32,53 @@ def quantize_artifact(
     An artifact that already has its int8 file keeps it (the calibrated one), so this also serves
     to check it against fp32 and to make a slim copy for shipping.
     """
-    from model.onnx_runtime import export_onnx, quantize_int8
-
     directory = Path(directory)
     card = read_card(directory)
     if card.architecture != "transformer":
         raise ArtifactError("int8 quantization applies to transformer artifacts; the char-CNN is already small")
     if "fp32" not in card.variants:
         raise ArtifactError(f"{directory}: no fp32 weights to quantize (variants {sorted(card.variants)})")
-    target = Path(output) if output else directory
-    if target != directory:
-        if target.exists() and any(target.iterdir()):
-            raise ArtifactError(f"{target}: exists and is not empty")
-        shutil.copytree(directory, target, dirs_exist_ok=True)
+    target = _new_artifact_dir(directory, Path(output)) if output else None
+    if target is None:  # in place: the card lists the int8 file only once it is whole
+        _add_int8(directory, directory, card, drop_fp32=drop_fp32, check=check)
+        return write_card(directory, card)
+    # A new artifact is built beside its destination and renamed into place at the end: a failed
+    # run leaves nothing there, so the same command can simply be run again.
+    staging = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.partial"
+    try:
+        shutil.copytree(directory, staging)
+        _add_int8(directory, staging, card, drop_fp32=drop_fp32, check=check)
+        write_card(staging, card)
+        if target.exists():
+            target.rmdir()  # checked empty above; a directory cannot be renamed onto a non-empty one
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return read_card(target)
+
+
+def _new_artifact_dir(directory: Path, output: Path) -> Path | None:
+    """``output`` resolved, or None when it names ``directory`` itself (quantize in place)."""
+    source, target = directory.resolve(), output.resolve()
+    if target == source:
+        return None
+    if target.is_relative_to(source):
+        raise ArtifactError(f"{output}: inside the artifact {directory}; write the new artifact elsewhere")
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ArtifactError(f"{output}: exists and is not an empty directory")
+    return target
+
+
+def _add_int8(directory: Path, target: Path, card: ModelCard, *, drop_fp32: bool, check: DataSource | None) -> None:
+    """Quantize into ``target`` (unless its int8 file is there), check it, optionally drop fp32; updates ``card``."""
+    from model.onnx_runtime import export_onnx, quantize_int8
+
     if not (card.variants.get("onnx-int8") and (target / card.variants["onnx-int8"]).is_file()):
         with tempfile.TemporaryDirectory() as tmp:
             fp32_onnx = export_onnx(directory, Path(tmp) / "model.onnx")
-            quantize_int8(fp32_onnx, target / ONNX_INT8_FILE)
+            quantize_int8(fp32_onnx, Path(tmp) / ONNX_INT8_FILE)
+            shutil.move(Path(tmp) / ONNX_INT8_FILE, target / ONNX_INT8_FILE)
     card.variants = {**card.variants, "onnx-int8": ONNX_INT8_FILE}
     if check is not None:
         card.metrics = {**card.metrics, "quantization_check": compare_variants(target, card, check)}
@@ -58,7 +89,6 @@ def quantize_artifact(
         card.notes = (
             card.notes + " fp32 weights dropped to fit in git; rebuild them with the reproduce command."
         ).strip()
-    return write_card(target, card)
 
 
 def compare_variants(directory: Path, card: ModelCard, check: DataSource) -> dict[str, Any]:
@@ -69,10 +99,12 @@ def compare_variants(directory: Path, card: ModelCard, check: DataSource) -> dic
 
     write_card(directory, card)
     data = load_labeled(check, "binary" if _is_binary(check) else "stars3")
-    result: dict[str, Any] = {"file": check.display_name, "n": len(data)}
+    result: dict[str, Any] = {"file": check.display_name, "n": len(data), "max_length": card.max_length}
     labels = {}
     for variant in ("fp32", "onnx-int8"):
-        scorer = load_scorer(directory, ModelSettings(variant=variant, device="cpu"))
+        # At the length it was trained with, whatever MODEL_MAX_LENGTH the shell has for its worker.
+        settings = ModelSettings(variant=variant, device="cpu", max_length=card.max_length)
+        scorer = load_scorer(directory, settings)
         report = evaluate_scorer(scorer, data)
         result[variant] = {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
         labels[variant] = [s.label for s in scorer.predict(data.texts)]
