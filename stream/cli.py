@@ -74,11 +74,8 @@ def worker(
         assert connections.database_url
         if embedded:
             migrations.upgrade(connections.database_url, "head", database.readonly_role)
-        elif mismatch := migrations.schema_mismatch(connections.database_url):
-            kind, why = mismatch
-            typer.echo(f"{'error' if kind == 'behind' else 'warning'}: {why}", err=True)
-            if kind == "behind":
-                raise typer.Exit(2)
+        else:
+            _check_schema(connections.database_url)
         if create_topics:
             assert kafka.bootstrap_servers
             with _broker_errors(f"create the topics on {kafka.bootstrap_servers}"):
@@ -138,7 +135,6 @@ def rescore(
     """
     from rich.progress import Progress
 
-    from core import migrate as migrations
     from core.config import get_database_settings, get_model_settings, get_stream_settings
     from core.db import make_engine
     from core.runtime import ensure_infra
@@ -147,9 +143,7 @@ def rescore(
 
     with ensure_infra(kafka=False, start_embedded=False) as connections:
         assert connections.database_url
-        if (mismatch := migrations.schema_mismatch(connections.database_url)) and mismatch[0] == "behind":
-            typer.echo(f"error: {mismatch[1]}", err=True)
-            raise typer.Exit(2)
+        _check_schema(connections.database_url)
         scorer = _load_scorer(
             get_stream_settings().scorer, model or get_model_settings().path, model_given=model is not None
         )
@@ -390,6 +384,17 @@ def _load_scorer(spec: str | None, model: Path | None, *, model_given: bool = Fa
     except (ArtifactError, ImportError, AttributeError, TypeError) as exc:
         typer.echo(f"error: no scorer to run: {exc}", err=True)
         raise typer.Exit(2) from exc
+
+
+def _check_schema(database_url: str) -> None:
+    """Exit 2 on a schema behind this code (its writes would fail and retry for ever); warn when ahead."""
+    from core import migrate as migrations
+
+    if mismatch := migrations.schema_mismatch(database_url):
+        kind, why = mismatch
+        typer.echo(f"{'error' if kind == 'behind' else 'warning'}: {why}", err=True)
+        if kind == "behind":
+            raise typer.Exit(2)
 
 
 @contextmanager
