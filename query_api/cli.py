@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import typer
@@ -19,10 +20,12 @@ def serve(
     """Serve the read-only query API, the submit endpoint and the dashboard."""
     import uvicorn
 
-    from core.config import get_api_settings, get_database_settings
+    from core.config import get_api_settings, get_database_settings, get_infra_settings
+    from core.logs import logging_config
     from core.runtime import ensure_infra
 
     settings = get_api_settings()
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel())  # as the CLI's callback set it
     # Settings from the environment, else a running `reviewscore infra up`; the API starts nothing
     # itself. The broker is optional: without one reads work and submissions answer 503.
     needs_writer_url = get_database_settings().readonly_url is None
@@ -34,5 +37,9 @@ def serve(
             port=port if port is not None else settings.port,
             workers=workers or settings.workers,
             proxy_headers=True,
-            log_level="info",
+            # The level the root --log-level or REVIEWSCORE_LOG_LEVEL set, in the project's format
+            # (JSON lines with REVIEWSCORE_LOG_JSON), access lines included; uvicorn's own config
+            # would replace both in every worker process.
+            log_config=logging_config(level, get_infra_settings().log_json),
+            log_level=logging.getLevelName(level),
         )

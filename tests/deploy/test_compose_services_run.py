@@ -138,6 +138,11 @@ def test_the_api_service_becomes_ready_as_the_reader(
     wait_for(ready, 60, "API /readyz 200", log)
     reply = get_json(url)
     assert reply == (200, {"status": "ok", "checks": {"database": "ok", "broker": "ok"}})
+    # The service sets REVIEWSCORE_LOG_JSON: uvicorn's start-up and access lines are JSON too.
+    wait_for(lambda: "GET /readyz" in log.read_text(), 10, "the access line", log)
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    assert any(line["logger"] == "uvicorn.access" and "GET /readyz" in line["msg"] for line in lines), lines
+    assert any(line["logger"] == "uvicorn.error" and "Uvicorn running" in line["msg"] for line in lines), lines
 
 
 def test_the_worker_service_scores_what_is_published(
