@@ -9,9 +9,12 @@ endif
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-# CPU wheel of torch (on these machines it lies on disk); installed first so no later
-# requirement can pull a CUDA build.
+# CPU wheel of torch, installed first so no later requirement can pull a CUDA build. PyPI's
+# Linux wheel is the CUDA build; the CPU one comes from PyTorch's index (TORCH_INDEX), or from a
+# local wheel where pip is set up with one (these machines: the index is then unreachable, and
+# pip says so in one warning and takes the local wheel). TORCH_INDEX= leaves pip's own sources.
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 PYTEST_ARGS ?=
 
 .PHONY: setup demo test test-fast lint format bench clean
@@ -24,7 +27,7 @@ $(STAMP): pyproject.toml
 	  $$py $(PY_311) 2>/dev/null || { echo "error: PYTHON=$$py is not Python 3.11+ (or does not run)" >&2; exit 1; }; \
 	  $$py -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q --retries 1 $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -q -e '.[all]'
 	@touch $(STAMP)
 
