@@ -3,7 +3,8 @@
 CSV (``csv_records``) is read strictly: a quote left open ran on to the next quote mark and the
 rows between became one text. A record strict reading refuses is read leniently when it is one
 line (``"Amazing" is an understatement,5``, as before), and refused, naming the lines it ran
-over, when it is more.
+over, when it is more, also when only the lenient reading runs on (a later field opens a quote
+the line does not close).
 
 TSV (``tsv_records``):
 
@@ -12,19 +13,23 @@ quote mark and does not end with one (``"Best dress ever`` and its label) opened
 that ran on through the following lines to the next quote mark: those rows became part of one
 text, silently. Spreadsheets and pandas do quote, though: a field quoted as a whole, its inner
 quote marks doubled, is unquoted here, and such a field may hold line breaks. So a record
-continues past its line only when a quoted field closes within ``MAX_RECORD_LINES`` lines, the
+continues past its line only when a quoted field closes (within ``MAX_RECORD_CHARS``), the
 record then has the header's number of fields, and no field it spans holds a tab (rows swallowed
 by a stray quote always bring their tabs along). Anything else is read line by line, its quote
-marks taken as part of the text.
+marks taken as part of the text; so a quoted field holding both a line break and a tab is read as
+lines too: by its shape it cannot be told from a stray quote.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-MAX_RECORD_LINES = 50
+# How far a quoted TSV field may run on before it counts as a stray quote: far past any review
+# (5,000 words is about 35,000 characters), and it bounds the look-ahead of each stray quote.
+MAX_RECORD_CHARS = 1_000_000
 
 
 def tsv_fields(line: str) -> list[str]:
@@ -42,17 +47,41 @@ def _line_fields(line: str) -> tuple[list[str], bool]:
         return line.split("\t"), "unexpected end of data" in str(exc)
 
 
+def _closing_quote(line: str) -> int:
+    """Index of the first quote mark of ``line`` that is not half of a doubled one, or -1."""
+    index = line.find('"')
+    while index >= 0:
+        if line.startswith('""', index):
+            index = line.find('"', index + 2)
+            continue
+        return index
+    return -1
+
+
 def _spanning_record(lines: Sequence[str], start: int, width: int) -> tuple[list[str], int] | None:
-    """(fields, lines used) of a quoted record that starts at ``lines[start]`` and runs on, if any."""
-    for end in range(start + 2, min(start + MAX_RECORD_LINES, len(lines)) + 1):
+    """(fields, lines used) of a quoted record that starts at ``lines[start]`` and runs on, if any.
+
+    One pass over the lines that follow: each is whole text of the open field up to its closing
+    quote, so a tab before that quote (or on a line with none) ends the search; the rows a stray
+    quote would swallow all hold tabs, so the search stops at the first of them.
+    """
+    size = len(lines[start])
+    for end in range(start + 1, len(lines)):
+        line = lines[end]
+        size += len(line)
+        close = _closing_quote(line)
+        if size > MAX_RECORD_CHARS or "\t" in (line if close < 0 else line[:close]):
+            return None
+        if close < 0:
+            continue
         try:
-            records = list(csv.reader(lines[start:end], delimiter="\t", strict=True))
+            records = list(csv.reader(lines[start : end + 1], delimiter="\t", strict=True))
         except csv.Error as exc:
             if "unexpected end of data" in str(exc):
-                continue  # the quote is still open: take the next line too
+                continue  # closed, and another quoted field opened on the same line
             return None  # closed, then something else than a tab: no record of this shape
         if len(records) == 1 and len(records[0]) == width and not any("\t" in field for field in records[0]):
-            return records[0], end - start
+            return records[0], end + 1 - start
         return None
     return None
 
@@ -85,13 +114,17 @@ def csv_records(handle: Iterable[str], delimiter: str = ",") -> Iterator[tuple[i
     """(line the record starts on, row or the reason it cannot be read), rows shaped as
     ``csv.DictReader`` shapes them. The field-size limit in force applies."""
     consumed: list[str] = []
+    read = 0  # lines taken from the file so far
 
     def lines() -> Iterator[str]:
+        nonlocal read
         for line in handle:
+            read += 1
             consumed.append(line)
             yield line
 
-    reader = csv.reader(lines(), delimiter=delimiter, strict=True)
+    source = lines()
+    reader = csv.reader(source, delimiter=delimiter, strict=True)
     try:
         header = next(reader, None)
     except csv.Error as exc:
@@ -108,11 +141,13 @@ def csv_records(handle: Iterable[str], delimiter: str = ",") -> Iterator[tuple[i
         except csv.Error as exc:
             if not consumed:
                 return  # no progress: nothing more can be read
-            start = reader.line_num - len(consumed) + 1
+            start = read - len(consumed) + 1
+            if len(consumed) == 1 and _runs_on(consumed[0], delimiter):
+                _take_rest_of_record(source, consumed[0], delimiter)  # so its lines are not read as rows
             if len(consumed) > 1:
                 quote = "expected after" in str(exc) or "unexpected end of data" in str(exc)
                 hint = "; a quote not closed where its field ends?" if quote else ""
-                yield start, f"unreadable CSV (lines {start}-{reader.line_num}{hint}): {exc}"
+                yield start, f"unreadable CSV (lines {start}-{read}{hint}): {exc}"
                 continue
             try:
                 fields = next(csv.reader(consumed, delimiter=delimiter))
@@ -121,8 +156,35 @@ def csv_records(handle: Iterable[str], delimiter: str = ",") -> Iterator[tuple[i
                 continue
         if not fields:
             continue  # a blank line, as DictReader skips it
-        start = reader.line_num - len(consumed) + 1
-        yield start, _shaped(header, fields)
+        yield read - len(consumed) + 1, _shaped(header, fields)
+
+
+def _runs_on(line: str, delimiter: str) -> bool:
+    """Whether ``line``, read leniently, ends inside a quoted field: a later field of the record
+    (``"Amazing" is it,"Jane`` / ``Doe",5``) runs on to the next line."""
+    if not line.endswith("\n"):
+        return False  # the file's last line: nothing runs on
+    try:
+        return len(list(csv.reader([line, "\x1e\n"], delimiter=delimiter))) < 2
+    except csv.Error:  # past the field-size limit: refused as it is
+        return False
+
+
+def _take_rest_of_record(source: Iterator[str], first: str, delimiter: str) -> None:
+    """Take from ``source`` the lines a lenient reading puts in the record ``first`` starts."""
+    size = len(first)
+
+    def feed() -> Iterator[str]:
+        nonlocal size
+        yield first
+        for line in source:
+            yield line
+            size += len(line)
+            if size > MAX_RECORD_CHARS:
+                return
+
+    with contextlib.suppress(csv.Error):  # past the field-size limit: the lines up to it are taken
+        next(csv.reader(feed(), delimiter=delimiter), None)
 
 
 def _shaped(header: Sequence[str], fields: Sequence[str]) -> dict[Any, Any]:

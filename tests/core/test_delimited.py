@@ -71,3 +71,25 @@ def test_csv_is_read_strictly_and_a_one_line_record_strictness_refuses_is_read_a
         (6, {"text": "Fine", "label": "1"}),
         (7, {"text": "Two\nlines", "label": "0"}),
     ]
+
+
+def test_a_quoted_text_of_many_lines_is_one_record_however_many() -> None:
+    """Past 50 lines it was read line by line: the review's first line, then every other line as a review."""
+    text = "\n".join(f"Point {i}: something about the fit." for i in range(1, 201))
+    quoted = '"' + text.replace('"', '""') + '"'
+    lines = ["text\tbrand\trating\n", *f"{quoted}\tAcme\t2\n".splitlines(keepends=True), "Short one\tAcme\t4\n"]
+
+    assert list(tsv_records(lines)) == [
+        (2, {"text": text, "brand": "Acme", "rating": "2"}),
+        (202, {"text": "Short one", "brand": "Acme", "rating": "4"}),
+    ]
+
+
+def test_a_record_whose_later_quoted_field_runs_on_is_refused_as_one_not_read_as_two() -> None:
+    """Read leniently line by line, the second line became a review of its own: text 'Doe"', author '5'."""
+    lines = ["text,author,rating\n", '"Amazing" is an understatement,"Jane\n', 'Doe",5\n', "Next one,Bob,4\n"]
+
+    assert list(csv_records(lines)) == [
+        (2, "unreadable CSV (lines 2-3; a quote not closed where its field ends?): ',' expected after '\"'"),
+        (4, {"text": "Next one", "author": "Bob", "rating": "4"}),
+    ]
