@@ -39,13 +39,19 @@ def make_engine(
     target = url or (settings.readonly_url if read_only and settings.readonly_url else settings.url)
     if target is None:
         raise ValueError("no database URL: set DATABASE_URL or start the embedded database")
+    parsed = sqlalchemy_url(target)
     # UTC sessions: buckets, rollup days and the instants read back do not depend on the
     # server's TimeZone setting (and psycopg2 can read every stored year in UTC).
     options = f"-c statement_timeout={settings.statement_timeout_ms} -c timezone=UTC"
     if read_only:
         options += " -c default_transaction_read_only=on"
+    # The URL's own (a search_path, a pooler's endpoint id), which migrations honour too, go first:
+    # connect_args would replace them, and where both set one the later, ours, wins.
+    given = parsed.query.get("options")
+    if given:
+        options = " ".join([*((given,) if isinstance(given, str) else given), options])
     engine = create_engine(
-        sqlalchemy_url(target),
+        parsed,
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
         pool_timeout=settings.pool_timeout,
