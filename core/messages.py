@@ -26,6 +26,8 @@ from pydantic import (
     field_validator,
 )
 
+from core.iso_time import IsoDateTime
+
 SCHEMA_VERSION = 1
 MAX_TEXT_CHARS = 20_000
 MAX_MESSAGE_BYTES = 256_000
@@ -135,7 +137,7 @@ class ReviewMessage(BaseModel):
     author: ShortText | None = Field(
         default=None, description="The review's author as shown by the source.", json_schema_extra=_NO_NUL
     )
-    published_at: datetime | None = Field(
+    published_at: IsoDateTime | None = Field(
         default=None, description="When the review was published (ISO-8601; naive times are taken as UTC)."
     )
     lang: Annotated[str, StringConstraints(max_length=35, pattern=_LANG_PATTERN)] | None = Field(

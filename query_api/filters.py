@@ -8,22 +8,21 @@ FastAPI dependency that documents and validates the query parameters once for ev
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import astuple, dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Query
-from pydantic import AfterValidator, BeforeValidator, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
+from pydantic import AfterValidator
 from sqlalchemy import ColumnElement, DateTime, Float, String, bindparam, func, literal_column
 
+from core.iso_time import IsoDateTime
 from core.schema import Sentiment
 from query_api.errors import ApiError, FieldError
 
 Label = Literal["negative", "neutral", "positive"]
 
 # Must match the expression of the GIN index ix_sentiments_sentence_fts, or the index is not used.
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _FTS_CONFIG: ColumnElement[str] = literal_column("'english'")
 
 
@@ -91,41 +90,6 @@ def conditions(filters: Filters) -> list[ColumnElement[bool]]:
         query = func.websearch_to_tsquery(_FTS_CONFIG, bindparam("q", values["q"], type_=String))
         terms.append(document.op("@@")(query))
     return terms
-
-
-_EXAMPLE = "e.g. 2026-11-01T00:00:00Z"
-
-
-def _iso_only(value: object) -> object:
-    """pydantic reads a bare number as a Unix timestamp; the API documents ISO-8601 only."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):  # a JSON number in a body
-        raise ValueError(f"must be an ISO-8601 date-time string, {_EXAMPLE}")
-    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
-        raise ValueError(f"must be an ISO-8601 date-time, {_EXAMPLE}")
-    return value
-
-
-def _named_problem(value: object, handler: ValidatorFunctionWrapHandler) -> object:
-    """pydantic's parsing, with the wrong part named when it refuses.
-
-    For ``T25:00`` or an offset of ``+99:00`` pydantic says "unexpected extra characters at the
-    end of the input", naming neither; ``datetime.fromisoformat`` names them. What is accepted
-    stays pydantic's (``fromisoformat`` takes week dates, bare hours, any separator).
-    """
-    try:
-        return handler(value)
-    except ValidationError:
-        if not isinstance(value, str):
-            raise
-        try:
-            datetime.fromisoformat(value.strip())
-        except ValueError as exc:
-            why = "the UTC offset must be less than 24 hours" if "offset" in str(exc) else str(exc)
-            raise ValueError(f"is not a valid ISO-8601 date-time ({why}), {_EXAMPLE}") from None
-        raise
-
-
-IsoDateTime = Annotated[datetime, WrapValidator(_named_problem), BeforeValidator(_iso_only)]
 
 
 def as_utc(value: datetime | None, name: str) -> datetime | None:

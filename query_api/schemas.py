@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, RootModel, StringConstraints
 from starlette.responses import Response
 
+from core.iso_time import IsoDateTime
 from core.messages import MAX_TEXT_CHARS
-from query_api.filters import IsoDateTime
 
 _SENTIMENT_EXAMPLE: dict[str, JsonValue] = {
     "id": 42,

@@ -17,10 +17,11 @@ from sqlalchemy import Row, func, select
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
+from core.iso_time import IsoDateTime
 from core.messages import REVIEW_COLUMNS, ReviewMessage
 from query_api.deps import AppState, StateDep, require_publisher
 from query_api.errors import ApiError, responses, validation_details
-from query_api.filters import IsoDateTime, as_utc
+from query_api.filters import as_utc
 from query_api.publisher import PublishError
 from query_api.queries import BY_KEY, PUBLIC_FIELDS, REJECTION_BY_KEY
 from query_api.schemas import SentimentOut, SubmitReview, Submitted

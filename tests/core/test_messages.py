@@ -47,6 +47,10 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     ({"text": "ok", "source": "user", "rating": "5"}, "rating"),
     ({"text": "ok", "source": "user", "rating": 4.5}, "rating"),
     ({"text": "ok", "source": "user", "published_at": "yesterday"}, "published_at"),
+    # Read as Unix times they were 1970 dates: a CSV's compact 20261120 became 1970-08-23.
+    ({"text": "ok", "source": "user", "published_at": "20261120"}, "published_at"),
+    ({"text": "ok", "source": "user", "published_at": "2026"}, "published_at"),
+    ({"text": "ok", "source": "user", "published_at": 1763647380}, "published_at"),
     ({"text": "ok", "source": "user", "url": "ftp://example.com"}, "url"),
     ({"text": "ok", "source": "user", "url": "not a url"}, "url"),
     ({"text": "\u0085 \u3000", "source": "user"}, "text"),  # blank to the model, not only to ECMA's \s
