@@ -173,8 +173,8 @@ def infra_up(
                 infra.state_dir, topics={kafka.topic: kafka.partitions, kafka.dlq_topic: 1}, port=infra.broker_port
             ) as broker,
         ):
-            if migrate_db:
-                migrations.upgrade(db.url, "head", get_database_settings().readonly_role)
+            if migrate_db and (why := migrations.upgrade_unless_ahead(db.url, get_database_settings().readonly_role)):
+                typer.echo(f"warning: {why}; left as it is", err=True)
             write_infra_file(infra.state_dir, db.url, broker.bootstrap_servers)
             typer.echo(f"ready in {time.perf_counter() - started:.2f}s")
             typer.echo(f"export DATABASE_URL='{db.url}'")

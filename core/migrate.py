@@ -27,6 +27,17 @@ def upgrade(url: str, revision: str = "head", readonly_role: str = "reviewscore_
     command.upgrade(alembic_config(url, readonly_role), revision)
 
 
+def upgrade_unless_ahead(url: str, readonly_role: str = "reviewscore_reader") -> str | None:
+    """Upgrade to head, or, on a database at a revision this code does not know (an older
+    checkout on a kept state directory), leave it as it is and say why: alembic's own answer
+    is a traceback."""
+    mismatch = schema_mismatch(url)
+    if mismatch and mismatch[0] == "ahead":
+        return mismatch[1]
+    upgrade(url, "head", readonly_role)
+    return None
+
+
 def downgrade(url: str, revision: str = "base", readonly_role: str = "reviewscore_reader") -> None:
     command.downgrade(alembic_config(url, readonly_role), revision)
 

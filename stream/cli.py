@@ -73,7 +73,8 @@ def worker(
         database = get_database_settings()
         assert connections.database_url
         if embedded:
-            migrations.upgrade(connections.database_url, "head", database.readonly_role)
+            if why := migrations.upgrade_unless_ahead(connections.database_url, database.readonly_role):
+                typer.echo(f"warning: {why}; left as it is", err=True)
         else:
             _check_schema(connections.database_url)
         if create_topics:

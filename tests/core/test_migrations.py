@@ -249,3 +249,23 @@ def test_0008_frees_rows_a_future_producer_time_pinned_and_keeps_the_others(data
         kept = dict(conn.execute(text("SELECT review_key, kafka_timestamp IS NOT NULL FROM sentiments")).all())
     engine.dispose()
     assert kept == {"user:pinned": False, "user:soon": True, "user:past": True}
+
+
+def test_upgrading_a_database_ahead_of_the_code_leaves_it_and_says_why(database_url: str) -> None:
+    """`infra up` and `worker --embedded` on a state directory a newer checkout migrated: alembic's
+    "Can't locate revision" traceback, now a warning and the database left as it is."""
+    engine = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)
+    head = migrate.head_revision()
+    assert migrate.upgrade_unless_ahead(database_url) is None
+
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0999'"))
+    try:
+        why = migrate.upgrade_unless_ahead(database_url)
+        assert why is not None
+        assert "at migration 0999, newer than this code" in why
+        assert migrate.current_revision(database_url) == "0999"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": head})
+        engine.dispose()
