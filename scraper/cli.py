@@ -82,7 +82,7 @@ def crawl(
         overrides[name.strip()] = value
     if output is not None:
         overrides["FEEDS"] = {str(output): {"format": "jsonlines", "encoding": "utf-8"}}
-    spider_args = {"start_url": ",".join(start_url or [])} if start_url else {}
+    spider_args: dict[str, object] = {"start_url": list(start_url)} if start_url else {}
     if url_file:
         spider_args["url_file"] = str(url_file)
 

@@ -26,7 +26,7 @@ def crawl_settings(overrides: dict[str, Any] | None = None) -> Any:
 
 
 def run_crawl(
-    spider: str, spider_args: dict[str, str], overrides: dict[str, Any] | None = None
+    spider: str, spider_args: dict[str, Any], overrides: dict[str, Any] | None = None
 ) -> tuple[dict[str, int], dict[str, Any]]:
     """Crawl to the end; returns (summary figures, Scrapy's full stats)."""
     from scrapy.crawler import CrawlerProcess

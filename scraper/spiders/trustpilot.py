@@ -12,6 +12,7 @@ counted, and the crawl goes on.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -47,14 +48,19 @@ def is_company_page(url: str) -> bool:
     return bool(COMPANY_PAGE.search(urlsplit(url).path))
 
 
+_NEXT_URL = re.compile(r",(?=\s*https?://)", re.IGNORECASE)
+
+
 class TrustpilotSpider(scrapy.Spider):  # type: ignore[misc]  # scrapy is untyped for mypy here
     name = "trustpilot"
 
-    def __init__(self, start_url: str | None = None, url_file: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, start_url: str | list[str] | None = None, url_file: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         urls: list[str] = []
-        if start_url:
-            urls.extend(u.strip() for u in start_url.split(",") if u.strip())
+        if isinstance(start_url, list):  # `reviewscore crawl --start-url`, one URL per item
+            urls.extend(u.strip() for u in start_url if u.strip())
+        elif start_url:  # `scrapy crawl -a start_url=A,B`: split where the next URL starts (`?stars=4,5` stays)
+            urls.extend(u.strip() for u in _NEXT_URL.split(start_url) if u.strip())
         if url_file:
             urls.extend(read_url_file(Path(url_file)))
         bad = not_http_urls(urls)

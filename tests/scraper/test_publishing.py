@@ -187,6 +187,20 @@ def test_start_urls_come_from_an_option_or_a_file(tmp_path: Path) -> None:
     assert spider.allowed_domains == ["a.test", "b.test", "c.test"]
 
 
+def test_a_comma_inside_a_start_url_does_not_split_it() -> None:
+    """The CLI joined its --start-url options with commas and the spider split them: `?stars=4,5` became '5'."""
+    filtered = "http://a.test/review/x.example?stars=4,5"
+
+    assert TrustpilotSpider(start_url=[filtered, "http://b.test/categories/"]).start_urls == [
+        filtered,
+        "http://b.test/categories/",
+    ]
+    assert TrustpilotSpider(start_url=f"{filtered},http://b.test/categories/").start_urls == [
+        filtered,
+        "http://b.test/categories/",
+    ]
+
+
 def test_a_start_url_that_is_not_http_is_refused() -> None:
     with pytest.raises(ValueError, match="absolute http"):
         TrustpilotSpider(start_url="reviews.test/categories/")
