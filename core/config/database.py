@@ -1,9 +1,21 @@
 """PostgreSQL connection settings (prefix ``DATABASE_``; ``DATABASE_URL`` is the usual name)."""
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings
 
 from core.config.base import cached, settings_config
+
+# PostgreSQL's reserved key words (pg_get_keywords(), category R): a role of one of these names
+# cannot be written unquoted, and the migrations splice it into GRANT statements as it is.
+_RESERVED_WORDS = (
+    "all analyse analyze and any array as asc asymmetric both case cast check collate column constraint "
+    "create current_catalog current_date current_role current_time current_timestamp current_user "
+    "default deferrable desc distinct do else end except false fetch for foreign from grant group having "
+    "in initially intersect into lateral leading limit localtime localtimestamp not null offset on only "
+    "or order placing primary references returning select session_user some symmetric table then to "
+    "trailing true union unique user using variadic when where window with"
+)
+_RESERVED = frozenset(_RESERVED_WORDS.split())
 
 
 class DatabaseSettings(BaseSettings):
@@ -35,6 +47,15 @@ class DatabaseSettings(BaseSettings):
         default=30_000, ge=0, description="Server-side statement timeout for every session (0: none)."
     )
     echo: bool = Field(default=False, description="Log every SQL statement (debugging only).")
+
+    @field_validator("readonly_role")
+    @classmethod
+    def _creatable_role(cls, value: str) -> str:
+        if value.startswith("pg_") or value in {"public", "none"}:
+            raise ValueError(f"{value!r} is a role name PostgreSQL reserves for itself")
+        if value in _RESERVED:
+            raise ValueError(f"{value!r} is an SQL reserved word; pick another role name")
+        return value
 
 
 @cached

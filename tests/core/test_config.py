@@ -51,6 +51,14 @@ def test_invalid_values_are_refused_with_the_field_name(monkeypatch: pytest.Monk
         DatabaseSettings()
 
 
+@pytest.mark.parametrize("role", ["user", "select", "pg_reader", "public", "none"])
+def test_a_reader_role_postgresql_cannot_create_unquoted_is_refused_at_start(role: str) -> None:
+    """`migrate` splices the name into GRANT statements: these were SQL syntax errors mid-migration."""
+    with pytest.raises(ValidationError, match="readonly_role"):
+        DatabaseSettings(readonly_role=role)
+    assert DatabaseSettings(readonly_role="users_reader").readonly_role == "users_reader"
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "field"),
     [
