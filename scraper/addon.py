@@ -40,6 +40,7 @@ def scrapy_settings(config: ScraperSettings) -> dict[str, Any]:
         "REVIEWSCORE_PUBLISH_RETRIES": config.publish_retries,
         "REVIEWSCORE_RENDER_JS": config.render_js,
         "REVIEWSCORE_FIXTURE_BASE_URL": config.fixture_base_url,
+        "REVIEWSCORE_SOURCE": config.source,
     }
     if config.render_js:
         values.update(browser_settings(config.browser_executable))

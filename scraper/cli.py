@@ -51,10 +51,15 @@ def crawl(
     setting: Annotated[
         list[str] | None, typer.Option("--set", "-s", help="Scrapy setting NAME=VALUE (repeatable).")
     ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(help="Message source (default: SCRAPER_SOURCE, else scraper:<spider>); one per site crawled."),
+    ] = None,
 ) -> None:
     """Crawl a review site and publish every review to the reviews topic."""
-    from core.config import clear_settings_cache
+    from core.config import clear_settings_cache, get_scraper_settings
     from core.runtime import ensure_infra
+    from scraper.publishing import source_problem
     from scraper.runner import run_crawl
     from scraper.spiders.trustpilot import not_http_urls, read_url_file
 
@@ -65,6 +70,7 @@ def crawl(
     if bad:
         typer.echo(f"error: start URLs must be absolute http(s) URLs: {', '.join(bad)}", err=True)
         raise typer.Exit(2)
+    _env("SCRAPER_SOURCE", source)
     _env("SCRAPER_STATE_DIR", state_dir)
     _env("SCRAPER_INCREMENTAL", incremental)
     _env("SCRAPER_HTTPCACHE_ENABLED", cache)
@@ -72,6 +78,10 @@ def crawl(
     _env("SCRAPER_MAX_PAGES", max_pages)
     _env("KAFKA_TOPIC", topic)
     clear_settings_cache()
+    chosen = get_scraper_settings().source
+    if chosen is not None and (problem := source_problem(chosen)):  # else every review would be dropped
+        typer.echo(f"error: source {chosen!r} (--source or SCRAPER_SOURCE): {problem}", err=True)
+        raise typer.Exit(2)
 
     overrides: dict[str, object] = {"REVIEWSCORE_PUBLISH": publish}
     for item in setting or []:

@@ -42,7 +42,7 @@ from scrapy.exceptions import DropItem
 from core.config import KafkaSettings, get_kafka_settings
 from core.messages import describe_validation_error
 from scraper.items import ReviewItem
-from scraper.publishing import digest, to_message
+from scraper.publishing import digest, source_for, to_message
 from scraper.seen import SeenState, state_file
 
 if TYPE_CHECKING:
@@ -73,8 +73,10 @@ class KafkaPublishPipeline:
         incremental: bool,
         delivery_timeout_s: float,
         retries: int,
+        source: str | None = None,
     ) -> None:
         self.crawler = crawler
+        self._source = source
         self.kafka = kafka
         self.topic = kafka.topic
         self.state_dir = state_dir
@@ -105,12 +107,17 @@ class KafkaPublishPipeline:
             incremental=settings.getbool("REVIEWSCORE_INCREMENTAL", True),
             delivery_timeout_s=settings.getfloat("REVIEWSCORE_DELIVERY_TIMEOUT", 30.0),
             retries=settings.getint("REVIEWSCORE_PUBLISH_RETRIES", 3),
+            source=settings.get("REVIEWSCORE_SOURCE") or None,
         )
 
     @property
     def spider_name(self) -> str:
         spider = self.crawler.spider
         return str(spider.name) if spider is not None else "unknown"
+
+    @property
+    def source(self) -> str:
+        return self._source or source_for(self.spider_name)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -160,7 +167,7 @@ class KafkaPublishPipeline:
         review = item if isinstance(item, ReviewItem) else ReviewItem(**ItemAdapter(item).asdict())
         problems: list[str] = []
         try:
-            message = to_message(review, self.spider_name, problems)
+            message = to_message(review, self.source, problems)
         except ValidationError as exc:
             self._inc("invalid")
             reason = describe_validation_error(exc)

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from core.messages import ReviewMessage
+from core.messages import ReviewMessage, describe_validation_error
 from scraper.items import ReviewItem
 
 SHORT_FIELD_CHARS = 256  # the contract's limit for author and brand
@@ -24,6 +24,15 @@ OPTIONAL_FIELDS = frozenset(name for name, info in ReviewMessage.model_fields.it
 
 def source_for(spider_name: str) -> str:
     return f"scraper:{spider_name}"
+
+
+def source_problem(source: str) -> str | None:
+    """Why the contract refuses ``source`` for every message, or None: told once, before a crawl."""
+    try:
+        ReviewMessage(text="-", source=source)
+    except ValidationError as exc:
+        return describe_validation_error(exc)
+    return None
 
 
 def message_text(item: ReviewItem) -> str:
@@ -40,11 +49,11 @@ def _short(value: str | None) -> str | None:
     return value[:SHORT_FIELD_CHARS] if value else value
 
 
-def message_fields(item: ReviewItem, spider_name: str) -> dict[str, Any]:
+def message_fields(item: ReviewItem, source: str) -> dict[str, Any]:
     """The message's fields as the item has them (absent ones left out), before validation."""
     data: dict[str, Any] = {
         "text": message_text(item),
-        "source": source_for(spider_name),
+        "source": source,
         "review_id": item.review_id,
         "brand": _short(item.company_name),
         "rating": item.rating,
@@ -67,12 +76,12 @@ def refused_optional_fields(exc: ValidationError) -> dict[str, str] | None:
     return refused
 
 
-def to_message(item: ReviewItem, spider_name: str, problems: list[str] | None = None) -> ReviewMessage:
+def to_message(item: ReviewItem, source: str, problems: list[str] | None = None) -> ReviewMessage:
     """The contract's message, without the optional fields it refuses (each noted in ``problems``).
 
     Raises ``pydantic.ValidationError`` for a review it cannot carry at all (its text).
     """
-    data = message_fields(item, spider_name)
+    data = message_fields(item, source)
     try:
         return ReviewMessage.model_validate(data)
     except ValidationError as exc:

@@ -41,6 +41,13 @@ class ScraperSettings(BaseSettings):
     browser_executable: str | None = Field(
         default=None, description="Chromium binary for render_js (default: chromium on PATH, else Playwright's)."
     )
+    source: str | None = Field(
+        default=None,
+        description=(
+            "Message source of the crawled reviews (default: scraper:<spider>). Review ids are unique within a "
+            "site only: give each site the spider crawls besides Trustpilot a source of its own."
+        ),
+    )
     fixture_base_url: str | None = Field(
         default=None,
         description="Base URL of the fixture site for `scrapy check` contracts (unset: the bundled one is served).",

@@ -48,6 +48,15 @@ def is_company_page(url: str) -> bool:
     return bool(COMPANY_PAGE.search(urlsplit(url).path))
 
 
+def site_of(host: str) -> str:
+    """The site a host serves, roughly: its last two labels (uk.trustpilot.com and www.trustpilot.com
+    are one site with one set of review ids); an IP address or a one-label name as it is."""
+    labels = host.lower().rstrip(".").split(".")
+    if len(labels) <= 2 or all(label.isdigit() for label in labels) or ":" in host:
+        return host.lower()
+    return ".".join(labels[-2:])
+
+
 _NEXT_URL = re.compile(r",(?=\s*https?://)", re.IGNORECASE)
 
 
@@ -69,6 +78,14 @@ class TrustpilotSpider(scrapy.Spider):  # type: ignore[misc]  # scrapy is untype
         self.start_urls = urls
         # Stay on the sites we were pointed at; company websites are recorded, never followed.
         self.allowed_domains = sorted({urlsplit(u).hostname or "" for u in urls})
+        if len(sites := sorted({site_of(host) for host in self.allowed_domains})) > 1:
+            self.logger.warning(
+                "start URLs on %d sites (%s) share one message source: review ids are unique within a site "
+                "only, so one site's review would overwrite another's of the same id; crawl each site on its "
+                "own with --source (SCRAPER_SOURCE)",
+                len(sites),
+                ", ".join(sites),
+            )
         self._reviews_on_pages: set[tuple[str, str]] = set()  # (company page path, review id or author + text)
         self._unreadable_in_a_row: dict[str, int] = {}  # company page path -> unusable pages in a row
 

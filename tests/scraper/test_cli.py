@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -62,3 +63,14 @@ def test_a_crawl_that_could_not_deliver_a_review_fails() -> None:
     assert crawl_failure(summary(stats), stats) == (
         "2 reviews could not be delivered (kept in the state dir's undelivered file)"
     )
+
+
+def test_a_source_the_message_contract_refuses_is_refused_before_the_crawl(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Else every review of the crawl would be dropped as invalid, one by one."""
+    monkeypatch.delenv("SCRAPER_SOURCE", raising=False)
+    result = CliRunner().invoke(
+        app(), ["crawl", "trustpilot", "--start-url", "http://ok.test/", "--source", "my site", "--no-publish"]
+    )
+
+    assert result.exit_code == 2
+    assert "error: source 'my site' (--source or SCRAPER_SOURCE): source: String should match pattern" in result.output

@@ -113,6 +113,18 @@ def test_robots_txt_is_obeyed_and_bad_pages_are_logged_and_skipped(
     assert acme["company_logo"] == fixture_site.url("/static/logo.png")
 
 
+def test_a_site_crawled_with_a_source_of_its_own_publishes_under_it(
+    fixture_site: FixtureSite, kafka_settings: KafkaSettings, crawl: Crawl
+) -> None:
+    """Another site's review ids would collide with Trustpilot's under `scraper:trustpilot`."""
+    result = crawl("--start-url", fixture_site.url("/review/acme-electronics.example"), "--source", "scraper:mirror")
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    messages = messages_on(kafka_settings, result.summary["published"])
+    assert {m.source for m in messages.values()} == {"scraper:mirror"}
+    assert "scraper:mirror:ae0001" in messages
+
+
 def test_a_recrawl_publishes_nothing_for_unchanged_pages_and_only_what_changed(
     fixture_site: FixtureSite, kafka_settings: KafkaSettings, crawl: Crawl
 ) -> None:

@@ -139,7 +139,7 @@ def test_a_json_ld_review_without_an_id_and_its_card_with_one_are_one_review() -
     (review,) = result.reviews
     assert (review.review_id, review.rating, review.author, review.lang) == ("abc123", 5, "Ana", "en")
     assert review.url == f"{BASE}/reviews/abc123"
-    assert to_message(review, "trustpilot").review_key == "scraper:trustpilot:abc123"
+    assert to_message(review, "scraper:trustpilot").review_key == "scraper:trustpilot:abc123"
 
 
 def test_a_json_ld_review_with_an_id_and_its_card_without_one_are_one_review() -> None:
@@ -194,7 +194,7 @@ def test_a_language_tag_written_as_a_locale_is_read_as_bcp_47_and_a_bad_one_cost
 
     assert [(r.review_id, r.lang) for r in result.reviews] == [("l1", "en-GB"), ("l2", None)]
     assert "review l2: language 'English (UK)' is not a BCP-47 tag" in result.problems
-    assert to_message(result.reviews[0], "trustpilot").lang == "en-GB"
+    assert to_message(result.reviews[0], "scraper:trustpilot").lang == "en-GB"
 
 
 def test_an_overlong_json_ld_url_gives_way_to_the_cards_link() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import socket
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def item(**changes: object) -> ReviewItem:
 
 
 def test_a_review_becomes_a_contract_message_keyed_by_the_sites_id() -> None:
-    message = to_message(item(), "trustpilot")
+    message = to_message(item(), "scraper:trustpilot")
 
     assert message.source == "scraper:trustpilot"
     assert message.review_key == "scraper:trustpilot:ae0005"
@@ -58,9 +59,9 @@ def test_the_title_is_not_repeated_when_the_body_starts_with_it() -> None:
 
 
 def test_a_review_without_a_site_id_is_keyed_by_its_content_brand_and_author() -> None:
-    first = to_message(item(review_id=None), "trustpilot")
-    rescraped = to_message(item(review_id=None, text="  The parcel came  two weeks late. "), "trustpilot")
-    same_words_by_someone_else = to_message(item(review_id=None, author="someone else"), "trustpilot")
+    first = to_message(item(review_id=None), "scraper:trustpilot")
+    rescraped = to_message(item(review_id=None, text="  The parcel came  two weeks late. "), "scraper:trustpilot")
+    same_words_by_someone_else = to_message(item(review_id=None, author="someone else"), "scraper:trustpilot")
 
     assert first.review_key.startswith("scraper:trustpilot:sha256:")
     assert first.review_key == rescraped.review_key
@@ -68,21 +69,21 @@ def test_a_review_without_a_site_id_is_keyed_by_its_content_brand_and_author() -
 
 
 def test_overlong_author_and_brand_are_cut_to_the_contract_limit() -> None:
-    message = to_message(item(author="x" * 300, company_name="y" * 300), "trustpilot")
+    message = to_message(item(author="x" * 300, company_name="y" * 300), "scraper:trustpilot")
 
     assert (len(message.author or ""), len(message.brand or "")) == (256, 256)
 
 
 def test_a_review_the_contract_cannot_carry_is_rejected() -> None:
     with pytest.raises(ValidationError):
-        to_message(item(text="x" * 25_000), "trustpilot")
+        to_message(item(text="x" * 25_000), "scraper:trustpilot")
 
 
 def test_optional_fields_the_contract_refuses_are_left_out_and_the_review_kept() -> None:
     problems: list[str] = []
     odd = item(review_id="x" * 300, url="http://reviews.test/reviews/ae0005?" + "x" * 2100, lang="EN")
 
-    message = to_message(odd, "trustpilot", problems)
+    message = to_message(odd, "scraper:trustpilot", problems)
 
     assert message.text == "Late. The parcel came two weeks late."
     assert (message.review_id, message.url, message.lang) == (None, None, None)
@@ -95,20 +96,20 @@ def test_a_review_whose_text_the_contract_refuses_is_rejected_whatever_else_is_w
     problems: list[str] = []
 
     with pytest.raises(ValidationError, match="text"):
-        to_message(item(text="x" * 25_000, lang="EN"), "trustpilot", problems)
+        to_message(item(text="x" * 25_000, lang="EN"), "scraper:trustpilot", problems)
     assert problems == []
 
 
 def test_seen_state_remembers_delivered_messages_across_crawls(tmp_path: Path) -> None:
     path = tmp_path / "seen.sqlite3"
-    value = to_message(item(), "trustpilot").to_kafka()[1]
+    value = to_message(item(), "scraper:trustpilot").to_kafka()[1]
     with SeenState(path) as seen:
         assert not seen.unchanged("scraper:trustpilot:ae0005", digest(value))
         seen.mark("scraper:trustpilot:ae0005", digest(value))
 
     with SeenState(path) as seen:  # the next crawl
         assert seen.unchanged("scraper:trustpilot:ae0005", digest(value))
-        edited = to_message(item(text="The parcel came two weeks late; refund was quick."), "trustpilot")
+        edited = to_message(item(text="The parcel came two weeks late; refund was quick."), "scraper:trustpilot")
         assert not seen.unchanged("scraper:trustpilot:ae0005", digest(edited.to_kafka()[1]))
         assert len(seen) == 1
 
@@ -199,6 +200,18 @@ def test_a_comma_inside_a_start_url_does_not_split_it() -> None:
         filtered,
         "http://b.test/categories/",
     ]
+
+
+def test_start_urls_on_two_sites_are_warned_about_and_one_sites_hosts_are_not(caplog: pytest.LogCaptureFixture) -> None:
+    """Both sites' ids went under one source: the second site's review 'r1' overwrote the first's."""
+    with caplog.at_level(logging.WARNING):
+        TrustpilotSpider(start_url=["https://uk.trustpilot.com/review/a.example", "https://www.trustpilot.com/"])
+        assert not caplog.records
+        TrustpilotSpider(start_url=["http://127.0.0.1:8765/", "http://localhost:8766/"])
+
+    (warning,) = caplog.records
+    assert "start URLs on 2 sites (127.0.0.1, localhost) share one message source" in warning.getMessage()
+    assert "--source" in warning.getMessage()
 
 
 def test_a_start_url_that_is_not_http_is_refused() -> None:
