@@ -150,7 +150,13 @@ def fixture_site(
     """Serve the bundled Trustpilot-style fixture site until Ctrl-C or SIGTERM."""
     from scraper.fixture_site import serve
 
-    server, base_url = serve(port=port, root=root)
+    try:
+        server, base_url = serve(port=port, root=root)
+    except OSError as exc:  # the port in use, most often (another fixture-site, the demo's)
+        typer.echo(
+            f"error: cannot serve on 127.0.0.1:{port}: {exc.strerror or exc}; pass --port (0: a free one)", err=True
+        )
+        raise typer.Exit(2) from exc
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

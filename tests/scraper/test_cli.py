@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,14 @@ def test_a_source_the_message_contract_refuses_is_refused_before_the_crawl(monke
 
     assert result.exit_code == 2
     assert "error: source 'my site' (--source or SCRAPER_SOURCE): source: String should match pattern" in result.output
+
+
+def test_fixture_site_on_a_port_in_use_is_a_one_line_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app(), ["fixture-site", "--port", str(port)])
+
+    assert result.exit_code == 2, result.output
+    assert f"error: cannot serve on 127.0.0.1:{port}: Address already in use; pass --port" in result.output
