@@ -56,7 +56,7 @@ def timeline_svg(points: Sequence[Point], title: str, unit: str = "day", width: 
     left, right, top, bottom = 40, 48, 24, 34
     plot_w, plot_h = width - left - right, height - top - bottom
     # Cut to leave the legend its room; the full title stays in <title> (tooltip, screen readers).
-    shown = title if len(title) <= 40 else title[:39] + "…"
+    shown = _cut(title, 48)
     body = [f'<text x="{left}" y="16" {_TITLE_FONT}>{escape(shown)}</text>']
     for fraction in (0.0, 0.5, 1.0):
         y = top + plot_h * (1 - fraction)
@@ -123,6 +123,11 @@ def _slots(points: Sequence[Point], unit: str) -> list[int]:
     return [round((point.bucket - first) / size) for point in points]
 
 
+def _cut(title: str, most: int) -> str:
+    """What fits on the chart's title line; the full title stays in <title> (tooltip, screen readers)."""
+    return title if len(title) <= most else title[: most - 1] + "…"
+
+
 def _timeline_legend(right_edge: float) -> str:
     """Which mark reads on which axis: the two scales share one plot."""
     x = right_edge - 250
@@ -137,7 +142,7 @@ def _timeline_legend(right_edge: float) -> str:
 def labels_svg(counts: Mapping[str, int], title: str, width: int = 360, height: int = 130) -> str:
     """One horizontal bar per label with its count and share."""
     total = sum(counts.values())
-    body = [f'<text x="8" y="16" {_TITLE_FONT}>{escape(title)}</text>']
+    body = [f'<text x="8" y="16" {_TITLE_FONT}>{escape(_cut(title, 44))}</text>']
     bar_left, bar_max = 80, width - 80 - 90
     for row, (label, color) in enumerate(LABEL_COLORS.items()):
         count = counts.get(label, 0)

@@ -31,7 +31,13 @@ def _svg_response(body: str) -> Response:
 
 
 def _describe(filters: Filters) -> str:
-    return filters.brand if filters.brand is not None else "all brands"
+    """What the chart counts, as its title says it: the brand, then a label and a search applied."""
+    parts = [filters.brand if filters.brand is not None else "all brands"]
+    if filters.label:
+        parts.append(filters.label)
+    if filters.q:
+        parts.append(f"“{filters.q}”")
+    return " · ".join(parts)
 
 
 @router.get("/", include_in_schema=False)
@@ -79,9 +85,19 @@ def timeline_chart(
     responses={200: {"content": {SVG: {"example": "<svg ...>...</svg>"}}}, **responses(422, 503)},
     summary="Label distribution chart",
 )
-def labels_chart(session: SessionDep, filters: FiltersDep) -> Response:
+def labels_chart(
+    session: SessionDep,
+    filters: FiltersDep,
+    time_field: Annotated[
+        TimeField,
+        Query(
+            description="published_at: only reviews with a publication time, as the timeline counts them then.",
+            examples=["created_on"],
+        ),
+    ] = "created_on",
+) -> Response:
     """Reviews per predicted label, as SVG."""
-    rows = session.execute(stats_statement(filters, None, None, "created_on", 1)).all()
+    rows = session.execute(stats_statement(filters, None, None, time_field, 1)).all()
     counts = {"negative": 0, "neutral": 0, "positive": 0}
     for row in rows:
         counts = {"negative": row.negative, "neutral": row.neutral, "positive": row.positive}

@@ -7,11 +7,19 @@ const $ = (id) => document.getElementById(id);
 let nextCursor = null;
 let listedParams = null; // the filters the list on screen was loaded with: "Load more" continues those
 
+// The filters the list and both charts share: the brand, and the label and search as last applied.
+let applied = { label: "", q: "" };
+
 function filterParams() {
   const params = new URLSearchParams();
   const brand = $("brand").value.trim();
   if (brand) params.set("brand", brand);
+  for (const [name, value] of Object.entries(applied)) if (value) params.set(name, value);
   return params;
+}
+
+function applyFilters() {
+  applied = { label: $("label").value, q: $("q").value.trim() };
 }
 
 function setStatus(text, isError = false) {
@@ -64,11 +72,12 @@ function searchBrands(event) {
 }
 
 function refreshCharts() {
+  // Both charts count the same reviews: by publication time, those without one are left out of both.
   const params = filterParams();
-  params.set("bucket", $("bucket").value);
   params.set("time_field", $("time-field").value);
+  $("labels").src = `charts/labels.svg?${params}`;
+  params.set("bucket", $("bucket").value);
   $("timeline").src = `charts/timeline.svg?${params}`;
-  $("labels").src = `charts/labels.svg?${filterParams()}`;
 }
 
 function reviewRow(item) {
@@ -81,15 +90,34 @@ function reviewRow(item) {
     item.label,
     item.sentiment_score.toFixed(2),
     stars(item.suggested_rating),
+    item.rating ? stars(item.rating) : "—",
   ];
   cells.forEach((value, i) => {
     const td = document.createElement("td");
-    td.textContent = value;
-    if (i === 2) td.className = "text";
+    if (i === 2) {
+      td.className = "text";
+      const clamp = document.createElement("div"); // four lines; a click shows the whole review
+      clamp.className = "clamp";
+      clamp.textContent = value;
+      clamp.addEventListener("click", () => clamp.classList.toggle("open"));
+      td.appendChild(clamp);
+    } else {
+      td.textContent = value;
+    }
     if (i === 3) td.className = item.label;
-    if (i === 5) td.className = "stars";
+    if (i >= 5) td.className = "stars";
     tr.appendChild(td);
   });
+  return tr;
+}
+
+function emptyRow() {
+  const tr = document.createElement("tr");
+  const td = document.createElement("td");
+  td.colSpan = 7;
+  td.className = "empty";
+  td.textContent = "No reviews match these filters.";
+  tr.appendChild(td);
   return tr;
 }
 
@@ -107,26 +135,32 @@ async function loadReviews(append = false) {
     params.set("cursor", nextCursor);
   } else {
     params = filterParams();
-    for (const id of ["label", "q", "sort"]) {
-      const value = $(id).value.trim();
-      if (value) params.set(id, value);
-    }
+    params.set("sort", $("sort").value);
     params.set("limit", "20");
   }
   const mine = ++listRequest;
   $("more").disabled = true; // a second click would fetch the same page again
+  const tbody = $("reviews").querySelector("tbody");
   try {
     const { body } = await getJSON(`sentiments/?${params}`);
     if (mine !== listRequest) return;
-    const tbody = $("reviews").querySelector("tbody");
     if (!append) {
       tbody.replaceChildren();
       params.delete("cursor");
       listedParams = params.toString();
+      if (!body.items.length) tbody.appendChild(emptyRow());
     }
     for (const item of body.items) tbody.appendChild(reviewRow(item));
     nextCursor = body.next_cursor;
     $("more").hidden = !nextCursor;
+  } catch (error) {
+    // Rows of the filters before must not stay on screen under the new ones.
+    if (mine === listRequest && !append) {
+      tbody.replaceChildren();
+      nextCursor = null;
+      $("more").hidden = true;
+    }
+    throw error;
   } finally {
     if (mine === listRequest) $("more").disabled = false;
   }
@@ -176,6 +210,7 @@ async function submitReview(event) {
     if (!response.ok) throw new Error(describeError(body, response.statusText));
     if (body.status === "scored") {
       showScore(target, body.sentiment);
+      $("submit-form").reset();
       refreshAll();
       return;
     }
@@ -191,6 +226,7 @@ async function submitReview(event) {
       if (status === 404 && row && row.error && row.error.code === "rejected") throw new NotScored(row.error.message);
       if (status === 200) {
         showScore(target, row);
+        $("submit-form").reset();
         refreshAll();
         return;
       }
@@ -214,6 +250,7 @@ async function explainChartError(event) {
 }
 
 function refreshAll() {
+  setStatus(""); // an error shown for the view before is not this view's
   refreshCharts();
   loadReviews().catch((e) => setStatus(e.message, true));
 }
@@ -221,9 +258,9 @@ function refreshAll() {
 document.addEventListener("DOMContentLoaded", async () => {
   $("brand").addEventListener("change", refreshAll);
   $("brand").addEventListener("input", searchBrands);
-  $("bucket").addEventListener("change", refreshCharts);
-  $("time-field").addEventListener("change", refreshCharts);
-  $("filters").addEventListener("submit", (e) => { e.preventDefault(); loadReviews().catch((x) => setStatus(x.message, true)); });
+  $("bucket").addEventListener("change", () => { setStatus(""); refreshCharts(); });
+  $("time-field").addEventListener("change", () => { setStatus(""); refreshCharts(); });
+  $("filters").addEventListener("submit", (e) => { e.preventDefault(); applyFilters(); refreshAll(); });
   $("more").addEventListener("click", () => loadReviews(true).catch((x) => setStatus(x.message, true)));
   $("submit-form").addEventListener("submit", submitReview);
   $("timeline").addEventListener("error", explainChartError);

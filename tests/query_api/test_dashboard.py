@@ -86,6 +86,10 @@ def test_the_dashboard_shows_charts_filters_reviews_and_a_submitted_review_once_
                 "[...document.querySelectorAll('#reviews tbody tr td:nth-child(4)')]"
                 ".every(td => td.textContent === 'negative')"
             )
+            # The charts count what the list shows: they kept showing every label of the brand.
+            page.wait_for_function(
+                "['timeline', 'labels'].every(id => document.getElementById(id).src.includes('label=negative'))"
+            )
 
             page.fill("#submit-text", "   ")  # passes the form's `required`, not the API
             page.click("#submit-form button[type=submit]")
@@ -106,10 +110,26 @@ def test_the_dashboard_shows_charts_filters_reviews_and_a_submitted_review_once_
             shot = tmp_path / "dashboard.png"
             page.screenshot(path=str(shot), full_page=True)
 
+            page.fill("#q", "nothing-says-this")  # an empty answer says so, not a blank table
+            page.click("#filters button[type=submit]")
+            page.wait_for_selector("#reviews td.empty", timeout=10_000)
+            assert page.inner_text("#reviews td.empty") == "No reviews match these filters."
+            page.select_option("#label", "")
+            page.fill("#q", "")
+            page.click("#filters button[type=submit]")
+            page.wait_for_function("document.querySelectorAll('#reviews tbody tr[data-id]').length === 20")
+
             page.select_option("#bucket", "hour")  # more buckets than the server draws
             page.wait_for_selector("#status.error", timeout=10_000)
             assert page.inner_text("#status").startswith("Mean sentiment over time: ")
             assert "too many buckets" in page.inner_text("#status")
+            assert page.eval_on_selector("#status", "e => getComputedStyle(e).color") == "rgb(192, 57, 43)"
+            page.select_option("#bucket", "day")  # the error was the view before's: it goes
+            page.wait_for_function("document.getElementById('status').textContent === ''")
+
+            page.set_viewport_size({"width": 390, "height": 900})  # a phone: nothing runs off the side
+            page.wait_for_function("document.documentElement.scrollWidth <= 390")
+            page.screenshot(path=str(tmp_path / "dashboard-phone.png"), full_page=True)
         finally:
             browser.close()
 

@@ -291,7 +291,7 @@ def test_a_long_title_is_cut_on_the_chart_and_kept_whole_in_its_title_element() 
     assert root.find(f"{ns}title").text == title  # type: ignore[union-attr]
     shown = next(root.iter(f"{ns}text")).text or ""
     assert shown.endswith("…")
-    assert len(shown) == 40
+    assert len(shown) == 48
 
 
 def test_the_timeline_of_nothing_says_so_and_hours_are_labelled() -> None:
