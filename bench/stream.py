@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 from sqlalchemy import create_engine, pool, text  # noqa: E402
 
 from core import migrate  # noqa: E402
-from core.config import DatabaseSettings, KafkaSettings, ModelSettings  # noqa: E402
+from core.config import DatabaseSettings, KafkaSettings, ModelSettings, StreamSettings  # noqa: E402
 from core.db import make_engine, sqlalchemy_url  # noqa: E402
 from core.embedded import EmbeddedBroker, EmbeddedDatabase, create_topics, free_port  # noqa: E402
 from core.messages import ReviewMessage  # noqa: E402
@@ -105,7 +105,8 @@ def count(url: str) -> int:
 
 def start_worker(url: str, kafka: KafkaSettings, extra: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "KAFKA_", "STREAM_", "MODEL_"))},
+        # MODEL_* stays: the worker runs the model as (a) does in this process (threads, token budget).
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "KAFKA_", "STREAM_"))},
         "PYTHONPATH": str(REPO),
         "DATABASE_URL": url,
         "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers or "",
@@ -125,7 +126,10 @@ def start_worker(url: str, kafka: KafkaSettings, extra: dict[str, str], log: Pat
 
 
 def drain_rate(url: str, n: int, worker: subprocess.Popen[bytes], timeout: float = 600) -> float:
-    """Reviews/s from the first committed row to the last (worker start-up excluded)."""
+    """Reviews/s from the first committed row until ``n`` are (worker start-up excluded).
+
+    Callers publish more than ``n`` (``padded``): a last, partial batch waits STREAM_MAX_WAIT for
+    reviews that never come, and that idle half second was inside the clock."""
     deadline = time.monotonic() + timeout
     while (first := count(url)) == 0:
         if worker.poll() is not None or time.monotonic() > deadline:
@@ -138,7 +142,13 @@ def drain_rate(url: str, n: int, worker: subprocess.Popen[bytes], timeout: float
         if worker.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"worker stopped at {done}/{n}")
         time.sleep(0.05)
-    return (n - first) / (time.perf_counter() - started)
+    return (done - first) / (time.perf_counter() - started)
+
+
+def padded(texts: list[str], extra: dict[str, str]) -> list[str]:
+    """``texts`` and then two full batches more, so the timed ones never end on a partial batch."""
+    batch = int(extra.get("STREAM_MAX_BATCH") or os.environ.get("STREAM_MAX_BATCH") or StreamSettings().max_batch)
+    return texts + [texts[i % len(texts)] + " (padding)" for i in range(2 * batch)]
 
 
 def stop(worker: subprocess.Popen[bytes]) -> None:
@@ -166,7 +176,7 @@ def end_to_end(infra: Infra, name: str, texts: list[str], extra: dict[str, str])
             for statement in statements:
                 conn.execute(text(statement))
         admin.dispose()
-    KafkaSender(kafka).send(kafka.topic, [(k, v, {}) for k, v in messages(texts, name)])
+    KafkaSender(kafka).send(kafka.topic, [(k, v, {}) for k, v in messages(padded(texts, extra), name)])
     log = infra.workdir / f"{name}.log"
     worker = start_worker(url, kafka, extra, log)
     try:
@@ -391,8 +401,7 @@ def main() -> None:
         texts = load_texts(max(args.n, args.baseline_n))
         model_env = {"MODEL_PATH": str(model_dir)}
         print(
-            f"model: {model_name} (version {scorer.model_version}, "
-            f"device {settings.device}, variant {settings.variant})"
+            f"model: {model_name} (version {scorer.model_version}, device {settings.device}, variant {scorer.variant})"
         )
         print(
             f"texts: womens_clothing_reviews, mean {statistics.mean(len(t.split()) for t in texts[: args.n]):.0f} words"
@@ -426,7 +435,9 @@ def main() -> None:
             }
             noop_texts = load_texts(args.noop_n)
             noop = {e: end_to_end(infra, f"noop_{e}", noop_texts, {**noop_env, "STREAM_ENGINE": e}) for e in engines}
-            baseline = seed_baseline(infra, scorer, texts[: args.baseline_n])
+            # (d) on texts spread over (a)'s and (b)'s: the first ones are shorter than the average.
+            pool = texts[: max(args.n, args.baseline_n)]
+            baseline = seed_baseline(infra, scorer, pool[:: max(1, len(pool) // args.baseline_n)][: args.baseline_n])
             lat = {
                 e: latency(
                     infra, texts, e2e[e] / 2, args.latency_seconds, {**model_env, "STREAM_ENGINE": e}, f"latency_{e}"
