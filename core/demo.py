@@ -63,8 +63,15 @@ class Children:
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         log = (self.log_dir / f"{name}.log").open("wb")
         self._logs.append(log)
+        # Own sessions, like the broker's: on Ctrl-C only the demo hears it, and stops the worker,
+        # API and crawler before the broker and database they use.
         process = subprocess.Popen(
-            self.command(*args), env=self.env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+            self.command(*args),
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
+            start_new_session=True,
         )
         self.running[name] = process
         return process

@@ -139,6 +139,10 @@ class EmbeddedBroker:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             preexec_fn=die_with_parent,
+            # Its own session: Ctrl-C in a terminal signals the whole foreground group, and a broker
+            # that died with it left the worker retrying a dead broker for a minute on the way out.
+            # Its owner stops it after its clients; PDEATHSIG still ends it if the owner dies.
+            start_new_session=True,
             env={**os.environ, "RUST_LOG": os.environ.get("TANSU_LOG", "warn")},
         )
         try:

@@ -436,3 +436,41 @@ def test_infra_up_exits_1_when_its_broker_dies(tmp_path: Path) -> None:
                 process.kill()
         if postgres_pid is not None:
             _stop_leftover(postgres_pid)
+
+
+def test_ctrl_c_to_the_terminal_group_of_a_worker_with_embedded_servers_stops_it_quickly_and_cleanly(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C signals the whole foreground group: the broker, in it, died first, and the worker
+    retried the dead broker for a minute (77 error lines) before it exited."""
+    state = tmp_path / "state"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "KAFKA_", "STREAM_", "MODEL_"))}
+    clean |= {"REVIEWSCORE_STATE_DIR": str(state), "STREAM_SCORER": "stream.scorers:NoopScorer"}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "core.cli", "worker", "--embedded", "--web-port", "0"],
+        env=clean,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a group of its own, as a shell gives a foreground job
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while read_infra_file(state) is None:
+            assert worker.poll() is None, f"the worker exited: {worker.stderr.read() if worker.stderr else ''}"
+            assert time.monotonic() < deadline, "the worker never announced its servers"
+            time.sleep(0.2)
+        time.sleep(2)  # joined its group and polling
+        started = time.monotonic()
+        os.killpg(worker.pid, signal.SIGINT)
+        _, err = worker.communicate(timeout=40)
+        took = time.monotonic() - started
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+    assert worker.returncode == 0, err[-3000:]
+    assert took < 20, f"stopped in {took:.1f}s"
+    assert "Connection refused" not in err, err[-3000:]
+    assert read_infra_file(state) is None
