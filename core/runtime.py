@@ -57,6 +57,16 @@ def adopt_running_infra() -> bool:
     return True
 
 
+def _no_infra_here() -> str:
+    """Where an `infra up` was looked for: the state directory is relative to the working one,
+    so one started in another directory is not found, and "none is running" misled."""
+    state = get_infra_settings().state_dir
+    return (
+        f"no `reviewscore infra up` serves {state.resolve()} (REVIEWSCORE_STATE_DIR, relative to the "
+        "current directory: run from the directory it was started in, or set the variable)"
+    )
+
+
 @contextmanager
 def ensure_infra(*, database: bool = True, kafka: bool = True, start_embedded: bool = True) -> Iterator[Connections]:
     """Yield connection strings, starting embedded servers only for what is not configured."""
@@ -76,7 +86,7 @@ def ensure_infra(*, database: bool = True, kafka: bool = True, start_embedded: b
                 ) from None
         if database and not db_url:
             if not start_embedded:
-                raise InfraNotConfiguredError("DATABASE_URL is not set and no `reviewscore infra up` is running")
+                raise InfraNotConfiguredError(f"DATABASE_URL is not set and {_no_infra_here()}")
             state = get_infra_settings().state_dir
             db = stack.enter_context(EmbeddedDatabase(state / "pgdata"))
             db_url = db.url
@@ -84,9 +94,7 @@ def ensure_infra(*, database: bool = True, kafka: bool = True, start_embedded: b
             started_database = True
         if kafka and not servers:
             if not start_embedded:
-                raise InfraNotConfiguredError(
-                    "KAFKA_BOOTSTRAP_SERVERS is not set and no `reviewscore infra up` is running"
-                )
+                raise InfraNotConfiguredError(f"KAFKA_BOOTSTRAP_SERVERS is not set and {_no_infra_here()}")
             kafka_settings = get_kafka_settings()
             state = get_infra_settings().state_dir
             broker = stack.enter_context(

@@ -282,3 +282,14 @@ def test_jsonl_lines_python_cannot_load_are_rejected_and_the_file_read_on(tmp_pa
         (3, "unreadable JSON"),
     ]
     assert [(line, m.text) for line, m in prepared.messages] == [(1, "First"), (4, "Last")]
+
+
+def test_the_readme_sample_file_gives_what_the_readme_says() -> None:
+    """README: `publish core/samples/reviews.csv --text-column review ...` → sent 3, rejected 2."""
+    sample = Path(__file__).resolve().parents[2] / "core" / "samples" / "reviews.csv"
+    columns = ColumnMap(text="review", review_id="id", brand="company", rating="stars")
+
+    prepared = prepare(read_rows(sample), columns, "cli")
+
+    assert [message.review_key for _, message in prepared.messages] == ["cli:r-101", "cli:r-102", "cli:r-103"]
+    assert [reject.line for reject in prepared.rejects] == [5, 6]

@@ -8,7 +8,7 @@ import pytest
 
 from core.config import clear_settings_cache, get_database_settings, get_kafka_settings
 from core.embedded import write_infra_file
-from core.runtime import adopt_running_infra
+from core.runtime import InfraNotConfiguredError, adopt_running_infra, ensure_infra
 
 INFRA_DB = "postgresql://postgres@/postgres?host=/tmp/infra"
 INFRA_KAFKA = "127.0.0.1:39092"
@@ -70,3 +70,14 @@ def test_without_a_running_infra_nothing_is_filled_in(running_infra: Path) -> No
     assert adopt_running_infra() is False
     assert get_database_settings().url is None
     assert get_kafka_settings().bootstrap_servers is None
+
+
+def test_a_command_that_finds_no_infra_names_the_directory_it_looked_in(running_infra: Path) -> None:
+    """ "no `infra up` is running" misled the user who had started one in another directory."""
+    (running_infra / "state" / "infra.json").unlink()
+
+    with pytest.raises(InfraNotConfiguredError) as info, ensure_infra(database=False, start_embedded=False):
+        pass
+
+    assert f"no `reviewscore infra up` serves {running_infra / 'state'}" in str(info.value)
+    assert "relative to the current directory" in str(info.value)
