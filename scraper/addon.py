@@ -13,7 +13,7 @@ import os
 import shutil
 from typing import Any
 
-from core.config import ScraperSettings, get_scraper_settings
+from core.config import ScraperSettings, get_infra_settings, get_scraper_settings
 
 log = logging.getLogger(__name__)
 PRIORITY = "addon"
@@ -22,7 +22,8 @@ PIPELINE = "scraper.pipelines.KafkaPublishPipeline"
 
 def scrapy_settings(config: ScraperSettings) -> dict[str, Any]:
     """The Scrapy settings that follow from ours (pure, so it is tested without a crawler)."""
-    state_dir = config.state_dir.expanduser().resolve()
+    # Under the project's state directory unless set: a private REVIEWSCORE_STATE_DIR covers it too.
+    state_dir = (config.state_dir or get_infra_settings().state_dir / "scraper").expanduser().resolve()
     values: dict[str, Any] = {
         "USER_AGENT": config.user_agent,
         "ROBOTSTXT_OBEY": config.obey_robots,

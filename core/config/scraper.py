@@ -23,9 +23,12 @@ class ScraperSettings(BaseSettings):
     autothrottle_target_concurrency: float = Field(
         default=1.0, gt=0, description="AutoThrottle's average number of parallel requests per site."
     )
-    state_dir: Path = Field(
-        default=Path(".reviewscore/scraper"),
-        description="HTTP cache and seen-review state of incremental re-crawls, and undelivered messages.",
+    state_dir: Path | None = Field(
+        default=None,
+        description=(
+            "HTTP cache and seen-review state of incremental re-crawls, and undelivered messages. "
+            "Unset: `scraper/` under REVIEWSCORE_STATE_DIR."
+        ),
     )
     incremental: bool = Field(
         default=True, description="Publish only reviews that are new or changed since an earlier crawl."

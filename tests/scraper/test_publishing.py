@@ -12,7 +12,7 @@ from confluent_kafka import Producer
 from pydantic import ValidationError
 from scrapy.utils.test import get_crawler
 
-from core.config import KafkaSettings, ScraperSettings
+from core.config import KafkaSettings, ScraperSettings, clear_settings_cache
 from core.messages import parse_message
 from scraper import pipelines
 from scraper.addon import scrapy_settings
@@ -158,6 +158,19 @@ def test_polite_defaults_for_real_runs(tmp_path: Path) -> None:
     assert values["HTTPCACHE_DIR"] == str((tmp_path / "state" / "httpcache").resolve())
     assert values["REVIEWSCORE_INCREMENTAL"] is True
     assert "DOWNLOAD_HANDLERS" not in values  # no browser unless asked for
+
+
+def test_the_crawl_state_lives_under_the_projects_state_directory_unless_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A private REVIEWSCORE_STATE_DIR left the crawl's seen-state in ./.reviewscore/scraper."""
+    monkeypatch.setenv("REVIEWSCORE_STATE_DIR", str(tmp_path / "private"))
+    clear_settings_cache()
+
+    assert scrapy_settings(ScraperSettings())["REVIEWSCORE_STATE_DIR"] == str(tmp_path / "private" / "scraper")
+    assert scrapy_settings(ScraperSettings(state_dir=tmp_path / "own"))["REVIEWSCORE_STATE_DIR"] == str(
+        tmp_path / "own"
+    )
 
 
 def test_settings_follow_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
