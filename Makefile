@@ -10,9 +10,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 # CPU wheel of torch, installed first so no later requirement can pull a CUDA build. PyPI's
-# Linux wheel is the CUDA build; the CPU one comes from PyTorch's index (TORCH_INDEX), or from a
-# local wheel where pip is set up with one (these machines: the index is then unreachable, and
-# pip says so in one warning and takes the local wheel). TORCH_INDEX= leaves pip's own sources.
+# Linux wheel is the CUDA build; the CPU one comes from PyTorch's index (TORCH_INDEX) when it
+# answers, else from pip's own sources (these machines: a local CPU wheel, and no route to the
+# index, which is then left out rather than retried for each of torch's requirements).
+# TORCH_INDEX= leaves pip's own sources.
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 PYTEST_ARGS ?=
@@ -27,7 +28,9 @@ $(STAMP): pyproject.toml
 	  $$py $(PY_311) 2>/dev/null || { echo "error: PYTHON=$$py is not Python 3.11+ (or does not run)" >&2; exit 1; }; \
 	  $$py -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install -q --retries 1 $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
+	index=$$($(BIN)/python -c 'import sys, urllib.request as u; u.urlopen(u.Request(sys.argv[1], method="HEAD"), timeout=5)' \
+	  '$(TORCH_INDEX)' >/dev/null 2>&1 && echo '--extra-index-url $(TORCH_INDEX)'); \
+	  $(BIN)/python -m pip install -q $$index "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -q -e '.[all]'
 	@touch $(STAMP)
 
