@@ -61,12 +61,14 @@ def crawl(
     from core.runtime import ensure_infra
     from scraper.publishing import source_problem
     from scraper.runner import run_crawl
-    from scraper.spiders.trustpilot import not_http_urls, read_url_file
+    from scraper.spiders.trustpilot import not_http_urls, read_url_file, split_start_urls
 
     if not start_url and not url_file:
         typer.echo("error: give --start-url URL or --url-file FILE", err=True)
         raise typer.Exit(2)
-    bad = not_http_urls([*(start_url or []), *(read_url_file(url_file) if url_file else [])])
+    # One option may hold several (compose passes SCRAPER_START_URL as one): split where a URL starts.
+    starts = [url for value in start_url or [] for url in split_start_urls(value)]
+    bad = not_http_urls([*starts, *(read_url_file(url_file) if url_file else [])])
     if bad:
         typer.echo(f"error: start URLs must be absolute http(s) URLs: {', '.join(bad)}", err=True)
         raise typer.Exit(2)
@@ -92,7 +94,7 @@ def crawl(
         overrides[name.strip()] = value
     if output is not None:
         overrides["FEEDS"] = {str(output): {"format": "jsonlines", "encoding": "utf-8"}}
-    spider_args: dict[str, object] = {"start_url": list(start_url)} if start_url else {}
+    spider_args: dict[str, object] = {"start_url": starts} if starts else {}
     if url_file:
         spider_args["url_file"] = str(url_file)
 

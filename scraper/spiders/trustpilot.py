@@ -60,16 +60,20 @@ def site_of(host: str) -> str:
 _NEXT_URL = re.compile(r",(?=\s*https?://)", re.IGNORECASE)
 
 
+def split_start_urls(value: str) -> list[str]:
+    """``A,B`` (``-a start_url=``, a compose variable) split where the next URL starts, so a comma
+    inside one (``?stars=4,5``) stays in it."""
+    return [url.strip() for url in _NEXT_URL.split(value) if url.strip()]
+
+
 class TrustpilotSpider(scrapy.Spider):  # type: ignore[misc]  # scrapy is untyped for mypy here
     name = "trustpilot"
 
     def __init__(self, start_url: str | list[str] | None = None, url_file: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         urls: list[str] = []
-        if isinstance(start_url, list):  # `reviewscore crawl --start-url`, one URL per item
-            urls.extend(u.strip() for u in start_url if u.strip())
-        elif start_url:  # `scrapy crawl -a start_url=A,B`: split where the next URL starts (`?stars=4,5` stays)
-            urls.extend(u.strip() for u in _NEXT_URL.split(start_url) if u.strip())
+        for value in [start_url] if isinstance(start_url, str) else start_url or []:
+            urls.extend(split_start_urls(value))
         if url_file:
             urls.extend(read_url_file(Path(url_file)))
         bad = not_http_urls(urls)

@@ -20,7 +20,7 @@ from scraper.items import ReviewItem
 from scraper.pipelines import KafkaPublishPipeline, summary
 from scraper.publishing import digest, message_text, to_message
 from scraper.seen import SeenState, SeenStateBusyError, state_file
-from scraper.spiders.trustpilot import TrustpilotSpider, is_company_page, read_url_file
+from scraper.spiders.trustpilot import TrustpilotSpider, is_company_page, read_url_file, split_start_urls
 
 
 def item(**changes: object) -> ReviewItem:
@@ -213,6 +213,7 @@ def test_a_comma_inside_a_start_url_does_not_split_it() -> None:
         filtered,
         "http://b.test/categories/",
     ]
+    assert split_start_urls(f"{filtered}, https://b.test/x") == [filtered, "https://b.test/x"]
 
 
 def test_start_urls_on_two_sites_are_warned_about_and_one_sites_hosts_are_not(caplog: pytest.LogCaptureFixture) -> None:
