@@ -7,6 +7,7 @@ version is recomputed because the directory's contents changed.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import uuid
@@ -42,18 +43,29 @@ def quantize_artifact(
     if target is None:  # in place: the card lists the int8 file only once it is whole
         _add_int8(directory, directory, card, drop_fp32=drop_fp32, check=check)
         return write_card(directory, card)
-    # A new artifact is built beside its destination and renamed into place at the end: a failed
-    # run leaves nothing there, so the same command can simply be run again.
-    staging = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.partial"
+    # The new artifact is built in a staging directory and moved into place at the end: a failed run
+    # leaves nothing behind (nor the parents it created), so the same command can simply be run again.
+    # An empty destination that exists (a mounted volume, a directory the user may write in but
+    # not its parent) holds the staging directory itself and keeps its own inode.
+    existed = target.exists()
+    created = [] if existed else [p for p in (target, *target.parents) if not p.exists()]
+    holder = target if existed else target.parent
+    staging = holder / f".{target.name}.{uuid.uuid4().hex[:8]}.partial"
     try:
         shutil.copytree(directory, staging)
         _add_int8(directory, staging, card, drop_fp32=drop_fp32, check=check)
         write_card(staging, card)
-        if target.exists():
-            target.rmdir()  # checked empty above; a directory cannot be renamed onto a non-empty one
-        staging.rename(target)
+        if existed:
+            for entry in staging.iterdir():
+                entry.rename(target / entry.name)
+            staging.rmdir()
+        else:
+            staging.rename(target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        for path in created[1:]:  # the parents made for it, innermost first, if still empty
+            with contextlib.suppress(OSError):
+                path.rmdir()
         raise
     return read_card(target)
 

@@ -26,17 +26,33 @@ def test_a_failed_quantize_into_a_new_directory_leaves_nothing_behind(
         raise OSError("disk full")
 
     monkeypatch.setattr("model.onnx_runtime.quantize_int8", fail)
-    out = tmp_path / "out" / "slim"
+    out = tmp_path / "out" / "new" / "slim"
 
     failed = runner.invoke(app, ["quantize", str(tiny_model_dir), "--output", str(out)])
+    left_behind = list(tmp_path.iterdir())
     monkeypatch.undo()
     again = runner.invoke(app, ["quantize", str(tiny_model_dir), "--output", str(out)])
 
     assert failed.exit_code == 2
     assert "disk full" in failed.output
+    assert left_behind == [], "nor a half-written copy, nor the directories made for it"
     assert again.exit_code == 0, again.output
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["slim"], "no half-written copy beside it"
+    assert [p.name for p in out.parent.iterdir()] == ["slim"]
     assert set(read_card(out).variants) == {"fp32", "onnx-int8"}
+
+
+def test_quantize_into_an_empty_directory_that_exists_fills_it_in_place(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A mounted volume cannot be removed and replaced: the artifact is moved into it."""
+    out = tmp_path / "volume"
+    out.mkdir()
+    inode = out.stat().st_ino
+
+    result = runner.invoke(app, ["quantize", str(tiny_model_dir), "--output", str(out)])
+
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_ino == inode
+    assert set(read_card(out).variants) == {"fp32", "onnx-int8"}
+    assert not [p for p in out.iterdir() if p.name.endswith(".partial")]
 
 
 def test_quantize_output_naming_the_artifact_itself_quantizes_in_place(tiny_model_dir: Path, tmp_path: Path) -> None:
