@@ -13,11 +13,12 @@ quote mark and does not end with one (``"Best dress ever`` and its label) opened
 that ran on through the following lines to the next quote mark: those rows became part of one
 text, silently. Spreadsheets and pandas do quote, though: a field quoted as a whole, its inner
 quote marks doubled, is unquoted here, and such a field may hold line breaks. So a record
-continues past its line only when a quoted field closes (within ``MAX_RECORD_CHARS``), the
-record then has the header's number of fields, and no field it spans holds a tab (rows swallowed
-by a stray quote always bring their tabs along). Anything else is read line by line, its quote
-marks taken as part of the text; so a quoted field holding both a line break and a tab is read as
-lines too: by its shape it cannot be told from a stray quote.
+continues past its line only when a quoted field closes (within ``MAX_RECORD_CHARS``, and in a file
+of one column, which has no tabs to tell by, within ``MAX_ONE_COLUMN_LINES``), the record then has
+the header's number of fields, and no field it spans holds a tab (rows swallowed by a stray quote
+always bring their tabs along). Anything else is read line by line, its quote marks taken as part
+of the text; so a quoted field holding both a line break and a tab is read as lines too: by its
+shape it cannot be told from a stray quote.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from typing import Any
 # How far a quoted TSV field may run on before it counts as a stray quote: far past any review
 # (5,000 words is about 35,000 characters), and it bounds the look-ahead of each stray quote.
 MAX_RECORD_CHARS = 1_000_000
+# A file of one column has no tabs to tell a stray quote by: a quote that runs on is bounded there
+# by lines, as before, or a stray one would merge every line up to the next closing quote.
+MAX_ONE_COLUMN_LINES = 50
 
 
 def tsv_fields(line: str) -> list[str]:
@@ -66,7 +70,8 @@ def _spanning_record(lines: Sequence[str], start: int, width: int) -> tuple[list
     quote would swallow all hold tabs, so the search stops at the first of them.
     """
     size = len(lines[start])
-    for end in range(start + 1, len(lines)):
+    last = len(lines) if width > 1 else min(len(lines), start + MAX_ONE_COLUMN_LINES)
+    for end in range(start + 1, last):
         line = lines[end]
         size += len(line)
         close = _closing_quote(line)

@@ -93,3 +93,13 @@ def test_a_record_whose_later_quoted_field_runs_on_is_refused_as_one_not_read_as
         (2, "unreadable CSV (lines 2-3; a quote not closed where its field ends?): ',' expected after '\"'"),
         (4, {"text": "Next one", "author": "Bob", "rating": "4"}),
     ]
+
+
+def test_in_a_file_of_one_column_a_stray_quote_cannot_merge_more_than_a_few_lines() -> None:
+    """Without tabs to tell by, one stray quote and a later line ending in a quote joined 300 reviews."""
+    lines = ["text\n", '"Best dress ever\n', *(f"Plain review {i}\n" for i in range(300)), 'Runs small, I\'d say "\n']
+
+    rows = list(tsv_records(lines))
+
+    assert len(rows) == 302
+    assert rows[0] == (2, {"text": '"Best dress ever'})
