@@ -7,19 +7,24 @@ const $ = (id) => document.getElementById(id);
 let nextCursor = null;
 let listedParams = null; // the filters the list on screen was loaded with: "Load more" continues those
 
-// The filters the list and both charts share: the brand, and the label and search as last applied.
-let applied = { label: "", q: "" };
+// The filters the list and both charts share: the brand, and the label and search as last applied
+// (the sort too, for the list). A brand change keeps them, and puts the form back to show them.
+let applied = { label: "", q: "", sort: "newest" };
 
 function filterParams() {
   const params = new URLSearchParams();
   const brand = $("brand").value.trim();
   if (brand) params.set("brand", brand);
-  for (const [name, value] of Object.entries(applied)) if (value) params.set(name, value);
+  for (const name of ["label", "q"]) if (applied[name]) params.set(name, applied[name]);
   return params;
 }
 
 function applyFilters() {
-  applied = { label: $("label").value, q: $("q").value.trim() };
+  applied = { label: $("label").value, q: $("q").value.trim(), sort: $("sort").value };
+}
+
+function showApplied() {
+  for (const name of ["label", "q", "sort"]) $(name).value = applied[name];
 }
 
 function setStatus(text, isError = false) {
@@ -135,7 +140,7 @@ async function loadReviews(append = false) {
     params.set("cursor", nextCursor);
   } else {
     params = filterParams();
-    params.set("sort", $("sort").value);
+    params.set("sort", applied.sort);
     params.set("limit", "20");
   }
   const mine = ++listRequest;
@@ -154,8 +159,9 @@ async function loadReviews(append = false) {
     nextCursor = body.next_cursor;
     $("more").hidden = !nextCursor;
   } catch (error) {
+    if (mine !== listRequest) return; // the answer of a view left since: not this view's error
     // Rows of the filters before must not stay on screen under the new ones.
-    if (mine === listRequest && !append) {
+    if (!append) {
       tbody.replaceChildren();
       nextCursor = null;
       $("more").hidden = true;
@@ -251,6 +257,7 @@ async function explainChartError(event) {
 
 function refreshAll() {
   setStatus(""); // an error shown for the view before is not this view's
+  showApplied();
   refreshCharts();
   loadReviews().catch((e) => setStatus(e.message, true));
 }

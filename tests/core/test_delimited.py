@@ -97,7 +97,7 @@ def test_a_record_whose_later_quoted_field_runs_on_is_refused_as_one_not_read_as
 
 def test_in_a_file_of_one_column_a_stray_quote_cannot_merge_more_than_a_few_lines() -> None:
     """Without tabs to tell by, one stray quote and a later line ending in a quote joined 300 reviews."""
-    lines = ["text\n", '"Best dress ever\n', *(f"Plain review {i}\n" for i in range(300)), 'Runs small, I\'d say "\n']
+    lines = ["text\n", '"Best dress ever\n', *(f"Plain review {i}\n" for i in range(300)), "Runs small, I'd say \"\n"]
 
     rows = list(tsv_records(lines))
 

@@ -90,6 +90,14 @@ def test_the_dashboard_shows_charts_filters_reviews_and_a_submitted_review_once_
             page.wait_for_function(
                 "['timeline', 'labels'].every(id => document.getElementById(id).src.includes('label=negative'))"
             )
+            page.select_option("#label", "positive")  # edited, not applied: another brand keeps what is applied
+            page.fill("#brand", "Acme")
+            page.press("#brand", "Enter")
+            page.wait_for_function(
+                "[...document.querySelectorAll('#reviews tbody tr')]"
+                ".every(tr => tr.cells[1].textContent === 'Acme' && tr.cells[3].textContent === 'negative')"
+            )
+            assert page.input_value("#label") == "negative"  # the form shows what the list shows
 
             page.fill("#submit-text", "   ")  # passes the form's `required`, not the API
             page.click("#submit-form button[type=submit]")
