@@ -200,12 +200,18 @@ def explain(url: str, rows: int) -> None:
     engine.dispose()
 
 
-def start_servers(url: str, reader: str, workers: int) -> list[tuple[subprocess.Popen[bytes], str]]:
+def start_servers(url: str, reader: str, workers: int, stack: ExitStack) -> list[str]:
     """One single-worker server per port, the clients spread evenly over them, as a load balancer
     would: behind one ``--workers N`` socket the accept loop of whichever worker woke first took most
     of a burst of keep-alive connections (32/0 in three of twenty tries), so a run measured one
     worker or two by luck."""
-    return [start_server(url, reader) for _ in range(workers)]
+    bases = []
+    for _ in range(workers):
+        server, base = start_server(url, reader)
+        stack.callback(server.wait, 20)  # registered at once: a later server that fails leaves none
+        stack.callback(server.terminate)
+        bases.append(base)
+    return bases
 
 
 def start_server(url: str, reader: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -316,11 +322,7 @@ def main() -> None:
             max_id = conn.execute(text("SELECT max(id) FROM sentiments")).scalar_one()
             deep = conn.execute(text(DEEP_SQL), {"n": args.rows * 9 // 10}).one()
         engine.dispose()
-        servers = start_servers(url, reader, args.workers)
-        for server, _ in servers:
-            stack.callback(server.wait, 20)
-            stack.callback(server.terminate)
-        bases = [base for _, base in servers]
+        bases = start_servers(url, reader, args.workers, stack)
         base = bases[0]
         deep_cursor = encode_cursor(Cursor("newest", deep.created_on, deep.id, Filters().digest()))
         rng = random.Random(3)

@@ -147,8 +147,10 @@ def drain_rate(url: str, n: int, worker: subprocess.Popen[bytes], timeout: float
 
 def padded(texts: list[str], extra: dict[str, str]) -> list[str]:
     """``texts`` and then two full batches more, so the timed ones never end on a partial batch."""
-    batch = int(extra.get("STREAM_MAX_BATCH") or os.environ.get("STREAM_MAX_BATCH") or StreamSettings().max_batch)
-    return texts + [texts[i % len(texts)] + " (padding)" for i in range(2 * batch)]
+    # The worker's batch: start_worker passes it only STREAM_* of ``extra``, not the shell's.
+    batch = int(extra.get("STREAM_MAX_BATCH") or StreamSettings.model_fields["max_batch"].default)
+    count = 2 * batch
+    return texts + [texts[i * len(texts) // count] + " (padding)" for i in range(count)]  # spread, not the first
 
 
 def stop(worker: subprocess.Popen[bytes]) -> None:
