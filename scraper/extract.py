@@ -261,7 +261,7 @@ def json_ld_nodes(selector: Selector, problems: list[str]) -> list[dict[str, Any
         try:
             document = json.loads(raw)
         except json.JSONDecodeError as exc:
-            problems.append(f"JSON-LD block {index + 1} is not valid JSON ({exc.msg} at line {exc.lineno})")
+            problems.append(f"JSON-LD block {index + 1} is not valid JSON ({exc})")  # exc.msg may end in "at"
             continue
         except (ValueError, RecursionError) as exc:  # a number over 4,300 digits; nesting past the stack
             problems.append(f"JSON-LD block {index + 1} is unreadable ({type(exc).__name__})")
