@@ -475,11 +475,20 @@ class DeadLetterReader:
         self._consumer.close()
 
     def read(self, idle_timeout: float = 3.0, on_error: Callable[[str], None] | None = None) -> Iterator[DeadLetter]:
-        """Dead letters in partition order from the start position, until none arrives for ``idle_timeout``."""
+        """Dead letters in partition order from the start position, up to the first one dead-lettered
+        after the read began (by its Kafka timestamp), or until none arrives for ``idle_timeout``.
+
+        Letters that arrive while it reads are left for the next read: with a worker still
+        dead-lettering a broken producer's messages every few seconds, "until quiet" never came,
+        and a replay read for ever without sending anything. (Not the end offsets: Tansu's
+        watermarks count batches, not records. A worker whose clock runs behind this host's by
+        more than the letters' spacing still keeps a read going; the idle timeout ends it then.)
+        """
         import time
 
-        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+        from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_NOT_AVAILABLE, TopicPartition
 
+        began_ms = time.time() * 1000
         starts = [TopicPartition(self.topic_name, p, OFFSET_BEGINNING) for p in self._partitions]
         if not self.from_beginning:
             # A partition this group never committed (offset -1001) starts at the beginning.
@@ -490,13 +499,19 @@ class DeadLetterReader:
                 tp.offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
             starts = committed
         self._consumer.assign(starts)
+        caught_up: set[int] = set()  # partitions that reached a letter from after the read began
         last = time.monotonic()
-        while time.monotonic() - last < idle_timeout:
+        while len(caught_up) < len(self._partitions) and time.monotonic() - last < idle_timeout:
             for message in self._consumer.consume(num_messages=500, timeout=0.25):
                 if message.error():
                     continue
+                partition = message.partition()
+                kind, timestamp = message.timestamp()
+                if partition in caught_up or (kind != TIMESTAMP_NOT_AVAILABLE and timestamp > began_ms):
+                    caught_up.add(partition)  # this one and what follows: the next read's
+                    continue  # nor does it keep the read going: a quiet other partition ends it
                 last = time.monotonic()
-                self._next[message.partition()] = message.offset() + 1
+                self._next[partition] = message.offset() + 1
                 try:
                     yield DeadLetter.from_json(message.value())
                 except (ValueError, TypeError) as exc:

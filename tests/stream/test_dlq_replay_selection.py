@@ -160,3 +160,34 @@ def test_a_replay_the_broker_refuses_says_refused_not_unconfirmed_after_a_wait(k
 
     assert result.exit_code == 2, result.output
     assert "1 of 1 refused by the broker" in result.stderr, result.stderr
+
+
+def test_a_replay_stops_at_the_end_it_began_with_while_letters_keep_arriving(kafka_settings: KafkaSettings) -> None:
+    """A worker dead-lettering a broken producer's messages every second kept the topic from ever
+    going quiet: the replay read for ever and sent nothing."""
+    import threading
+    import time
+
+    _send_letters(kafka_settings, [("scoring_failed", 0, b"{}"), ("scoring_failed", 1, b"{}")])
+    stop = threading.Event()
+
+    def trickle() -> None:  # for 30 s at most: a replay that reads until quiet then ends, late
+        offset, until = 100, time.monotonic() + 30
+        while not stop.wait(0.5) and time.monotonic() < until:
+            _send_letters(kafka_settings, [("scoring_failed", offset, b"{}")])
+            offset += 1
+
+    sender = threading.Thread(target=trickle)
+    sender.start()
+    try:
+        time.sleep(1)  # letters arriving before and while the replay reads
+        started = time.monotonic()
+        result = CliRunner().invoke(cli_app(), ["dlq", "replay", "--idle-timeout", "3"])
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        sender.join()
+
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert took < 20, f"took {took:.1f}s"
+    assert "replayed" in result.output
