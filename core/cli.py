@@ -84,9 +84,10 @@ def migrate(
                 err=True,
             )
             raise typer.Exit(2)
+        database = get_database_settings()
         try:
-            move(conn.database_url, revision or "head", get_database_settings().readonly_role)
-        except CommandError as exc:  # unknown revision, wrong direction: the user's input, not a crash
+            move(conn.database_url, revision or "head", database.readonly_role, database.migration_lock_timeout_ms)
+        except (CommandError, migrations.MigrationLockError) as exc:  # the user's input or a busy table
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from exc
         typer.echo(f"database at revision {migrations.current_revision(conn.database_url)}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -13,18 +15,27 @@ from core.db import libpq_url
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-def alembic_config(url: str, readonly_role: str = "reviewscore_reader") -> Config:
+class MigrationLockError(RuntimeError):
+    """A migration could not take a table lock in time: another session holds it."""
+
+
+def alembic_config(url: str, readonly_role: str = "reviewscore_reader", lock_timeout_ms: int = 0) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("file_template", "%%(year)d_%%(month).2d_%%(day).2d_%%(rev)s_%%(slug)s")
     # ConfigParser interpolation: a literal % in a password must be doubled.
     config.set_main_option("sqlalchemy.url", libpq_url(url).replace("%", "%%"))
     config.set_main_option("readonly_role", readonly_role)
+    config.set_main_option("lock_timeout_ms", str(lock_timeout_ms))
     return config
 
 
-def upgrade(url: str, revision: str = "head", readonly_role: str = "reviewscore_reader") -> None:
-    command.upgrade(alembic_config(url, readonly_role), revision)
+def upgrade(
+    url: str, revision: str = "head", readonly_role: str = "reviewscore_reader", lock_timeout_ms: int = 0
+) -> None:
+    _retrying_locks(
+        url, lock_timeout_ms, lambda: command.upgrade(alembic_config(url, readonly_role, lock_timeout_ms), revision)
+    )
 
 
 def upgrade_unless_ahead(url: str, readonly_role: str = "reviewscore_reader") -> str | None:
@@ -38,8 +49,54 @@ def upgrade_unless_ahead(url: str, readonly_role: str = "reviewscore_reader") ->
     return None
 
 
-def downgrade(url: str, revision: str = "base", readonly_role: str = "reviewscore_reader") -> None:
-    command.downgrade(alembic_config(url, readonly_role), revision)
+def downgrade(
+    url: str, revision: str = "base", readonly_role: str = "reviewscore_reader", lock_timeout_ms: int = 0
+) -> None:
+    _retrying_locks(
+        url, lock_timeout_ms, lambda: command.downgrade(alembic_config(url, readonly_role, lock_timeout_ms), revision)
+    )
+
+
+def _retrying_locks(url: str, lock_timeout_ms: int, move: Callable[[], None], attempts: int = 3) -> None:
+    """Run ``move`` with a lock timeout, a few times: DDL waiting for a lock queues every reader and
+    writer of the table behind it, so it gives up soon and tries again (a failed migration rolls
+    back whole), then names the sessions that held it up."""
+    from sqlalchemy.exc import OperationalError
+
+    for attempt in range(1, attempts + 1):
+        try:
+            move()
+            return
+        except OperationalError as exc:
+            if getattr(exc.orig, "pgcode", None) != "55P03" or not lock_timeout_ms:  # lock_not_available
+                raise
+            if attempt == attempts:
+                raise MigrationLockError(
+                    f"waited {lock_timeout_ms / 1000:g} s for a table lock {attempts} times; sessions with an open "
+                    f"transaction: {_open_transactions(url)}. Retry when they end (or raise "
+                    "DATABASE_MIGRATION_LOCK_TIMEOUT_MS)"
+                ) from exc
+            time.sleep(attempt)
+
+
+def _open_transactions(url: str) -> str:
+    from sqlalchemy import create_engine, pool, text
+
+    from core.db import sqlalchemy_url
+
+    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT pid, state, date_trunc('second', now() - xact_start) AS age, left(query, 60) AS query "
+                    "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                    "AND xact_start IS NOT NULL ORDER BY xact_start LIMIT 3"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    return "; ".join(f"pid {r.pid} ({r.state} for {r.age}: {r.query!r})" for r in rows) or "none left"
 
 
 def head_revision() -> str | None:

@@ -47,6 +47,14 @@ class DatabaseSettings(BaseSettings):
         default=30_000, ge=0, description="Server-side statement timeout for every session (0: none)."
     )
     echo: bool = Field(default=False, description="Log every SQL statement (debugging only).")
+    migration_lock_timeout_ms: int = Field(
+        default=10_000,
+        ge=0,
+        description=(
+            "How long `migrate` waits for a table lock before it gives up and names the sessions in its way "
+            "(3 tries); while it waits, every reader and writer of that table waits behind it (0: no limit)."
+        ),
+    )
 
     @field_validator("readonly_role")
     @classmethod

@@ -89,3 +89,28 @@ def test_migrating_to_head_on_a_database_at_head_is_fine(configured: str, target
     result = CliRunner().invoke(app, ["migrate", target])
     assert result.exit_code == 0, result.output
     assert f"database at revision {migrate.head_revision()}" in result.stdout
+
+
+def test_a_migration_held_up_by_an_open_transaction_gives_up_and_names_it(
+    configured: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a lock timeout it waited for ever, and every API read and worker write queued behind it."""
+    from sqlalchemy import create_engine, pool, text
+
+    from core.config import clear_settings_cache
+    from core.db import sqlalchemy_url
+
+    monkeypatch.setenv("DATABASE_MIGRATION_LOCK_TIMEOUT_MS", "200")
+    clear_settings_cache()
+    analyst = create_engine(sqlalchemy_url(configured), poolclass=pool.NullPool)
+    with analyst.connect() as conn:
+        conn.execute(text("SELECT count(*) FROM sentiments"))  # a transaction left open, as a psql session does
+        held = CliRunner().invoke(app, ["migrate", "--downgrade", "0006"])  # drops a column: ACCESS EXCLUSIVE
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    analyst.dispose()
+    free = CliRunner().invoke(app, ["migrate", "--downgrade", "0006"])
+
+    assert held.exit_code == 2, (held.output, held.exception)
+    assert "waited 0.2 s for a table lock 3 times" in held.stderr
+    assert f"pid {pid} (idle in transaction" in held.stderr
+    assert free.exit_code == 0, free.output
