@@ -134,7 +134,10 @@ def rescore(
     listed; the job goes on (exit 0, or 1 with --fail-on-skip). When the model fails on a
     known-good text too it stops (exit 2).
     """
+    import psycopg2  # type: ignore[import-untyped,unused-ignore]
+    from rich.console import Console
     from rich.progress import Progress
+    from sqlalchemy.exc import OperationalError
 
     from core.config import get_database_settings, get_model_settings, get_stream_settings
     from core.db import make_engine
@@ -149,11 +152,19 @@ def rescore(
             get_stream_settings().scorer, model or get_model_settings().path, model_given=model is not None
         )
         engine = make_engine(get_database_settings(), application_name="reviewscore-rescore")
+        done = 0
         try:
             todo = pending_rows(engine, scorer.model_version)
             total = min(todo, limit) if limit else todo
             typer.echo(f"{todo} rows not at model version {scorer.model_version}; re-scoring {total}")
-            with Progress(disable=not sys.stderr.isatty()) as progress:
+
+            def advance(rescored: int, skipped: int) -> None:
+                nonlocal done
+                done += rescored
+                progress.advance(task, rescored if limit else rescored + skipped)
+
+            # On stderr, as its tty decides: `rescore > report.txt` keeps the bar out of the report.
+            with Progress(console=Console(stderr=True), disable=not sys.stderr.isatty()) as progress:
                 task = progress.add_task("rescoring", total=total)
                 result = rescore_rows(
                     engine,
@@ -161,13 +172,19 @@ def rescore(
                     batch_size=batch_size,
                     limit=limit,
                     max_batch_tokens=get_stream_settings().max_batch_tokens,
-                    on_progress=lambda rescored, skipped: progress.advance(
-                        task, rescored if limit else rescored + skipped
-                    ),
+                    on_progress=advance,
                 )
         except ScorerUnavailableError as exc:
             typer.echo(f"error: {exc}; rows done so far keep their new scores, run it again later", err=True)
             raise typer.Exit(2) from exc
+        except (OperationalError, psycopg2.OperationalError) as exc:  # a timeout behind a lock, the database gone
+            cause = exc.orig if isinstance(exc, OperationalError) else exc  # the page writes go through psycopg2
+            why = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+            typer.echo(f"error: the database stopped the job ({why}); {_resume_hint(done)}", err=True)
+            raise typer.Exit(2) from exc
+        except KeyboardInterrupt:
+            typer.echo(f"interrupted; {_resume_hint(done)}", err=True)
+            raise typer.Exit(130) from None
         finally:
             engine.dispose()
     typer.echo(f"re-scored {result.rescored} rows to model version {scorer.model_version}")
@@ -385,6 +402,10 @@ def _load_scorer(spec: str | None, model: Path | None, *, model_given: bool = Fa
     except (ArtifactError, ImportError, AttributeError, TypeError) as exc:
         typer.echo(f"error: no scorer to run: {exc}", err=True)
         raise typer.Exit(2) from exc
+
+
+def _resume_hint(done: int) -> str:
+    return f"{done} rows re-scored so far keep their new scores: run it again to resume"
 
 
 def _check_schema(database_url: str) -> None:

@@ -102,3 +102,24 @@ def test_a_limited_rescore_counts_only_rescored_rows_so_it_gets_past_rows_it_kee
     assert [r.rescored for r in runs] == [4, 2]
     assert set(runs[0].skipped) == {ids[t] for t in REFUSED.values()}
     assert pending_rows(engine, "lexicon-2") == 3  # only the refused rows are left
+
+
+def test_rescore_held_up_past_the_statement_timeout_says_how_far_it_got_and_to_run_it_again(
+    engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock held longer than the statement timeout (a rollup rebuild, a migration) was a QueryCanceled traceback."""
+    _store(engine, make_reviews(12))
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("DATABASE_STATEMENT_TIMEOUT_MS", "300")
+    monkeypatch.setenv("STREAM_SCORER", "tests.fixtures.stream:make_test_scorer")
+    monkeypatch.setenv("RS_TEST_SCORER_VERSION", "lexicon-3")
+
+    with engine.connect() as locker:
+        locker.execute(text("LOCK TABLE sentiments IN SHARE ROW EXCLUSIVE MODE"))  # held until the block ends
+        result = CliRunner().invoke(cli_app(), ["rescore", "--batch-size", "5"])
+
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "error: the database stopped the job (canceling statement due to statement timeout)" in result.output
+    assert "0 rows re-scored so far keep their new scores: run it again to resume" in result.output
+    again = CliRunner().invoke(cli_app(), ["rescore", "--batch-size", "5"])
+    assert "re-scored 12 rows to model version lexicon-3" in again.output
