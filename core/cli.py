@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from pydantic import ValidationError
 
     from core.embedded import EmbeddedBroker
+    from core.rollup import Drift
 
 app = typer.Typer(
     name="reviewscore",
@@ -112,17 +113,34 @@ def rollup(
                 if not rollups.installed(db):
                     typer.echo("the rollups are not in this database: run `reviewscore migrate` first", err=True)
                     raise typer.Exit(2)
-                if rebuild:
+                off = rollups.disabled_triggers(db)
+                found = rollups.drift(db)
+            if rebuild:
+                _report_drift(found, "before the rebuild: ")
+                # The rebuild's own transaction holds writers out; the check after it runs outside
+                # that lock (one snapshot per statement, so concurrent writes cannot skew it).
+                with engine.begin() as db:
                     for table, groups in rollups.rebuild(db).items():
                         typer.echo(f"{table} rebuilt: {groups} groups")
-                found = rollups.drift(db)
+                with engine.begin() as db:
+                    found = rollups.drift(db)
         finally:
             engine.dispose()
+    _report_drift(found, "after it: " if rebuild else "")
+    if off:
+        typer.echo(
+            f"error: triggers disabled on sentiments ({', '.join(off)}): the rollups drift again as rows are "
+            "written; ALTER TABLE sentiments ENABLE TRIGGER USER",
+            err=True,
+        )
+    if off or not all(one.exact for one in found):
+        raise typer.Exit(1)
+
+
+def _report_drift(found: list[Drift], prefix: str) -> None:
     for one in found:
         verdict = "exact" if one.exact else "drifted"
-        typer.echo(f"{one.table} {verdict}: {one.missing} missing, {one.extra} extra groups")
-    if not all(one.exact for one in found):
-        raise typer.Exit(1)
+        typer.echo(f"{prefix}{one.table} {verdict}: {one.missing} missing, {one.extra} extra groups")
 
 
 @infra_app.command("up")

@@ -60,6 +60,18 @@ def installed(conn: Connection) -> bool:
     return bool(conn.execute(text(f"SELECT {probes}")).scalar_one())
 
 
+def disabled_triggers(conn: Connection) -> list[str]:
+    """The triggers on ``sentiments`` switched off (ALTER TABLE ... DISABLE TRIGGER): with one off,
+    the rollups drift from the rows again as soon as they are written, whatever a rebuild did."""
+    rows = conn.execute(
+        text(
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = 'sentiments'::regclass AND NOT tgisinternal"
+            " AND tgenabled = 'D' ORDER BY tgname"
+        )
+    )
+    return [row[0] for row in rows]
+
+
 def drift(conn: Connection) -> list[Drift]:
     """Compare each rollup with a fresh aggregate of ``sentiments`` (full scans: run it off-peak)."""
     found = []
