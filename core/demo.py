@@ -150,9 +150,19 @@ def _show_rows(url: str, say: Say, limit: int = 12) -> None:
             {"n": limit},
         ).all()
     engine.dispose()
-    say(f"  {'label':<9} {'score':>6} {'sugg':>4} {'stars':>5}  {'brand':<9} {'source':<18} text")
+
+    def cut(value: str, width: int) -> str:
+        return value if len(value) <= width else value[: width - 1] + "…"
+
+    # Columns as wide as what they hold (up to a bound), so a long brand does not shift the row.
+    brand_w = min(18, max([5, *(len(row[4]) for row in rows)]))
+    source_w = min(20, max([6, *(len(row[5]) for row in rows)]))
+    say(f"  {'label':<9} {'score':>6} {'sugg':>4} {'stars':>5}  {'brand':<{brand_w}} {'source':<{source_w}} text")
     for label, score, suggested, stars, brand, source, sentence in rows:
-        say(f"  {label:<9} {score!s:>6} {suggested:>4} {stars or '-'!s:>5}  {brand:<9} {source:<18} {sentence}")
+        say(
+            f"  {label:<9} {score!s:>6} {suggested:>4} {stars or '-'!s:>5}  {cut(brand, brand_w):<{brand_w}}"
+            f" {cut(source, source_w):<{source_w}} {sentence}"
+        )
 
 
 def run_demo(commands: set[str], once: bool, timeout: float, say: Say) -> int:
@@ -255,7 +265,10 @@ def _run_demo(state: Path, commands: set[str], once: bool, timeout: float, say: 
                 status, body = _http("POST", f"{api_url}/sentiments/", review)
                 if status == 202:
                     expected += 1
-                say(f"POST /sentiments/ -> {status} {json.dumps(body)[:110]}")
+                if status == 202:
+                    say(f"POST /sentiments/ -> 202 {body['status']}: {body['review_key']}")
+                else:
+                    say(f"POST /sentiments/ -> {status} {json.dumps(body)[:200]}")
 
         if "worker" not in commands:
             _show_topic(kafka.model_copy(update={"bootstrap_servers": broker.bootstrap_servers}), expected, say)
@@ -276,7 +289,7 @@ def _run_demo(state: Path, commands: set[str], once: bool, timeout: float, say: 
         _show_rows(url, say)
         if first_row_at is not None:
             say(f"time from start to the first scored row: {first_row_at:.1f}s")
-        if api_url:
+        if api_url and not once:  # with --once the servers are gone by the time these are read
             say("")
             say(f"dashboard:  {api_url}/")
             say(f"API docs:   {api_url}/docs")
