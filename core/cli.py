@@ -37,8 +37,15 @@ app = typer.Typer(
     help="Streaming review sentiment scoring: Kafka -> model -> PostgreSQL.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Docstrings are wrapped for the source: Markdown joins their lines into paragraphs again
+    # (plain "rich" mode kept the breaks mid-sentence) and shows ``code`` as code.
+    rich_markup_mode="markdown",
 )
-infra_app = typer.Typer(help="Embedded Kafka-protocol broker and PostgreSQL for development.", no_args_is_help=True)
+infra_app = typer.Typer(
+    help="Embedded Kafka-protocol broker and PostgreSQL for development.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
 app.add_typer(infra_app, name="infra")
 log = logging.getLogger("reviewscore")
 

@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     from model.base import Scorer
     from stream.dlq import DeadLetter, Outgoing, ReplaySelection
 
-dlq_app = typer.Typer(help="Inspect and replay the dead-letter topic.", no_args_is_help=True)
+dlq_app = typer.Typer(
+    help="Inspect and replay the dead-letter topic.", no_args_is_help=True, rich_markup_mode="markdown"
+)
 
 
 def register(app: typer.Typer) -> None:
