@@ -217,12 +217,16 @@ def dlq_show(
     """
     from core.config import get_kafka_settings
     from core.runtime import ensure_infra
-    from stream.dlq import read_dead_letters
+    from stream.dlq import DeadLetterReader
 
     _check_reason(reason)
     shown = 0
-    with ensure_infra(database=False, start_embedded=False), _broker_errors("read the dead-letter topic"):
-        for letter in read_dead_letters(get_kafka_settings(), idle_timeout=idle_timeout, on_error=_warn_foreign):
+    with (
+        ensure_infra(database=False, start_embedded=False),
+        _broker_errors("read the dead-letter topic"),
+        DeadLetterReader(get_kafka_settings()) as reader,
+    ):
+        for letter in reader.read(idle_timeout, _warn_foreign):
             if reason and letter.reason != reason:
                 continue
             if as_json:
@@ -233,6 +237,7 @@ def dlq_show(
             if limit and shown >= limit:
                 break
     typer.echo(f"{shown} dead letters", err=True)
+    _say_deferred(reader.deferred)
 
 
 @dlq_app.command("replay")
@@ -309,9 +314,19 @@ def dlq_replay(
                 selection = select_for_replay(reader.read(idle_timeout, _warn_foreign), reason, include_permanent)
                 KafkaSender(settings).send(target, [_replayed(letter) for letter in selection.send])
                 reader.commit()
+                _say_deferred(reader.deferred)
     for line in _skipped(selection):
         typer.echo(line, err=True)
     typer.echo(f"replayed {len(selection.send)} dead letters to {target}")
+
+
+def _say_deferred(count: int) -> None:
+    if count:
+        typer.echo(
+            f"{count} dead letters arrived after this read began (or carry a clock ahead of this host's): "
+            "left for the next run",
+            err=True,
+        )
 
 
 def _check_reason(reason: str | None) -> None:

@@ -456,6 +456,7 @@ class DeadLetterReader:
         self.group = group
         self.from_beginning = from_beginning or group is None
         self._next: dict[int, int] = {}
+        self.deferred = 0  # letters the last read left for the next one (stamped after it began)
         self._consumer = Consumer(
             settings.consumer_config(group_id=group or f"reviewscore-dlq-reader-{uuid.uuid4().hex[:8]}")
         )
@@ -475,16 +476,19 @@ class DeadLetterReader:
         self._consumer.close()
 
     def read(self, idle_timeout: float = 3.0, on_error: Callable[[str], None] | None = None) -> Iterator[DeadLetter]:
-        """Dead letters in partition order from the start position, up to the first one dead-lettered
-        after the read began (by its Kafka timestamp), or until none arrives for ``idle_timeout``.
+        """Dead letters in partition order from the start position until none dead-lettered before
+        the read began has arrived for ``idle_timeout``.
 
-        Letters that arrive while it reads are left for the next read: with a worker still
-        dead-lettering a broken producer's messages every few seconds, "until quiet" never came,
-        and a replay read for ever without sending anything. (Not the end offsets: Tansu's
-        watermarks count batches, not records. A worker whose clock runs behind this host's by
-        more than the letters' spacing still keeps a read going; the idle timeout ends it then.)
+        Letters stamped after the read began (by their Kafka timestamp) are held back and neither
+        keep the read going nor are committed: with a worker still dead-lettering a broken
+        producer's messages every few seconds, "until quiet" never came, and a replay read for
+        ever without sending anything. A held-back letter that older ones follow on its partition
+        was stamped by a clock ahead of this host's: it and they are yielded then. What is held
+        back at the end is counted in ``deferred`` for the caller to say. (Not the end offsets:
+        Tansu's watermarks count batches, not records.)
         """
         import time
+        from collections import defaultdict
 
         from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_NOT_AVAILABLE, TopicPartition
 
@@ -499,24 +503,27 @@ class DeadLetterReader:
                 tp.offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
             starts = committed
         self._consumer.assign(starts)
-        caught_up: set[int] = set()  # partitions that reached a letter from after the read began
+        held: dict[int, list[Any]] = defaultdict(list)  # per partition, letters stamped after the start
         last = time.monotonic()
-        while len(caught_up) < len(self._partitions) and time.monotonic() - last < idle_timeout:
+        while time.monotonic() - last < idle_timeout:
             for message in self._consumer.consume(num_messages=500, timeout=0.25):
                 if message.error():
                     continue
                 partition = message.partition()
                 kind, timestamp = message.timestamp()
-                if partition in caught_up or (kind != TIMESTAMP_NOT_AVAILABLE and timestamp > began_ms):
-                    caught_up.add(partition)  # this one and what follows: the next read's
-                    continue  # nor does it keep the read going: a quiet other partition ends it
+                if kind != TIMESTAMP_NOT_AVAILABLE and timestamp > began_ms:
+                    held[partition].append(message)
+                    continue
                 last = time.monotonic()
-                self._next[partition] = message.offset() + 1
-                try:
-                    yield DeadLetter.from_json(message.value())
-                except (ValueError, TypeError) as exc:
-                    if on_error:
-                        on_error(f"offset {message.offset()}: not a dead letter ({exc})")
+                ahead, held[partition] = held[partition], []  # an older letter after them: clock skew
+                for one in (*ahead, message):
+                    self._next[partition] = one.offset() + 1
+                    try:
+                        yield DeadLetter.from_json(one.value())
+                    except (ValueError, TypeError) as exc:
+                        if on_error:
+                            on_error(f"offset {one.offset()}: not a dead letter ({exc})")
+        self.deferred = sum(len(letters) for letters in held.values())
 
     def commit(self) -> None:
         """Record everything read so far as done for this reader's group."""
@@ -527,14 +534,3 @@ class DeadLetterReader:
         if self._next:
             positions = [TopicPartition(self.topic_name, p, offset) for p, offset in sorted(self._next.items())]
             self._consumer.commit(offsets=positions, asynchronous=False)
-
-
-def read_dead_letters(
-    settings: KafkaSettings, idle_timeout: float = 3.0, on_error: Callable[[str], None] | None = None
-) -> Iterator[DeadLetter]:
-    """Every dead letter on the DLQ topic from the beginning, until none arrives for ``idle_timeout``.
-
-    Nothing is committed: showing leaves no trace.
-    """
-    with DeadLetterReader(settings) as reader:
-        yield from reader.read(idle_timeout, on_error)

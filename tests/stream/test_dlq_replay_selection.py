@@ -191,3 +191,28 @@ def test_a_replay_stops_at_the_end_it_began_with_while_letters_keep_arriving(kaf
     assert result.exit_code == 0, (result.output, result.exception)
     assert took < 20, f"took {took:.1f}s"
     assert "replayed" in result.output
+
+
+def test_a_letter_stamped_by_a_clock_ahead_hides_none_after_it_and_one_at_the_end_is_said_to_wait(
+    kafka_settings: KafkaSettings,
+) -> None:
+    """Letters are stamped by the worker's clock: one ahead of this host's must not end the read there."""
+    import time
+
+    from confluent_kafka import Producer
+
+    now_ms = int(time.time() * 1000)
+    producer = Producer(kafka_settings.producer_config())
+    stamps = [now_ms - 1000, now_ms + 600_000, now_ms - 500, now_ms - 400, now_ms + 600_000]
+    for offset, stamp in enumerate(stamps):
+        record = Record(kafka_settings.topic, 0, offset, f"k{offset}".encode(), b"{}", None)
+        key, value, _ = dead_letter(Rejected(record, "scoring_failed", "x")).to_message()
+        producer.produce(kafka_settings.dlq_topic, key=key, value=value, partition=0, timestamp=stamp)
+    assert producer.flush(10) == 0
+
+    shown = CliRunner().invoke(cli_app(), ["dlq", "show", "--json", "--idle-timeout", "1"])
+
+    assert shown.exit_code == 0, (shown.output, shown.exception)
+    offsets = [json.loads(line)["offset"] for line in shown.stdout.splitlines()]
+    assert offsets == [0, 1, 2, 3]  # the one ahead is followed by older ones: skew, shown in order
+    assert "1 dead letters arrived after this read began (or carry a clock ahead of this host's)" in shown.stderr
