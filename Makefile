@@ -30,6 +30,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
 	index=$$($(BIN)/python -c 'import sys, urllib.request as u; u.urlopen(u.Request(sys.argv[1], method="HEAD"), timeout=5)' \
 	  '$(TORCH_INDEX)' >/dev/null 2>&1 && echo '--extra-index-url $(TORCH_INDEX)'); \
+	  if [ -z "$$index" ] && [ -n '$(TORCH_INDEX)' ]; then \
+	    echo "note: $(TORCH_INDEX) did not answer: torch comes from pip's own sources (a CUDA build unless they hold a CPU wheel)" >&2; fi; \
 	  $(BIN)/python -m pip install -q $$index "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -q -e '.[all]'
 	@touch $(STAMP)

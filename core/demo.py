@@ -32,7 +32,7 @@ from core.embedded import (
     EmbeddedBroker,
     EmbeddedDatabase,
     StateDirBusyError,
-    die_with_parent,
+    die_with_parent_of,
     free_port,
     holding_state_dir,
     wait_for_port,
@@ -70,7 +70,7 @@ class Children:
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
+            preexec_fn=die_with_parent_of(os.getpid()),
             start_new_session=True,
         )
         self.running[name] = process

@@ -79,9 +79,20 @@ def wait_for_port(host: str, port: int, timeout: float, alive: Callable[[], bool
             time.sleep(0.02)
 
 
-def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def die_with_parent_of(parent: int) -> Callable[[], None]:
+    """A ``preexec_fn``: the child gets SIGTERM when ``parent`` (this process) dies.
+
+    Children run in sessions of their own, so nothing else ends them: a parent killed between the
+    fork and the prctl would leave an orphan for good, so the child checks it still has it.
+    """
+
+    def arm() -> None:  # pragma: no cover - runs in the child between fork and exec
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arm
 
 
 class BrokerStartError(RuntimeError):
@@ -138,7 +149,7 @@ class EmbeddedBroker:
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=die_with_parent,
+            preexec_fn=die_with_parent_of(os.getpid()),
             # Its own session: Ctrl-C in a terminal signals the whole foreground group, and a broker
             # that died with it left the worker retrying a dead broker for a minute on the way out.
             # Its owner stops it after its clients; PDEATHSIG still ends it if the owner dies.

@@ -61,12 +61,14 @@ def installed(conn: Connection) -> bool:
 
 
 def disabled_triggers(conn: Connection) -> list[str]:
-    """The triggers on ``sentiments`` switched off (ALTER TABLE ... DISABLE TRIGGER): with one off,
-    the rollups drift from the rows again as soon as they are written, whatever a rebuild did."""
+    """The rollups' triggers on ``sentiments`` that do not fire in an ordinary session (disabled,
+    or set to fire on replicas only): with one off, the rollups drift from the rows again as soon
+    as they are written, whatever a rebuild did. Other triggers on the table are not ours to judge."""
     rows = conn.execute(
         text(
             "SELECT tgname FROM pg_trigger WHERE tgrelid = 'sentiments'::regclass AND NOT tgisinternal"
-            " AND tgenabled = 'D' ORDER BY tgname"
+            " AND tgenabled IN ('D', 'R') AND (tgname LIKE 'sentiments\\_daily\\_%' OR tgname LIKE"
+            " 'sentiments\\_totals\\_%') ORDER BY tgname"
         )
     )
     return [row[0] for row in rows]

@@ -51,6 +51,7 @@ def quantize_artifact(
     created = [] if existed else [p for p in (target, *target.parents) if not p.exists()]
     holder = target if existed else target.parent
     staging = holder / f".{target.name}.{uuid.uuid4().hex[:8]}.partial"
+    moved: list[Path] = []
     try:
         shutil.copytree(directory, staging)
         _add_int8(directory, staging, card, drop_fp32=drop_fp32, check=check)
@@ -58,11 +59,17 @@ def quantize_artifact(
         if existed:
             for entry in staging.iterdir():
                 entry.rename(target / entry.name)
+                moved.append(target / entry.name)
             staging.rmdir()
         else:
             staging.rename(target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        for path in moved:  # an interrupted move: the destination goes back to empty
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
         for path in created[1:]:  # the parents made for it, innermost first, if still empty
             with contextlib.suppress(OSError):
                 path.rmdir()
@@ -77,6 +84,9 @@ def _new_artifact_dir(directory: Path, output: Path) -> Path | None:
         return None
     if target.is_relative_to(source):
         raise ArtifactError(f"{output}: inside the artifact {directory}; write the new artifact elsewhere")
+    if target.is_dir():  # a staging directory a killed run left inside it is not content
+        for stale in target.glob(f".{target.name}.*.partial"):
+            shutil.rmtree(stale, ignore_errors=True)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ArtifactError(f"{output}: exists and is not an empty directory")
     return target

@@ -53,7 +53,7 @@ def crawl(
     ] = None,
     source: Annotated[
         str | None,
-        typer.Option(help="Message source (default: SCRAPER_SOURCE, else scraper:<spider>); one per site crawled."),
+        typer.Option(help="Message source (default: SCRAPER_SOURCE, else scraper:SPIDER); one per site crawled."),
     ] = None,
 ) -> None:
     """Crawl a review site and publish every review to the reviews topic."""

@@ -45,6 +45,7 @@ def test_quantize_into_an_empty_directory_that_exists_fills_it_in_place(tiny_mod
     """A mounted volume cannot be removed and replaced: the artifact is moved into it."""
     out = tmp_path / "volume"
     out.mkdir()
+    (out / ".volume.0badc0de.partial").mkdir()  # what a run killed mid-way left in it
     inode = out.stat().st_ino
 
     result = runner.invoke(app, ["quantize", str(tiny_model_dir), "--output", str(out)])
