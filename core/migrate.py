@@ -33,9 +33,7 @@ def alembic_config(url: str, readonly_role: str = "reviewscore_reader", lock_tim
 def upgrade(
     url: str, revision: str = "head", readonly_role: str = "reviewscore_reader", lock_timeout_ms: int = 0
 ) -> None:
-    _retrying_locks(
-        url, lock_timeout_ms, lambda: command.upgrade(alembic_config(url, readonly_role, lock_timeout_ms), revision)
-    )
+    _move(command.upgrade, url, revision, readonly_role, lock_timeout_ms)
 
 
 def upgrade_unless_ahead(url: str, readonly_role: str = "reviewscore_reader") -> str | None:
@@ -52,20 +50,21 @@ def upgrade_unless_ahead(url: str, readonly_role: str = "reviewscore_reader") ->
 def downgrade(
     url: str, revision: str = "base", readonly_role: str = "reviewscore_reader", lock_timeout_ms: int = 0
 ) -> None:
-    _retrying_locks(
-        url, lock_timeout_ms, lambda: command.downgrade(alembic_config(url, readonly_role, lock_timeout_ms), revision)
-    )
+    _move(command.downgrade, url, revision, readonly_role, lock_timeout_ms)
 
 
-def _retrying_locks(url: str, lock_timeout_ms: int, move: Callable[[], None], attempts: int = 3) -> None:
-    """Run ``move`` with a lock timeout, a few times: DDL waiting for a lock queues every reader and
+def _move(
+    step: Callable[[Config, str], None], url: str, revision: str, readonly_role: str, lock_timeout_ms: int
+) -> None:
+    """Run ``step`` with a lock timeout, a few times: DDL waiting for a lock queues every reader and
     writer of the table behind it, so it gives up soon and tries again (a failed migration rolls
     back whole), then names the sessions that held it up."""
     from sqlalchemy.exc import OperationalError
 
+    attempts = 3
     for attempt in range(1, attempts + 1):
         try:
-            move()
+            step(alembic_config(url, readonly_role, lock_timeout_ms), revision)
             return
         except OperationalError as exc:
             if getattr(exc.orig, "pgcode", None) != "55P03" or not lock_timeout_ms:  # lock_not_available

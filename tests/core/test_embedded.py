@@ -300,6 +300,19 @@ def test_a_second_infra_up_in_the_same_directory_refuses_to_start(tmp_path: Path
 @contextlib.contextmanager
 def _embedded_worker(state: Path, **env: str) -> Iterator[dict[str, Any]]:
     """A `worker --embedded` subprocess, once it announced its servers (what infra.json says)."""
+    worker, found = _start_embedded_worker(state, new_session=False, **env)
+    try:
+        yield found
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+
+
+def _start_embedded_worker(
+    state: Path, *, new_session: bool, **env: str
+) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """Start `worker --embedded` (a group of its own with ``new_session``, as a shell's foreground
+    job) and wait for its announcement; the caller stops it."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "KAFKA_", "STREAM_", "MODEL_"))}
     clean |= {"REVIEWSCORE_STATE_DIR": str(state), "STREAM_SCORER": "stream.scorers:NoopScorer", **env}
     worker = subprocess.Popen(
@@ -308,6 +321,7 @@ def _embedded_worker(state: Path, **env: str) -> Iterator[dict[str, Any]]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=new_session,
     )
     try:
         deadline = time.monotonic() + 60
@@ -315,10 +329,11 @@ def _embedded_worker(state: Path, **env: str) -> Iterator[dict[str, Any]]:
             assert worker.poll() is None, f"the worker exited: {worker.stderr.read() if worker.stderr else ''}"
             assert time.monotonic() < deadline, "the worker never announced its servers"
             time.sleep(0.2)
-        yield found
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(30)
+    except BaseException:
+        worker.kill()
+        worker.wait()
+        raise
+    return worker, found
 
 
 def test_a_worker_with_embedded_servers_is_found_by_other_commands_and_infra_up_defers_to_it(
@@ -444,22 +459,8 @@ def test_ctrl_c_to_the_terminal_group_of_a_worker_with_embedded_servers_stops_it
     """Ctrl-C signals the whole foreground group: the broker, in it, died first, and the worker
     retried the dead broker for a minute (77 error lines) before it exited."""
     state = tmp_path / "state"
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "KAFKA_", "STREAM_", "MODEL_"))}
-    clean |= {"REVIEWSCORE_STATE_DIR": str(state), "STREAM_SCORER": "stream.scorers:NoopScorer"}
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "core.cli", "worker", "--embedded", "--web-port", "0"],
-        env=clean,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # a group of its own, as a shell gives a foreground job
-    )
+    worker, _ = _start_embedded_worker(state, new_session=True)
     try:
-        deadline = time.monotonic() + 60
-        while read_infra_file(state) is None:
-            assert worker.poll() is None, f"the worker exited: {worker.stderr.read() if worker.stderr else ''}"
-            assert time.monotonic() < deadline, "the worker never announced its servers"
-            time.sleep(0.2)
         time.sleep(2)  # joined its group and polling
         started = time.monotonic()
         os.killpg(worker.pid, signal.SIGINT)
