@@ -27,7 +27,7 @@ from model.artifact import (
     version_of,
     weights_label_count,
 )
-from model.base import Score
+from model.base import LABELS_3, Score
 from model.batching import plan_batches
 from model.data import clean_text
 from model.gpu import torchao_available
@@ -180,7 +180,14 @@ def resolve_variant(card: ModelCard, device: str, variant: str) -> tuple[str, st
 
 
 def _refuse_label_mismatch(directory: Path, card: ModelCard) -> None:
-    """A card whose labels the weights do not have scored nothing sensible, or failed deep in torch."""
+    """A card whose labels the weights do not have scored nothing sensible, or failed deep in torch;
+    one with a label outside the schemes' (a `mixed`) gave scores no store can take: the table's
+    CHECK refused its rows one by one, a third of a stream dead-lettered, a rescore half done."""
+    if not set(card.labels) <= set(LABELS_3) or "positive" not in card.labels:
+        raise ArtifactError(
+            f"{directory}: labels {card.labels}; a scorer's are {', '.join(LABELS_3)} (positive among them, "
+            "which the score is the probability of): rename the card's labels or train with a known scheme"
+        )
     count = weights_label_count(directory, card.architecture)
     if count is not None and count != len(card.labels):
         raise ArtifactError(

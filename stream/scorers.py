@@ -24,19 +24,9 @@ def load_worker_scorer(spec: str | None, model_path: Path | None) -> Scorer:
     """``spec`` wins when set; otherwise ``model.load_scorer`` (MODEL_PATH, or the default model)."""
     if spec:
         return import_scorer(spec)
-    from core.schema import LABELS
     from model import load_scorer  # type: ignore[attr-defined,unused-ignore]
-    from model.artifact import ArtifactError
 
-    scorer: Scorer = load_scorer(model_path)
-    labels = list(getattr(getattr(scorer, "card", None), "labels", None) or [])
-    # The table's CHECK takes these labels only: a model with another one (`mixed`) had its rows
-    # refused one by one, a third of the stream dead-lettered, a rescore 7x slower and half done.
-    if labels and (not set(labels) <= set(LABELS) or "positive" not in labels):
-        raise ArtifactError(
-            f"{model_path or 'the model'}: labels {labels}; the sentiments table stores {', '.join(LABELS)} "
-            "(and the score needs positive): rename the card's labels or train with a known scheme"
-        )
+    scorer: Scorer = load_scorer(model_path)  # refuses labels the table could not store
     return scorer
 
 

@@ -196,7 +196,7 @@ def test_config_values_out_of_range_or_clashing_are_one_line_errors(tmp_path: Pa
     assert "--int8 goes with --finalize-only" in int8.output
 
 
-@pytest.mark.parametrize("command", [["worker"], ["rescore"]])
+@pytest.mark.parametrize("command", [["score", "hello"], ["worker"], ["rescore"]])
 def test_a_model_whose_labels_the_table_cannot_store_is_refused_before_it_scores(
     tiny_model_dir: Path,
     tmp_path: Path,
@@ -217,6 +217,4 @@ def test_a_model_whose_labels_the_table_cannot_store_is_refused_before_it_scores
     result = runner.invoke(app, [*command, "--model", str(model)])
 
     assert result.exit_code == 2, (result.output, result.exception)
-    assert "labels ['negative', 'mixed', 'positive']; the sentiments table stores negative, neutral, positive" in (
-        result.output
-    )
+    assert "labels ['negative', 'mixed', 'positive']; a scorer's are negative, neutral, positive" in result.output
