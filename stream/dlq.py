@@ -323,6 +323,11 @@ class KafkaSender:
         self._flush_timeout = flush_timeout
         self._attempt: _Attempt | None = None
 
+    def close(self) -> None:
+        """Deliver what is queued and let go of the broker: an idle producer kept reconnecting to a
+        broker stopped after its worker (an embedded one), logging a refused connection each time."""
+        self._producer.close()
+
     def send(self, topic: str, messages: Sequence[Outgoing], smaller: Sequence[Outgoing] | None = None) -> None:
         """Send every message and wait for the broker's confirmation of each; else ``DeliveryError``.
 

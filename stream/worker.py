@@ -37,12 +37,15 @@ class Worker:
     engine: Any
     topic: str
     probe: BrokerProbe | None = None  # the Faust engine's broker health (the batch engine reads librdkafka's)
+    dead_letters: KafkaSender | None = None  # the DLQ producer this worker made, closed with it
 
     def close(self) -> None:
         self.processor.abandon.set()
         if self.probe:
             self.probe.stop(wait=False)  # a daemon thread: the in-flight batch need not wait for it
-        self.executor.shutdown(wait=True)
+        self.executor.shutdown(wait=True)  # the in-flight batch, dead letters included, is done
+        if self.dead_letters:
+            self.dead_letters.close()
         if self.server:
             self.server.stop()
         self.engine.dispose()
@@ -63,10 +66,11 @@ def build_worker(
     device, variant = getattr(scorer, "device", "unknown"), getattr(scorer, "variant", "unknown")
     metrics.model_info.labels(scorer.model_version, str(device), str(variant)).set(1)
     engine = make_engine(database, application_name="reviewscore-worker")
+    dead_letters = KafkaSender(kafka)
     processor = BatchProcessor(
         scorer=scorer,
         sink=PostgresSink(engine, method=stream.sink_method),
-        dead_letters=KafkaSender(kafka),
+        dead_letters=dead_letters,
         dlq_topic=kafka.dlq_topic,
         max_text_chars=stream.max_text_chars,
         max_batch_tokens=stream.max_batch_tokens,
@@ -102,7 +106,14 @@ def build_worker(
         app = create_app(kafka, stream, processor, executor, datadir)
         probe = BrokerProbe(kafka, health)  # started by run_worker
     return Worker(
-        app=app, processor=processor, executor=executor, server=server, engine=engine, topic=kafka.topic, probe=probe
+        app=app,
+        processor=processor,
+        executor=executor,
+        server=server,
+        engine=engine,
+        topic=kafka.topic,
+        probe=probe,
+        dead_letters=dead_letters,
     )
 
 
