@@ -191,6 +191,21 @@ def explain(url: str, rows: int) -> None:
                 Filters(brand="Brand07", since=START, until=END), None, "day", "created_on", 10_000
             ),
             "full-text search (q=refund late)": list_statement(Filters(q="refund late"), "newest", None, 50),
+            "published in one month (newest)": list_statement(
+                Filters(published_since=END - timedelta(days=60), published_until=END - timedelta(days=30)),
+                "newest",
+                None,
+                50,
+            ),
+            "weekly stats by publication time, one brand, one month": scan_stats_statement(
+                Filters(
+                    brand="Brand07", published_since=END - timedelta(days=60), published_until=END - timedelta(days=30)
+                ),
+                None,
+                "week",
+                "published_at",
+                10_000,
+            ),
             "export": export_statement(Filters(), 100_000),
         }
         for title, statement in queries.items():
@@ -327,12 +342,16 @@ def main() -> None:
         deep_cursor = encode_cursor(Cursor("newest", deep.created_on, deep.id, Filters().digest()))
         rng = random.Random(3)
         since, until = START.isoformat(), END.isoformat()
+        month = (END - timedelta(days=60)).isoformat(), (END - timedelta(days=30)).isoformat()
         kinds = {
             "filtered list (brand+label, 50 rows)": lambda i: (
                 f"/sentiments/?brand={rng.choice(BRANDS)}&label=negative&limit=50"
             ),
             "deep keyset page (90% deep)": lambda i: f"/sentiments/?cursor={deep_cursor}&limit=50",
             "by id": lambda i: f"/sentiments/{rng.randint(1, max_id)}",
+            "published in one month, 50 newest": lambda i: (
+                f"/sentiments/?published_since={month[0]}&published_until={month[1]}&limit=50"
+            ).replace("+", "%2B"),
             "daily stats, one brand, one year": lambda i: (
                 f"/sentiments/stats?brand={rng.choice(BRANDS)}&bucket=day&since={since}&until={until}"
             ).replace("+", "%2B"),

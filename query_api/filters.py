@@ -43,10 +43,21 @@ class Filters:
     since: datetime | None = None
     until: datetime | None = None
     q: str | None = None
+    published_since: datetime | None = None
+    published_until: datetime | None = None
 
     def digest(self) -> str:
-        """A short fingerprint, stored in cursors so a cursor is not replayed under other filters."""
-        return hashlib.sha256(repr(astuple(self)).encode()).hexdigest()[:12]
+        """A short fingerprint, stored in cursors so a cursor is not replayed under other filters.
+
+        Filters added after the first eight enter the fingerprint only when set: a cursor issued
+        before an upgrade (or by a replica not yet upgraded) stays valid for the same request.
+        """
+        values = astuple(self)
+        first, added = values[:_FIRST_FIELDS], values[_FIRST_FIELDS:]
+        return hashlib.sha256(repr(values if any(v is not None for v in added) else first).encode()).hexdigest()[:12]
+
+
+_FIRST_FIELDS = 8  # brand … q, the filters cursors were fingerprinted with from the start
 
 
 def bound_values(filters: Filters) -> dict[str, Any]:
@@ -61,7 +72,18 @@ def bound_values(filters: Filters) -> dict[str, Any]:
     return values
 
 
-_BOUND = ("brand", "source", "label", "min_score", "max_score", "since", "until", "q")
+_BOUND = (
+    "brand",
+    "source",
+    "label",
+    "min_score",
+    "max_score",
+    "since",
+    "until",
+    "q",
+    "published_since",
+    "published_until",
+)
 
 
 def conditions(filters: Filters) -> list[ColumnElement[bool]]:
@@ -85,6 +107,12 @@ def conditions(filters: Filters) -> list[ColumnElement[bool]]:
         terms.append(Sentiment.created_on >= bindparam("since", values["since"], type_=DateTime(timezone=True)))
     if "until" in values:
         terms.append(Sentiment.created_on < bindparam("until", values["until"], type_=DateTime(timezone=True)))
+    if "published_since" in values:
+        moment = bindparam("published_since", values["published_since"], type_=DateTime(timezone=True))
+        terms.append(Sentiment.published_at >= moment)
+    if "published_until" in values:
+        moment = bindparam("published_until", values["published_until"], type_=DateTime(timezone=True))
+        terms.append(Sentiment.published_at < moment)
     if "q" in values:
         document = func.to_tsvector(_FTS_CONFIG, Sentiment.sentence)
         query = func.websearch_to_tsquery(_FTS_CONFIG, bindparam("q", values["q"], type_=String))
@@ -146,6 +174,26 @@ async def filter_params(
             examples=["2026-12-01T00:00:00Z"],
         ),
     ] = None,
+    published_since: Annotated[
+        IsoDateTime | None,
+        Query(
+            description=(
+                "Only reviews published at or after this time (ISO-8601; naive = UTC); "
+                "reviews without a `published_at` are left out."
+            ),
+            examples=["2026-11-01T00:00:00Z"],
+        ),
+    ] = None,
+    published_until: Annotated[
+        IsoDateTime | None,
+        Query(
+            description=(
+                "Only reviews published before this time (ISO-8601, exclusive; naive = UTC); "
+                "reviews without a `published_at` are left out."
+            ),
+            examples=["2026-12-01T00:00:00Z"],
+        ),
+    ] = None,
     q: Annotated[
         str | None,
         Query(
@@ -169,9 +217,15 @@ async def filter_params(
     since, until = as_utc(since, "since"), as_utc(until, "until")
     if since is not None and until is not None and since > until:
         problems.append(FieldError(loc=["query", "since"], msg="since is after until", type="range"))
+    published_since = as_utc(published_since, "published_since")
+    published_until = as_utc(published_until, "published_until")
+    if published_since is not None and published_until is not None and published_since > published_until:
+        problems.append(
+            FieldError(loc=["query", "published_since"], msg="published_since is after published_until", type="range")
+        )
     if problems:
         raise ApiError(422, "invalid_request", "contradictory filters", problems)
-    return Filters(brand, source, label, min_score, max_score, since, until, q)
+    return Filters(brand, source, label, min_score, max_score, since, until, q, published_since, published_until)
 
 
 FiltersDep = Annotated[Filters, Depends(filter_params)]

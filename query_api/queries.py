@@ -138,14 +138,17 @@ def _whole_day(moment: datetime | None) -> bool:
     return moment is None or _utc(moment).time() == time(0)
 
 
+# The filters a rollup row can answer; any other filter that applies sends the request to the rows,
+# so a filter added later is never silently ignored by the rollup path.
+_ROLLUP_FILTERS = frozenset({"brand", "source", "label", "since", "until"})
+
+
 def rollup_answers(filters: Filters, bucket: Bucket | None, time_field: TimeField) -> bool:
     """Whether the daily rollup holds the answer: whole UTC days of created_on, rollup columns only."""
     return (
         time_field == "created_on"
         and bucket != "hour"
-        and filters.min_score is None
-        and filters.max_score is None
-        and not (filters.q is not None and filters.q.strip())
+        and _ROLLUP_FILTERS.issuperset(bound_values(filters))
         and _whole_day(filters.since)
         and _whole_day(filters.until)
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -30,14 +31,37 @@ def _svg_response(body: str) -> Response:
     return Response(body, media_type=SVG, headers={"Cache-Control": "no-store"})
 
 
-def _describe(filters: Filters) -> str:
-    """What the chart counts, as its title says it: the brand, then a label and a search applied."""
+def describe_filters(filters: Filters) -> str:
+    """What the chart counts, as its title says it: the brand, then a label, a search and date ranges applied."""
     parts = [filters.brand if filters.brand is not None else "all brands"]
     if filters.label:
         parts.append(filters.label)
     if filters.q:
         parts.append(f"“{filters.q}”")
+    for name, since, until in (
+        ("scored", filters.since, filters.until),
+        ("published", filters.published_since, filters.published_until),
+    ):
+        if span := _span(since, until):
+            parts.append(f"{name} {span}")
     return " · ".join(parts)
+
+
+def _span(since: datetime | None, until: datetime | None) -> str | None:
+    """A range as a reader says it: whole UTC days as dates with the last day included
+    (``until`` is exclusive), other moments to the minute."""
+
+    def moment(t: datetime) -> str:
+        t = t.astimezone(UTC)
+        return t.date().isoformat() if t.time() == time(0) else t.strftime("%Y-%m-%d %H:%M UTC")
+
+    def last(t: datetime) -> str:
+        t = t.astimezone(UTC)
+        return (t - timedelta(days=1)).date().isoformat() if t.time() == time(0) else moment(t)
+
+    if since is None:
+        return None if until is None else f"until {last(until)}"
+    return f"since {moment(since)}" if until is None else f"{moment(since)} – {last(until)}"
 
 
 @router.get("/", include_in_schema=False)
@@ -76,7 +100,7 @@ def timeline_chart(
     if len(rows) > state.api.stats_max_rows:
         raise ApiError(400, "too_many_rows", "too many buckets: use a coarser bucket or narrower filters")
     points = [Point(row.bucket, row.n, float(row.mean_score)) for row in rows]
-    return _svg_response(timeline_svg(points, f"Mean sentiment per {bucket} — {_describe(filters)}", bucket))
+    return _svg_response(timeline_svg(points, f"Mean sentiment per {bucket} — {describe_filters(filters)}", bucket))
 
 
 @router.get(
@@ -101,4 +125,4 @@ def labels_chart(
     counts = {"negative": 0, "neutral": 0, "positive": 0}
     for row in rows:
         counts = {"negative": row.negative, "neutral": row.neutral, "positive": row.positive}
-    return _svg_response(labels_svg(counts, f"Labels — {_describe(filters)}"))
+    return _svg_response(labels_svg(counts, f"Labels — {describe_filters(filters)}"))

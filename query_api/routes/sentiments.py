@@ -119,7 +119,8 @@ def sentiment_stats(
         Query(
             description=(
                 "Timestamp the buckets are cut from: `created_on` (when scored) or `published_at` "
-                "(when written; rows without it are left out). The since/until filters stay on created_on."
+                "(when written; rows without it are left out). since/until filter created_on; "
+                "published_since/published_until filter published_at."
             ),
             examples=["created_on"],
         ),

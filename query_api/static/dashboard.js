@@ -7,24 +7,37 @@ const $ = (id) => document.getElementById(id);
 let nextCursor = null;
 let listedParams = null; // the filters the list on screen was loaded with: "Load more" continues those
 
-// The filters the list and both charts share: the brand, and the label and search as last applied
-// (the sort too, for the list). A brand change keeps them, and puts the form back to show them.
-let applied = { label: "", q: "", sort: "newest" };
+// The filters the list and both charts share: the brand, and the label, dates and search as last
+// applied (the sort too, for the list). A brand change keeps them, and puts the form back to show them.
+const FORM_FIELDS = ["label", "from", "to", "q", "sort"];
+let applied = { label: "", from: "", to: "", q: "", sort: "newest" };
+
+// The dates are whole UTC days, like the charts' buckets, on the time the charts use: scored
+// (since/until) or published (published_since/published_until). "To" is the last day shown, so
+// the API's exclusive bound is the day after it.
+function dayAfter(day) {
+  const next = new Date(`${day}T00:00:00Z`);
+  next.setUTCDate(next.getUTCDate() + 1);
+  return next.toISOString().slice(0, 10);
+}
 
 function filterParams() {
   const params = new URLSearchParams();
   const brand = $("brand").value.trim();
   if (brand) params.set("brand", brand);
   for (const name of ["label", "q"]) if (applied[name]) params.set(name, applied[name]);
+  const prefix = $("time-field").value === "published_at" ? "published_" : "";
+  if (applied.from) params.set(`${prefix}since`, `${applied.from}T00:00:00Z`);
+  if (applied.to) params.set(`${prefix}until`, `${dayAfter(applied.to)}T00:00:00Z`);
   return params;
 }
 
 function applyFilters() {
-  applied = { label: $("label").value, q: $("q").value.trim(), sort: $("sort").value };
+  applied = Object.fromEntries(FORM_FIELDS.map((name) => [name, $(name).value.trim()]));
 }
 
 function showApplied() {
-  for (const name of ["label", "q", "sort"]) $(name).value = applied[name];
+  for (const name of FORM_FIELDS) $(name).value = applied[name];
 }
 
 function setStatus(text, isError = false) {
@@ -36,8 +49,7 @@ async function getJSON(url, options) {
   const response = await fetch(url, options);
   const body = await response.json().catch(() => null);
   if (!response.ok && response.status !== 404) {
-    const message = body && body.error ? body.error.message : response.statusText;
-    throw new Error(message);
+    throw new Error(body ? describeError(body, response.statusText) : response.statusText);
   }
   return { status: response.status, body, headers: response.headers };
 }
@@ -109,6 +121,7 @@ function reviewRow(item) {
     } else {
       td.textContent = value;
     }
+    if (i === 0 && item.published_at) td.title = `Published ${new Date(item.published_at).toLocaleString()}`;
     if (i === 3) td.className = item.label;
     if (i >= 5) td.className = "stars";
     tr.appendChild(td);
@@ -251,7 +264,7 @@ async function explainChartError(event) {
   // An <img> says nothing about why it failed (e.g. hourly buckets over a year: 400 too_many_rows).
   const response = await fetch(event.target.src).catch(() => null);
   const body = response ? await response.json().catch(() => null) : null;
-  const why = body && body.error ? body.error.message : "the server did not answer";
+  const why = body ? describeError(body, "the server did not answer") : "the server did not answer";
   setStatus(`${event.target.alt}: ${why}`, true);
 }
 
@@ -266,8 +279,21 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("brand").addEventListener("change", refreshAll);
   $("brand").addEventListener("input", searchBrands);
   $("bucket").addEventListener("change", () => { setStatus(""); refreshCharts(); });
-  $("time-field").addEventListener("change", () => { setStatus(""); refreshCharts(); });
-  $("filters").addEventListener("submit", (e) => { e.preventDefault(); applyFilters(); refreshAll(); });
+  // A date range follows the time field, so with one applied the list changes too.
+  $("time-field").addEventListener("change", () => {
+    if (applied.from || applied.to) return refreshAll();
+    setStatus("");
+    refreshCharts();
+  });
+  $("filters").addEventListener("submit", (e) => {
+    e.preventDefault();
+    // ISO dates compare as text; the API would refuse the range too, in its own parameter names.
+    if ($("from").value && $("to").value && $("from").value > $("to").value) {
+      return setStatus("From is after To: the filters were not applied", true);
+    }
+    applyFilters();
+    refreshAll();
+  });
   $("more").addEventListener("click", () => loadReviews(true).catch((x) => setStatus(x.message, true)));
   $("submit-form").addEventListener("submit", submitReview);
   $("timeline").addEventListener("error", explainChartError);

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,13 @@ def test_the_dashboard_shows_charts_filters_reviews_and_a_submitted_review_once_
 ) -> None:
     from playwright.sync_api import sync_playwright
 
-    insert_rows(database_url, make_rows(160))
+    rows = make_rows(160)
+    row_ids = insert_rows(database_url, rows)
+    acme_on_march_3 = {
+        row_id
+        for row_id, row in zip(row_ids, rows, strict=True)
+        if row["brand"] == "Acme" and row["created_on"].date() == date(2026, 3, 3)
+    }
     # ~100 hours of rows: days fit the stats bound, hours do not (the chart's error is shown).
     app = build_app(readonly_database_url, kafka_settings, submit_wait_max=5.0, stats_max_rows=20)
     with live_server(app) as base_url, sync_playwright() as playwright:
@@ -126,6 +133,34 @@ def test_the_dashboard_shows_charts_filters_reviews_and_a_submitted_review_once_
             page.fill("#q", "")
             page.click("#filters button[type=submit]")
             page.wait_for_function("document.querySelectorAll('#reviews tbody tr[data-id]').length === 20")
+
+            page.fill("#from", "2026-03-03")  # one UTC day of scoring time, in the list and both charts
+            page.fill("#to", "2026-03-03")
+            page.click("#filters button[type=submit]")
+            page.wait_for_function(
+                "['timeline', 'labels'].every(id => { const src = document.getElementById(id).src;"
+                " return src.includes('since=2026-03-03T00%3A00%3A00Z')"
+                " && src.includes('until=2026-03-04T00%3A00%3A00Z'); })"
+            )
+            listed_ids = "[...document.querySelectorAll('#reviews tbody tr[data-id]')].map(r => Number(r.dataset.id))"
+            page.wait_for_function(f"{listed_ids}.length === {min(20, len(acme_on_march_3))}")
+            assert set(page.evaluate(listed_ids)) <= acme_on_march_3
+            page.select_option("#time-field", "published_at")  # the range follows the charts' time field
+            page.wait_for_selector("#reviews td.empty", timeout=10_000)  # every seeded review was published before
+            page.wait_for_function(
+                "['timeline', 'labels'].every(id => document.getElementById(id).src.includes('published_since='))"
+            )
+            page.fill("#from", "2026-03-05")
+            page.click("#filters button[type=submit]")
+            page.wait_for_selector("#status.error", timeout=10_000)
+            assert page.inner_text("#status") == "From is after To: the filters were not applied"
+            page.select_option("#time-field", "created_on")  # a view change shows the applied range again
+            assert (page.input_value("#from"), page.input_value("#to")) == ("2026-03-03", "2026-03-03")
+            page.fill("#from", "")
+            page.fill("#to", "")
+            page.click("#filters button[type=submit]")
+            page.wait_for_function("document.querySelectorAll('#reviews tbody tr[data-id]').length === 20")
+            assert "since" not in (page.get_attribute("#timeline", "src") or "")
 
             page.select_option("#bucket", "hour")  # more buckets than the server draws
             page.wait_for_selector("#status.error", timeout=10_000)

@@ -66,6 +66,21 @@ FILTERS: list[tuple[str, dict[str, Any], Callable[[Row], bool]]] = [
         {"since": "2026-03-05T06:00:00"},
         lambda r: r["created_on"] >= datetime.fromisoformat("2026-03-05T06:00:00+00:00"),
     ),
+    (
+        "published range",
+        {"published_since": "2026-01-15T00:00:00Z", "published_until": "2026-02-10T00:00:00Z"},
+        lambda r: (
+            r["published_at"] is not None
+            and datetime.fromisoformat("2026-01-15T00:00:00+00:00")
+            <= r["published_at"]
+            < datetime.fromisoformat("2026-02-10T00:00:00+00:00")
+        ),
+    ),
+    (
+        "published_since leaves out rows without a publication time",
+        {"published_since": "2000-01-01"},
+        lambda r: r["published_at"] is not None,
+    ),
     ("q one word", {"q": "refund"}, lambda r: "refund" in r["sentence"].split()),
     ("q stemmed", {"q": "refunds"}, lambda r: "refund" in r["sentence"].split()),
     (
@@ -178,6 +193,8 @@ def test_a_cursor_does_not_continue_another_sort_or_other_filters(seeded_api: Se
         ({"label": "happy"}, "label"),
         ({"sort": "random"}, "sort"),
         ({"since": "yesterday"}, "since"),
+        ({"published_until": "last week"}, "published_until"),
+        ({"published_since": "2026-02-01T00:00:00Z", "published_until": "2026-01-01T00:00:00Z"}, "published_since"),
         ({"limit": 0}, "limit"),
         ({"q": "x" * 201}, "q"),
         ({"brand": "bad\x00brand"}, "brand"),

@@ -39,6 +39,8 @@ MIDNIGHT = datetime(2026, 3, 1, tzinfo=UTC)
         (Filters(min_score=0.0), "day", "created_on", False),
         (Filters(max_score=1.0), "day", "created_on", False),
         (Filters(q="delivery"), "day", "created_on", False),
+        (Filters(published_since=MIDNIGHT), "day", "created_on", False),  # the rollup has no publication time
+        (Filters(published_until=MIDNIGHT), None, "created_on", False),
     ],
 )
 def test_the_rollup_answers_only_whole_days_of_created_on_by_its_own_columns(

@@ -18,6 +18,7 @@ from query_api.cursor import Cursor, CursorError, decode_cursor, encode_cursor
 from query_api.export import ExportResponse, NotAcceptableError, defuse_formula, encode_csv, negotiate_format
 from query_api.filters import Filters
 from query_api.queries import list_query
+from query_api.routes.dashboard import describe_filters
 
 
 @pytest.mark.parametrize(
@@ -66,7 +67,50 @@ def test_a_cursor_offset_postgres_refuses_is_read_as_the_same_instant_in_utc() -
 def test_filters_fingerprint_changes_with_any_filter() -> None:
     base = Filters()
     assert base.digest() == Filters().digest()
-    assert len({base.digest(), Filters(brand="a").digest(), Filters(source="a").digest(), Filters(q="a").digest()}) == 4
+    moment = datetime(2026, 11, 1, tzinfo=UTC)
+    digests = {
+        base.digest(),
+        Filters(brand="a").digest(),
+        Filters(source="a").digest(),
+        Filters(q="a").digest(),
+        Filters(since=moment).digest(),
+        Filters(published_since=moment).digest(),
+        Filters(published_until=moment).digest(),
+    }
+    assert len(digests) == 7
+
+
+def test_cursors_issued_before_the_publication_filters_existed_stay_valid() -> None:
+    """The fingerprints of the first eight filters, as the API computed them before
+    published_since/published_until: a walk begun before an upgrade (or on a replica not yet
+    upgraded) continues after it."""
+    assert Filters().digest() == "99e070e52464"
+    since = datetime(2026, 11, 1, tzinfo=UTC)
+    assert Filters(brand="Acme", label="negative", since=since, q="late").digest() == "fbaafe365f87"
+
+
+@pytest.mark.parametrize(
+    ("filters", "title"),
+    [
+        (Filters(), "all brands"),
+        (Filters(brand="Acme", label="negative", q="late"), "Acme · negative · “late”"),
+        (
+            Filters(since=datetime(2026, 11, 1, tzinfo=UTC), until=datetime(2026, 12, 1, tzinfo=UTC)),
+            "all brands · scored 2026-11-01 – 2026-11-30",
+        ),
+        (Filters(published_since=datetime(2026, 11, 1, tzinfo=UTC)), "all brands · published since 2026-11-01"),
+        (
+            Filters(published_until=datetime(2026, 11, 5, 12, 30, tzinfo=UTC)),
+            "all brands · published until 2026-11-05 12:30 UTC",
+        ),
+        (
+            Filters(since=datetime(2026, 11, 1, 1, tzinfo=timezone(timedelta(hours=2)))),
+            "all brands · scored since 2026-10-31 23:00 UTC",
+        ),
+    ],
+)
+def test_a_chart_title_says_the_date_ranges_it_counts_the_last_whole_day_included(filters: Filters, title: str) -> None:
+    assert describe_filters(filters) == title
 
 
 @pytest.mark.parametrize(
