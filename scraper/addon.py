@@ -18,6 +18,7 @@ from core.config import ScraperSettings, get_infra_settings, get_scraper_setting
 log = logging.getLogger(__name__)
 PRIORITY = "addon"
 PIPELINE = "scraper.pipelines.KafkaPublishPipeline"
+CONTRACT_PIPELINE = "scraper.pipelines.ContractPipeline"
 
 
 def scrapy_settings(config: ScraperSettings) -> dict[str, Any]:
@@ -81,5 +82,8 @@ class ReviewscoreAddon:
         for name, value in scrapy_settings(get_scraper_settings()).items():
             settings.set(name, value, priority=PRIORITY)
         # `scrapy check` sets SCRAPY_CHECK: contracts test callbacks, nothing is published.
-        if settings.getbool("REVIEWSCORE_PUBLISH", True) and not os.environ.get("SCRAPY_CHECK"):
-            settings["ITEM_PIPELINES"][PIPELINE] = 300
+        if os.environ.get("SCRAPY_CHECK"):
+            return
+        # Without publishing, the feed (-o) still gets only what publishing would send.
+        publish = settings.getbool("REVIEWSCORE_PUBLISH", True)
+        settings["ITEM_PIPELINES"][PIPELINE if publish else CONTRACT_PIPELINE] = 300

@@ -19,6 +19,9 @@ Per item, in order:
    ``undelivered-<spider>.jsonl`` in the state dir, which ``reviewscore publish`` re-sends.
    Nothing is marked seen before the broker acknowledged it, so nothing is lost.
 
+A crawl that does not publish (``--no-publish``) runs ``ContractPipeline`` instead: steps 1
+and 2 only, so a feed written with ``-o`` holds exactly what publishing would have sent.
+
 ``close_spider`` waits for every outstanding report (bounded by the delivery timeout); a
 message still unconfirmed then takes the final-failure path (counted ``failed``, appended to
 the undelivered file), since the broker may never have stored it. Then it logs the crawl
@@ -40,7 +43,7 @@ from pydantic import ValidationError
 from scrapy.exceptions import DropItem
 
 from core.config import KafkaSettings, get_kafka_settings
-from core.messages import describe_validation_error
+from core.messages import ReviewMessage, describe_validation_error
 from scraper.items import ReviewItem
 from scraper.publishing import digest, source_for, to_message
 from scraper.seen import SeenState, state_file
@@ -85,7 +88,7 @@ class KafkaPublishPipeline:
         self.retries = retries
         self.producer: Any = None
         self.seen: SeenState | None = None
-        self._keys_this_crawl: set[str] = set()
+        self.contract = CrawlContract(crawler)
         # Produced and not yet reported on, in order (a dict as an ordered set), so that what
         # is still unconfirmed at the end can be kept in the undelivered file.
         self._unconfirmed: dict[_Pending, None] = {}
@@ -164,23 +167,8 @@ class KafkaPublishPipeline:
     # --- items -------------------------------------------------------------------------------
 
     def process_item(self, item: Any) -> Any:
-        review = item if isinstance(item, ReviewItem) else ReviewItem(**ItemAdapter(item).asdict())
-        problems: list[str] = []
-        try:
-            message = to_message(review, self.source, problems)
-        except ValidationError as exc:
-            self._inc("invalid")
-            reason = describe_validation_error(exc)
-            raise DropItem(f"review {review.review_id or '?'} on {review.page_url}: {reason}") from exc
-        for problem in problems:
-            log.warning("review %s on %s: %s", review.review_id or "?", review.page_url, problem)
-        if problems:
-            self._inc("invalid_fields", len(problems))
+        message = self.contract.check(item, self.source)
         key_text = message.review_key
-        if key_text in self._keys_this_crawl:
-            self._inc("duplicates")
-            raise DropItem(f"duplicate of {key_text} within this crawl", log_level="DEBUG")
-        self._keys_this_crawl.add(key_text)
         key, value = message.to_kafka()
         fingerprint = digest(value)
         if self.incremental and self.seen is not None and self.seen.unchanged(key_text, fingerprint):
@@ -244,6 +232,62 @@ class KafkaPublishPipeline:
     def _inc(self, name: str, count: int = 1) -> None:
         if self.crawler.stats is not None:
             self.crawler.stats.inc_value(STAT.format(name), count)
+
+
+class CrawlContract:
+    """Steps 1 and 2 of the publishing pipeline, which a crawl that does not publish runs too.
+
+    ``crawl --no-publish -o reviews.jsonl`` is a dry run: its feed should hold what a publishing
+    crawl would send, not the second copy of a review shown on two pages, nor one the message
+    contract refuses.
+    """
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+        self._keys_this_crawl: set[str] = set()
+
+    def check(self, item: Any, source: str) -> ReviewMessage:
+        """The item's message; ``DropItem`` for a review the contract refuses or already seen in this crawl."""
+        review = item if isinstance(item, ReviewItem) else ReviewItem(**ItemAdapter(item).asdict())
+        problems: list[str] = []
+        try:
+            message = to_message(review, source, problems)
+        except ValidationError as exc:
+            self._inc("invalid")
+            reason = describe_validation_error(exc)
+            raise DropItem(f"review {review.review_id or '?'} on {review.page_url}: {reason}") from exc
+        for problem in problems:
+            log.warning("review %s on %s: %s", review.review_id or "?", review.page_url, problem)
+        if problems:
+            self._inc("invalid_fields", len(problems))
+        key_text = message.review_key
+        if key_text in self._keys_this_crawl:
+            self._inc("duplicates")
+            raise DropItem(f"duplicate of {key_text} within this crawl", log_level="DEBUG")
+        self._keys_this_crawl.add(key_text)
+        return message
+
+    def _inc(self, name: str, count: int = 1) -> None:
+        if self.crawler.stats is not None:
+            self.crawler.stats.inc_value(STAT.format(name), count)
+
+
+class ContractPipeline:
+    """The pipeline of a crawl that does not publish: the contract check and in-crawl dedupe only."""
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+        self.contract = CrawlContract(crawler)
+        self._source = crawler.settings.get("REVIEWSCORE_SOURCE") or None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> ContractPipeline:
+        return cls(crawler)
+
+    def process_item(self, item: Any) -> Any:
+        spider = self.crawler.spider
+        self.contract.check(item, self._source or source_for(str(spider.name) if spider is not None else "unknown"))
+        return item
 
 
 def _retriable(err: Any) -> bool:
