@@ -197,6 +197,13 @@ def explain(url: str, rows: int) -> None:
                 None,
                 50,
             ),
+            "daily stats by publication time, one brand, one year": scan_stats_statement(
+                Filters(brand="Brand07", published_since=START, published_until=END),
+                None,
+                "day",
+                "published_at",
+                10_000,
+            ),
             "weekly stats by publication time, one brand, one month": scan_stats_statement(
                 Filters(
                     brand="Brand07", published_since=END - timedelta(days=60), published_until=END - timedelta(days=30)
@@ -349,6 +356,10 @@ def main() -> None:
             ),
             "deep keyset page (90% deep)": lambda i: f"/sentiments/?cursor={deep_cursor}&limit=50",
             "by id": lambda i: f"/sentiments/{rng.randint(1, max_id)}",
+            "daily stats by publication time, one brand, one year": lambda i: (
+                f"/sentiments/stats?brand={rng.choice(BRANDS)}&bucket=day&time_field=published_at"
+                f"&published_since={since}&published_until={until}"
+            ).replace("+", "%2B"),
             "published in one month, 50 newest": lambda i: (
                 f"/sentiments/?published_since={month[0]}&published_until={month[1]}&limit=50"
             ).replace("+", "%2B"),

@@ -92,6 +92,13 @@ class Sentiment(Base):
         # Sort by score with a keyset tiebreaker.
         Index("ix_sentiments_sentiment_score_id", "sentiment_score", "id"),
         Index("ix_sentiments_published_at", "published_at"),
+        # One brand's timeline by publication time, covering like the created_on one (migration 0009).
+        Index(
+            "ix_sentiments_brand_published_at",
+            "brand",
+            "published_at",
+            postgresql_include=["sentiment_score", "label"],
+        ),
         # Full-text search for ?q=.
         Index(
             "ix_sentiments_sentence_fts",

@@ -29,13 +29,13 @@ def _tables(url: str) -> set[str]:
 
 
 def test_upgrade_downgrade_upgrade_round_trip(database_url: str) -> None:
-    assert migrate.head_revision() == "0008"
-    assert migrate.current_revision(database_url) == "0008"
+    assert migrate.head_revision() == "0009"
+    assert migrate.current_revision(database_url) == "0009"
     migrate.downgrade(database_url, "base")
     assert migrate.current_revision(database_url) is None
     assert "sentiments" not in _tables(database_url)
     migrate.upgrade(database_url, "head")
-    assert migrate.current_revision(database_url) == "0008"
+    assert migrate.current_revision(database_url) == "0009"
     assert "sentiments" in _tables(database_url)
 
 
@@ -52,6 +52,11 @@ def test_indexes_for_the_query_patterns_exist(engine: object) -> None:
     indexes = {ix["name"]: ix for ix in inspect(engine).get_indexes("sentiments")}  # type: ignore[arg-type]
     names = set(indexes)
     assert indexes["ix_sentiments_brand_created_on_id"]["dialect_options"]["postgresql_include"] == [
+        "sentiment_score",
+        "label",
+    ]
+    assert indexes["ix_sentiments_brand_published_at"]["column_names"] == ["brand", "published_at"]
+    assert indexes["ix_sentiments_brand_published_at"]["dialect_options"]["postgresql_include"] == [
         "sentiment_score",
         "label",
     ]
