@@ -32,8 +32,10 @@ def _svg_response(body: str) -> Response:
 
 
 def describe_filters(filters: Filters) -> str:
-    """What the chart counts, as its title says it: the brand, then a label, a search and date ranges applied."""
+    """What the chart counts, as its title says it: the brand, then source, label, search and dates applied."""
     parts = [filters.brand if filters.brand is not None else "all brands"]
+    if filters.source:
+        parts.append(filters.source)
     if filters.label:
         parts.append(filters.label)
     if filters.q:

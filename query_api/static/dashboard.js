@@ -25,6 +25,7 @@ function filterParams() {
   const params = new URLSearchParams();
   const brand = $("brand").value.trim();
   if (brand) params.set("brand", brand);
+  if ($("source").value) params.set("source", $("source").value);
   for (const name of ["label", "q"]) if (applied[name]) params.set(name, applied[name]);
   const prefix = $("time-field").value === "published_at" ? "published_" : "";
   if (applied.from) params.set(`${prefix}since`, `${applied.from}T00:00:00Z`);
@@ -78,6 +79,20 @@ async function loadBrands(text = "") {
   brandQuery = text;
   const { body } = await getJSON(`brands?${params}`);
   if (brandQuery === text) showBrands(body); // an answer to text typed since is dropped
+}
+
+// The sources, most reviewed first, from the all-time totals (one cheap query at load).
+async function loadSources() {
+  const { body } = await getJSON("sentiments/stats?group_by=source");
+  const counts = new Map();
+  for (const row of body.rows) counts.set(row.group, (counts.get(row.group) || 0) + row.count);
+  const options = [...counts].sort((a, b) => b[1] - a[1]).map(([source, count]) => {
+    const option = document.createElement("option");
+    option.value = source;
+    option.textContent = `${source} (${count})`;
+    return option;
+  });
+  $("source").append(...options);
 }
 
 function searchBrands(event) {
@@ -272,12 +287,14 @@ function refreshAll() {
   setStatus(""); // an error shown for the view before is not this view's
   showApplied();
   refreshCharts();
+  $("export").href = `sentiments/export?${new URLSearchParams([["format", "csv"], ...filterParams()])}`;
   loadReviews().catch((e) => setStatus(e.message, true));
 }
 
 document.addEventListener("DOMContentLoaded", async () => {
   $("brand").addEventListener("change", refreshAll);
   $("brand").addEventListener("input", searchBrands);
+  $("source").addEventListener("change", refreshAll);
   $("bucket").addEventListener("change", () => { setStatus(""); refreshCharts(); });
   // A date range follows the time field, so with one applied the list changes too.
   $("time-field").addEventListener("change", () => {
@@ -299,7 +316,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("timeline").addEventListener("error", explainChartError);
   $("labels").addEventListener("error", explainChartError);
   try {
-    await loadBrands();
+    await Promise.all([loadBrands(), loadSources()]);
     refreshAll();
     setStatus("ready");
     document.body.dataset.ready = "true";

@@ -11,7 +11,7 @@ import pytest
 
 from core.config import KafkaSettings
 from core.messages import parse_message
-from tests.fixtures.api import build_app, insert_rows, live_server, make_rows, read_topic
+from tests.fixtures.api import build_app, fetch_all, insert_rows, live_server, make_rows, read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -143,8 +143,11 @@ def test_the_dashboard_shows_charts_filters_reviews_and_a_submitted_review_once_
                 " && src.includes('until=2026-03-04T00%3A00%3A00Z'); })"
             )
             listed_ids = "[...document.querySelectorAll('#reviews tbody tr[data-id]')].map(r => Number(r.dataset.id))"
-            page.wait_for_function(f"{listed_ids}.length === {min(20, len(acme_on_march_3))}")
-            assert set(page.evaluate(listed_ids)) <= acme_on_march_3
+            expected = min(20, len(acme_on_march_3))
+            page.wait_for_function(  # the list redrawn with that day's reviews only
+                f"(ids => ids.length === {expected} && ids.every(id => {sorted(acme_on_march_3)}.includes(id)))"
+                f"({listed_ids})"
+            )
             page.select_option("#time-field", "published_at")  # the range follows the charts' time field
             page.wait_for_selector("#reviews td.empty", timeout=10_000)  # every seeded review was published before
             page.wait_for_function(
@@ -161,6 +164,33 @@ def test_the_dashboard_shows_charts_filters_reviews_and_a_submitted_review_once_
             page.click("#filters button[type=submit]")
             page.wait_for_function("document.querySelectorAll('#reviews tbody tr[data-id]').length === 20")
             assert "since" not in (page.get_attribute("#timeline", "src") or "")
+
+            sources = "[...document.querySelectorAll('#source option')].map(o => o.value).sort().join()"
+            assert page.evaluate(sources) == ",cli,scraper:trustpilot,user"
+            from_users = {
+                row["id"] for row in fetch_all(database_url) if row["source"] == "user"
+            }  # with the submission
+            page.fill("#brand", "")  # every brand
+            page.press("#brand", "Enter")
+            page.select_option("#source", "user")  # applies at once, like the brand
+            page.wait_for_function(
+                "['timeline', 'labels'].every(id => { const src = document.getElementById(id).src;"
+                " return src.includes('source=user') && !src.includes('brand='); })"
+            )
+            page.wait_for_function(  # the list redrawn: 20 reviews, every one from a user
+                f"(ids => ids.length === 20 && ids.every(id => {sorted(from_users)}.includes(id)))({listed_ids})"
+            )
+            # The download is every matching review, not the 20 on screen.
+            exported = page.evaluate("fetch(document.getElementById('export').href).then(r => r.text())")
+            header, *lines = exported.strip().splitlines()
+            assert header.startswith("id,")
+            assert {int(line.split(",", 1)[0]) for line in lines} == from_users
+            assert len(from_users) > 20
+            page.select_option("#source", "")
+            page.wait_for_function(
+                "document.querySelectorAll('#reviews tbody tr[data-id]').length === 20"
+                " && !document.getElementById('timeline').src.includes('source=')"
+            )
 
             page.select_option("#bucket", "hour")  # more buckets than the server draws
             page.wait_for_selector("#status.error", timeout=10_000)

@@ -94,6 +94,7 @@ def test_cursors_issued_before_the_publication_filters_existed_stay_valid() -> N
     [
         (Filters(), "all brands"),
         (Filters(brand="Acme", label="negative", q="late"), "Acme · negative · “late”"),
+        (Filters(source="scraper:trustpilot"), "all brands · scraper:trustpilot"),
         (
             Filters(since=datetime(2026, 11, 1, tzinfo=UTC), until=datetime(2026, 12, 1, tzinfo=UTC)),
             "all brands · scored 2026-11-01 – 2026-11-30",
