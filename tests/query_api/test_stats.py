@@ -171,6 +171,19 @@ def test_brands_list_counts_and_mean_scores(seeded_api: Seeded) -> None:
         assert served["mean_score"] == pytest.approx(fmean(scores))
 
 
+def test_brands_counted_by_publication_time_leave_out_reviews_outside_it(seeded_api: Seeded) -> None:
+    since, until = datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 2, 20, tzinfo=UTC)
+    params = {"published_since": since.isoformat(), "published_until": until.isoformat()}
+    body = seeded_api.client.get("/brands", params=params).json()
+    counts = Counter(
+        r["brand"]
+        for r in seeded_api.rows
+        if r["brand"] is not None and r["published_at"] is not None and since <= r["published_at"] < until
+    )
+    assert {b["brand"]: b["count"] for b in body} == dict(counts)
+    assert sum(counts.values()) < sum(1 for r in seeded_api.rows if r["brand"] is not None)
+
+
 def test_brands_honour_filters_and_limit(seeded_api: Seeded) -> None:
     body = seeded_api.client.get("/brands", params={"label": "positive", "limit": 2}).json()
     positives = Counter(r["brand"] for r in seeded_api.rows if r["label"] == "positive" and r["brand"])
