@@ -68,9 +68,21 @@ def pick_model(explicit: str | None, workdir: Path) -> tuple[Path, str]:
 class Infra:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.db = EmbeddedDatabase(workdir / "pg").start()
+        self.db = self._database_with_commit_times(workdir / "pg")
         self.broker = EmbeddedBroker(workdir / "tansu").start()
         self.kafka = KafkaSettings(bootstrap_servers=self.broker.bootstrap_servers, flavor="tansu")
+
+    @staticmethod
+    def _database_with_commit_times(data_dir: Path) -> EmbeddedDatabase:
+        """A server that records when each transaction committed, so latency ends at the commit
+        (a row's ``created_on`` is its write transaction's start, before the write ran)."""
+        db = EmbeddedDatabase(data_dir).start()
+        admin = create_engine(sqlalchemy_url(db.url), poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text("ALTER SYSTEM SET track_commit_timestamp = on"))  # read at server start
+        admin.dispose()
+        db.stop()
+        return EmbeddedDatabase(data_dir).start()
 
     def fresh(self, name: str, partitions: int = 4) -> tuple[str, KafkaSettings]:
         admin = create_engine(sqlalchemy_url(self.db.url), poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
@@ -192,7 +204,7 @@ def end_to_end(infra: Infra, name: str, texts: list[str], extra: dict[str, str])
 def latency(
     infra: Infra, texts: list[str], rate: float, seconds: float, extra: dict[str, str], name: str = "latency"
 ) -> list[float]:
-    """Publish at ``rate``/s to a running worker; latency = row created_on - send time."""
+    """Publish at ``rate``/s to a running worker; latency = the row's commit time - send time."""
     url, kafka = infra.fresh(name)
     worker = start_worker(url, kafka, extra, infra.workdir / f"{name}.log")
     try:
@@ -221,7 +233,8 @@ def latency(
             time.sleep(0.1)
         engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
         with engine.connect() as conn:
-            rows = conn.execute(text("SELECT review_key, extract(epoch from created_on) FROM sentiments")).all()
+            committed = "extract(epoch from pg_xact_commit_timestamp(xmin))"
+            rows = conn.execute(text(f"SELECT review_key, {committed} FROM sentiments")).all()
         engine.dispose()
         return [float(t) - sent[k] for k, t in rows if k in sent]
     finally:
