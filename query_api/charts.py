@@ -51,13 +51,21 @@ def _bucket_label(bucket: datetime, unit: str) -> str:
     return bucket.strftime("%Y-%m-%d %H:00 UTC" if unit == "hour" else "%Y-%m-%d")
 
 
-def timeline_svg(points: Sequence[Point], title: str, unit: str = "day", width: int = 720, height: int = 260) -> str:
-    """Mean sentiment per bucket (line, left axis 0-1) over review counts (bars, right axis)."""
-    left, right, top, bottom = 40, 48, 24, 34
+def timeline_svg(
+    points: Sequence[Point], title: str, unit: str = "day", width: int = 720, height: int = 260, subtitle: str = ""
+) -> str:
+    """Mean sentiment per bucket (line, left axis 0-1) over review counts (bars, right axis).
+
+    ``subtitle`` (what the chart counts: brand, filters, dates) gets a line of its own: after
+    the title it was cut off beside the legend."""
+    left, right, bottom = 40, 48, 34
+    top = 38 if subtitle else 24
     plot_w, plot_h = width - left - right, height - top - bottom
     # Cut to leave the legend its room; the full title stays in <title> (tooltip, screen readers).
-    shown = _cut(title, 48)
-    body = [f'<text x="{left}" y="16" {_TITLE_FONT}>{escape(shown)}</text>']
+    body = [f'<text x="{left}" y="16" {_TITLE_FONT}>{escape(_cut(title, 48))}</text>']
+    if subtitle:
+        body.append(_subtitle(left, subtitle, (width - left) // 6))
+    title = _full(title, subtitle)
     for fraction in (0.0, 0.5, 1.0):
         y = top + plot_h * (1 - fraction)
         body.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
@@ -123,6 +131,14 @@ def _slots(points: Sequence[Point], unit: str) -> list[int]:
     return [round((point.bucket - first) / size) for point in points]
 
 
+def _subtitle(x: int, text: str, most: int) -> str:
+    return f'<text class="subtitle" x="{x}" y="31" {_FONT}>{escape(_cut(text, most))}</text>'
+
+
+def _full(title: str, subtitle: str) -> str:
+    return f"{title} — {subtitle}" if subtitle else title
+
+
 def _cut(title: str, most: int) -> str:
     """What fits on the chart's title line; the full title stays in <title> (tooltip, screen readers)."""
     return title if len(title) <= most else title[: most - 1] + "…"
@@ -139,15 +155,18 @@ def _timeline_legend(right_edge: float) -> str:
     )
 
 
-def labels_svg(counts: Mapping[str, int], title: str, width: int = 360, height: int = 130) -> str:
+def labels_svg(counts: Mapping[str, int], title: str, width: int = 360, height: int = 144, subtitle: str = "") -> str:
     """One horizontal bar per label with its count and share."""
     total = sum(counts.values())
     body = [f'<text x="8" y="16" {_TITLE_FONT}>{escape(_cut(title, 44))}</text>']
+    if subtitle:
+        body.append(_subtitle(8, subtitle, (width - 8) // 6))
+    title = _full(title, subtitle)
     bar_left, bar_max = 80, width - 80 - 90
     for row, (label, color) in enumerate(LABEL_COLORS.items()):
         count = counts.get(label, 0)
         share = count / total if total else 0.0
-        y = 30 + row * 32
+        y = (44 if subtitle else 30) + row * 32
         body.append(f'<text x="8" y="{y + 15}" {_FONT}>{label}</text>')
         body.append(
             f'<rect class="label-bar" data-label="{label}" x="{bar_left}" y="{y}" '

@@ -84,6 +84,6 @@ class ReviewscoreAddon:
         # `scrapy check` sets SCRAPY_CHECK: contracts test callbacks, nothing is published.
         if os.environ.get("SCRAPY_CHECK"):
             return
-        # Without publishing, the feed (-o) still gets only what publishing would send.
+        # Without publishing, the feed (-o) still gets each review once, and none the contract refuses.
         publish = settings.getbool("REVIEWSCORE_PUBLISH", True)
         settings["ITEM_PIPELINES"][PIPELINE if publish else CONTRACT_PIPELINE] = 300

@@ -20,7 +20,9 @@ Per item, in order:
    Nothing is marked seen before the broker acknowledged it, so nothing is lost.
 
 A crawl that does not publish (``--no-publish``) runs ``ContractPipeline`` instead: steps 1
-and 2 only, so a feed written with ``-o`` holds exactly what publishing would have sent.
+and 2 only, so a feed written with ``-o`` holds the reviews a full publishing crawl would send,
+once each. The feed keeps the items' own fields: an optional field step 1 leaves out of the
+message (an overlong id, say) is still in it, and nothing is skipped as unchanged.
 
 ``close_spider`` waits for every outstanding report (bounded by the delivery timeout); a
 message still unconfirmed then takes the final-failure path (counted ``failed``, appended to
@@ -273,7 +275,9 @@ class CrawlContract:
 
 
 class ContractPipeline:
-    """The pipeline of a crawl that does not publish: the contract check and in-crawl dedupe only."""
+    """The pipeline of a crawl that does not publish: the contract check and in-crawl dedupe only.
+
+    It logs the crawl statistics at the end, as the publishing pipeline does."""
 
     def __init__(self, crawler: Crawler) -> None:
         self.crawler = crawler
@@ -283,6 +287,10 @@ class ContractPipeline:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> ContractPipeline:
         return cls(crawler)
+
+    def close_spider(self) -> None:
+        stats = self.crawler.stats.get_stats() if self.crawler.stats else {}
+        log.info("crawl statistics: %s", json.dumps(summary(stats)))
 
     def process_item(self, item: Any) -> Any:
         spider = self.crawler.spider

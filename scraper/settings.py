@@ -9,8 +9,8 @@ BOT_NAME = "reviewscore"
 SPIDER_MODULES = ["scraper.spiders"]
 NEWSPIDER_MODULE = "scraper.spiders"
 
-# The add-on also installs the Kafka pipeline (unless REVIEWSCORE_PUBLISH is off, or
-# during `scrapy check`, which needs no broker).
+# The add-on also installs the Kafka pipeline, or with REVIEWSCORE_PUBLISH off the contract
+# pipeline alone (neither during `scrapy check`, which needs no broker).
 ADDONS = {"scraper.addon.ReviewscoreAddon": 0}
 SPIDER_CONTRACTS = {"scraper.contracts.FixtureUrlContract": 10}
 

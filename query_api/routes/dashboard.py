@@ -63,7 +63,9 @@ def _span(since: datetime | None, until: datetime | None) -> str | None:
 
     if since is None:
         return None if until is None else f"until {last(until)}"
-    return f"since {moment(since)}" if until is None else f"{moment(since)} – {last(until)}"
+    if until is None:
+        return f"since {moment(since)}"
+    return f"{moment(since)} – {last(until)}" if until > since else "(an empty range)"
 
 
 @router.get("/", include_in_schema=False)
@@ -102,7 +104,9 @@ def timeline_chart(
     if len(rows) > state.api.stats_max_rows:
         raise ApiError(400, "too_many_rows", "too many buckets: use a coarser bucket or narrower filters")
     points = [Point(row.bucket, row.n, float(row.mean_score)) for row in rows]
-    return _svg_response(timeline_svg(points, f"Mean sentiment per {bucket} — {describe_filters(filters)}", bucket))
+    return _svg_response(
+        timeline_svg(points, f"Mean sentiment per {bucket}", bucket, subtitle=describe_filters(filters))
+    )
 
 
 @router.get(
@@ -127,4 +131,4 @@ def labels_chart(
     counts = {"negative": 0, "neutral": 0, "positive": 0}
     for row in rows:
         counts = {"negative": row.negative, "neutral": row.neutral, "positive": row.positive}
-    return _svg_response(labels_svg(counts, f"Labels — {describe_filters(filters)}"))
+    return _svg_response(labels_svg(counts, "Labels", subtitle=describe_filters(filters)))

@@ -304,7 +304,10 @@ document.addEventListener("DOMContentLoaded", async () => {
   });
   $("filters").addEventListener("submit", (e) => {
     e.preventDefault();
-    // ISO dates compare as text; the API would refuse the range too, in its own parameter names.
+    // A half-typed date, or one outside the inputs' min/max (a year past 9999 breaks the date
+    // arithmetic and compares wrongly as text), never gets here: the browser's own form
+    // validation refuses to submit it and says why beside the field.
+    // ISO dates of four-digit years compare as text; the API would refuse the range too, in its own names.
     if ($("from").value && $("to").value && $("from").value > $("to").value) {
       return setStatus("From is after To: the filters were not applied", true);
     }
@@ -316,10 +319,12 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("timeline").addEventListener("error", explainChartError);
   $("labels").addEventListener("error", explainChartError);
   try {
-    await Promise.all([loadBrands(), loadSources()]);
+    await loadBrands();
     refreshAll();
     setStatus("ready");
     document.body.dataset.ready = "true";
+    // The source picker is a convenience: without it the page still works, on all sources.
+    loadSources().catch((e) => setStatus(`Could not list the sources: ${e.message}`, true));
   } catch (error) {
     setStatus(`Could not load data: ${error.message}`, true);
   }

@@ -157,6 +157,10 @@ def test_the_dashboard_shows_charts_filters_reviews_and_a_submitted_review_once_
             page.click("#filters button[type=submit]")
             page.wait_for_selector("#status.error", timeout=10_000)
             assert page.inner_text("#status") == "From is after To: the filters were not applied"
+            page.evaluate("document.getElementById('to').value = '9999-12-31'")  # past what Date arithmetic takes
+            page.click("#filters button[type=submit]")  # the browser refuses to submit it: nothing applies
+            assert page.evaluate("document.getElementById('to').validity.rangeOverflow")
+            assert "published_until=2026-03-04" in (page.get_attribute("#timeline", "src") or "")
             page.select_option("#time-field", "created_on")  # a view change shows the applied range again
             assert (page.input_value("#from"), page.input_value("#to")) == ("2026-03-03", "2026-03-03")
             page.fill("#from", "")
@@ -199,6 +203,16 @@ def test_the_dashboard_shows_charts_filters_reviews_and_a_submitted_review_once_
             assert page.eval_on_selector("#status", "e => getComputedStyle(e).color") == "rgb(192, 57, 43)"
             page.select_option("#bucket", "day")  # the error was the view before's: it goes
             page.wait_for_function("document.getElementById('status').textContent === ''")
+
+            # Without the source list (a database error, say) the page works on all sources.
+            lonely = browser.new_page()
+            lonely.route("**/sentiments/stats?group_by=source", lambda route: route.fulfill(status=503, body="{}"))
+            lonely.goto(base_url + "/")
+            lonely.wait_for_selector("body[data-ready=true]", timeout=15_000)
+            lonely.wait_for_function("document.getElementById('status').textContent.startsWith('Could not list')")
+            lonely.wait_for_function("document.querySelectorAll('#reviews tbody tr[data-id]').length === 20")
+            assert lonely.evaluate("document.querySelectorAll('#source option').length") == 1
+            lonely.close()
 
             page.set_viewport_size({"width": 390, "height": 900})  # a phone: nothing runs off the side
             page.wait_for_function("document.documentElement.scrollWidth <= 390")

@@ -108,6 +108,10 @@ def test_cursors_issued_before_the_publication_filters_existed_stay_valid() -> N
             Filters(since=datetime(2026, 11, 1, 1, tzinfo=timezone(timedelta(hours=2)))),
             "all brands · scored since 2026-10-31 23:00 UTC",
         ),
+        (
+            Filters(since=datetime(2026, 11, 1, tzinfo=UTC), until=datetime(2026, 11, 1, tzinfo=UTC)),
+            "all brands · scored (an empty range)",  # not "2026-11-01 – 2026-10-31"
+        ),
     ],
 )
 def test_a_chart_title_says_the_date_ranges_it_counts_the_last_whole_day_included(filters: Filters, title: str) -> None:
@@ -337,6 +341,20 @@ def test_a_long_title_is_cut_on_the_chart_and_kept_whole_in_its_title_element() 
     shown = next(root.iter(f"{ns}text")).text or ""
     assert shown.endswith("…")
     assert len(shown) == 48
+
+
+def test_what_a_chart_counts_has_a_line_of_its_own_and_is_whole_in_its_title_element() -> None:
+    """After the title, the filters were cut off beside the legend: a date range never showed."""
+    scope = "Acme · scraper:trustpilot · negative · published 2026-11-01 – 2026-11-30"
+    point = Point(datetime(2026, 3, 2, tzinfo=UTC), 3, 0.5)
+    ns = "{http://www.w3.org/2000/svg}"
+    timeline = timeline_svg([point], "Mean sentiment per day", subtitle=scope)
+    labels = labels_svg({}, "Labels", subtitle=scope)  # half as wide: cut, and whole in the tooltip
+    for svg, shown in ((timeline, scope), (labels, scope[:57] + "…")):
+        root = _parse(svg)
+        assert root.find(f"{ns}title").text.endswith(" — " + scope)  # type: ignore[union-attr]
+        (line,) = [t.text for t in root.iter(f"{ns}text") if t.get("class") == "subtitle"]
+        assert line == shown
 
 
 def test_the_timeline_of_nothing_says_so_and_hours_are_labelled() -> None:

@@ -111,6 +111,7 @@ def test_robots_txt_is_obeyed_and_bad_pages_are_logged_and_skipped(
     # What a publishing crawl would send, no more: ae0003, shown on two pages, is there once.
     assert len(items) == 15
     assert result.summary["duplicates"] == 1
+    assert '"duplicates": 1' in log  # the crawl statistics line, as a publishing crawl logs it
     acme = next(i for i in items if i["review_id"] == "ae0001")
     assert acme["company_website"] == "https://acme-electronics.example"
     assert acme["company_logo"] == fixture_site.url("/static/logo.png")
