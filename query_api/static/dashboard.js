@@ -1,6 +1,6 @@
 // The dashboard's only script: plain DOM and fetch, no framework, no CDN, so it works offline.
-// Charts are SVG rendered by the API (/charts/*.svg); this file only wires controls to URLs and
-// writes data with textContent (never innerHTML), so review text cannot inject markup.
+// Charts are SVG rendered by the API (/charts/*.svg) and imported as parsed nodes; everything else
+// this file writes is data set with textContent (never innerHTML), so review text cannot inject markup.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -107,9 +107,49 @@ function refreshCharts() {
   // Both charts count the same reviews: by publication time, those without one are left out of both.
   const params = filterParams();
   params.set("time_field", $("time-field").value);
-  $("labels").src = `charts/labels.svg?${params}`;
+  drawChart("labels", `charts/labels.svg?${params}`);
   params.set("bucket", $("bucket").value);
-  $("timeline").src = `charts/timeline.svg?${params}`;
+  drawChart("timeline", `charts/timeline.svg?${params}`);
+}
+
+// The charts are drawn into the page rather than shown as <img>, so the <title> of each bar and
+// label (the bucket's count and mean) shows as a tooltip, which an <img> never does. The SVG is
+// this server's, with every piece of data text escaped; DOMParser builds it as inert XML (it runs
+// no script), and it is imported as nodes, never as markup into innerHTML. Each chart draws only
+// the answer to its newest request, and says why when the server refuses one (e.g. hourly
+// buckets over a year: 400 too_many_rows).
+const chartRequests = {};
+
+async function drawChart(id, url) {
+  const mine = (chartRequests[id] = (chartRequests[id] || 0) + 1);
+  const figure = $(id);
+  figure.dataset.src = url;
+  figure.dataset.state = "loading";
+  let why;
+  try {
+    const response = await fetch(url);
+    const text = await response.text();
+    if (mine !== chartRequests[id]) return;
+    if (response.ok) {
+      const svg = new DOMParser().parseFromString(text, "image/svg+xml").documentElement;
+      if (svg.namespaceURI === "http://www.w3.org/2000/svg" && svg.localName === "svg") {
+        figure.replaceChildren(document.importNode(svg, true));
+        figure.dataset.state = "drawn";
+        return;
+      }
+      why = "the server sent no chart";
+    } else {
+      let body = null;
+      try { body = JSON.parse(text); } catch { /* not the API's error shape */ }
+      why = body ? describeError(body, response.statusText) : response.statusText;
+    }
+  } catch {
+    if (mine !== chartRequests[id]) return;
+    why = "the server did not answer";
+  }
+  figure.replaceChildren();
+  figure.dataset.state = "error";
+  setStatus(`${figure.dataset.name}: ${why}`, true);
 }
 
 function reviewRow(item) {
@@ -275,14 +315,6 @@ async function submitReview(event) {
 
 class NotScored extends Error {}
 
-async function explainChartError(event) {
-  // An <img> says nothing about why it failed (e.g. hourly buckets over a year: 400 too_many_rows).
-  const response = await fetch(event.target.src).catch(() => null);
-  const body = response ? await response.json().catch(() => null) : null;
-  const why = body ? describeError(body, "the server did not answer") : "the server did not answer";
-  setStatus(`${event.target.alt}: ${why}`, true);
-}
-
 function refreshAll() {
   setStatus(""); // an error shown for the view before is not this view's
   showApplied();
@@ -316,8 +348,6 @@ document.addEventListener("DOMContentLoaded", async () => {
   });
   $("more").addEventListener("click", () => loadReviews(true).catch((x) => setStatus(x.message, true)));
   $("submit-form").addEventListener("submit", submitReview);
-  $("timeline").addEventListener("error", explainChartError);
-  $("labels").addEventListener("error", explainChartError);
   try {
     await loadBrands();
     refreshAll();

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 from datetime import date
@@ -76,8 +77,13 @@ def test_the_dashboard_shows_charts_filters_reviews_and_a_submitted_review_once_
             )
             page.wait_for_function(
                 "['timeline', 'labels'].every(id => { const i = document.getElementById(id);"
-                " return i.complete && i.naturalWidth > 0 && i.src.includes('brand=Globex'); })"
+                " return i.dataset.state === 'drawn' && i.dataset.src.includes('brand=Globex'); })"
             )
+            # Drawn into the page, so each bar's count and mean shows on hover (an <img> showed none).
+            tips = page.eval_on_selector_all("#timeline svg rect.count title", "ts => ts.map(t => t.textContent)")
+            assert tips
+            assert all(re.fullmatch(r"2026-03-0\d: \d+ reviews, mean 0\.\d\d", tip) for tip in tips), tips
+            assert page.text_content("#labels svg .subtitle") == "Globex"
 
             page.dblclick("#more")  # the second click fetched the same page again: 60 rows, 40 distinct
             page.wait_for_function(
@@ -95,7 +101,7 @@ def test_the_dashboard_shows_charts_filters_reviews_and_a_submitted_review_once_
             )
             # The charts count what the list shows: they kept showing every label of the brand.
             page.wait_for_function(
-                "['timeline', 'labels'].every(id => document.getElementById(id).src.includes('label=negative'))"
+                "['timeline', 'labels'].every(id => document.getElementById(id).dataset.src.includes('label=negative'))"
             )
             page.select_option("#label", "positive")  # edited, not applied: another brand keeps what is applied
             page.fill("#brand", "Acme")
@@ -138,7 +144,7 @@ def test_the_dashboard_shows_charts_filters_reviews_and_a_submitted_review_once_
             page.fill("#to", "2026-03-03")
             page.click("#filters button[type=submit]")
             page.wait_for_function(
-                "['timeline', 'labels'].every(id => { const src = document.getElementById(id).src;"
+                "['timeline', 'labels'].every(id => { const src = document.getElementById(id).dataset.src;"
                 " return src.includes('since=2026-03-03T00%3A00%3A00Z')"
                 " && src.includes('until=2026-03-04T00%3A00%3A00Z'); })"
             )
@@ -151,7 +157,8 @@ def test_the_dashboard_shows_charts_filters_reviews_and_a_submitted_review_once_
             page.select_option("#time-field", "published_at")  # the range follows the charts' time field
             page.wait_for_selector("#reviews td.empty", timeout=10_000)  # every seeded review was published before
             page.wait_for_function(
-                "['timeline', 'labels'].every(id => document.getElementById(id).src.includes('published_since='))"
+                "['timeline', 'labels'].every(id =>"
+                " document.getElementById(id).dataset.src.includes('published_since='))"
             )
             page.fill("#from", "2026-03-05")
             page.click("#filters button[type=submit]")
@@ -160,14 +167,14 @@ def test_the_dashboard_shows_charts_filters_reviews_and_a_submitted_review_once_
             page.evaluate("document.getElementById('to').value = '9999-12-31'")  # past what Date arithmetic takes
             page.click("#filters button[type=submit]")  # the browser refuses to submit it: nothing applies
             assert page.evaluate("document.getElementById('to').validity.rangeOverflow")
-            assert "published_until=2026-03-04" in (page.get_attribute("#timeline", "src") or "")
+            assert "published_until=2026-03-04" in (page.get_attribute("#timeline", "data-src") or "")
             page.select_option("#time-field", "created_on")  # a view change shows the applied range again
             assert (page.input_value("#from"), page.input_value("#to")) == ("2026-03-03", "2026-03-03")
             page.fill("#from", "")
             page.fill("#to", "")
             page.click("#filters button[type=submit]")
             page.wait_for_function("document.querySelectorAll('#reviews tbody tr[data-id]').length === 20")
-            assert "since" not in (page.get_attribute("#timeline", "src") or "")
+            assert "since" not in (page.get_attribute("#timeline", "data-src") or "")
 
             sources = "[...document.querySelectorAll('#source option')].map(o => o.value).sort().join()"
             assert page.evaluate(sources) == ",cli,scraper:trustpilot,user"
@@ -178,7 +185,7 @@ def test_the_dashboard_shows_charts_filters_reviews_and_a_submitted_review_once_
             page.press("#brand", "Enter")
             page.select_option("#source", "user")  # applies at once, like the brand
             page.wait_for_function(
-                "['timeline', 'labels'].every(id => { const src = document.getElementById(id).src;"
+                "['timeline', 'labels'].every(id => { const src = document.getElementById(id).dataset.src;"
                 " return src.includes('source=user') && !src.includes('brand='); })"
             )
             page.wait_for_function(  # the list redrawn: 20 reviews, every one from a user
@@ -193,7 +200,7 @@ def test_the_dashboard_shows_charts_filters_reviews_and_a_submitted_review_once_
             page.select_option("#source", "")
             page.wait_for_function(
                 "document.querySelectorAll('#reviews tbody tr[data-id]').length === 20"
-                " && !document.getElementById('timeline').src.includes('source=')"
+                " && !document.getElementById('timeline').dataset.src.includes('source=')"
             )
 
             page.select_option("#bucket", "hour")  # more buckets than the server draws
