@@ -8,6 +8,8 @@ tests check directly. Every piece of text from the data goes through ``escape``.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,11 +37,21 @@ def score_color(score: float) -> str:
     return f"#{red:02x}{green:02x}{60:02x}"
 
 
+# Characters XML 1.0 cannot hold, even escaped: one in a brand name or a search made the whole
+# chart unparseable. They become U+FFFD, as a decoder shows what it cannot read.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml(text: str) -> str:
+    """Text as SVG character data or an attribute value: escaped, and XML-legal."""
+    return escape(_NOT_XML.sub("\ufffd", text))
+
+
 def _svg(width: int, height: int, title: str, body: list[str]) -> str:
     head = (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">'
-        f"<title>{escape(title)}</title>"
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{_xml(title)}">'
+        f"<title>{_xml(title)}</title>"
     )
     return head + "".join(body) + "</svg>"
 
@@ -62,7 +74,7 @@ def timeline_svg(
     top = 38 if subtitle else 24
     plot_w, plot_h = width - left - right, height - top - bottom
     # Cut to leave the legend its room; the full title stays in <title> (tooltip, screen readers).
-    body = [f'<text x="{left}" y="16" {_TITLE_FONT}>{escape(_cut(title, 48))}</text>']
+    body = [f'<text x="{left}" y="16" {_TITLE_FONT}>{_xml(_cut(title, 48))}</text>']
     if subtitle:
         body.append(_subtitle(left, subtitle, (width - left) // 6))
     title = _full(title, subtitle)
@@ -89,7 +101,7 @@ def timeline_svg(
         tip = f"{_bucket_label(point.bucket, unit)}: {point.count} reviews, mean {point.mean_score:.2f}"
         body.append(
             f'<rect class="count" x="{x - bar_w / 2:.1f}" y="{top + plot_h - bar_h:.1f}" width="{bar_w:.1f}" '
-            f'height="{bar_h:.1f}" fill="#cfd8e3"><title>{escape(tip)}</title></rect>'
+            f'height="{bar_h:.1f}" fill="#cfd8e3"><title>{_xml(tip)}</title></rect>'
         )
         dots.append((x, top + plot_h * (1 - point.mean_score)))
     # The mean line joins neighbouring buckets only: across empty ones there is no mean to draw.
@@ -110,7 +122,7 @@ def timeline_svg(
     for slot in sorted({0, last // 2, last}):
         x = left + step * (slot + 0.5)
         anchor = "start" if slot == 0 and last else ("end" if slot == last and slot else "middle")
-        label = escape(_bucket_label(points[0].bucket + _BUCKET_SIZE.get(unit, _DAY) * slot, unit))
+        label = _xml(_bucket_label(points[0].bucket + _BUCKET_SIZE.get(unit, _DAY) * slot, unit))
         body.append(f'<text x="{x:.1f}" y="{height - 12}" text-anchor="{anchor}" {_FONT}>{label}</text>')
     return _svg(width, height, title, body)
 
@@ -132,16 +144,37 @@ def _slots(points: Sequence[Point], unit: str) -> list[int]:
 
 
 def _subtitle(x: int, text: str, most: int) -> str:
-    return f'<text class="subtitle" x="{x}" y="31" {_FONT}>{escape(_cut(text, most))}</text>'
+    return f'<text class="subtitle" x="{x}" y="31" {_FONT}>{_xml(_cut(text, most))}</text>'
 
 
 def _full(title: str, subtitle: str) -> str:
     return f"{title} — {subtitle}" if subtitle else title
 
 
-def _cut(title: str, most: int) -> str:
-    """What fits on the chart's title line; the full title stays in <title> (tooltip, screen readers)."""
-    return title if len(title) <= most else title[: most - 1] + "…"
+def _cut(text: str, most: float) -> str:
+    """What fits on a line ``most`` average characters wide; the full text stays in <title>
+    (tooltip, screen readers). Characters are weighed by their width, so a line of capitals or
+    of CJK ideographs is cut before it runs off the chart."""
+    if sum(map(_width, text)) <= most:
+        return text
+    used, kept = 1.0, []  # 1.0: the ellipsis
+    for char in text:
+        used += _width(char)
+        if used > most:
+            break
+        kept.append(char)
+    return "".join(kept) + "…"
+
+
+def _width(char: str) -> float:
+    """A character's advance in average lowercase characters (system sans-serif fonts)."""
+    if unicodedata.east_asian_width(char) in ("W", "F"):
+        return 2.0
+    if char in "MWmw@%":
+        return 1.9
+    if char.isupper() or char.isdigit():
+        return 1.3
+    return 1.0
 
 
 def _timeline_legend(right_edge: float) -> str:
@@ -158,7 +191,7 @@ def _timeline_legend(right_edge: float) -> str:
 def labels_svg(counts: Mapping[str, int], title: str, width: int = 360, height: int = 144, subtitle: str = "") -> str:
     """One horizontal bar per label with its count and share."""
     total = sum(counts.values())
-    body = [f'<text x="8" y="16" {_TITLE_FONT}>{escape(_cut(title, 44))}</text>']
+    body = [f'<text x="8" y="16" {_TITLE_FONT}>{_xml(_cut(title, 44))}</text>']
     if subtitle:
         body.append(_subtitle(8, subtitle, (width - 8) // 6))
     title = _full(title, subtitle)

@@ -114,26 +114,51 @@ function refreshCharts() {
 
 // The charts are drawn into the page rather than shown as <img>, so the <title> of each bar and
 // label (the bucket's count and mean) shows as a tooltip, which an <img> never does. The SVG is
-// this server's, with every piece of data text escaped; DOMParser builds it as inert XML (it runs
-// no script), and it is imported as nodes, never as markup into innerHTML. Each chart draws only
-// the answer to its newest request, and says why when the server refuses one (e.g. hourly
+// this server's, with every piece of data text escaped; still, once imported, an SVG's event
+// attributes would run in this page (an <img> runs nothing), so only the elements and attributes
+// the server draws with are kept (`inertChart`), and the page's Content-Security-Policy allows no
+// inline script. Each chart draws only the answer to its newest request (older ones are
+// aborted), and a refused one says why in its own box and in the status line (e.g. hourly
 // buckets over a year: 400 too_many_rows).
+const SVG_NS = "http://www.w3.org/2000/svg";
+const CHART_ELEMENTS = new Set(["svg", "title", "text", "rect", "line", "polyline", "circle"]);
+const CHART_ATTRIBUTES = new Set([
+  "xmlns", "width", "height", "viewBox", "role", "aria-label", "class", "x", "y", "x1", "x2", "y1", "y2",
+  "cx", "cy", "r", "points", "fill", "stroke", "stroke-width", "font-family", "font-size", "font-weight",
+  "text-anchor", "data-label",
+]);
+
+function inertChart(svg) {
+  for (const element of [svg, ...svg.querySelectorAll("*")]) {
+    if (element.namespaceURI !== SVG_NS || !CHART_ELEMENTS.has(element.localName)) {
+      element.remove();
+      continue;
+    }
+    for (const attribute of [...element.attributes]) {
+      if (!CHART_ATTRIBUTES.has(attribute.name)) element.removeAttribute(attribute.name);
+    }
+  }
+  return svg;
+}
+
 const chartRequests = {};
 
 async function drawChart(id, url) {
-  const mine = (chartRequests[id] = (chartRequests[id] || 0) + 1);
+  const previous = chartRequests[id];
+  if (previous) previous.abort(); // a superseded chart is not worth the server's work
+  const mine = (chartRequests[id] = new AbortController());
   const figure = $(id);
   figure.dataset.src = url;
   figure.dataset.state = "loading";
   let why;
   try {
-    const response = await fetch(url);
+    const response = await fetch(url, { signal: mine.signal });
     const text = await response.text();
     if (mine !== chartRequests[id]) return;
     if (response.ok) {
       const svg = new DOMParser().parseFromString(text, "image/svg+xml").documentElement;
-      if (svg.namespaceURI === "http://www.w3.org/2000/svg" && svg.localName === "svg") {
-        figure.replaceChildren(document.importNode(svg, true));
+      if (svg.namespaceURI === SVG_NS && svg.localName === "svg") {
+        figure.replaceChildren(document.importNode(inertChart(svg), true));
         figure.dataset.state = "drawn";
         return;
       }
@@ -144,12 +169,15 @@ async function drawChart(id, url) {
       why = body ? describeError(body, response.statusText) : response.statusText;
     }
   } catch {
-    if (mine !== chartRequests[id]) return;
+    if (mine !== chartRequests[id]) return; // aborted by a newer request, or its answer came late
     why = "the server did not answer";
   }
-  figure.replaceChildren();
+  const note = document.createElement("p");
+  note.className = "chart-error";
+  note.textContent = `${figure.dataset.name}: ${why}`;
+  figure.replaceChildren(note);
   figure.dataset.state = "error";
-  setStatus(`${figure.dataset.name}: ${why}`, true);
+  setStatus(note.textContent, true);
 }
 
 function reviewRow(item) {

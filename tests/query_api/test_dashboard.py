@@ -55,7 +55,9 @@ def test_the_dashboard_shows_charts_filters_reviews_and_a_submitted_review_once_
     with live_server(app) as base_url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            # bypass_csp: wait_for_function evaluates its string in the page, which the page's
+            # policy forbids; the page is also loaded under its policy below ("lonely").
+            page = browser.new_page(viewport={"width": 1280, "height": 1400}, bypass_csp=True)
             requested: list[str] = []
             page.on("request", lambda request: requested.append(request.url))
             errors: list[str] = []
@@ -205,21 +207,48 @@ def test_the_dashboard_shows_charts_filters_reviews_and_a_submitted_review_once_
 
             page.select_option("#bucket", "hour")  # more buckets than the server draws
             page.wait_for_selector("#status.error", timeout=10_000)
+            assert "too many buckets" in page.inner_text("#timeline .chart-error")  # said in the chart's box too
             assert page.inner_text("#status").startswith("Mean sentiment over time: ")
             assert "too many buckets" in page.inner_text("#status")
             assert page.eval_on_selector("#status", "e => getComputedStyle(e).color") == "rgb(192, 57, 43)"
             page.select_option("#bucket", "day")  # the error was the view before's: it goes
             page.wait_for_function("document.getElementById('status').textContent === ''")
 
-            # Without the source list (a database error, say) the page works on all sources.
+            # Without the source list (a database error, say) the page works on all sources; and it
+            # works under its own Content-Security-Policy (no wait_for_function here, see above).
             lonely = browser.new_page()
+            refused: list[str] = []
+            lonely.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
             lonely.route("**/sentiments/stats?group_by=source", lambda route: route.fulfill(status=503, body="{}"))
             lonely.goto(base_url + "/")
             lonely.wait_for_selector("body[data-ready=true]", timeout=15_000)
-            lonely.wait_for_function("document.getElementById('status').textContent.startsWith('Could not list')")
-            lonely.wait_for_function("document.querySelectorAll('#reviews tbody tr[data-id]').length === 20")
+            lonely.wait_for_selector("#status.error", timeout=10_000)
+            assert lonely.inner_text("#status").startswith("Could not list the sources")
+            lonely.wait_for_selector("#reviews tbody tr[data-id]:nth-child(20)", timeout=10_000)
+            lonely.wait_for_selector("#timeline[data-state=drawn]", timeout=10_000)
+            lonely.wait_for_selector("#labels[data-state=drawn]", timeout=10_000)
             assert lonely.evaluate("document.querySelectorAll('#source option').length") == 1
+            assert refused == []
             lonely.close()
+
+            # A chart is imported into the page: whatever markup it held, nothing in it runs.
+            hostile = browser.new_page(bypass_csp=True)  # the page's own stripping, without the policy's help
+            payload = (
+                '<svg xmlns="http://www.w3.org/2000/svg" width="360" height="144" onload="window.ran=1">'
+                '<image href="data:," onerror="window.ran=2"/><rect width="9" height="9" onmouseover="window.ran=3"/>'
+                '<script>window.ran=4</script><text x="20" y="40">kept</text></svg>'
+            )
+            hostile.route(
+                "**/charts/labels.svg*",
+                lambda route: route.fulfill(status=200, content_type="image/svg+xml", body=payload),
+            )
+            hostile.goto(base_url + "/")
+            hostile.wait_for_selector("#labels[data-state=drawn]", timeout=15_000)
+            hostile.hover("#labels svg rect", force=True)
+            assert hostile.evaluate("window.ran") is None
+            assert hostile.evaluate("document.querySelectorAll('#labels image, #labels script').length") == 0
+            assert hostile.text_content("#labels svg text") == "kept"
+            hostile.close()
 
             page.set_viewport_size({"width": 390, "height": 900})  # a phone: nothing runs off the side
             page.wait_for_function("document.documentElement.scrollWidth <= 390")

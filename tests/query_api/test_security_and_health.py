@@ -222,6 +222,14 @@ def test_the_dashboard_and_its_assets_are_revalidated_after_a_deploy(seeded_api:
         assert response.headers["etag"], path
 
 
+def test_the_dashboard_page_allows_only_its_own_script_and_cannot_be_framed(seeded_api: Seeded) -> None:
+    policy = seeded_api.client.get("/").headers["content-security-policy"]
+    directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
+    assert directives["script-src"] == "'self'"  # no inline script, no event attribute
+    assert directives["frame-ancestors"] == "'none'"
+    assert directives["object-src"] == "'none'"
+
+
 def test_answers_do_not_depend_on_the_database_servers_time_zone(database_url: str, readonly_database_url: str) -> None:
     # Year 1 reads back as year 0 in New York: the driver cannot hold it, so API sessions run in UTC.
     row = {**make_rows(1)[0], "published_at": datetime(1, 1, 1, tzinfo=UTC)}
