@@ -226,6 +226,7 @@ function emptyRow() {
 // answer for the brand picked before landed after the one picked now: the table showed the old
 // brand under the new one's name, and "Load more" sent the old list's cursor with the new filters.
 let listRequest = 0;
+let listFailed = false; // the list on screen is the empty one a failed load left
 
 async function loadReviews(append = false) {
   let params;
@@ -252,6 +253,7 @@ async function loadReviews(append = false) {
       if (!body.items.length) tbody.appendChild(emptyRow());
     }
     for (const item of body.items) tbody.appendChild(reviewRow(item));
+    listFailed = false;
     nextCursor = body.next_cursor;
     $("more").hidden = !nextCursor;
   } catch (error) {
@@ -261,6 +263,7 @@ async function loadReviews(append = false) {
       tbody.replaceChildren();
       nextCursor = null;
       $("more").hidden = true;
+      listFailed = true;
     }
     throw error;
   } finally {
@@ -355,10 +358,16 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("brand").addEventListener("change", refreshAll);
   $("brand").addEventListener("input", searchBrands);
   $("source").addEventListener("change", refreshAll);
-  $("bucket").addEventListener("change", () => { setStatus(""); refreshCharts(); });
+  // These change the charts only; but a list a failed load emptied is loaded again too (after
+  // an outage the status cleared and the charts came back over an empty table).
+  $("bucket").addEventListener("change", () => {
+    if (listFailed) return refreshAll();
+    setStatus("");
+    refreshCharts();
+  });
   // A date range follows the time field, so with one applied the list changes too.
   $("time-field").addEventListener("change", () => {
-    if (applied.from || applied.to) return refreshAll();
+    if (listFailed || applied.from || applied.to) return refreshAll();
     setStatus("");
     refreshCharts();
   });

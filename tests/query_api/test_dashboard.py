@@ -205,6 +205,16 @@ def test_the_dashboard_shows_charts_filters_reviews_and_a_submitted_review_once_
                 " && !document.getElementById('timeline').dataset.src.includes('source=')"
             )
 
+            # An outage empties the list; the next view change, even of the charts only, brings it back.
+            page.route("**/sentiments/?*", lambda route: route.fulfill(status=503, body="{}"))
+            page.click("#filters button[type=submit]")
+            page.wait_for_selector("#status.error", timeout=10_000)
+            assert page.eval_on_selector_all("#reviews tbody tr", "rows => rows.length") == 0
+            page.unroute("**/sentiments/?*")
+            page.select_option("#bucket", "week")
+            page.wait_for_function("document.querySelectorAll('#reviews tbody tr[data-id]').length === 20")
+            page.select_option("#bucket", "day")
+
             page.select_option("#bucket", "hour")  # more buckets than the server draws
             page.wait_for_selector("#status.error", timeout=10_000)
             assert "too many buckets" in page.inner_text("#timeline .chart-error")  # said in the chart's box too
