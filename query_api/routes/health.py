@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
@@ -38,15 +40,30 @@ def _check_broker(state: AppState) -> str:
     return state.publisher.ping()
 
 
-@router.get("/readyz", response_model=Health, responses=responses(503), summary="Readiness")
-async def readyz(state: StateDep) -> Health:
-    """200 when the database (as the read-only role) and the broker both answer; 503 otherwise."""
+@router.get("/readyz", response_model=Health, responses=responses(422, 503), summary="Readiness")
+async def readyz(
+    state: StateDep,
+    require: Annotated[
+        Literal["all", "database"],
+        Query(
+            description=(
+                "`all`: 503 unless the database and the broker both answer. `database`: 503 only "
+                "when the database does not; the broker's state is still reported. A load "
+                "balancer's readiness probe wants `database`: without a broker reads still work "
+                "(submissions answer 503), and a broker outage must not take every replica out."
+            ),
+            examples=["database"],
+        ),
+    ] = "all",
+) -> Health:
+    """200 when what ``require`` names answers (the database as the read-only role, the broker); 503 otherwise."""
     checks = {
         "database": await run_in_threadpool(_check_database, state),
         "broker": await run_in_threadpool(_check_broker, state),
     }
+    required = checks if require == "all" else {"database": checks["database"]}
     failing = [
-        FieldError(loc=[name], msg=result, type="dependency") for name, result in checks.items() if result != "ok"
+        FieldError(loc=[name], msg=result, type="dependency") for name, result in required.items() if result != "ok"
     ]
     if failing:
         raise ApiError(503, "not_ready", ", ".join(f"{f.loc[0]}: {f.msg}" for f in failing), failing)

@@ -137,12 +137,24 @@ def test_readyz_names_what_is_missing(seeded_api: Seeded, kafka_bootstrap: tuple
     assert "missing" in missing_topic[0]["msg"]
 
 
+def test_readiness_on_the_database_alone_stays_ok_without_a_broker_and_reports_it(seeded_api: Seeded) -> None:
+    """A load balancer probing /readyz took every replica out during a broker outage, though
+    reads work without one; it probes ?require=database."""
+    ready = seeded_api.client.get("/readyz", params={"require": "database"})
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["database"] == "ok"
+    assert ready.json()["checks"]["broker"] != "ok"
+    assert seeded_api.client.get("/readyz").status_code == 503
+
+
 def test_a_database_that_is_gone_makes_reads_503_and_readyz_say_so(seeded_api: Seeded) -> None:
     gone = seeded_api.readonly_url.replace("/rs_api_", "/rs_gone_")
     with TestClient(build_app(gone)) as client:
         listed = client.get("/sentiments/")
         ready = client.get("/readyz")
+        database_only = client.get("/readyz", params={"require": "database"})
     assert listed.status_code == 503
+    assert database_only.status_code == 503
     assert listed.json()["error"]["code"] == "database_unavailable"
     assert ready.status_code == 503
     assert "database" in ready.json()["error"]["message"]
