@@ -274,3 +274,30 @@ def test_upgrading_a_database_ahead_of_the_code_leaves_it_and_says_why(database_
         with engine.begin() as conn:
             conn.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": head})
         engine.dispose()
+
+
+def test_0009_builds_its_index_again_after_a_build_cut_short(database_url: str) -> None:
+    """CREATE INDEX CONCURRENTLY cut short leaves an INVALID index that IF NOT EXISTS would keep."""
+    migrate.downgrade(database_url, "0008")
+    engine = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
+    valid = text(
+        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+        " WHERE c.relname = 'ix_sentiments_brand_published_at'"
+    )
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("CREATE INDEX ix_sentiments_brand_published_at ON sentiments (brand)"))
+            conn.execute(
+                text(
+                    "UPDATE pg_index SET indisvalid = false WHERE indexrelid ="
+                    " 'ix_sentiments_brand_published_at'::regclass"
+                )
+            )
+            assert conn.execute(valid).scalar_one() is False
+        migrate.upgrade(database_url, "head")
+        with engine.connect() as conn:
+            assert conn.execute(valid).scalar_one() is True
+        indexes = {ix["name"]: ix for ix in inspect(engine).get_indexes("sentiments")}
+        assert indexes["ix_sentiments_brand_published_at"]["column_names"] == ["brand", "published_at"]
+    finally:
+        engine.dispose()
