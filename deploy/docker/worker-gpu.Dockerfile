@@ -24,7 +24,7 @@ COPY pyproject.toml README.md ./
 COPY core ./core
 COPY model ./model
 COPY stream ./stream
-RUN pip install ".[model,stream]"
+RUN pip install ".[model,stream,gpu]"
 
 FROM ${CUDA_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="reviewscore-worker-gpu" \

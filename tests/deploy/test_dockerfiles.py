@@ -27,7 +27,8 @@ from tests.deploy.manifests import (
 EXPECTED = {
     "api.Dockerfile": ({"api"}, {"core", "query_api"}),
     "worker.Dockerfile": ({"model", "stream"}, {"core", "model", "stream"}),
-    "worker-gpu.Dockerfile": ({"model", "stream"}, {"core", "model", "stream"}),
+    # torchao (the gpu extra) for the cuda-int8 and cuda-fp8 variants, which exist only here.
+    "worker-gpu.Dockerfile": ({"model", "stream", "gpu"}, {"core", "model", "stream"}),
     "scraper.Dockerfile": ({"scraper"}, {"core", "scraper"}),
 }
 NON_ROOT_UID = "10001"
@@ -109,7 +110,7 @@ def test_torch_comes_from_the_cpu_index_in_the_cpu_image_and_a_cuda_index_on_a_c
         torch_line = next(line for line in text.splitlines() if '"torch==${TORCH_VERSION}"' in line)
         assert '--index-url "${TORCH_INDEX_URL}"' in torch_line
         # torch before the project, so the project's torch==X pin is already satisfied by the chosen build.
-        assert text.index('"torch==${TORCH_VERSION}"') < text.index('pip install ".[model,stream]"')
+        assert text.index('"torch==${TORCH_VERSION}"') < text.index('pip install ".[model,stream')
 
 
 def test_torch_version_matches_the_project_pin() -> None:

@@ -209,9 +209,14 @@ def test_each_container_environment_is_accepted_by_the_settings(
             monkeypatch.setenv(key, value)
         for key, item in env_value_names(c).items():
             ref = item.get("valueFrom", {}).get("secretKeyRef")
+            if ref and ref.get("optional") and ref["key"] not in secret:
+                continue  # unset, as in a pod whose Secret leaves the key out
             monkeypatch.setenv(key, secret[ref["key"]] if ref else str(item.get("value", "")))
         for cls in settings_prefixes().values():
             cls(_env_file=None)
+
+
+SECRET_TEXT = (K8S_DIR / "secret.yaml").read_text(encoding="utf-8")
 
 
 def test_referenced_secret_and_config_keys_exist(config: dict[str, str]) -> None:
@@ -223,8 +228,13 @@ def test_referenced_secret_and_config_keys_exist(config: dict[str, str]) -> None
             for item in c.get("env", []):
                 source = item.get("valueFrom", {})
                 if "secretKeyRef" in source:
-                    assert source["secretKeyRef"]["name"] == "reviewscore-secrets"
-                    assert source["secretKeyRef"]["key"] in secret, f"{manifest}: {item['name']}"
+                    ref = source["secretKeyRef"]
+                    assert ref["name"] == "reviewscore-secrets"
+                    if ref.get("optional"):  # only SASL credentials, shown (commented) in the example Secret
+                        assert ref["key"].startswith("KAFKA_SASL_"), f"{manifest}: {item['name']}"
+                        assert f"# {ref['key']}: " in SECRET_TEXT, ref["key"]
+                    else:
+                        assert ref["key"] in secret, f"{manifest}: {item['name']}"
                 if "configMapKeyRef" in source:
                     assert source["configMapKeyRef"]["key"] in config, f"{manifest}: {item['name']}"
 
@@ -232,7 +242,8 @@ def test_referenced_secret_and_config_keys_exist(config: dict[str, str]) -> None
 def test_the_api_gets_only_the_read_only_database_url() -> None:
     api = env_value_names(container(find(MANIFESTS, "Deployment", "reviewscore-api"), "api"))
     secret_keys = {item["valueFrom"]["secretKeyRef"]["key"] for item in api.values() if "valueFrom" in item}
-    assert secret_keys == {"DATABASE_READONLY_URL"}  # the writer's URL never reaches the API pod
+    # The writer's URL never reaches the API pod; broker credentials do, when the cluster uses SASL.
+    assert secret_keys == {"DATABASE_READONLY_URL", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"}
     secret = find(MANIFESTS, "Secret", "reviewscore-secrets").doc["stringData"]
     assert secret["DATABASE_READONLY_URL"].startswith("postgresql://reviewscore_reader:")
     for name in ("reviewscore-worker",):
@@ -252,7 +263,8 @@ def test_probes_hit_the_health_paths_on_the_configured_ports(config: dict[str, s
     api = container(api_deployment, "api")
     assert api["ports"][0]["containerPort"] == int(config["API_PORT"])
     assert config["API_HOST"] == "0.0.0.0"
-    assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # Database only: a broker outage must not take every replica out of the Service (reads work).
+    assert api["readinessProbe"]["httpGet"]["path"] == "/readyz?require=database"
     assert api["livenessProbe"]["httpGet"]["path"] == "/healthz"
     for deployment, port in ((worker_deployment, config["STREAM_WEB_PORT"]), (api_deployment, config["API_PORT"])):
         annotations = deployment.doc["spec"]["template"]["metadata"]["annotations"]
