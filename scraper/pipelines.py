@@ -68,7 +68,68 @@ class _Pending:
     attempt: int = 0
 
 
-class KafkaPublishPipeline:
+class ContractPipeline:
+    """Steps 1 and 2: the review as a message of the contract, once per crawl.
+
+    It is the whole pipeline of a crawl that does not publish (``--no-publish -o reviews.jsonl``,
+    a dry run whose feed should hold what publishing would send, not the second copy of a review
+    shown on two pages, nor one the contract refuses), and the first half of ``KafkaPublishPipeline``.
+    Either logs the crawl statistics when the crawl ends.
+    """
+
+    def __init__(self, crawler: Crawler, source: str | None = None) -> None:
+        self.crawler = crawler
+        self._source = source
+        self._keys_this_crawl: set[str] = set()
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> ContractPipeline:
+        return cls(crawler, source=crawler.settings.get("REVIEWSCORE_SOURCE") or None)
+
+    @property
+    def spider_name(self) -> str:
+        spider = self.crawler.spider
+        return str(spider.name) if spider is not None else "unknown"
+
+    @property
+    def source(self) -> str:
+        return self._source or source_for(self.spider_name)
+
+    def close_spider(self) -> None:
+        stats = self.crawler.stats.get_stats() if self.crawler.stats else {}
+        log.info("crawl statistics: %s", json.dumps(summary(stats)))
+
+    def process_item(self, item: Any) -> Any:
+        self.checked_message(item)
+        return item
+
+    def checked_message(self, item: Any) -> ReviewMessage:
+        """The item's message; ``DropItem`` for a review the contract refuses or already seen in this crawl."""
+        review = item if isinstance(item, ReviewItem) else ReviewItem(**ItemAdapter(item).asdict())
+        problems: list[str] = []
+        try:
+            message = to_message(review, self.source, problems)
+        except ValidationError as exc:
+            self._inc("invalid")
+            reason = describe_validation_error(exc)
+            raise DropItem(f"review {review.review_id or '?'} on {review.page_url}: {reason}") from exc
+        for problem in problems:
+            log.warning("review %s on %s: %s", review.review_id or "?", review.page_url, problem)
+        if problems:
+            self._inc("invalid_fields", len(problems))
+        key_text = message.review_key
+        if key_text in self._keys_this_crawl:
+            self._inc("duplicates")
+            raise DropItem(f"duplicate of {key_text} within this crawl", log_level="DEBUG")
+        self._keys_this_crawl.add(key_text)
+        return message
+
+    def _inc(self, name: str, count: int = 1) -> None:
+        if self.crawler.stats is not None:
+            self.crawler.stats.inc_value(STAT.format(name), count)
+
+
+class KafkaPublishPipeline(ContractPipeline):
     def __init__(
         self,
         crawler: Crawler,
@@ -80,8 +141,7 @@ class KafkaPublishPipeline:
         retries: int,
         source: str | None = None,
     ) -> None:
-        self.crawler = crawler
-        self._source = source
+        super().__init__(crawler, source)
         self.kafka = kafka
         self.topic = kafka.topic
         self.state_dir = state_dir
@@ -90,7 +150,6 @@ class KafkaPublishPipeline:
         self.retries = retries
         self.producer: Any = None
         self.seen: SeenState | None = None
-        self.contract = CrawlContract(crawler)
         # Produced and not yet reported on, in order (a dict as an ordered set), so that what
         # is still unconfirmed at the end can be kept in the undelivered file.
         self._unconfirmed: dict[_Pending, None] = {}
@@ -114,15 +173,6 @@ class KafkaPublishPipeline:
             retries=settings.getint("REVIEWSCORE_PUBLISH_RETRIES", 3),
             source=settings.get("REVIEWSCORE_SOURCE") or None,
         )
-
-    @property
-    def spider_name(self) -> str:
-        spider = self.crawler.spider
-        return str(spider.name) if spider is not None else "unknown"
-
-    @property
-    def source(self) -> str:
-        return self._source or source_for(self.spider_name)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -163,13 +213,12 @@ class KafkaPublishPipeline:
             self._give_up(pending, "not confirmed by the broker before the crawl ended")
         if self.seen is not None:
             self.seen.close()
-        stats = self.crawler.stats.get_stats() if self.crawler.stats else {}
-        log.info("crawl statistics: %s", json.dumps(summary(stats)))
+        super().close_spider()
 
     # --- items -------------------------------------------------------------------------------
 
     def process_item(self, item: Any) -> Any:
-        message = self.contract.check(item, self.source)
+        message = self.checked_message(item)
         key_text = message.review_key
         key, value = message.to_kafka()
         fingerprint = digest(value)
@@ -230,72 +279,6 @@ class KafkaPublishPipeline:
         with path.open("ab") as handle:
             handle.write(pending.value + b"\n")
         log.error("could not deliver %s: %s (kept in %s)", pending.key.decode("utf-8"), reason, path)
-
-    def _inc(self, name: str, count: int = 1) -> None:
-        if self.crawler.stats is not None:
-            self.crawler.stats.inc_value(STAT.format(name), count)
-
-
-class CrawlContract:
-    """Steps 1 and 2 of the publishing pipeline, which a crawl that does not publish runs too.
-
-    ``crawl --no-publish -o reviews.jsonl`` is a dry run: its feed should hold what a publishing
-    crawl would send, not the second copy of a review shown on two pages, nor one the message
-    contract refuses.
-    """
-
-    def __init__(self, crawler: Crawler) -> None:
-        self.crawler = crawler
-        self._keys_this_crawl: set[str] = set()
-
-    def check(self, item: Any, source: str) -> ReviewMessage:
-        """The item's message; ``DropItem`` for a review the contract refuses or already seen in this crawl."""
-        review = item if isinstance(item, ReviewItem) else ReviewItem(**ItemAdapter(item).asdict())
-        problems: list[str] = []
-        try:
-            message = to_message(review, source, problems)
-        except ValidationError as exc:
-            self._inc("invalid")
-            reason = describe_validation_error(exc)
-            raise DropItem(f"review {review.review_id or '?'} on {review.page_url}: {reason}") from exc
-        for problem in problems:
-            log.warning("review %s on %s: %s", review.review_id or "?", review.page_url, problem)
-        if problems:
-            self._inc("invalid_fields", len(problems))
-        key_text = message.review_key
-        if key_text in self._keys_this_crawl:
-            self._inc("duplicates")
-            raise DropItem(f"duplicate of {key_text} within this crawl", log_level="DEBUG")
-        self._keys_this_crawl.add(key_text)
-        return message
-
-    def _inc(self, name: str, count: int = 1) -> None:
-        if self.crawler.stats is not None:
-            self.crawler.stats.inc_value(STAT.format(name), count)
-
-
-class ContractPipeline:
-    """The pipeline of a crawl that does not publish: the contract check and in-crawl dedupe only.
-
-    It logs the crawl statistics at the end, as the publishing pipeline does."""
-
-    def __init__(self, crawler: Crawler) -> None:
-        self.crawler = crawler
-        self.contract = CrawlContract(crawler)
-        self._source = crawler.settings.get("REVIEWSCORE_SOURCE") or None
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> ContractPipeline:
-        return cls(crawler)
-
-    def close_spider(self) -> None:
-        stats = self.crawler.stats.get_stats() if self.crawler.stats else {}
-        log.info("crawl statistics: %s", json.dumps(summary(stats)))
-
-    def process_item(self, item: Any) -> Any:
-        spider = self.crawler.spider
-        self.contract.check(item, self._source or source_for(str(spider.name) if spider is not None else "unknown"))
-        return item
 
 
 def _retriable(err: Any) -> bool:
