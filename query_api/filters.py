@@ -215,14 +215,12 @@ async def filter_params(
     if min_score is not None and max_score is not None and min_score > max_score:
         problems.append(FieldError(loc=["query", "min_score"], msg="min_score exceeds max_score", type="range"))
     since, until = as_utc(since, "since"), as_utc(until, "until")
-    if since is not None and until is not None and since > until:
-        problems.append(FieldError(loc=["query", "since"], msg="since is after until", type="range"))
     published_since = as_utc(published_since, "published_since")
     published_until = as_utc(published_until, "published_until")
-    if published_since is not None and published_until is not None and published_since > published_until:
-        problems.append(
-            FieldError(loc=["query", "published_since"], msg="published_since is after published_until", type="range")
-        )
+    for start, end, prefix in ((since, until, ""), (published_since, published_until, "published_")):
+        if start is not None and end is not None and start > end:
+            message = f"{prefix}since is after {prefix}until"
+            problems.append(FieldError(loc=["query", f"{prefix}since"], msg=message, type="range"))
     if problems:
         raise ApiError(422, "invalid_request", "contradictory filters", problems)
     return Filters(brand, source, label, min_score, max_score, since, until, q, published_since, published_until)
