@@ -73,6 +73,7 @@ WORDS = [
 ]
 END = datetime(2026, 11, 23, tzinfo=UTC)
 START = END - timedelta(days=365)
+MONTH = (END - timedelta(days=60), END - timedelta(days=30))  # a month of publication, as the dashboard asks
 COLUMNS = (
     "review_key, sentence, sentiment_score, confidence, label, suggested_rating, brand, source, rating, "
     "url, lang, published_at, model_version, created_on"
@@ -192,7 +193,7 @@ def explain(url: str, rows: int) -> None:
             ),
             "full-text search (q=refund late)": list_statement(Filters(q="refund late"), "newest", None, 50),
             "published in one month (newest)": list_statement(
-                Filters(published_since=END - timedelta(days=60), published_until=END - timedelta(days=30)),
+                Filters(published_since=MONTH[0], published_until=MONTH[1]),
                 "newest",
                 None,
                 50,
@@ -205,9 +206,7 @@ def explain(url: str, rows: int) -> None:
                 10_000,
             ),
             "weekly stats by publication time, one brand, one month": scan_stats_statement(
-                Filters(
-                    brand="Brand07", published_since=END - timedelta(days=60), published_until=END - timedelta(days=30)
-                ),
+                Filters(brand="Brand07", published_since=MONTH[0], published_until=MONTH[1]),
                 None,
                 "week",
                 "published_at",
@@ -349,7 +348,7 @@ def main() -> None:
         deep_cursor = encode_cursor(Cursor("newest", deep.created_on, deep.id, Filters().digest()))
         rng = random.Random(3)
         since, until = START.isoformat(), END.isoformat()
-        month = (END - timedelta(days=60)).isoformat(), (END - timedelta(days=30)).isoformat()
+        month = MONTH[0].isoformat(), MONTH[1].isoformat()
         kinds = {
             "filtered list (brand+label, 50 rows)": lambda i: (
                 f"/sentiments/?brand={rng.choice(BRANDS)}&label=negative&limit=50"
