@@ -6,6 +6,7 @@ Parts register through the ``reviewscore.cli`` entry-point group (``register(app
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
@@ -230,7 +231,9 @@ def _serve_until_stopped(stop: threading.Event, broker: EmbeddedBroker) -> bool:
 
 @app.command()
 def publish(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV, TSV or JSONL file of reviews.")],
+    file: Annotated[
+        Path, typer.Argument(dir_okay=False, help="CSV, TSV or JSONL file of reviews; - for standard input.")
+    ],
     source: Annotated[str, typer.Option(help="Source for rows that have none.")] = "cli",
     fmt: Annotated[str | None, typer.Option("--format", help="csv, tsv or jsonl (default: from the suffix).")] = None,
     topic: Annotated[str | None, typer.Option(help="Topic (default: KAFKA_TOPIC).")] = None,
@@ -242,13 +245,21 @@ def publish(
     author_column: Annotated[str, typer.Option(help="Column holding the author.")] = "author",
     date_column: Annotated[str, typer.Option(help="Column holding the ISO-8601 publication time.")] = "published_at",
     lang_column: Annotated[str, typer.Option(help="Column holding the language tag.")] = "lang",
-    strict: Annotated[bool, typer.Option(help="Send nothing when any line is rejected.")] = False,
-    limit: Annotated[int | None, typer.Option(min=1, help="Publish at most this many valid rows.")] = None,
+    strict: Annotated[
+        bool, typer.Option(help="Check the whole file first and send nothing when any line is rejected.")
+    ] = False,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Publish at most this many valid rows (reading stops there).")
+    ] = None,
 ) -> None:
-    """Validate a file of reviews and publish the valid ones to the reviews topic."""
-    from rich.progress import Progress
+    """Validate a file of reviews and publish the valid ones to the reviews topic.
 
-    from core.publish import ColumnMap, prepare, publish_messages, read_rows
+    The file is read, checked and sent a row at a time, so its size does not matter; each
+    rejected line is reported as it is met.
+    """
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from core.publish import ColumnMap, Reject, Screen, checked, publish_messages, spooled_rows
     from core.runtime import ensure_infra
 
     columns = ColumnMap(
@@ -261,35 +272,58 @@ def publish(
         published_at=date_column,
         lang=lang_column,
     )
-    try:
-        prepared = prepare(read_rows(file, fmt), columns, source)
-    except (ValueError, UnicodeDecodeError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    if limit is not None:
-        prepared.messages = prepared.messages[:limit]
-    for reject in prepared.rejects:
+
+    def say(reject: Reject) -> None:
         typer.echo(f"rejected line {reject.line}: {reject.reason}", err=True)
-    if strict and prepared.rejects:
-        typer.echo(f"sent 0, rejected {len(prepared.rejects)} (--strict: nothing sent)")
-        raise typer.Exit(1)
-    if prepared.rejects and not prepared.messages:  # a wrong --text-column, say: a failure, not a success
-        typer.echo(f"sent 0, rejected {len(prepared.rejects)} (every line was rejected)")
-        raise typer.Exit(1)
-    with (
-        ensure_infra(database=False, start_embedded=False),
-        Progress(transient=True, disable=not sys.stderr.isatty()) as progress,
-    ):
-        task = progress.add_task("publishing", total=len(prepared.messages))
+
+    with ExitStack() as stack:
+        try:
+            if str(file) != "-" and not file.is_file():
+                raise ValueError(f"{file} is not a file")
+            rows = stack.enter_context(spooled_rows(file, fmt, sys.stdin, passes=2 if strict else 1))
+            total = None
+            if strict:  # a first pass that only checks, so a bad file is reported, not half-sent
+                check = Screen(say)
+                for _ in check.messages(checked(rows(), columns, source)):
+                    pass
+                if check.rejected:
+                    typer.echo(f"sent 0, rejected {check.rejected} (--strict: nothing sent)")
+                    raise typer.Exit(1)
+                total = check.passed if limit is None else min(check.passed, limit)
+            screen = Screen(say)
+            messages = screen.messages(checked(rows(), columns, source))
+            if limit is not None:
+                messages = itertools.islice(messages, limit)
+            first = next(messages, None)  # before the broker is needed: a file of rejects needs none
+        except (ValueError, OSError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        if first is None:
+            if screen.rejected:  # a wrong --text-column, say: a failure, not a success
+                typer.echo(f"sent 0, rejected {screen.rejected} (every line was rejected)")
+                raise typer.Exit(1)
+            typer.echo("sent 0, rejected 0, failed 0 (no reviews in the file)")
+            return
+        stack.enter_context(ensure_infra(database=False, start_embedded=False))
+        progress = stack.enter_context(
+            Progress(
+                SpinnerColumn(),
+                TextColumn("publishing: {task.completed:.0f} confirmed"),
+                TimeElapsedColumn(),
+                transient=True,
+                disable=not sys.stderr.isatty(),
+            )
+        )
+        task = progress.add_task("publishing", total=total)
         delivery = publish_messages(
-            prepared.messages,
+            itertools.chain([first], messages),
             get_kafka_settings(),
             topic=topic,
             on_progress=lambda n: progress.advance(task, n),
         )
     for failure in delivery.failed:
         typer.echo(f"failed line {failure.line}: {failure.reason}", err=True)
-    typer.echo(f"sent {delivery.sent}, rejected {len(prepared.rejects)}, failed {len(delivery.failed)}")
+    typer.echo(f"sent {delivery.sent}, rejected {screen.rejected}, failed {len(delivery.failed)}")
     if delivery.failed:
         raise typer.Exit(1)
 
