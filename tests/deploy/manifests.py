@@ -48,6 +48,8 @@ SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
 )
 # Variables our images may set that belong to libraries, not to our settings.
 LIBRARY_ENV = frozenset({"HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "PYTHONUNBUFFERED"})
+# Configuration that a command line receives (compose ``${VAR}``, Kubernetes ``$(VAR)``), not a setting.
+COMMAND_LINE_ENV = frozenset({"SCRAPER_START_URL"})
 OUR_IMAGE_PREFIX = "reviewscore/"
 
 
@@ -258,6 +260,15 @@ def containers(manifest: Manifest, init: bool = True) -> list[dict[str, Any]]:
     return found
 
 
+def expand_references(text: str, env: Mapping[str, str]) -> str:
+    """The kubelet's expansion of ``$(VAR)`` in command and args (``$$`` escapes; unknown names stay)."""
+    return re.sub(
+        r"\$(\$|\(([A-Za-z_][A-Za-z0-9_]*)\))",
+        lambda m: "$" if m[1] == "$" else env.get(m[2], m[0]),
+        text,
+    )
+
+
 def config_map_data(manifests: list[Manifest], name: str = "reviewscore-config") -> dict[str, str]:
     data = find(manifests, "ConfigMap", name).doc["data"]
     assert isinstance(data, dict)
@@ -335,3 +346,21 @@ def image_is_pinned(image: str) -> bool:
     if not name or "/" in tag or tag in ("", "latest"):
         return False
     return re.match(r"^v?\d+\.\d+", tag) is not None
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6}
+
+
+def duration_seconds(text: str) -> float:
+    """A Docker or compose duration (``90s``, ``1m30s``, ``500ms``) in seconds."""
+    parts = _DURATION_PART.findall(text.strip())
+    if not parts or "".join(number + unit for number, unit in parts) != text.strip():
+        raise ValueError(f"not a duration: {text!r}")
+    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+
+
+def healthcheck_options(args: str) -> dict[str, str]:
+    """The ``--name=value`` flags of a HEALTHCHECK instruction (those before its CMD)."""
+    flags, _, _ = args.partition("CMD")
+    return dict(re.findall(r"--([a-z-]+)=(\S+)", flags))

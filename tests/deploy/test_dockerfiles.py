@@ -17,6 +17,8 @@ from tests.deploy.manifests import (
     ROOT,
     base_images,
     dockerfiles,
+    duration_seconds,
+    healthcheck_options,
     image_is_pinned,
     load_compose,
     parse_dockerfile,
@@ -138,9 +140,15 @@ def test_exposed_ports_and_healthchecks_match_the_services(dockerfile: str, port
     (healthcheck,) = instructions_of(path, "HEALTHCHECK")
     path_expected = "/healthz"
     assert f"http://127.0.0.1:{port[1]}{path_expected}" in healthcheck
+    image_start = duration_seconds(healthcheck_options(healthcheck).get("start-period", "0s"))
     for service in compose_services_built_from(dockerfile):
         if port_var in service_environment(service):
             assert service_environment(service)[port_var] == port[1]
+        # A compose healthcheck replaces the image's whole: a shorter start period would report a
+        # container still loading (a model onto a GPU) as failing its probes.
+        if "healthcheck" in service:
+            start = duration_seconds(service["healthcheck"].get("start_period", "0s"))
+            assert start >= image_start, f"{service['image']}: start_period {start:g}s < the image's {image_start:g}s"
 
 
 def test_worker_images_never_download_at_run_time() -> None:

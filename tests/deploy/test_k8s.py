@@ -19,12 +19,14 @@ import yaml
 from kubernetes_validate.utils import latest_version
 
 from tests.deploy.manifests import (
+    COMMAND_LINE_ENV,
     K8S_DIR,
     LIBRARY_ENV,
     READER_ROLE_SQL,
     Manifest,
     config_map_data,
     containers,
+    expand_references,
     find,
     image_is_pinned,
     is_our_image,
@@ -165,8 +167,19 @@ def test_worker_replicas_never_exceed_the_partitions(config: dict[str, str]) -> 
     partitions = int(config["KAFKA_PARTITIONS"])
     worker = find(MANIFESTS, "Deployment", "reviewscore-worker").doc
     scaled = find(MANIFESTS, "ScaledObject", "reviewscore-worker").doc["spec"]
-    assert 1 <= worker["spec"]["replicas"] <= partitions
+    # Left to KEDA (or `kubectl scale`), a new Deployment starts at Kubernetes' default of 1.
+    assert 1 <= worker["spec"].get("replicas", 1) <= partitions
     assert scaled["minReplicaCount"] <= scaled["maxReplicaCount"] <= partitions
+
+
+def test_deployments_an_autoscaler_targets_leave_replicas_to_it() -> None:
+    """A replicas field would reset the HPA's or KEDA's count on every `kubectl apply`."""
+    autoscalers = [m for m in MANIFESTS if m.kind in ("HorizontalPodAutoscaler", "ScaledObject")]
+    assert {m.kind for m in autoscalers} == {"HorizontalPodAutoscaler", "ScaledObject"}
+    for autoscaler in autoscalers:
+        ref = autoscaler.doc["spec"]["scaleTargetRef"]
+        target = find(MANIFESTS, ref.get("kind", "Deployment"), ref["name"])  # KEDA's default kind
+        assert "replicas" not in target.doc["spec"], f"{target} sets replicas, which {autoscaler} owns"
 
 
 def test_keda_watches_the_topic_and_group_the_workers_use(config: dict[str, str]) -> None:
@@ -190,7 +203,9 @@ def test_the_worker_gets_one_gpu_and_runs_the_cuda_image() -> None:
 def test_our_containers_set_only_environment_variables_the_settings_know(config: dict[str, str]) -> None:
     known = settings_env_names()
     for key in config:
-        assert key in known, f"ConfigMap key {key} is no settings field ({owning_prefix(key)})"
+        assert key in known or key in COMMAND_LINE_ENV, (
+            f"ConfigMap key {key} is no settings field ({owning_prefix(key)})"
+        )
     for manifest in WORKLOADS:
         for c in containers(manifest):
             if not is_our_image(c["image"]):
@@ -321,6 +336,23 @@ def test_workloads_run_the_same_commands_as_compose() -> None:
 def test_the_reader_role_sql_in_the_config_map_is_the_one_in_deploy_postgres() -> None:
     data = config_map_data(MANIFESTS, "reviewscore-db-roles")
     assert data["reader-role.sql"] == READER_ROLE_SQL.read_text(encoding="utf-8")
+
+
+def test_the_crawler_takes_its_start_urls_from_the_config_map(config: dict[str, str]) -> None:
+    """Which site to crawl is configuration (SCRAPER_START_URL), not written into the CronJob."""
+    pytest.importorskip("scrapy")
+    from scraper.spiders.trustpilot import not_http_urls, split_start_urls
+
+    scraper = container(find(MANIFESTS, "CronJob", "reviewscore-scraper"), "scraper")
+    assert not [arg for arg in scraper["args"] if "://" in arg], scraper["args"]
+    assert {ref["configMapRef"]["name"] for ref in scraper["envFrom"]} == {"reviewscore-config"}
+    env = config | {k: str(v["value"]) for k, v in env_value_names(scraper).items() if "value" in v}
+    argv = [expand_references(arg, env) for arg in scraper["args"]]
+    assert "$(" not in " ".join(argv), argv
+    values = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--start-url"]
+    urls = [url for value in values for url in split_start_urls(value)]  # as `reviewscore crawl` reads them
+    assert urls
+    assert not_http_urls(urls) == []
 
 
 def test_the_crawler_keeps_its_state_on_a_persistent_volume() -> None:
