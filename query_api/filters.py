@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Query
 from pydantic import AfterValidator
-from sqlalchemy import ColumnElement, DateTime, Float, String, bindparam, func, literal_column
+from sqlalchemy import ColumnElement, DateTime, Float, SmallInteger, String, bindparam, func, literal_column
 
 from core.iso_time import IsoDateTime
 from core.schema import Sentiment
@@ -45,19 +45,25 @@ class Filters:
     q: str | None = None
     published_since: datetime | None = None
     published_until: datetime | None = None
+    min_rating: int | None = None
+    max_rating: int | None = None
+    model_version: str | None = None
 
     def digest(self) -> str:
         """A short fingerprint, stored in cursors so a cursor is not replayed under other filters.
 
-        Filters added after the first eight enter the fingerprint only when set: a cursor issued
-        before an upgrade (or by a replica not yet upgraded) stays valid for the same request.
+        Each release's filters are fingerprinted as that release did, up to the last one set: a
+        cursor issued before an upgrade (or by a replica not yet upgraded) stays valid for the
+        same request.
         """
         values = astuple(self)
-        first, added = values[:_FIRST_FIELDS], values[_FIRST_FIELDS:]
-        return hashlib.sha256(repr(values if any(v is not None for v in added) else first).encode()).hexdigest()[:12]
+        width = next(n for n in _RELEASED_WIDTHS if all(v is None for v in values[n:]))
+        return hashlib.sha256(repr(values[:width]).encode()).hexdigest()[:12]
 
 
-_FIRST_FIELDS = 8  # brand … q, the filters cursors were fingerprinted with from the start
+# How many filters each release fingerprinted: brand … q; then the publication range; then the
+# star ratings and the model version. A new filter goes at the end, with a new width here.
+_RELEASED_WIDTHS = (8, 10, 13)
 
 
 def bound_values(filters: Filters) -> dict[str, Any]:
@@ -83,6 +89,9 @@ _BOUND = (
     "q",
     "published_since",
     "published_until",
+    "min_rating",
+    "max_rating",
+    "model_version",
 )
 
 
@@ -113,6 +122,12 @@ def conditions(filters: Filters) -> list[ColumnElement[bool]]:
     if "published_until" in values:
         moment = bindparam("published_until", values["published_until"], type_=DateTime(timezone=True))
         terms.append(Sentiment.published_at < moment)
+    if "min_rating" in values:
+        terms.append(Sentiment.rating >= bindparam("min_rating", values["min_rating"], type_=SmallInteger))
+    if "max_rating" in values:
+        terms.append(Sentiment.rating <= bindparam("max_rating", values["max_rating"], type_=SmallInteger))
+    if "model_version" in values:
+        terms.append(Sentiment.model_version == bindparam("model_version", values["model_version"], type_=String))
     if "q" in values:
         document = func.to_tsvector(_FTS_CONFIG, Sentiment.sentence)
         query = func.websearch_to_tsquery(_FTS_CONFIG, bindparam("q", values["q"], type_=String))
@@ -194,6 +209,36 @@ async def filter_params(
             examples=["2026-12-01T00:00:00Z"],
         ),
     ] = None,
+    min_rating: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=5,
+            description=(
+                "Lowest star `rating` the producer gave (inclusive, 1-5); reviews without a rating are left out. "
+                "With `label=negative`, `min_rating=4` finds praise in stars that reads as a complaint."
+            ),
+            examples=[4],
+        ),
+    ] = None,
+    max_rating: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=5,
+            description="Highest star `rating` (inclusive, 1-5); reviews without a rating are left out.",
+            examples=[2],
+        ),
+    ] = None,
+    model_version: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="Only reviews scored by this model version (exact match): those a rescore has not reached.",
+            examples=["reviewscore-sentiment-transformer-9cdb4ca928fe"],
+        ),
+        AfterValidator(refuse_nul),
+    ] = None,
     q: Annotated[
         str | None,
         Query(
@@ -214,6 +259,8 @@ async def filter_params(
     problems: list[FieldError] = []
     if min_score is not None and max_score is not None and min_score > max_score:
         problems.append(FieldError(loc=["query", "min_score"], msg="min_score exceeds max_score", type="range"))
+    if min_rating is not None and max_rating is not None and min_rating > max_rating:
+        problems.append(FieldError(loc=["query", "min_rating"], msg="min_rating exceeds max_rating", type="range"))
     since, until = as_utc(since, "since"), as_utc(until, "until")
     published_since = as_utc(published_since, "published_since")
     published_until = as_utc(published_until, "published_until")
@@ -223,7 +270,21 @@ async def filter_params(
             problems.append(FieldError(loc=["query", f"{prefix}since"], msg=message, type="range"))
     if problems:
         raise ApiError(422, "invalid_request", "contradictory filters", problems)
-    return Filters(brand, source, label, min_score, max_score, since, until, q, published_since, published_until)
+    return Filters(
+        brand,
+        source,
+        label,
+        min_score,
+        max_score,
+        since,
+        until,
+        q,
+        published_since,
+        published_until,
+        min_rating,
+        max_rating,
+        model_version,
+    )
 
 
 FiltersDep = Annotated[Filters, Depends(filter_params)]

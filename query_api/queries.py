@@ -20,6 +20,7 @@ from sqlalchemy import (
     DateTime,
     Select,
     Table,
+    Text,
     bindparam,
     cast,
     func,
@@ -33,7 +34,7 @@ from core.schema import LABELS, Sentiment, rejected_reviews, sentiment_daily, se
 from query_api.cursor import Cursor, Sort, is_time_sort
 from query_api.filters import Filters, bound_values, conditions
 
-GroupBy = Literal["brand", "source", "label"]
+GroupBy = Literal["brand", "source", "label", "rating"]
 Bucket = Literal["hour", "day", "week"]
 TimeField = Literal["created_on", "published_at"]
 
@@ -141,6 +142,7 @@ def _whole_day(moment: datetime | None) -> bool:
 # The filters a rollup row can answer; any other filter that applies sends the request to the rows,
 # so a filter added later is never silently ignored by the rollup path.
 _ROLLUP_FILTERS = frozenset({"brand", "source", "label", "since", "until"})
+_ROLLUP_GROUPS = frozenset({None, "brand", "source", "label"})  # the rollups keep no star ratings
 
 
 def rollup_answers(filters: Filters, bucket: Bucket | None, time_field: TimeField) -> bool:
@@ -190,7 +192,7 @@ def stats_statement(
 
     From the rollup when it holds the answer (``rollup_answers``), else from the rows.
     """
-    if rollup_answers(filters, bucket, time_field):
+    if group_by in _ROLLUP_GROUPS and rollup_answers(filters, bucket, time_field):
         return rollup_stats_statement(filters, group_by, bucket, max_rows)
     return scan_stats_statement(filters, group_by, bucket, time_field, max_rows)
 
@@ -247,7 +249,10 @@ def scan_stats_statement(
         columns.append(func.date_trunc(unit, _time_column(time_field), utc).label("bucket"))
     else:
         columns.append(literal_column("NULL::timestamptz").label("bucket"))
-    if group_by is not None:
+    if group_by == "rating":  # as text, so every group reads alike ("4" for four stars)
+        stars: ColumnElement[Any] = cast(Sentiment.rating, Text)
+        columns.append(stars.label("group"))
+    elif group_by is not None:
         columns.append(getattr(Sentiment, group_by).label("group"))
     else:
         columns.append(literal_column("NULL::text").label("group"))

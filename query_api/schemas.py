@@ -72,7 +72,12 @@ class LabelCounts(BaseModel):
 
 class StatsRow(BaseModel):
     bucket: datetime | None = Field(description="Start of the time bucket (UTC); null without bucketing.")
-    group: str | None = Field(description="Value of the group_by column; null without grouping or for no brand.")
+    group: str | None = Field(
+        description=(
+            'Value of the group_by column (a rating as text, "1"-"5"); null without grouping, '
+            "or for reviews with no brand or no rating."
+        )
+    )
     count: int = Field(description="Reviews in this bucket and group.")
     mean_score: float = Field(description="Mean sentiment_score.")
     labels: LabelCounts = Field(description="Reviews per predicted label.")
@@ -101,7 +106,7 @@ class Stats(BaseModel):
         }
     )
 
-    group_by: Literal["brand", "source", "label"] | None
+    group_by: Literal["brand", "source", "label", "rating"] | None
     bucket: Literal["hour", "day", "week"] | None
     time_field: Literal["created_on", "published_at"]
     total: int = Field(description="Reviews counted over all rows.")

@@ -38,6 +38,10 @@ def describe_filters(filters: Filters) -> str:
         parts.append(filters.source)
     if filters.label:
         parts.append(filters.label)
+    if stars := _stars(filters.min_rating, filters.max_rating):
+        parts.append(stars)
+    if filters.model_version:
+        parts.append(f"model {filters.model_version}")
     if filters.q:
         parts.append(f"“{filters.q}”")
     for name, since, until in (
@@ -47,6 +51,17 @@ def describe_filters(filters: Filters) -> str:
         if span := _span(since, until):
             parts.append(f"{name} {span}")
     return " · ".join(parts)
+
+
+def _stars(low: int | None, high: int | None) -> str | None:
+    """The reviewer's stars as a reader says them: "4–5★", "5★", "≥ 4★", "≤ 2★"."""
+    if low is None and high is None:
+        return None
+    if low is None:
+        return f"≤ {high}★"
+    if high is None:
+        return f"≥ {low}★"
+    return f"{low}★" if low == high else f"{low}–{high}★"
 
 
 def _span(since: datetime | None, until: datetime | None) -> str | None:

@@ -108,7 +108,14 @@ def sentiment_stats(
     state: StateDep,
     filters: FiltersDep,
     group_by: Annotated[
-        GroupBy | None, Query(description="Group rows by this column (none: one group).", examples=["brand"])
+        GroupBy | None,
+        Query(
+            description=(
+                "Group rows by this column (none: one group); `rating` groups by the producer's stars, "
+                "so the mean score per star shows how far the text and the stars agree."
+            ),
+            examples=["brand"],
+        ),
     ] = None,
     bucket: Annotated[
         Bucket | None,

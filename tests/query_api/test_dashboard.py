@@ -139,6 +139,19 @@ def test_the_dashboard_shows_charts_filters_reviews_and_a_submitted_review_once_
             assert page.inner_text("#reviews td.empty") == "No reviews match these filters."
             page.select_option("#label", "")
             page.fill("#q", "")
+            page.select_option("#stars", "4-5")  # the reviewer's stars, in the list and both charts
+            page.click("#filters button[type=submit]")
+            page.wait_for_function(
+                "(rows => rows.length > 0 && rows.every(tr => ['★★★★☆', '★★★★★'].includes(tr.cells[6].textContent)))"
+                "([...document.querySelectorAll('#reviews tbody tr[data-id]')])"
+            )
+            page.wait_for_function(
+                "['timeline', 'labels'].every(id => { const i = document.getElementById(id);"
+                " return i.dataset.state === 'drawn' && i.dataset.src.includes('min_rating=4')"
+                " && i.dataset.src.includes('max_rating=5'); })"
+            )
+            assert page.text_content("#labels svg .subtitle") == "Acme · 4–5★"
+            page.select_option("#stars", "")
             page.click("#filters button[type=submit]")
             page.wait_for_function("document.querySelectorAll('#reviews tbody tr[data-id]').length === 20")
 

@@ -36,7 +36,8 @@ def expected_stats(
     for row in rows:
         if row[time_field] is None:
             continue
-        groups[(truncate(row[time_field], bucket), row[group_by] if group_by else None)].append(row)
+        group = row[group_by] if group_by else None
+        groups[(truncate(row[time_field], bucket), None if group is None else str(group))].append(row)
 
     def order(key: tuple[datetime | None, str | None]) -> tuple[Any, ...]:
         moment, group = key
@@ -72,7 +73,7 @@ def assert_same(served: list[dict[str, Any]], expected: list[dict[str, Any]]) ->
 
 
 @pytest.mark.parametrize("bucket", [None, "hour", "day", "week"])
-@pytest.mark.parametrize("group_by", [None, "brand", "source", "label"])
+@pytest.mark.parametrize("group_by", [None, "brand", "source", "label", "rating"])
 def test_stats_equal_a_python_computation(seeded_api: Seeded, group_by: str | None, bucket: str | None) -> None:
     params = {k: v for k, v in {"group_by": group_by, "bucket": bucket}.items() if v}
     body = seeded_api.client.get("/sentiments/stats", params=params).json()
@@ -91,6 +92,8 @@ FILTERED: list[tuple[str, dict[str, Any], Callable[[Row], bool]]] = [
     ),
     ("score range", {"min_score": 0.2, "max_score": 0.8}, lambda r: 0.2 <= r["sentiment_score"] <= 0.8),
     ("text", {"q": "delivery"}, lambda r: "delivery" in r["sentence"].split()),
+    ("stars", {"min_rating": 2, "max_rating": 3}, lambda r: r["rating"] in (2, 3)),
+    ("model version", {"model_version": "test-model-2"}, lambda r: r["model_version"] == "test-model-2"),
     (
         "publication range",
         {"published_since": "2026-01-20T00:00:00Z", "published_until": "2026-02-20T00:00:00Z"},
@@ -220,3 +223,23 @@ def test_the_label_chart_shows_each_label_count(seeded_api: Seeded) -> None:
         assert re.search(rf">{counts[label]} \(\d+%\)<", response.text)
     empty = seeded_api.client.get("/charts/labels.svg", params={"brand": "Nobody"})
     assert empty.text.count(">0 (0%)<") == 3
+
+
+def test_stats_by_star_rating_show_how_far_the_text_agrees_with_the_stars(seeded_api: Seeded) -> None:
+    """One row per rating as text ("1"-"5"), unrated reviews as the null group, first."""
+    body = seeded_api.client.get("/sentiments/stats", params={"group_by": "rating"}).json()
+    assert body["group_by"] == "rating"
+    assert [row["group"] for row in body["rows"]] == [None, "1", "2", "3", "4", "5"]
+    assert_same(body["rows"], expected_stats(seeded_api.rows, "rating", None))
+
+
+def test_stats_by_rating_over_whole_days_are_counted_from_the_rows_not_the_rollup(seeded_api: Seeded) -> None:
+    """The daily rollup keeps no ratings: a whole-day range grouped by rating must still read the rows."""
+    params = {"group_by": "rating", "bucket": "day", "since": "2026-03-03T00:00:00Z", "until": "2026-03-06T00:00:00Z"}
+    body = seeded_api.client.get("/sentiments/stats", params=params).json()
+    kept = [
+        r
+        for r in seeded_api.rows
+        if datetime(2026, 3, 3, tzinfo=UTC) <= r["created_on"] < datetime(2026, 3, 6, tzinfo=UTC)
+    ]
+    assert_same(body["rows"], expected_stats(kept, "rating", "day"))

@@ -91,12 +91,26 @@ def test_cursors_issued_before_the_publication_filters_existed_stay_valid() -> N
     assert Filters(brand="Acme", label="negative", since=since, q="late").digest() == "fbaafe365f87"
 
 
+def test_cursors_issued_before_the_rating_and_model_filters_existed_stay_valid() -> None:
+    """The fingerprints the API gave filters with a publication range before min_rating,
+    max_rating and model_version; the new filters change the fingerprint only when set."""
+    moment = datetime(2026, 11, 1, tzinfo=UTC)
+    assert Filters(brand="Acme", published_since=moment).digest() == "b57fd88d8ad9"
+    assert Filters(published_until=moment, q="late").digest() == "8ab2f3817ddc"
+    assert len({Filters().digest(), Filters(min_rating=4).digest(), Filters(max_rating=4).digest()}) == 3
+    assert Filters(model_version="m1").digest() != Filters(model_version="m2").digest()
+
+
 @pytest.mark.parametrize(
     ("filters", "title"),
     [
         (Filters(), "all brands"),
         (Filters(brand="Acme", label="negative", q="late"), "Acme · negative · “late”"),
         (Filters(source="scraper:trustpilot"), "all brands · scraper:trustpilot"),
+        (Filters(label="negative", min_rating=4, max_rating=5), "all brands · negative · 4–5★"),
+        (Filters(min_rating=5, max_rating=5), "all brands · 5★"),
+        (Filters(min_rating=2), "all brands · ≥ 2★"),
+        (Filters(max_rating=2, model_version="m-1"), "all brands · ≤ 2★ · model m-1"),
         (
             Filters(since=datetime(2026, 11, 1, tzinfo=UTC), until=datetime(2026, 12, 1, tzinfo=UTC)),
             "all brands · scored 2026-11-01 – 2026-11-30",
