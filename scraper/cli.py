@@ -23,9 +23,16 @@ def _env(name: str, value: object | None) -> None:
 
 
 def crawl(
-    spider: Annotated[str, typer.Argument(help="Spider name, e.g. trustpilot.")],
+    spider: Annotated[
+        str,
+        typer.Argument(help="trustpilot (Trustpilot-style sites) or schemaorg (any page with schema.org reviews)."),
+    ],
     start_url: Annotated[
-        list[str] | None, typer.Option("--start-url", help="Where to start (repeatable): a category or company page.")
+        list[str] | None,
+        typer.Option(
+            "--start-url",
+            help="Where to start (repeatable): trustpilot: a category or company page; schemaorg: a page with reviews.",
+        ),
     ] = None,
     url_file: Annotated[
         Path | None, typer.Option(exists=True, dir_okay=False, help="File of start URLs, one per line.")
@@ -61,7 +68,7 @@ def crawl(
     from core.runtime import ensure_infra
     from scraper.publishing import source_problem
     from scraper.runner import run_crawl
-    from scraper.spiders.trustpilot import not_http_urls, read_url_file, split_start_urls
+    from scraper.start_urls import not_http_urls, read_url_file, split_start_urls
 
     if not start_url and not url_file:
         typer.echo("error: give --start-url URL or --url-file FILE", err=True)
@@ -164,6 +171,7 @@ def fixture_site(
         signal.signal(sig, lambda *_: stop.set())
     typer.echo(f"fixture site at {base_url}/categories/", err=False)
     typer.echo(f"crawl it: reviewscore crawl trustpilot --start-url {base_url}/categories/", err=True)
+    typer.echo(f"     or: reviewscore crawl schemaorg --start-url {base_url}/shop/kettle", err=True)
     try:
         stop.wait()
     finally:

@@ -232,7 +232,7 @@ def review_id_from(value: Any) -> str | None:
 # --- JSON-LD -------------------------------------------------------------------------------
 
 
-def _types(node: dict[str, Any]) -> set[str]:
+def json_ld_types(node: dict[str, Any]) -> set[str]:
     kind = node.get("@type")
     if isinstance(kind, str):
         return {kind}
@@ -241,7 +241,7 @@ def _types(node: dict[str, Any]) -> set[str]:
     return set()
 
 
-def _walk(value: Any) -> list[dict[str, Any]]:
+def json_ld_walk(value: Any) -> list[dict[str, Any]]:
     """Every JSON object in a JSON-LD document, depth-first (``@graph``, nested ``review`` …)."""
     found: list[dict[str, Any]] = []
     stack = [value]
@@ -255,19 +255,21 @@ def _walk(value: Any) -> list[dict[str, Any]]:
     return found
 
 
-def json_ld_nodes(selector: Selector, problems: list[str]) -> list[dict[str, Any]]:
-    nodes: list[dict[str, Any]] = []
+def json_ld_documents(selector: Selector, problems: list[str]) -> list[Any]:
+    """The page's JSON-LD blocks, parsed; one that cannot be read is a problem, not the page's end."""
+    documents: list[Any] = []
     for index, raw in enumerate(selector.css(SELECTORS.json_ld).getall()):
         try:
-            document = json.loads(raw)
+            documents.append(json.loads(raw))
         except json.JSONDecodeError as exc:
             problems.append(f"JSON-LD block {index + 1} is not valid JSON ({exc})")  # exc.msg may end in "at"
-            continue
         except (ValueError, RecursionError) as exc:  # a number over 4,300 digits; nesting past the stack
             problems.append(f"JSON-LD block {index + 1} is unreadable ({type(exc).__name__})")
-            continue
-        nodes.extend(_walk(document))
-    return nodes
+    return documents
+
+
+def json_ld_nodes(selector: Selector, problems: list[str]) -> list[dict[str, Any]]:
+    return [node for document in json_ld_documents(selector, problems) for node in json_ld_walk(document)]
 
 
 def _name(value: Any) -> str | None:
@@ -283,10 +285,19 @@ def _rating(value: Any) -> tuple[Any, Any, Any]:
     return value, None, None
 
 
-def review_from_json_ld(node: dict[str, Any], page_url: str, problems: list[str]) -> ReviewItem | None:
+def review_from_json_ld(
+    node: dict[str, Any],
+    page_url: str,
+    problems: list[str],
+    identify: Callable[[dict[str, Any]], str | None] | None = None,
+) -> ReviewItem | None:
+    """A ``Review`` node as an item; ``identify`` reads its id (default: the site's review URLs)."""
     text = clean_text(node.get("reviewBody")) if isinstance(node.get("reviewBody"), str) else None
     title = clean_text(node.get("headline")) if isinstance(node.get("headline"), str) else None
-    review_id = review_id_from(node.get("url")) or review_id_from(node.get("@id"))
+    if identify is not None:
+        review_id = identify(node)
+    else:
+        review_id = review_id_from(node.get("url")) or review_id_from(node.get("@id"))
     if not text:
         problems.append(f"JSON-LD review {review_id or '?'} has no text")
         return None
@@ -323,12 +334,12 @@ def review_from_json_ld(node: dict[str, Any], page_url: str, problems: list[str]
 def company_from_json_ld(nodes: list[dict[str, Any]], page_url: str) -> Company:
     """The reviewed company: a review site describes itself too (an ``Organization`` block for
     the site, often first in its ``@graph``), and taking the first company node named the site."""
-    candidates = [node for node in nodes if _types(node) & COMPANY_TYPES and isinstance(node.get("name"), str)]
+    candidates = [node for node in nodes if json_ld_types(node) & COMPANY_TYPES and isinstance(node.get("name"), str)]
     if not candidates:
         return Company()
     reviewed: list[Any] = []
     for node in nodes:
-        if "Review" in _types(node):
+        if "Review" in json_ld_types(node):
             target = node.get("itemReviewed")
             reviewed.extend(target if isinstance(target, list) else [target])
     reviewed_ids = {t.get("@id") if isinstance(t, dict) else t for t in reviewed if isinstance(t, (dict, str))} - {None}
@@ -336,12 +347,14 @@ def company_from_json_ld(nodes: list[dict[str, Any]], page_url: str) -> Company:
 
     def holds_reviews(node: dict[str, Any]) -> bool:
         held = node.get("review")
-        return any(isinstance(r, dict) and "Review" in _types(r) for r in (held if isinstance(held, list) else [held]))
+        return any(
+            isinstance(r, dict) and "Review" in json_ld_types(r) for r in (held if isinstance(held, list) else [held])
+        )
 
     def rank(node: dict[str, Any]) -> int:
         if id(node) in reviewed_nodes or node.get("@id") in reviewed_ids or holds_reviews(node):
             return 0  # what the reviews are about: named by their itemReviewed, or holding them
-        return 1 if _types(node) - {"Organization"} else 2  # a LocalBusiness, Store … before a bare Organization
+        return 1 if json_ld_types(node) - {"Organization"} else 2  # a LocalBusiness, Store … before a bare Organization
 
     node = min(candidates, key=rank)  # the first of the best rank
     logo = node.get("logo")
@@ -464,7 +477,7 @@ def extract_reviews(selector: Selector, page_url: str) -> Extraction:
     nodes = json_ld_nodes(selector, out.problems)
     from_json: list[ReviewItem] = []
     for node in nodes:
-        if REVIEW_TYPE in _types(node):
+        if REVIEW_TYPE in json_ld_types(node):
             item = review_from_json_ld(node, page_url, out.problems)
             if item is None:
                 out.skipped += 1

@@ -5,6 +5,9 @@ sub-categories, paginated company listings (``?page=N``), paginated company revi
 JSON-LD on some pages and not others, missing fields, a windows-1252 page, broken
 structured data, truncated HTML, a binary file where a page should be, a 404, a listing
 rendered by JavaScript, and a robots.txt that disallows one company and a private area.
+Under ``/shop/`` are pages of another kind for the ``schemaorg`` spider: a product whose
+reviews are schema.org JSON-LD only, paginated with ``rel="next"`` one page past its last, and a
+café whose reviews all link to its menu.
 
 ``serve()`` runs it on 127.0.0.1 in a daemon thread. Every response carries ``ETag`` and
 ``Last-Modified`` with ``Cache-Control: max-age=0``, so an RFC 2616 cache must revalidate

@@ -12,9 +12,7 @@ counted, and the crawl goes on.
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,46 +22,14 @@ from scrapy.http import Response, TextResponse
 from scraper.extract import extract_reviews, listing_links
 from scraper.items import ReviewItem
 from scraper.page_selectors import COMPANY_PAGE
+from scraper.start_urls import collect_start_urls, hosts_of, warn_if_several_sites
 
 STAT = "reviewscore/{}"
 MAX_UNREADABLE_IN_A_ROW = 3  # then a company's pages are given up: a site broken for good is not walked for ever
 
 
-def read_url_file(path: Path) -> list[str]:
-    """URLs of a start file: one per line; blank lines and ``#`` comments are ignored."""
-    urls = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            urls.append(line)
-    return urls
-
-
-def not_http_urls(urls: list[str]) -> list[str]:
-    """The start URLs that are not absolute http(s) URLs."""
-    return [u for u in urls if urlsplit(u).scheme not in ("http", "https") or not urlsplit(u).hostname]
-
-
 def is_company_page(url: str) -> bool:
     return bool(COMPANY_PAGE.search(urlsplit(url).path))
-
-
-def site_of(host: str) -> str:
-    """The site a host serves, roughly: its last two labels (uk.trustpilot.com and www.trustpilot.com
-    are one site with one set of review ids); an IP address or a one-label name as it is."""
-    labels = host.lower().rstrip(".").split(".")
-    if len(labels) <= 2 or all(label.isdigit() for label in labels) or ":" in host:
-        return host.lower()
-    return ".".join(labels[-2:])
-
-
-_NEXT_URL = re.compile(r",(?=\s*https?://)", re.IGNORECASE)
-
-
-def split_start_urls(value: str) -> list[str]:
-    """``A,B`` (``-a start_url=``, a compose variable) split where the next URL starts, so a comma
-    inside one (``?stars=4,5``) stays in it."""
-    return [url.strip() for url in _NEXT_URL.split(value) if url.strip()]
 
 
 class TrustpilotSpider(scrapy.Spider):  # type: ignore[misc]  # scrapy is untyped for mypy here
@@ -71,25 +37,10 @@ class TrustpilotSpider(scrapy.Spider):  # type: ignore[misc]  # scrapy is untype
 
     def __init__(self, start_url: str | list[str] | None = None, url_file: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        urls: list[str] = []
-        for value in [start_url] if isinstance(start_url, str) else start_url or []:
-            urls.extend(split_start_urls(value))
-        if url_file:
-            urls.extend(read_url_file(Path(url_file)))
-        bad = not_http_urls(urls)
-        if bad:
-            raise ValueError(f"start URLs must be absolute http(s) URLs: {', '.join(bad)}")
-        self.start_urls = urls
+        self.start_urls = collect_start_urls(start_url, url_file)
         # Stay on the sites we were pointed at; company websites are recorded, never followed.
-        self.allowed_domains = sorted({urlsplit(u).hostname or "" for u in urls})
-        if len(sites := sorted({site_of(host) for host in self.allowed_domains})) > 1:
-            self.logger.warning(
-                "start URLs on %d sites (%s) share one message source: review ids are unique within a site "
-                "only, so one site's review would overwrite another's of the same id; crawl each site on its "
-                "own with --source (SCRAPER_SOURCE)",
-                len(sites),
-                ", ".join(sites),
-            )
+        self.allowed_domains = hosts_of(self.start_urls)
+        warn_if_several_sites(self.logger, self.allowed_domains)
         self._reviews_on_pages: set[tuple[str, str]] = set()  # (company page path, review id or author + text)
         self._unreadable_in_a_row: dict[str, int] = {}  # company page path -> unusable pages in a row
 

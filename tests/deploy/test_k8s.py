@@ -341,7 +341,7 @@ def test_the_reader_role_sql_in_the_config_map_is_the_one_in_deploy_postgres() -
 def test_the_crawler_takes_its_start_urls_from_the_config_map(config: dict[str, str]) -> None:
     """Which site to crawl is configuration (SCRAPER_START_URL), not written into the CronJob."""
     pytest.importorskip("scrapy")
-    from scraper.spiders.trustpilot import not_http_urls, split_start_urls
+    from scraper.start_urls import not_http_urls, split_start_urls
 
     scraper = container(find(MANIFESTS, "CronJob", "reviewscore-scraper"), "scraper")
     assert not [arg for arg in scraper["args"] if "://" in arg], scraper["args"]

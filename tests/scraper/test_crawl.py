@@ -306,3 +306,54 @@ def test_a_review_with_a_field_the_contract_refuses_is_published_without_that_fi
     (anonymous,) = [m for m in messages.values() if m.review_id is None]
     assert anonymous.text == "An anonymous review: the power bank holds its charge well."
     assert anonymous.url == fixture_site.url("/reviews/vg0001")
+
+
+def test_any_site_with_schema_org_reviews_is_crawled_by_the_schemaorg_spider(
+    fixture_site: FixtureSite, kafka_settings: KafkaSettings, crawl: Crawl
+) -> None:
+    """A shop page (a product with a brand, paginated with rel=next, one page past the last) and a
+    café page (reviews of a local business that all link to its menu): no selectors written."""
+    result = crawl(
+        "--start-url", fixture_site.url("/shop/kettle"), "--start-url", fixture_site.url("/shop/corner-cafe"),
+        spider="schemaorg",
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.summary["published"] == 6
+    assert result.summary["duplicates"] == 3  # k1 on pages 2 and 3, 104 on page 3
+    host = fixture_site.base_url.removeprefix("http://")
+    messages = messages_on(kafka_settings, 6)
+    assert {m.source for m in messages.values()} == {"scraper:schemaorg"}
+    assert sorted(m.review_id for m in messages.values() if m.brand == "Brewline") == [
+        f"{host}/shop/kettle#product #102",
+        f"{host}/shop/kettle#product #104",
+        f"{host}/shop/kettle#review-k1",
+        f"{host}/shop/kettle/reviews/k3",
+    ]
+    first = messages[f"scraper:schemaorg:{host}/shop/kettle#review-k1"]
+    assert (first.rating, first.author, first.lang) == (4, "Priya", "en")  # 8 out of 10
+    assert first.published_at is not None
+    assert first.published_at.isoformat() == "2026-11-02T00:00:00+00:00"
+    leak = messages[f"scraper:schemaorg:{host}/shop/kettle#product #102"]
+    assert leak.text.startswith("Leaks after a month. The lid seal")  # the headline joins the text
+    cafe = sorted((m.text, m.rating) for m in messages.values() if m.brand == "Corner Café")
+    assert cafe == [("Best flat white in town, friendly staff.", 5), ("Waited 25 minutes for a sandwich.", 2)]
+    assert all(
+        m.review_key.startswith("scraper:schemaorg:sha256:") for m in messages.values() if m.brand == "Corner Café"
+    )
+    assert "/shop/kettle?page=4" not in fixture_site.paths()  # page 3 brought nothing new
+
+
+def test_the_schemaorg_spider_contracts_pass_with_scrapy_check(tmp_path: Path) -> None:
+    project = Path(scraper.__file__).parent
+    env = {**os.environ, **FAST_CRAWL_ENV, "SCRAPER_STATE_DIR": str(tmp_path / "state")}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "scrapy", "check", "-v", "schemaorg"],
+        cwd=project, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+    report = result.stdout + result.stderr
+    assert result.returncode == 0, report[-3000:]
+    assert "Ran 3 contracts" in report
+    assert "parse (@scrapes post-hook) ... ok" in report

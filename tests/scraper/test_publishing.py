@@ -20,7 +20,8 @@ from scraper.items import ReviewItem
 from scraper.pipelines import KafkaPublishPipeline, summary
 from scraper.publishing import digest, message_text, to_message
 from scraper.seen import SeenState, SeenStateBusyError, state_file
-from scraper.spiders.trustpilot import TrustpilotSpider, is_company_page, read_url_file, split_start_urls
+from scraper.spiders.trustpilot import TrustpilotSpider, is_company_page
+from scraper.start_urls import read_url_file, split_start_urls
 
 
 def item(**changes: object) -> ReviewItem:

@@ -1,0 +1,182 @@
+"""Reviews from any page's schema.org JSON-LD: what the ``schemaorg`` spider reads.
+
+Shops, review sites and local-business pages mark their reviews up for search engines' rich
+results: ``Review`` nodes inside the ``Product``, ``Organization`` or ``LocalBusiness`` they
+are about (its ``review`` list), or standing alone with an ``itemReviewed``. That markup is
+the one layout many sites share, so reading it needs no selectors per site; the HTML around
+it is not guessed at. The brand is the reviewed product's ``brand``, else the reviewed thing's
+name, else the company the page describes.
+
+Ids decide whether a review re-crawled is the same message (``source:review_id``), so they are
+taken only where they name one review: an ``@id`` or ``url`` resolved to an absolute URL, less
+its scheme (a link to the page itself names the page, not a review), else an ``identifier`` scoped by what
+the review is about (its ``@id``, ``url``, ``sku`` or name; else the page's path), since a site
+numbers reviews per product as often as overall. Ids that several reviews of one page share are
+dropped, and those reviews keyed by their content, rather than let one overwrite the others.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from typing import Any
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+from parsel import Selector
+
+from scraper.extract import (
+    Extraction,
+    absolute_http_url,
+    clean_text,
+    company_from_json_ld,
+    html_link,
+    json_ld_documents,
+    json_ld_types,
+    json_ld_walk,
+    review_from_json_ld,
+)
+from scraper.items import ReviewItem
+
+# schema.org's Review and the subtypes that are reviews of a thing (not ClaimReview, a fact check).
+REVIEW_TYPES = frozenset({"Review", "UserReview", "CriticReview", "EmployerReview"})
+MAX_REVIEW_ID_CHARS = 256  # the contract's limit
+NEXT_LINKS = 'link[rel~="next"]::attr(href), a[rel~="next"]::attr(href)'
+
+
+def reviews_with_subjects(documents: list[Any]) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """Every review node with the node that holds it in its ``review``/``reviews`` list (or None)."""
+    found: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+    pending: list[tuple[Any, dict[str, Any] | None]] = [(document, None) for document in documents]
+    while pending:
+        value, holder = pending.pop(0)
+        if isinstance(value, list):
+            pending.extend((item, holder) for item in value)
+            continue
+        if not isinstance(value, dict):
+            continue
+        if json_ld_types(value) & REVIEW_TYPES:
+            found.append((value, holder))
+        for key, child in value.items():
+            if isinstance(child, (dict, list)):
+                pending.append((child, value if key in ("review", "reviews") else None))
+    return found
+
+
+def subject_of(review: dict[str, Any], holder: dict[str, Any] | None, by_id: dict[str, dict[str, Any]]) -> Any:
+    """What a review is about: its ``itemReviewed`` (a node, or a reference to one), else its holder."""
+    target = review.get("itemReviewed")
+    if isinstance(target, list):
+        target = target[0] if target else None
+    if isinstance(target, str):
+        target = by_id.get(target)
+    elif isinstance(target, dict) and set(target) == {"@id"} and isinstance(target["@id"], str):
+        target = by_id.get(target["@id"], target)
+    return target if isinstance(target, dict) else holder
+
+
+def brand_of(subject: Any) -> str | None:
+    """A product's brand, else the reviewed thing's own name (a company, a shop, a product)."""
+    if not isinstance(subject, dict):
+        return None
+    brand = subject.get("brand")
+    if isinstance(brand, list):
+        brand = brand[0] if brand else None
+    if isinstance(brand, dict):
+        brand = brand.get("name")
+    if isinstance(brand, str) and (name := clean_text(brand)):
+        return name
+    name = subject.get("name")
+    return clean_text(name) if isinstance(name, str) else None
+
+
+def _document(page_url: str) -> str:
+    """The page as the document its ``#fragment`` ids live in: without its query (``?page=2``)."""
+    parts = urlsplit(page_url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def _link(value: str, page_url: str) -> str | None:
+    """An ``@id``/``url`` as an absolute http(s) URL; a bare ``#fragment`` belongs to the document."""
+    return urljoin(_document(page_url), value) if value.startswith("#") else absolute_http_url(value, page_url)
+
+
+def _without_scheme(url: str) -> str:
+    """``shop.example/p/kettle#r1``: the same id whether the site was read over http or https."""
+    return url.split("://", 1)[1]
+
+
+def _scope(subject: Any, page_url: str) -> str:
+    """What an ``identifier`` is unique within: the reviewed thing, named as stably as it can be."""
+    if isinstance(subject, dict):
+        for key in ("@id", "url", "sku", "gtin", "productID", "name"):
+            value = subject.get(key)
+            if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
+                text = str(value).strip()
+                if key in ("@id", "url") and (link := _link(text, page_url)):
+                    return _without_scheme(link)
+                if key not in ("@id", "url"):
+                    return f"{key}={text}"
+    return _without_scheme(_document(page_url))
+
+
+def review_id_of(node: dict[str, Any], page_url: str, subject: Any = None) -> str | None:
+    """The review's id (see the module's docstring), or None: keyed by its content then."""
+    document = _document(page_url)
+    for key in ("@id", "url"):
+        value = node.get(key)
+        if not isinstance(value, str) or not value.strip() or value.strip().startswith("_:"):
+            continue  # a blank node's label is local to its JSON-LD block
+        link = _link(value.strip(), page_url)
+        if link is None or (_document(link) == document and not urlsplit(link).fragment):
+            continue  # not a link, or the page itself (any of its pages)
+        if len(review_id := _without_scheme(link)) <= MAX_REVIEW_ID_CHARS:
+            return review_id
+    identifier = node.get("identifier")
+    if isinstance(identifier, dict):
+        identifier = identifier.get("value")
+    if isinstance(identifier, (str, int)) and not isinstance(identifier, bool) and str(identifier).strip():
+        scoped = f"{_scope(subject, page_url)} #{str(identifier).strip()}"
+        return scoped if len(scoped) <= MAX_REVIEW_ID_CHARS else None
+    return None
+
+
+def structured_reviews(selector: Selector, page_url: str) -> Extraction:
+    """Every schema.org review in a page's JSON-LD, with the brand of what it reviews."""
+    out = Extraction()
+    documents = json_ld_documents(selector, out.problems)
+    nodes = [node for document in documents for node in json_ld_walk(document)]
+    by_id = {node["@id"]: node for node in nodes if isinstance(node.get("@id"), str) and len(node) > 1}
+    page_company = company_from_json_ld(nodes, page_url)
+    items: list[ReviewItem] = []
+    for node, holder in reviews_with_subjects(documents):
+        subject = subject_of(node, holder, by_id)
+        identify = functools.partial(review_id_of, page_url=page_url, subject=subject)
+        item = review_from_json_ld(node, page_url, out.problems, identify=identify)
+        if item is None:
+            out.skipped += 1
+            continue
+        item.company_name = brand_of(subject) or page_company.name
+        item.url = item.url or _document(page_url)  # where it can be read, when it has no link of its own
+        item.company_website = page_company.website
+        item.company_logo = page_company.logo
+        items.append(item)
+    shared = {review_id for review_id, n in Counter(i.review_id for i in items if i.review_id).items() if n > 1}
+    if shared:
+        out.problems.append(
+            f"{len(shared)} review id(s) shared by several reviews ({', '.join(sorted(shared)[:3])}): "
+            "those reviews are keyed by their content instead"
+        )
+        for item in items:
+            if item.review_id in shared:
+                item.review_id = None
+    out.used_json_ld = bool(items)
+    out.reviews = items
+    return out
+
+
+def next_page_link(selector: Selector, page_url: str) -> str | None:
+    """The page's ``rel="next"`` link (``<link>`` in the head or ``<a>`` in the body), absolute."""
+    for href in selector.css(NEXT_LINKS).getall():
+        if url := html_link(href, page_url):
+            return url
+    return None

@@ -1,0 +1,194 @@
+"""Reviews from any page's schema.org JSON-LD (``scraper.structured``) and the ``schemaorg`` spider's walk."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import scrapy
+from scrapy.http import HtmlResponse
+from scrapy.utils.test import get_crawler
+
+from scraper.items import ReviewItem
+from scraper.spiders.schemaorg import SchemaOrgSpider
+from scraper.structured import next_page_link, structured_reviews
+
+PAGE = "https://shop.example/p/kettle"
+
+
+def page(*blocks: Any, url: str = PAGE, head: str = "", body: str = "") -> HtmlResponse:
+    scripts = "".join(f'<script type="application/ld+json">{json.dumps(block)}</script>' for block in blocks)
+    html = f"<html><head>{head}{scripts}</head><body>{body}</body></html>"
+    return HtmlResponse(url=url, body=html.encode(), encoding="utf-8")
+
+
+def reviews(response: HtmlResponse) -> list[ReviewItem]:
+    return structured_reviews(response.selector, response.url).reviews
+
+
+def review(text: str, **fields: Any) -> dict[str, Any]:
+    return {"@type": "Review", "reviewBody": text, **fields}
+
+
+def test_reviews_nested_in_a_product_carry_its_brand_not_the_shops_name() -> None:
+    shop = {"@context": "https://schema.org", "@type": "Organization", "name": "Fixture Shop"}
+    product = {"@type": "Product", "name": "Aurora Kettle", "brand": {"@type": "Brand", "name": "Brewline"}}
+    product["review"] = [review("Boils fast.", author={"name": "Priya"}), review("Leaks.", author="Tom")]
+
+    items = reviews(page(shop, product))
+
+    assert [(i.text, i.company_name, i.author) for i in items] == [
+        ("Boils fast.", "Brewline", "Priya"),
+        ("Leaks.", "Brewline", "Tom"),
+    ]
+
+
+def test_a_review_names_what_it_reviews_by_reference_or_inline() -> None:
+    business = {"@type": "LocalBusiness", "@id": "#cafe", "name": "Corner Café"}
+    by_reference = review("Great coffee.", itemReviewed={"@id": "#cafe"})
+    inline = review("Slow service.", itemReviewed={"@type": "Product", "name": "Flat white"})
+    loose = review("Nice place.")  # about nothing it names: the company the page describes
+    graph = {"@context": "https://schema.org", "@graph": [business, by_reference, inline, loose]}
+
+    assert [(i.text, i.company_name) for i in reviews(page(graph))] == [
+        ("Great coffee.", "Corner Café"),
+        ("Slow service.", "Flat white"),
+        ("Nice place.", "Corner Café"),
+    ]
+
+
+def test_review_subtypes_are_read_and_a_fact_check_is_not() -> None:
+    items = reviews(
+        page(
+            {"@type": "UserReview", "reviewBody": "A user's review."},
+            {"@type": ["CriticReview", "Thing"], "reviewBody": "A critic's review."},
+            {"@type": "ClaimReview", "reviewBody": "This claim is false."},
+        )
+    )
+    assert [i.text for i in items] == ["A user's review.", "A critic's review."]
+
+
+def test_ratings_on_other_scales_become_stars_and_titles_and_dates_are_kept() -> None:
+    items = reviews(
+        page(
+            review(
+                "Good.",
+                headline="Solid kettle",
+                reviewRating={"ratingValue": "8", "bestRating": "10", "worstRating": "0"},
+                datePublished="2026-11-10T18:30:00+01:00",
+                inLanguage="en_GB",
+            ),
+            review("Bad.", reviewRating={"ratingValue": 11}),
+        )
+    )
+    good, bad = items
+    assert (good.title, good.rating, good.published_at, good.lang) == (
+        "Solid kettle",
+        4,
+        "2026-11-10T17:30:00+00:00",
+        "en-GB",
+    )
+    assert bad.rating is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "page_url", "review_id"),
+    [
+        ({"@id": "https://shop.example/reviews/991"}, PAGE, "shop.example/reviews/991"),
+        ({"url": "/reviews/991"}, PAGE, "shop.example/reviews/991"),
+        ({"@id": "#review-4"}, PAGE + "?page=3", "shop.example/p/kettle#review-4"),  # its document, any page
+        ({"url": PAGE + "?page=2"}, PAGE, None),  # a link to the page names the page, not the review
+        ({"@id": "_:b0"}, PAGE, None),  # a blank node's label is local to its block
+        ({"identifier": 102}, PAGE + "?page=2", "shop.example/p/kettle #102"),
+        ({"identifier": {"@type": "PropertyValue", "value": "r-7"}}, PAGE, "shop.example/p/kettle #r-7"),
+        ({"url": "javascript:void(0)", "identifier": "7"}, PAGE, "shop.example/p/kettle #7"),
+        ({}, PAGE, None),  # keyed by its content
+    ],
+)
+def test_a_review_id_names_one_review_wherever_it_is_shown(
+    fields: dict[str, Any], page_url: str, review_id: str | None
+) -> None:
+    (item,) = reviews(page(review("Text.", **fields), url=page_url))
+    assert item.review_id == review_id
+
+
+def test_an_identifier_is_scoped_by_the_product_it_belongs_to() -> None:
+    """Sites number reviews per product: review 1 of the kettle is not review 1 of the toaster."""
+    kettle = {"@type": "Product", "name": "Kettle", "sku": "AK-17", "review": [review("Hot.", identifier=1)]}
+    toaster = {"@type": "Product", "@id": "/p/toaster#product", "name": "Toaster"}
+    toaster["review"] = [review("Crisp.", identifier=1)]
+
+    assert [i.review_id for i in reviews(page(kettle, toaster))] == [
+        "sku=AK-17 #1",
+        "shop.example/p/toaster#product #1",
+    ]
+
+
+def test_an_id_several_reviews_share_is_dropped_for_their_content_keys() -> None:
+    """A shop that gives every review its product page's URL would otherwise publish one review
+    under one key, each overwriting the one before."""
+    shared = "https://cafe.example/menu"
+    response = page(review("Great.", url=shared), review("Awful.", url=shared), review("Fine.", url="/r/3"))
+
+    extraction = structured_reviews(response.selector, response.url)
+
+    assert [(i.text, i.review_id) for i in extraction.reviews] == [
+        ("Great.", None),
+        ("Awful.", None),
+        ("Fine.", "shop.example/r/3"),
+    ]
+    assert any("shared by several reviews" in problem for problem in extraction.problems)
+
+
+def test_a_review_without_text_is_skipped_and_a_broken_block_is_a_problem_not_the_page() -> None:
+    response = page(
+        review("Kept."),
+        {"@type": "Review", "author": "Nobody"},
+        head='<script type="application/ld+json">{oops</script>',
+    )
+
+    extraction = structured_reviews(response.selector, response.url)
+
+    assert [i.text for i in extraction.reviews] == ["Kept."]
+    assert extraction.skipped == 1
+    assert any("not valid JSON" in problem for problem in extraction.problems)
+
+
+def test_the_next_page_is_a_link_or_an_anchor_marked_rel_next() -> None:
+    assert next_page_link(page(head='<link rel="next" href="?page=2">').selector, PAGE) == PAGE + "?page=2"
+    anchor = page(body='<a rel="nofollow next" href="/p/kettle/reviews/2">More</a>')
+    assert next_page_link(anchor.selector, PAGE) == "https://shop.example/p/kettle/reviews/2"
+    assert next_page_link(page(body='<a href="?page=2">2</a>').selector, PAGE) is None
+
+
+@pytest.fixture
+def spider() -> SchemaOrgSpider:
+    crawler = get_crawler(SchemaOrgSpider)
+    crawler.stats.open_spider()  # type: ignore[union-attr]
+    made: Any = SchemaOrgSpider.from_crawler(crawler, start_url=PAGE)
+    return made  # type: ignore[no-any-return]
+
+
+def walk(spider: SchemaOrgSpider, response: HtmlResponse) -> tuple[list[str], list[str]]:
+    out = list(spider.parse(response))
+    return [o.text for o in out if isinstance(o, ReviewItem)], [o.url for o in out if isinstance(o, scrapy.Request)]
+
+
+def test_the_spider_follows_next_links_while_they_bring_new_reviews(spider: SchemaOrgSpider) -> None:
+    nxt = '<link rel="next" href="?page={}">'
+    assert walk(spider, page(review("One."), head=nxt.format(2))) == (["One."], [PAGE + "?page=2"])
+    second = page(review("One."), review("Two."), url=PAGE + "?page=2", head=nxt.format(3))
+    assert walk(spider, second) == (["One.", "Two."], [PAGE + "?page=3"])
+    # A site past its last page repeats it: the reviews are yielded (the pipeline drops the
+    # second copies), and its next link is not followed.
+    third = page(review("One."), review("Two."), url=PAGE + "?page=3", head=nxt.format(4))
+    assert walk(spider, third) == (["One.", "Two."], [])
+    stats = spider.crawler.stats
+    assert stats.get_value("reviewscore/review_pages") == 3
+
+
+def test_the_spider_counts_a_page_without_reviews(spider: SchemaOrgSpider) -> None:
+    assert walk(spider, page({"@type": "Product", "name": "Kettle"})) == ([], [])
+    assert spider.crawler.stats.get_value("reviewscore/reviews_found") == 0
+    assert spider.crawler.stats.get_value("reviewscore/review_pages") == 1
