@@ -1,8 +1,8 @@
 """Server-side SVG charts for the dashboard, rendered from the stats query.
 
 Why SVG strings built here rather than a JavaScript chart library: the dashboard must work
-offline with no build step, the two charts it needs (a timeline and a label distribution) are
-a hundred lines of arithmetic, and rendering on the server makes them pure functions that the
+offline with no build step, the charts it needs (a timeline, a label distribution, labels per
+star rating) are a few hundred lines of arithmetic, and rendering on the server makes them pure functions that the
 tests check directly. Every piece of text from the data goes through ``escape``.
 """
 
@@ -206,4 +206,57 @@ def labels_svg(counts: Mapping[str, int], title: str, width: int = 360, height: 
             f'width="{max(1.0, bar_max * share):.1f}" height="20" fill="{color}"/>'
         )
         body.append(f'<text x="{bar_left + bar_max + 8}" y="{y + 15}" {_FONT}>{count} ({share:.0%})</text>')
+    return _svg(width, height, title, body)
+
+
+@dataclass(frozen=True, slots=True)
+class StarRow:
+    """The reviews the reviewers gave one star rating (None: no rating), by predicted label."""
+
+    stars: int | None
+    labels: Mapping[str, int]
+    mean_score: float
+
+
+STARS_WIDTH, STARS_HEIGHT = 360, 214
+
+
+def stars_svg(rows: Sequence[StarRow], title: str, subtitle: str = "") -> str:
+    """One bar per star rating, 5 at the top, split by the label the model read in the text.
+
+    Where text and stars agree, 5★ is green and 1★ red; red in 5★ is praise in stars that reads
+    as a complaint (or a mislabelled review): the view for checking a model against the stars.
+    Each segment's tooltip gives its count and share, each row's the row's mean score.
+    """
+    width, height = STARS_WIDTH, STARS_HEIGHT
+    body = [f'<text x="8" y="16" {_TITLE_FONT}>{_xml(_cut(title, 44))}</text>']
+    if subtitle:
+        body.append(_subtitle(8, subtitle, (width - 8) // 6))
+    title = _full(title, subtitle)
+    by_stars = {row.stars: row for row in rows}
+    top = 44 if subtitle else 30
+    bar_left, bar_max = 52, width - 52 - 96
+    if not any(sum(row.labels.values()) for row in rows):
+        body.append(f'<text x="8" y="{top + 20}" {_FONT}>No reviews match these filters.</text>')
+        return _svg(width, height, title, body)
+    for index, stars in enumerate((5, 4, 3, 2, 1, None)):
+        y = top + index * 26
+        name = f"{stars}★" if stars is not None else "none"
+        row = by_stars.get(stars)
+        total = sum(row.labels.values()) if row else 0
+        body.append(f'<text x="8" y="{y + 14}" {_FONT}>{name}</text>')
+        x = float(bar_left)
+        for label, color in LABEL_COLORS.items():
+            count = row.labels.get(label, 0) if row else 0
+            if not count:
+                continue
+            share = count / total
+            tip = f"{name}: {count} {label} ({share:.0%} of {total})"
+            body.append(
+                f'<rect class="star-bar" data-label="{label}" x="{x:.1f}" y="{y}" '
+                f'width="{bar_max * share:.1f}" height="18" fill="{color}"><title>{_xml(tip)}</title></rect>'
+            )
+            x += bar_max * share
+        summary = f"{total} · mean {row.mean_score:.2f}" if row and total else "0"
+        body.append(f'<text x="{bar_left + bar_max + 8}" y="{y + 14}" {_FONT}>{summary}</text>')
     return _svg(width, height, title, body)

@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from query_api.charts import Point, labels_svg, timeline_svg
+from query_api.charts import Point, StarRow, labels_svg, stars_svg, timeline_svg
 from query_api.deps import SessionDep, StateDep
 from query_api.errors import ApiError, responses
 from query_api.filters import Filters, FiltersDep
@@ -156,3 +156,33 @@ def labels_chart(
     for row in rows:
         counts = {"negative": row.negative, "neutral": row.neutral, "positive": row.positive}
     return _svg_response(labels_svg(counts, "Labels", subtitle=describe_filters(filters)))
+
+
+@router.get(
+    "/charts/stars.svg",
+    response_class=Response,
+    responses={200: {"content": {SVG: {"example": "<svg ...>...</svg>"}}}, **responses(422, 503)},
+    summary="Text against stars chart",
+)
+def stars_chart(
+    session: SessionDep,
+    filters: FiltersDep,
+    time_field: Annotated[
+        TimeField,
+        Query(
+            description="published_at: only reviews with a publication time, as the timeline counts them then.",
+            examples=["created_on"],
+        ),
+    ] = "created_on",
+) -> Response:
+    """Per star rating the reviewers gave, the labels the model read in their text, as SVG."""
+    rows = session.execute(stats_statement(filters, "rating", None, time_field, 6)).all()
+    star_rows = [
+        StarRow(
+            int(row.group) if row.group is not None else None,
+            {"negative": row.negative, "neutral": row.neutral, "positive": row.positive},
+            float(row.mean_score),
+        )
+        for row in rows
+    ]
+    return _svg_response(stars_svg(star_rows, "Text against stars", subtitle=describe_filters(filters)))

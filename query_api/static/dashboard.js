@@ -7,7 +7,7 @@ const $ = (id) => document.getElementById(id);
 let nextCursor = null;
 let listedParams = null; // the filters the list on screen was loaded with: "Load more" continues those
 
-// The filters the list and both charts share: the brand, and the label, dates and search as last
+// The filters the list and the charts share: the brand, and the label, dates and search as last
 // applied (the sort too, for the list). A brand change keeps them, and puts the form back to show them.
 const FORM_FIELDS = ["label", "stars", "from", "to", "q", "sort"];
 let applied = { label: "", stars: "", from: "", to: "", q: "", sort: "newest" };
@@ -108,10 +108,11 @@ function searchBrands(event) {
 }
 
 function refreshCharts() {
-  // Both charts count the same reviews: by publication time, those without one are left out of both.
+  // The charts count the same reviews: by publication time, those without one are left out of all.
   const params = filterParams();
   params.set("time_field", $("time-field").value);
   drawChart("labels", `charts/labels.svg?${params}`);
+  drawChart("ratings", `charts/stars.svg?${params}`);
   params.set("bucket", $("bucket").value);
   drawChart("timeline", `charts/timeline.svg?${params}`);
 }

@@ -78,8 +78,16 @@ def test_the_dashboard_shows_charts_filters_reviews_and_a_submitted_review_once_
                 ".every(td => td.textContent === 'Globex')"
             )
             page.wait_for_function(
-                "['timeline', 'labels'].every(id => { const i = document.getElementById(id);"
+                "['timeline', 'labels', 'ratings'].every(id => { const i = document.getElementById(id);"
                 " return i.dataset.state === 'drawn' && i.dataset.src.includes('brand=Globex'); })"
+            )
+            # Per star rating, the labels read in the text; each segment says its count on hover.
+            star_tips = page.eval_on_selector_all(
+                "#ratings svg rect.star-bar title", "ts => ts.map(t => t.textContent)"
+            )
+            assert star_tips
+            assert all(
+                re.fullmatch(r"(\d★|none): \d+ (negative|neutral|positive) \(\d+% of \d+\)", t) for t in star_tips
             )
             # Drawn into the page, so each bar's count and mean shows on hover (an <img> showed none).
             tips = page.eval_on_selector_all("#timeline svg rect.count title", "ts => ts.map(t => t.textContent)")

@@ -45,6 +45,8 @@ TEXT_PARAMETERS = [
     ("/sentiments/export", "q"),
     ("/charts/timeline.svg", "brand"),
     ("/charts/labels.svg", "q"),
+    ("/charts/stars.svg", "brand"),
+    ("/sentiments/", "model_version"),
 ]
 
 

@@ -225,6 +225,24 @@ def test_the_label_chart_shows_each_label_count(seeded_api: Seeded) -> None:
     assert empty.text.count(">0 (0%)<") == 3
 
 
+def test_the_stars_chart_splits_each_star_rating_by_the_labels_read_in_the_text(seeded_api: Seeded) -> None:
+    response = seeded_api.client.get("/charts/stars.svg", params={"brand": "Acme"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("image/svg+xml")
+    rows = [r for r in seeded_api.rows if r["brand"] == "Acme"]
+    tips = set(re.findall(r"<title>([^<]*\(\d+% of \d+\))</title>", response.text))
+    expected = set()
+    for stars in (1, 2, 3, 4, 5, None):
+        rated = [r for r in rows if r["rating"] == stars]
+        for label, count in Counter(r["label"] for r in rated).items():
+            name = f"{stars}★" if stars else "none"
+            expected.add(f"{name}: {count} {label} ({count / len(rated):.0%} of {len(rated)})")
+    assert tips == expected
+    assert "Acme" in response.text  # the subtitle names the filters
+    empty = seeded_api.client.get("/charts/stars.svg", params={"brand": "Nobody"})
+    assert "No reviews match these filters." in empty.text
+
+
 def test_stats_by_star_rating_show_how_far_the_text_agrees_with_the_stars(seeded_api: Seeded) -> None:
     """One row per rating as text ("1"-"5"), unrated reviews as the null group, first."""
     body = seeded_api.client.get("/sentiments/stats", params={"group_by": "rating"}).json()

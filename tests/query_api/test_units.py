@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy.dialects import postgresql
 from starlette.requests import ClientDisconnect
 
-from query_api.charts import Point, labels_svg, score_color, timeline_svg
+from query_api.charts import Point, StarRow, labels_svg, score_color, stars_svg, timeline_svg
 from query_api.cursor import Cursor, CursorError, decode_cursor, encode_cursor
 from query_api.export import ExportResponse, NotAcceptableError, defuse_formula, encode_csv, negotiate_format
 from query_api.filters import Filters
@@ -450,9 +450,35 @@ def test_the_dashboard_keeps_every_element_and_attribute_the_charts_draw_with() 
 
     elements, attributes = set(), set()
     points = [Point(datetime(2026, 3, 2, tzinfo=UTC) + timedelta(days=d), 3, 0.5) for d in (0, 1, 5)]
-    for svg in (timeline_svg(points, "t", subtitle="s"), timeline_svg([], "t"), labels_svg({"negative": 2}, "l")):
+    stars = [StarRow(5, {"positive": 3, "negative": 1}, 0.7), StarRow(None, {"neutral": 1}, 0.5)]
+    charts = (
+        timeline_svg(points, "t", subtitle="s"),
+        timeline_svg([], "t"),
+        labels_svg({"negative": 2}, "l"),
+        stars_svg(stars, "s", subtitle="s"),
+        stars_svg([], "s"),
+    )
+    for svg in charts:
         for element in _parse(svg).iter():
             elements.add(element.tag.split("}")[1])
             attributes |= set(element.attrib)
     assert elements <= allowed("CHART_ELEMENTS")
     assert attributes <= allowed("CHART_ATTRIBUTES")
+
+
+def test_the_stars_chart_draws_each_rating_as_shares_of_the_labels_read_in_its_text() -> None:
+    rows = [StarRow(5, {"negative": 1, "neutral": 0, "positive": 3}, 0.71), StarRow(1, {"negative": 2}, 0.1)]
+    svg = _parse(stars_svg(rows, "Text against stars", subtitle="Acme"))
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    bars = svg.findall(".//s:rect[@class='star-bar']", ns)
+    assert [(bar.get("data-label"), bar.find("s:title", ns).text) for bar in bars] == [  # type: ignore[union-attr]
+        ("negative", "5★: 1 negative (25% of 4)"),
+        ("positive", "5★: 3 positive (75% of 4)"),
+        ("negative", "1★: 2 negative (100% of 2)"),
+    ]
+    five = [float(bar.get("width", "0")) for bar in bars[:2]]
+    assert five[1] == pytest.approx(3 * five[0], rel=0.01)  # shares of one full-width bar
+    assert sum(five) == pytest.approx(float(bars[2].get("width", "0")), rel=0.01)
+    texts = [t.text for t in svg.findall(".//s:text", ns)]
+    assert "4 · mean 0.71" in texts
+    assert texts.count("0") == 4  # 4★, 3★, 2★ and "none" have no reviews here
