@@ -13,6 +13,7 @@ from core.config import ApiSettings, KafkaSettings
 from query_api.errors import ApiError, FieldError
 from query_api.metrics import ApiMetrics
 from query_api.publisher import Publisher
+from query_api.submit_guard import RateLimiter
 
 
 @dataclass
@@ -25,6 +26,11 @@ class AppState:
     engine: Engine | None = None
     publisher: Publisher | None = None
     publisher_error: str | None = None
+    submit_limiter: RateLimiter | None = None
+
+    def __post_init__(self) -> None:
+        if self.submit_limiter is None and self.api.submit_rate_per_minute:
+            self.submit_limiter = RateLimiter(self.api.submit_rate_per_minute)
 
 
 async def get_state(request: Request) -> AppState:

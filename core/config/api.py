@@ -1,9 +1,9 @@
 """Query API settings (prefix ``API_``)."""
 
-from typing import Self
+from typing import Annotated, Any, Self
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode
 
 from core.config.base import cached, settings_config
 
@@ -49,11 +49,34 @@ class ApiSettings(BaseSettings):
     publish_timeout: float = Field(
         default=10.0, gt=0, description="Longest wait for the broker to acknowledge a submission (s)."
     )
+    submit_api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Comma-separated keys a POST /sentiments/ must carry (`Authorization: Bearer KEY` or `X-API-Key: KEY`; "
+            "401 without one); empty: submission is open. Reads are never keyed."
+        ),
+    )
+    submit_rate_per_minute: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Submissions per minute per client (its API key, else its address) in each API process, in bursts "
+            "of up to a minute's worth; over it, 429 with Retry-After. 0: no limit."
+        ),
+    )
     stats_max_rows: int = Field(
         default=10_000, ge=1, description="Most (bucket, group) rows one stats query may return."
     )
     export_chunk_rows: int = Field(default=2_000, ge=1, description="Rows fetched and sent per export chunk.")
     export_max_rows: int = Field(default=5_000_000, ge=1, description="Largest accepted export ?limit=.")
+
+    @field_validator("submit_api_keys", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """One variable, ``key1,key2``: a rotation adds the new key beside the old, then drops the old."""
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
 
     @model_validator(mode="after")
     def _default_page_fits(self) -> Self:

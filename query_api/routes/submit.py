@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import ValidationError
 from sqlalchemy import Row, func, select
 from sqlalchemy.exc import OperationalError
@@ -25,6 +25,7 @@ from query_api.filters import as_utc
 from query_api.publisher import PublishError
 from query_api.queries import BY_KEY, PUBLIC_FIELDS, REJECTION_BY_KEY
 from query_api.schemas import SentimentOut, SubmitReview, Submitted
+from query_api.submit_guard import client_id, key_is_valid, presented_key, retry_after
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -43,6 +44,47 @@ WaitQuery = Annotated[
         examples=[5],
     ),
 ]
+
+
+async def guard_submission(
+    request: Request,
+    state: StateDep,
+    x_api_key: Annotated[
+        str | None,
+        Header(
+            alias="X-API-Key",
+            description=(
+                "An API key, when the server requires one (API_SUBMIT_API_KEYS); `Authorization: Bearer KEY` "
+                "works as well. Not declared as an OpenAPI security scheme: by default submission is open."
+            ),
+            examples=["CHANGE-ME-KEY"],
+        ),
+    ] = None,
+) -> None:
+    """401 without a valid key when keys are configured; 429 when the client is over its rate."""
+    presented = presented_key(request.headers.get("authorization"), x_api_key)
+    keys = [key.get_secret_value() for key in state.api.submit_api_keys]
+    if keys and (presented is None or not key_is_valid(presented, keys)):
+        state.metrics.submissions.labels("unauthorized").inc()
+        said = "is not a valid key" if presented else "is missing"
+        raise ApiError(
+            401,
+            "unauthorized",
+            f"submitting needs an API key (Authorization: Bearer KEY or X-API-Key: KEY); this request's {said}",
+            headers={"WWW-Authenticate": 'Bearer realm="reviewscore"'},
+        )
+    if state.submit_limiter is not None:
+        client = request.client.host if request.client else None
+        wait = state.submit_limiter.take(client_id(presented if keys else None, client))
+        if wait > 0:
+            state.metrics.submissions.labels("rate_limited").inc()
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"too many submissions from this client: at most {state.api.submit_rate_per_minute} a minute; "
+                f"retry in {retry_after(wait)} s",
+                headers={"Retry-After": retry_after(wait)},
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,9 +193,10 @@ def location_of(request: Request, key: str, after: datetime | None = None) -> st
     response_model=Submitted,
     responses={
         200: {"model": Submitted, "description": "Scored within `wait`: the body carries the row."},
-        **responses(400, 413, 422, 503),
+        **responses(400, 401, 413, 422, 429, 503),
     },
     summary="Submit a review (create_review)",
+    dependencies=[Depends(guard_submission)],
 )
 async def submit_review(
     review: SubmitReview,

@@ -245,8 +245,10 @@ def test_referenced_secret_and_config_keys_exist(config: dict[str, str]) -> None
                 if "secretKeyRef" in source:
                     ref = source["secretKeyRef"]
                     assert ref["name"] == "reviewscore-secrets"
-                    if ref.get("optional"):  # only SASL credentials, shown (commented) in the example Secret
-                        assert ref["key"].startswith("KAFKA_SASL_"), f"{manifest}: {item['name']}"
+                    if ref.get("optional"):  # SASL credentials and submit keys, shown (commented) in the example
+                        assert ref["key"].startswith(("KAFKA_SASL_", "API_SUBMIT_API_KEYS")), (
+                            f"{manifest}: {item['name']}"
+                        )
                         assert f"# {ref['key']}: " in SECRET_TEXT, ref["key"]
                     else:
                         assert ref["key"] in secret, f"{manifest}: {item['name']}"
@@ -257,8 +259,9 @@ def test_referenced_secret_and_config_keys_exist(config: dict[str, str]) -> None
 def test_the_api_gets_only_the_read_only_database_url() -> None:
     api = env_value_names(container(find(MANIFESTS, "Deployment", "reviewscore-api"), "api"))
     secret_keys = {item["valueFrom"]["secretKeyRef"]["key"] for item in api.values() if "valueFrom" in item}
-    # The writer's URL never reaches the API pod; broker credentials do, when the cluster uses SASL.
-    assert secret_keys == {"DATABASE_READONLY_URL", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"}
+    # The writer's URL never reaches the API pod; broker credentials do, when the cluster uses SASL,
+    # and the keys submissions must carry, when set.
+    assert secret_keys == {"DATABASE_READONLY_URL", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", "API_SUBMIT_API_KEYS"}
     secret = find(MANIFESTS, "Secret", "reviewscore-secrets").doc["stringData"]
     assert secret["DATABASE_READONLY_URL"].startswith("postgresql://reviewscore_reader:")
     for name in ("reviewscore-worker",):

@@ -1,0 +1,122 @@
+"""Who may submit and how often: API keys and the per-client rate limit on POST /sentiments/."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from core.config import KafkaSettings
+from query_api.submit_guard import RateLimiter, client_id, key_is_valid, presented_key, retry_after
+from tests.fixtures.api import build_app, read_topic
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_client_gets_its_burst_then_one_submission_per_interval() -> None:
+    clock = Clock()
+    limiter = RateLimiter(per_minute=6, burst=2, clock=clock)  # one every 10 s
+    assert [limiter.take("a"), limiter.take("a")] == [0.0, 0.0]
+    assert limiter.take("a") == pytest.approx(10.0)  # the third waits for a token
+    assert limiter.take("b") == 0.0  # another client has a bucket of its own
+    clock.now += 5
+    assert limiter.take("a") == pytest.approx(5.0)  # refused attempts take nothing
+    clock.now += 5
+    assert limiter.take("a") == 0.0
+    clock.now += 3600
+    assert [limiter.take("a") for _ in range(3)][:2] == [0.0, 0.0]  # refilled to the burst, not beyond
+
+
+def test_the_limiter_forgets_the_least_recent_clients_past_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    import query_api.submit_guard as guard
+
+    monkeypatch.setattr(guard, "MAX_CLIENTS", 2)
+    limiter = RateLimiter(per_minute=1, clock=Clock())
+    for client in ("a", "b", "c"):
+        assert limiter.take(client) == 0.0
+    assert limiter.take("a") == 0.0  # forgotten, so a full bucket again
+    assert limiter.take("c") > 0  # remembered: empty
+
+
+@pytest.mark.parametrize(
+    ("authorization", "header", "key"),
+    [
+        ("Bearer k1", None, "k1"),
+        ("bearer  k1 ", None, "k1"),
+        ("Basic dXNlcjpwYXNz", "k2", "k2"),
+        (None, " k2 ", "k2"),
+        ("Bearer ", None, None),
+        (None, None, None),
+    ],
+)
+def test_a_key_comes_from_bearer_or_x_api_key(authorization: str | None, header: str | None, key: str | None) -> None:
+    assert presented_key(authorization, header) == key
+
+
+def test_keys_are_compared_whole_and_counted_by_digest() -> None:
+    assert key_is_valid("k1", ["k0", "k1"])
+    assert not key_is_valid("k", ["k1"])
+    assert not key_is_valid("k1", [])
+    assert client_id("secret", "10.0.0.1").startswith("key:")
+    assert "secret" not in client_id("secret", "10.0.0.1")
+    assert client_id(None, "10.0.0.1") == "addr:10.0.0.1"
+    assert [retry_after(0.01), retry_after(1.0), retry_after(9.2)] == ["1", "1", "10"]
+
+
+@pytest.mark.integration
+def test_with_keys_set_a_submission_needs_one_and_reads_stay_open(
+    readonly_database_url: str, kafka_settings: KafkaSettings
+) -> None:
+    app = build_app(readonly_database_url, kafka_settings, submit_api_keys="old-key, new-key")
+    body = {"text": "Keyed review"}
+    with TestClient(app) as client:
+        missing = client.post("/sentiments/", json=body)
+        wrong = client.post("/sentiments/", json=body, headers={"Authorization": "Bearer nope"})
+        bearer = client.post("/sentiments/", json=body, headers={"Authorization": "Bearer new-key"})
+        header = client.post("/sentiments/", json={"text": "Second"}, headers={"X-API-Key": "old-key"})
+        unkeyed_bad_body = client.post("/sentiments/", json={"text": ""})
+        reads = [client.get(path).status_code for path in ("/sentiments/", "/sentiments/stats", "/brands", "/")]
+        metrics = client.get("/metrics").text
+
+    assert (missing.status_code, wrong.status_code) == (401, 401)
+    assert missing.json()["error"]["code"] == "unauthorized"
+    assert "is missing" in missing.json()["error"]["message"]
+    assert "is not a valid key" in wrong.json()["error"]["message"]
+    assert missing.headers["WWW-Authenticate"].startswith("Bearer")
+    assert unkeyed_bad_body.status_code == 401  # who may submit is settled before what was sent
+    assert (bearer.status_code, header.status_code) == (202, 202)
+    assert reads == [200, 200, 200, 200]
+    assert 'reviewscore_api_submissions_total{outcome="unauthorized"} 3.0' in metrics
+    assert sorted(value for _, value in read_topic(kafka_settings, 2, timeout=20)) == sorted(
+        value for value in _values_of("Keyed review", "Second")
+    )
+
+
+def _values_of(*texts: str) -> list[bytes]:
+    from core.messages import ReviewMessage
+
+    return [ReviewMessage(text=text, source="user").to_kafka()[1] for text in texts]
+
+
+@pytest.mark.integration
+def test_a_client_over_the_rate_gets_429_with_retry_after_and_others_do_not(
+    readonly_database_url: str, kafka_settings: KafkaSettings
+) -> None:
+    app = build_app(readonly_database_url, kafka_settings, submit_api_keys="a,b", submit_rate_per_minute=2)
+    with TestClient(app) as client:
+        first = [client.post("/sentiments/", json={"text": f"A {n}"}, headers={"X-API-Key": "a"}) for n in range(3)]
+        other = client.post("/sentiments/", json={"text": "B 0"}, headers={"X-API-Key": "b"})
+        metrics = client.get("/metrics").text
+
+    assert [r.status_code for r in first] == [202, 202, 429]
+    limited = first[2]
+    assert limited.json()["error"]["code"] == "rate_limited"
+    assert "at most 2 a minute" in limited.json()["error"]["message"]
+    assert 1 <= int(limited.headers["Retry-After"]) <= 30
+    assert other.status_code == 202  # the limit counts per key
+    assert 'reviewscore_api_submissions_total{outcome="rate_limited"} 1.0' in metrics
