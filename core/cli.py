@@ -232,7 +232,8 @@ def _serve_until_stopped(stop: threading.Event, broker: EmbeddedBroker) -> bool:
 @app.command()
 def publish(
     file: Annotated[
-        Path, typer.Argument(dir_okay=False, help="CSV, TSV or JSONL file of reviews; - for standard input.")
+        Path,
+        typer.Argument(dir_okay=False, help="CSV, TSV or JSONL file of reviews; - for standard input."),
     ],
     source: Annotated[str, typer.Option(help="Source for rows that have none.")] = "cli",
     fmt: Annotated[str | None, typer.Option("--format", help="csv, tsv or jsonl (default: from the suffix).")] = None,
@@ -257,8 +258,11 @@ def publish(
     The file is read, checked and sent a row at a time, so its size does not matter; each
     rejected line is reported as it is met.
     """
+    from collections.abc import Iterator
+
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from core.messages import ReviewMessage
     from core.publish import ColumnMap, Reject, Screen, checked, publish_messages, spooled_rows
     from core.runtime import ensure_infra
 
@@ -274,12 +278,25 @@ def publish(
     )
 
     def say(reject: Reject) -> None:
-        typer.echo(f"rejected line {reject.line}: {reject.reason}", err=True)
+        # sys.stderr as it is now: while the progress display is live, rich's proxy, which prints
+        # the line above the display (click's own stderr would write into the spinner's line).
+        typer.echo(f"rejected line {reject.line}: {reject.reason}", file=sys.stderr)
+
+    stopped: list[Exception] = []
+
+    def until_unreadable(items: Iterator[tuple[int, ReviewMessage]]) -> Iterator[tuple[int, ReviewMessage]]:
+        """The rest of the file; an error reading it ends the stream, so what was sent is flushed and told."""
+        try:
+            yield from items
+        except (ValueError, OSError) as exc:
+            stopped.append(exc)
 
     with ExitStack() as stack:
         try:
-            if str(file) != "-" and not file.is_file():
-                raise ValueError(f"{file} is not a file")
+            # A pipe (``<(zcat f.gz)``, a FIFO) is a file too: read once, or spooled under --strict.
+            # (typer's allow_dash does not match a Path "-", hence no exists=True above.)
+            if str(file) != "-" and not file.exists():
+                raise ValueError(f"{file} does not exist")
             rows = stack.enter_context(spooled_rows(file, fmt, sys.stdin, passes=2 if strict else 1))
             total = None
             if strict:  # a first pass that only checks, so a bad file is reported, not half-sent
@@ -316,7 +333,7 @@ def publish(
         )
         task = progress.add_task("publishing", total=total)
         delivery = publish_messages(
-            itertools.chain([first], messages),
+            itertools.chain([first], until_unreadable(messages)),
             get_kafka_settings(),
             topic=topic,
             on_progress=lambda n: progress.advance(task, n),
@@ -324,6 +341,9 @@ def publish(
     for failure in delivery.failed:
         typer.echo(f"failed line {failure.line}: {failure.reason}", err=True)
     typer.echo(f"sent {delivery.sent}, rejected {screen.rejected}, failed {len(delivery.failed)}")
+    if stopped:
+        typer.echo(f"error: reading stopped part-way, the rest was not sent: {stopped[0]}", err=True)
+        raise typer.Exit(2)
     if delivery.failed:
         raise typer.Exit(1)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -62,17 +63,47 @@ def _closing_quote(line: str) -> int:
     return -1
 
 
-def _spanning_record(lines: Sequence[str], start: int, width: int) -> tuple[list[str], int] | None:
-    """(fields, lines used) of a quoted record that starts at ``lines[start]`` and runs on, if any.
+class _Lines:
+    """A file's lines by index, read as they are asked for and forgotten once passed, so a TSV file
+    is held only as far as the look-ahead of a quoted field (``MAX_RECORD_CHARS``) reaches."""
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self._source = iter(lines)
+        self._buffer: deque[str] = deque()
+        self._first = 0  # the index of _buffer[0]
+
+    def get(self, index: int) -> str | None:
+        """Line ``index`` (from 0), or None past the end; never one before ``forget_before``."""
+        while index >= self._first + len(self._buffer):
+            line = next(self._source, None)
+            if line is None:
+                return None
+            self._buffer.append(line)
+        return self._buffer[index - self._first]
+
+    def forget_before(self, index: int) -> None:
+        while self._buffer and self._first < index:
+            self._buffer.popleft()
+            self._first += 1
+
+
+def _spanning_record(lines: _Lines, start: int, width: int) -> tuple[list[str], int] | None:
+    """(fields, lines used) of a quoted record that starts at line ``start`` and runs on, if any.
 
     One pass over the lines that follow: each is whole text of the open field up to its closing
     quote, so a tab before that quote (or on a line with none) ends the search; the rows a stray
     quote would swallow all hold tabs, so the search stops at the first of them.
     """
-    size = len(lines[start])
-    last = len(lines) if width > 1 else min(len(lines), start + MAX_ONE_COLUMN_LINES)
-    for end in range(start + 1, last):
-        line = lines[end]
+    span = [lines.get(start) or ""]
+    size = len(span[0])
+    last = None if width > 1 else start + MAX_ONE_COLUMN_LINES
+    end = start
+    while last is None or end + 1 < last:
+        end += 1
+        line = lines.get(end)
+        if line is None:
+            return None
+        span.append(line)
         size += len(line)
         close = _closing_quote(line)
         if size > MAX_RECORD_CHARS or "\t" in (line if close < 0 else line[:close]):
@@ -80,7 +111,7 @@ def _spanning_record(lines: Sequence[str], start: int, width: int) -> tuple[list
         if close < 0:
             continue
         try:
-            records = list(csv.reader(lines[start : end + 1], delimiter="\t", strict=True))
+            records = list(csv.reader(span, delimiter="\t", strict=True))
         except csv.Error as exc:
             if "unexpected end of data" in str(exc):
                 continue  # closed, and another quoted field opened on the same line
@@ -95,13 +126,14 @@ def tsv_records(lines: Iterable[str]) -> Iterator[tuple[int, dict[Any, Any]]]:
     """(line number, row) pairs shaped as ``csv.DictReader`` shapes them.
 
     The first non-blank line names the columns; a missing field is None and extra fields are a
-    list under the key None; blank lines are skipped.
+    list under the key None; blank lines are skipped. Read as a stream (``_Lines``).
     """
-    raw = list(lines)
+    source = _Lines(lines)
     header: list[str] | None = None
     index = 0
-    while index < len(raw):
-        number, line = index + 1, raw[index].rstrip("\r\n")
+    while (raw := source.get(index)) is not None:
+        source.forget_before(index)
+        number, line = index + 1, raw.rstrip("\r\n")
         index += 1
         if not line:
             continue
@@ -109,7 +141,7 @@ def tsv_records(lines: Iterable[str]) -> Iterator[tuple[int, dict[Any, Any]]]:
         if header is None:
             header = fields
             continue
-        if still_open and (spanned := _spanning_record(raw, number - 1, len(header))):
+        if still_open and (spanned := _spanning_record(source, number - 1, len(header))):
             fields, used = spanned
             index = number - 1 + used
         yield number, _shaped(header, fields)

@@ -10,6 +10,7 @@ file once to check it before a second pass sends it, so a bad file is reported, 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 from pydantic import ValidationError
 
@@ -92,49 +93,79 @@ def read_rows(path: Path, fmt: str | None = None) -> Iterator[tuple[int, dict[st
 def read_handle(handle: Iterable[str], fmt: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
     """``read_rows`` for an open text stream (standard input, say), in a known format."""
     if fmt == "tsv":  # core.delimited says how a stray quote is kept from swallowing rows
-        yield from tsv_records(handle)
+        yield from _decoded_header(tsv_records(handle))
     elif fmt == "csv":
-        yield from _csv_rows(handle, ",")
+        yield from _decoded_header(_csv_rows(handle, ","))
     elif fmt == "jsonl":
         yield from _jsonl_rows(handle)
     else:
         raise ValueError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
 
 
+def _decoded_header(rows: Iterable[tuple[int, dict[Any, Any] | str]]) -> Iterator[tuple[int, dict[Any, Any] | str]]:
+    """A header that is not UTF-8 is the file's error, not a row's: its columns would match no
+    ``--*-column`` and an optional one (brand, rating...) would be dropped from every row, silently."""
+    seen = False
+    for line, row in rows:
+        if not seen and isinstance(row, dict):
+            seen = True
+            for name in row:
+                if isinstance(name, str):
+                    try:
+                        name.encode("utf-8")
+                    except UnicodeEncodeError:
+                        raise ValueError(
+                            f"the header is not UTF-8 (column {name!r}): is the file in another encoding? "
+                            "Save it as UTF-8"
+                        ) from None
+        yield line, row
+
+
 @contextmanager
 def spooled_rows(
-    path: Path, fmt: str | None, stdin: TextIO, passes: int = 1
+    path: Path, fmt: str | None, stdin: TextIO | None, passes: int = 1
 ) -> Iterator[Callable[[], Iterator[tuple[int, dict[str, Any] | str]]]]:
     """A way to read ``path`` (``-``: standard input) ``passes`` times, each call a fresh read.
 
-    A file is simply opened again; standard input can be read once, so for more passes it is
-    first copied to a temporary file (on disk, not in memory), which is removed afterwards.
+    A file is simply opened again. Standard input and pipes (``<(zcat f.gz)``, a FIFO) can be read
+    once, so for more passes they are first copied to a temporary file (on disk, not in memory),
+    which is removed afterwards.
     """
-    if str(path) != "-":
+    from_stdin = str(path) == "-"
+    if not from_stdin and (passes == 1 or path.is_file()):
         yield lambda: read_rows(path, fmt)
         return
-    if fmt is None:
+    if from_stdin and fmt is None:
         raise ValueError("reading standard input needs --format (csv, tsv or jsonl)")
+    fmt = fmt or detect_format(path)
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
-    if passes > 1:
-        with tempfile.TemporaryDirectory(prefix="reviewscore-publish-") as folder:
-            copy = Path(folder) / f"stdin.{fmt}"
+    with contextlib.ExitStack() as stack:
+        source: IO[bytes]
+        if not from_stdin:
+            source = stack.enter_context(path.open("rb"))
+        elif stdin is None:  # started with its standard input closed (``<&-``)
+            raise ValueError("standard input is closed: nothing to read")
+        else:
+            source = stdin.buffer
+        if passes > 1:
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="reviewscore-publish-"))
+            copy = Path(folder) / f"input.{fmt}"
             with copy.open("wb") as out:
-                shutil.copyfileobj(stdin.buffer, out)
+                shutil.copyfileobj(source, out)
             yield lambda: read_rows(copy, fmt)
-        return
-    reads = 0
+            return
+        reads = 0
 
-    def once() -> Iterator[tuple[int, dict[str, Any] | str]]:
-        nonlocal reads
-        reads += 1
-        if reads > 1:
-            raise RuntimeError("standard input was asked for a second pass it cannot give")
-        handle = io.TextIOWrapper(stdin.buffer, encoding="utf-8-sig", errors="surrogateescape", newline="")
-        return read_handle(handle, fmt)
+        def once() -> Iterator[tuple[int, dict[str, Any] | str]]:
+            nonlocal reads
+            reads += 1
+            if reads > 1:
+                raise RuntimeError("standard input was asked for a second pass it cannot give")
+            handle = io.TextIOWrapper(source, encoding="utf-8-sig", errors="surrogateescape", newline="")
+            return read_handle(handle, fmt)
 
-    yield once
+        yield once
 
 
 def _csv_rows(handle: Iterable[str], delimiter: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
