@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Query
 from pydantic import AfterValidator
-from sqlalchemy import ColumnElement, DateTime, Float, SmallInteger, String, bindparam, func, literal_column
+from sqlalchemy import ColumnElement, DateTime, Float, SmallInteger, String, bindparam, func, literal_column, or_
 
 from core.iso_time import IsoDateTime
 from core.schema import Sentiment
@@ -48,6 +48,7 @@ class Filters:
     min_rating: int | None = None
     max_rating: int | None = None
     model_version: str | None = None
+    lang: str | None = None
 
     def digest(self) -> str:
         """A short fingerprint, stored in cursors so a cursor is not replayed under other filters.
@@ -62,8 +63,8 @@ class Filters:
 
 
 # How many filters each release fingerprinted: brand … q; then the publication range; then the
-# star ratings and the model version. A new filter goes at the end, with a new width here.
-_RELEASED_WIDTHS = (8, 10, 13)
+# star ratings, the model version and the language. A new filter goes at the end, with a new width here.
+_RELEASED_WIDTHS = (8, 10, 14)
 
 
 def bound_values(filters: Filters) -> dict[str, Any]:
@@ -92,6 +93,7 @@ _BOUND = (
     "min_rating",
     "max_rating",
     "model_version",
+    "lang",
 )
 
 
@@ -128,6 +130,11 @@ def conditions(filters: Filters) -> list[ColumnElement[bool]]:
         terms.append(Sentiment.rating <= bindparam("max_rating", values["max_rating"], type_=SmallInteger))
     if "model_version" in values:
         terms.append(Sentiment.model_version == bindparam("model_version", values["model_version"], type_=String))
+    if "lang" in values:  # "en" is English of any region: en, en-GB, en-US
+        tag = func.lower(Sentiment.lang)
+        # Lowered in SQL, not here: a statement built once runs again with another request's value.
+        language = func.lower(bindparam("lang", values["lang"], type_=String), type_=String)
+        terms.append(or_(tag == language, tag.like(func.concat(language, "-%"))))  # the pattern holds no % or _
     if "q" in values:
         document = func.to_tsvector(_FTS_CONFIG, Sentiment.sentence)
         query = func.websearch_to_tsquery(_FTS_CONFIG, bindparam("q", values["q"], type_=String))
@@ -239,6 +246,18 @@ async def filter_params(
         ),
         AfterValidator(refuse_nul),
     ] = None,
+    lang: Annotated[
+        str | None,
+        Query(
+            max_length=35,
+            pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$",
+            description=(
+                "Only reviews in this language (BCP-47, any case): `en` matches `en`, `en-GB` and `en-US`; "
+                "`en-GB` only itself. Reviews with no language tag are left out."
+            ),
+            examples=["en"],
+        ),
+    ] = None,
     q: Annotated[
         str | None,
         Query(
@@ -284,6 +303,7 @@ async def filter_params(
         min_rating,
         max_rating,
         model_version,
+        lang.lower() if lang else lang,  # one fingerprint for "EN" and "en"
     )
 
 

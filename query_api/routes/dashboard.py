@@ -42,6 +42,8 @@ def describe_filters(filters: Filters) -> str:
         parts.append(stars)
     if filters.model_version:
         parts.append(f"model {filters.model_version}")
+    if filters.lang:
+        parts.append(f"lang {filters.lang}")
     if filters.q:
         parts.append(f"“{filters.q}”")
     for name, since, until in (

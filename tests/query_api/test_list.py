@@ -89,6 +89,9 @@ FILTERS: list[tuple[str, dict[str, Any], Callable[[Row], bool]]] = [
         lambda r: r["rating"] is not None and r["rating"] >= 4 and r["label"] == "negative",
     ),
     ("model_version", {"model_version": "test-model-2"}, lambda r: r["model_version"] == "test-model-2"),
+    ("a language of any region", {"lang": "EN"}, lambda r: r["lang"] in ("en", "en-GB")),
+    ("a language's one region", {"lang": "en-gb"}, lambda r: r["lang"] == "en-GB"),
+    ("another language", {"lang": "fr"}, lambda r: r["lang"] == "fr"),
     ("q one word", {"q": "refund"}, lambda r: "refund" in r["sentence"].split()),
     ("q stemmed", {"q": "refunds"}, lambda r: "refund" in r["sentence"].split()),
     (
@@ -207,6 +210,8 @@ def test_a_cursor_does_not_continue_another_sort_or_other_filters(seeded_api: Se
         ({"min_rating": "four"}, "min_rating"),
         ({"min_rating": 5, "max_rating": 2}, "min_rating"),
         ({"model_version": "x" * 201}, "model_version"),
+        ({"lang": "english please"}, "lang"),
+        ({"lang": "e%"}, "lang"),
         ({"published_since": "2026-02-01T00:00:00Z", "published_until": "2026-01-01T00:00:00Z"}, "published_since"),
         ({"limit": 0}, "limit"),
         ({"q": "x" * 201}, "q"),

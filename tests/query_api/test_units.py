@@ -99,6 +99,7 @@ def test_cursors_issued_before_the_rating_and_model_filters_existed_stay_valid()
     assert Filters(published_until=moment, q="late").digest() == "8ab2f3817ddc"
     assert len({Filters().digest(), Filters(min_rating=4).digest(), Filters(max_rating=4).digest()}) == 3
     assert Filters(model_version="m1").digest() != Filters(model_version="m2").digest()
+    assert Filters(lang="en").digest() != Filters(lang="fr").digest() != Filters().digest()
 
 
 @pytest.mark.parametrize(
