@@ -232,13 +232,23 @@ def review_id_from(value: Any) -> str | None:
 # --- JSON-LD -------------------------------------------------------------------------------
 
 
+_SCHEMA_PREFIXES = ("https://schema.org/", "http://schema.org/", "schema:")
+
+
 def json_ld_types(node: dict[str, Any]) -> set[str]:
+    """The node's ``@type`` names, also when written as IRIs (``https://schema.org/Review``, ``schema:Review``)."""
     kind = node.get("@type")
-    if isinstance(kind, str):
-        return {kind}
-    if isinstance(kind, list):
-        return {k for k in kind if isinstance(k, str)}
-    return set()
+    kinds = (
+        [kind] if isinstance(kind, str) else [k for k in kind if isinstance(k, str)] if isinstance(kind, list) else []
+    )
+    names = set()
+    for name in kinds:
+        for prefix in _SCHEMA_PREFIXES:
+            if name.startswith(prefix):
+                name = name.removeprefix(prefix)
+                break
+        names.add(name)
+    return names
 
 
 def json_ld_walk(value: Any) -> list[dict[str, Any]]:
@@ -273,6 +283,8 @@ def json_ld_nodes(selector: Selector, problems: list[str]) -> list[dict[str, Any
 
 
 def _name(value: Any) -> str | None:
+    if isinstance(value, list):  # several authors: the first names the review
+        value = value[0] if value else None
     if isinstance(value, dict):
         value = value.get("name")
     return clean_text(value) if isinstance(value, str) else None

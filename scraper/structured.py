@@ -9,10 +9,11 @@ name, else the company the page describes.
 
 Ids decide whether a review re-crawled is the same message (``source:review_id``), so they are
 taken only where they name one review: an ``@id`` or ``url`` resolved to an absolute URL, less
-its scheme (a link to the page itself names the page, not a review), else an ``identifier`` scoped by what
-the review is about (its ``@id``, ``url``, ``sku`` or name; else the page's path), since a site
-numbers reviews per product as often as overall. Ids that several reviews of one page share are
-dropped, and those reviews keyed by their content, rather than let one overwrite the others.
+its scheme (a link to the page itself or to the product reviewed names that, not a review), else an
+``identifier`` scoped by what the review is about (its ``@id``, ``url``, ``sku`` or name; else the
+page's path and the query that names it), since a site numbers reviews per product as often as
+overall. Ids that several different reviews of one page share are dropped, and those reviews keyed
+by their content, rather than let one overwrite the others; one review shown twice keeps its id.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from typing import Any
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 from parsel import Selector
 
@@ -41,6 +42,11 @@ from scraper.items import ReviewItem
 REVIEW_TYPES = frozenset({"Review", "UserReview", "CriticReview", "EmployerReview"})
 MAX_REVIEW_ID_CHARS = 256  # the contract's limit
 NEXT_LINKS = 'link[rel~="next"]::attr(href), a[rel~="next"]::attr(href)'
+# Query parameters that page or order a list of reviews: the document is the same without them.
+# Any other (``?product_id=42``, ``?id=7``) names what the page is about, so it stays.
+PAGING_PARAMS = frozenset(
+    {"page", "p", "pg", "paged", "pagenum", "page_number", "start", "offset", "sort", "order", "orderby", "limit"}
+)
 
 
 def reviews_with_subjects(documents: list[Any]) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
@@ -71,16 +77,20 @@ def subject_of(review: dict[str, Any], holder: dict[str, Any] | None, by_id: dic
         target = by_id.get(target)
     elif isinstance(target, dict) and set(target) == {"@id"} and isinstance(target["@id"], str):
         target = by_id.get(target["@id"], target)
+    if isinstance(target, dict) and set(target) == {"@id"} and holder is not None:
+        return holder  # a reference to nothing on the page: what holds the review says more
     return target if isinstance(target, dict) else holder
 
 
-def brand_of(subject: Any) -> str | None:
+def brand_of(subject: Any, by_id: dict[str, dict[str, Any]] | None = None) -> str | None:
     """A product's brand, else the reviewed thing's own name (a company, a shop, a product)."""
     if not isinstance(subject, dict):
         return None
     brand = subject.get("brand")
     if isinstance(brand, list):
         brand = brand[0] if brand else None
+    if isinstance(brand, dict) and "name" not in brand and isinstance(brand.get("@id"), str) and by_id:
+        brand = by_id.get(brand["@id"], brand)  # {"@id": "#brand"}: the Brand node of the @graph
     if isinstance(brand, dict):
         brand = brand.get("name")
     if isinstance(brand, str) and (name := clean_text(brand)):
@@ -90,9 +100,13 @@ def brand_of(subject: Any) -> str | None:
 
 
 def _document(page_url: str) -> str:
-    """The page as the document its ``#fragment`` ids live in: without its query (``?page=2``)."""
+    """The page as the document its ``#fragment`` ids live in: without the query parameters that
+    only page or sort it (``?page=2``), with those that say which page it is (``?product_id=42``)."""
     parts = urlsplit(page_url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    kept = [
+        pair for pair in parts.query.split("&") if pair and unquote(pair.split("=", 1)[0]).lower() not in PAGING_PARAMS
+    ]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join(kept), ""))
 
 
 def _link(value: str, page_url: str) -> str | None:
@@ -119,16 +133,27 @@ def _scope(subject: Any, page_url: str) -> str:
     return _without_scheme(_document(page_url))
 
 
+def _plain(link: str) -> str:
+    """A link as compared for "the same page": no scheme, no query-free trailing slash."""
+    return _without_scheme(_document(link)).rstrip("/")
+
+
 def review_id_of(node: dict[str, Any], page_url: str, subject: Any = None) -> str | None:
     """The review's id (see the module's docstring), or None: keyed by its content then."""
     document = _document(page_url)
+    pages = {_plain(page_url)}  # the page, and what the review is about, under any spelling
+    if isinstance(subject, dict):
+        for key in ("@id", "url"):
+            named = _link(subject[key].strip(), page_url) if isinstance(subject.get(key), str) else None
+            if named and not urlsplit(named).fragment:
+                pages.add(_plain(named))
     for key in ("@id", "url"):
         value = node.get(key)
         if not isinstance(value, str) or not value.strip() or value.strip().startswith("_:"):
             continue  # a blank node's label is local to its JSON-LD block
         link = _link(value.strip(), page_url)
-        if link is None or (_document(link) == document and not urlsplit(link).fragment):
-            continue  # not a link, or the page itself (any of its pages)
+        if link is None or (not urlsplit(link).fragment and (_document(link) == document or _plain(link) in pages)):
+            continue  # not a link, or the page itself (any of its pages), or the product it is about
         if len(review_id := _without_scheme(link)) <= MAX_REVIEW_ID_CHARS:
             return review_id
     identifier = node.get("identifier")
@@ -147,19 +172,44 @@ def structured_reviews(selector: Selector, page_url: str) -> Extraction:
     nodes = [node for document in documents for node in json_ld_walk(document)]
     by_id = {node["@id"]: node for node in nodes if isinstance(node.get("@id"), str) and len(node) > 1}
     page_company = company_from_json_ld(nodes, page_url)
+    # A flattened @graph lists a product's reviews by reference (``"review": [{"@id": "#r1"}]``)
+    # and the Review nodes beside it: the product still holds them.
+    held_by: dict[str, dict[str, Any]] = {}
+    for candidate in nodes:
+        for key in ("review", "reviews"):
+            held = candidate.get(key)
+            for ref in held if isinstance(held, list) else [held]:
+                ref_id = ref.get("@id") if isinstance(ref, dict) else ref
+                if isinstance(ref_id, str):
+                    held_by.setdefault(ref_id, candidate)
     items: list[ReviewItem] = []
     for node, holder in reviews_with_subjects(documents):
+        if holder is None and isinstance(node.get("@id"), str):
+            holder = held_by.get(node["@id"])
         subject = subject_of(node, holder, by_id)
         identify = functools.partial(review_id_of, page_url=page_url, subject=subject)
+        if not isinstance(node.get("reviewBody"), str) and isinstance(node.get("description"), str):
+            node = {**node, "reviewBody": node["description"]}  # some shops put the text there
         item = review_from_json_ld(node, page_url, out.problems, identify=identify)
         if item is None:
             out.skipped += 1
             continue
-        item.company_name = brand_of(subject) or page_company.name
+        item.company_name = brand_of(subject, by_id) or page_company.name
         item.url = item.url or _document(page_url)  # where it can be read, when it has no link of its own
         item.company_website = page_company.website
         item.company_logo = page_company.logo
         items.append(item)
+    # The same review twice (a theme's block and a review app's, say) is one review under its id;
+    # an id on reviews that differ names none of them.
+    once: list[ReviewItem] = []
+    shown: set[tuple[str, str, str | None]] = set()
+    for item in items:
+        if item.review_id is not None:
+            if (item.review_id, item.text, item.author) in shown:
+                continue
+            shown.add((item.review_id, item.text, item.author))
+        once.append(item)
+    items = once
     shared = {review_id for review_id, n in Counter(i.review_id for i in items if i.review_id).items() if n > 1}
     if shared:
         out.problems.append(

@@ -1,5 +1,6 @@
 """Query API settings (prefix ``API_``)."""
 
+import json
 from typing import Annotated, Any, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -73,9 +74,23 @@ class ApiSettings(BaseSettings):
     @field_validator("submit_api_keys", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
-        """One variable, ``key1,key2``: a rotation adds the new key beside the old, then drops the old."""
+        """One variable, ``key1,key2``: a rotation adds the new key beside the old, then drops the old.
+
+        A JSON list (``["key1","key2"]``, how pydantic-settings reads every other list setting, and
+        what the settings table's default ``[]`` suggests) is read as one: split at its commas, it
+        made the keys ``["key1"`` and ``"key2"]``, and every submission with a real key got a 401.
+        """
         if isinstance(value, str):
-            return [key.strip() for key in value.split(",") if key.strip()]
+            text = value.strip()
+            if text.startswith("["):
+                # Not raised on when it does not parse: pydantic's error would print the keys.
+                try:
+                    parsed = json.loads(text)
+                except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
+                    parsed = None
+                if isinstance(parsed, list) and all(isinstance(key, str) for key in parsed):
+                    return [key.strip() for key in parsed if key.strip()]
+            return [key.strip() for key in text.split(",") if key.strip()]
         return value
 
     @model_validator(mode="after")

@@ -31,16 +31,38 @@ class SchemaOrgSpider(scrapy.Spider):  # type: ignore[misc]  # scrapy is untyped
         self.allowed_domains = hosts_of(self.start_urls)  # next links to another site are not followed
         warn_if_several_sites(self.logger, self.allowed_domains)
         self._seen: set[tuple[str | None, str]] = set()  # (author, text) of every review read
+        self._review_by_id: dict[str, tuple[str | None, str]] = {}  # id -> (author, text) first seen with it
 
     async def start(self) -> AsyncIterator[Any]:
         if not self.start_urls:
             self.logger.error("nothing to crawl: pass -a start_url=URL or -a url_file=FILE")
         for url in self.start_urls:
-            yield scrapy.Request(url, callback=self.parse)
+            yield self._request(url)
+
+    def _request(self, url: str) -> scrapy.Request:
+        """Rendered in Chromium with --render-js: some shops add their JSON-LD from a script."""
+        meta = {"playwright": True} if self.settings.getbool("REVIEWSCORE_RENDER_JS") else {}
+        return scrapy.Request(url, callback=self.parse, meta=meta)
 
     def _count(self, name: str, count: int = 1) -> None:
         if self.crawler.stats is not None:
             self.crawler.stats.inc_value(STAT.format(name), count)
+
+    def _with_a_unique_id(self, item: ReviewItem, page_url: str) -> ReviewItem:
+        """An id met before on another review (a café whose every review links to its menu, one
+        review per page) names neither: this one is keyed by its content, and the log says so."""
+        if item.review_id is None:
+            return item
+        first = self._review_by_id.setdefault(item.review_id, (item.author, item.text))
+        if first != (item.author, item.text):
+            self.logger.warning(
+                "%s: id %s was read before on another review; this one is keyed by its content",
+                page_url,
+                item.review_id,
+            )
+            self._count("shared_review_ids")
+            item.review_id = None
+        return item
 
     def parse(self, response: Response, **kwargs: Any) -> Iterator[ReviewItem | scrapy.Request]:
         """A page with reviews: its reviews, then its next page while that brings new ones.
@@ -71,7 +93,8 @@ class SchemaOrgSpider(scrapy.Spider):  # type: ignore[misc]  # scrapy is untyped
         if not extraction.reviews:
             self.logger.warning("no schema.org reviews in the JSON-LD of %s", response.url)
         self._count("reviews_found", len(extraction.reviews))
-        yield from extraction.reviews
+        for item in extraction.reviews:
+            yield self._with_a_unique_id(item, response.url)
         # Only a page that brought a review not read before leads on: a site whose "next" link
         # outlives its last page (?page=N+1 for ever) is not crawled without end. By content, as
         # ids can name a review differently on two pages (scoped by path where nothing else was).
@@ -80,6 +103,6 @@ class SchemaOrgSpider(scrapy.Spider):  # type: ignore[misc]  # scrapy is untyped
         self._seen |= seen
         link = next_page_link(response.selector, response.url)
         if link and new:
-            yield scrapy.Request(link, callback=self.parse)
+            yield self._request(link)
         elif link:
             self.logger.info("%s: no new review on this page; not following its next link", response.url)

@@ -68,6 +68,24 @@ def test_keys_are_compared_whole_and_counted_by_digest() -> None:
     assert [retry_after(0.01), retry_after(1.0), retry_after(9.2)] == ["1", "1", "10"]
 
 
+@pytest.mark.parametrize(
+    ("value", "keys"),
+    [
+        ("old-key, new-key", ["old-key", "new-key"]),
+        ('["old-key", "new-key"]', ["old-key", "new-key"]),  # the JSON list other list settings take
+        (" , ", []),
+        ("[not json", ["[not json"]),  # not refused: the error would print the keys
+    ],
+)
+def test_keys_are_read_comma_separated_or_as_a_json_list(
+    value: str, keys: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.config import ApiSettings
+
+    monkeypatch.setenv("API_SUBMIT_API_KEYS", value)
+    assert [key.get_secret_value() for key in ApiSettings().submit_api_keys] == keys
+
+
 @pytest.mark.integration
 def test_with_keys_set_a_submission_needs_one_and_reads_stay_open(
     readonly_database_url: str, kafka_settings: KafkaSettings

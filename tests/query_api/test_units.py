@@ -483,3 +483,14 @@ def test_the_stars_chart_draws_each_rating_as_shares_of_the_labels_read_in_its_t
     texts = [t.text for t in svg.findall(".//s:text", ns)]
     assert "4 · mean 0.71" in texts
     assert texts.count("0") == 4  # 4★, 3★, 2★ and "none" have no reviews here
+
+
+@pytest.mark.parametrize(
+    ("count", "shown"), [(999, "999"), (9_999, "9999"), (12_345, "12.3k"), (999_999, "1M"), (1_234_567, "1.23M")]
+)
+def test_the_stars_charts_counts_fit_the_right_column(count: int, shown: str) -> None:
+    """The column right of the bars is 108 px wide: a six-digit count ran off the 360 px chart."""
+    svg = _parse(stars_svg([StarRow(5, {"positive": count}, 0.5)], "s"))
+    texts = [t.text for t in svg.findall(".//{http://www.w3.org/2000/svg}text")]
+    assert f"{shown} · mean 0.50" in texts
+    assert max(float(t.get("x", "0")) for t in svg.findall(".//{http://www.w3.org/2000/svg}text")) <= 360 - 108

@@ -192,3 +192,81 @@ def test_the_spider_counts_a_page_without_reviews(spider: SchemaOrgSpider) -> No
     assert walk(spider, page({"@type": "Product", "name": "Kettle"})) == ([], [])
     assert spider.crawler.stats.get_value("reviewscore/reviews_found") == 0
     assert spider.crawler.stats.get_value("reviewscore/review_pages") == 1
+
+
+def test_a_flattened_graph_keeps_the_product_that_lists_its_reviews_by_reference() -> None:
+    graph = {
+        "@context": "https://schema.org",
+        "@graph": [
+            {"@type": "Organization", "@id": "https://shop.example/#org", "name": "Fixture Shop"},
+            {"@type": "Brand", "@id": "https://shop.example/#brewline", "name": "Brewline"},
+            {
+                "@type": "Product",
+                "@id": PAGE + "#product",
+                "name": "Aurora Kettle",
+                "brand": {"@id": "https://shop.example/#brewline"},
+                "review": [{"@id": PAGE + "#r1"}],
+            },
+            review("Boils fast.", **{"@id": PAGE + "#r1"}),
+        ],
+    }
+    assert [(i.company_name, i.review_id) for i in reviews(page(graph))] == [("Brewline", "shop.example/p/kettle#r1")]
+
+
+def test_a_review_shown_twice_keeps_its_id() -> None:
+    """A theme's Product block and a review app's both list it: one review, not an id shared by several."""
+    product = {"@type": "Product", "name": "Kettle", "review": [review("Hot.", author="A", **{"@id": "#r1"})]}
+    extraction = structured_reviews(page(product, product).selector, PAGE)
+    assert [i.review_id for i in extraction.reviews] == ["shop.example/p/kettle#r1"]
+    assert extraction.problems == []
+
+
+def test_a_query_that_names_the_product_is_part_of_the_document_and_paging_is_not() -> None:
+    url = "https://shop.example/index.php?route=product/product&product_id=42"
+    product = {"@type": "Product", "@id": "#product", "name": "Kettle"}
+    product["review"] = [review("A.", **{"@id": "#review-1"}), review("B.", identifier=7)]
+    assert [i.review_id for i in reviews(page(product, url=url + "&page=2"))] == [
+        "shop.example/index.php?route=product/product&product_id=42#review-1",
+        "shop.example/index.php?route=product/product&product_id=42#product #7",
+    ]
+
+
+def test_a_link_to_the_reviewed_product_is_not_a_review_id() -> None:
+    """Shopify shows a product under /collections/…/products/kettle; its reviews link to /products/kettle."""
+    product = {"@type": "Product", "name": "Kettle", "url": "https://shop.example/products/kettle"}
+    product["review"] = [review("Hot.", url="https://shop.example/products/kettle")]
+    response = page(product, url="https://shop.example/collections/kitchen/products/kettle")
+    assert [i.review_id for i in reviews(response)] == [None]
+
+
+def test_an_id_met_before_on_another_review_is_dropped_for_the_later_one(spider: SchemaOrgSpider) -> None:
+    """A café whose reviews all link to its menu, one review per page: no page shows the clash."""
+    menu = "https://cafe.example/menu"
+    first = list(spider.parse(page(review("Great coffee.", url=menu), url=PAGE + "?page=1")))
+    second = list(spider.parse(page(review("Slow service.", url=menu), url=PAGE + "?page=2")))
+    again = list(spider.parse(page(review("Great coffee.", url=menu), url=PAGE + "?page=3")))
+    ids = [item.review_id for item in [*first, *second, *again] if isinstance(item, ReviewItem)]
+    assert ids == ["cafe.example/menu", None, "cafe.example/menu"]  # the same review keeps it
+    assert spider.crawler.stats.get_value("reviewscore/shared_review_ids") == 1
+
+
+def test_with_render_js_the_spider_asks_for_rendered_pages() -> None:
+    crawler = get_crawler(SchemaOrgSpider, {"REVIEWSCORE_RENDER_JS": True})
+    made: Any = SchemaOrgSpider.from_crawler(crawler, start_url=PAGE)
+    assert made._request(PAGE).meta == {"playwright": True}
+    plain: Any = SchemaOrgSpider.from_crawler(get_crawler(SchemaOrgSpider), start_url=PAGE)
+    assert plain._request(PAGE).meta == {}
+
+
+def test_types_written_as_iris_authors_as_lists_and_text_in_description_are_read() -> None:
+    items = reviews(
+        page(
+            {
+                "@type": "https://schema.org/Review",
+                "reviewBody": "By IRI.",
+                "author": [{"name": "Ann"}, {"name": "Bo"}],
+            },
+            {"@type": "schema:UserReview", "description": "Text in description."},
+        )
+    )
+    assert [(i.text, i.author) for i in items] == [("By IRI.", "Ann"), ("Text in description.", None)]
