@@ -221,19 +221,23 @@ def test_reviews_the_broker_did_not_take_are_kept_and_sent_by_the_next_crawl(
     assert {m.review_id for m in messages_on(kafka_settings, 3).values()} == {"vg0001", "vg0002", "vg0003"}
 
 
-def test_spider_contracts_pass_with_scrapy_check(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("spider", "contracts", "scrapes"),
+    [("trustpilot", 5, "parse_company"), ("schemaorg", 3, "parse")],
+)
+def test_spider_contracts_pass_with_scrapy_check(tmp_path: Path, spider: str, contracts: int, scrapes: str) -> None:
     project = Path(scraper.__file__).parent
     env = {**os.environ, **FAST_CRAWL_ENV, "SCRAPER_STATE_DIR": str(tmp_path / "state")}
 
     result = subprocess.run(
-        [sys.executable, "-m", "scrapy", "check", "-v", "trustpilot"],
+        [sys.executable, "-m", "scrapy", "check", "-v", spider],
         cwd=project, env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
 
     report = result.stdout + result.stderr
     assert result.returncode == 0, report[-3000:]
-    assert "Ran 5 contracts" in report
-    assert "parse_company (@scrapes post-hook) ... ok" in report
+    assert f"Ran {contracts} contracts" in report
+    assert f"{scrapes} (@scrapes post-hook) ... ok" in report
 
 
 def test_a_listing_rendered_by_javascript_is_crawled_with_render_js(
@@ -342,18 +346,3 @@ def test_any_site_with_schema_org_reviews_is_crawled_by_the_schemaorg_spider(
         m.review_key.startswith("scraper:schemaorg:sha256:") for m in messages.values() if m.brand == "Corner Café"
     )
     assert "/shop/kettle?page=4" not in fixture_site.paths()  # page 3 brought nothing new
-
-
-def test_the_schemaorg_spider_contracts_pass_with_scrapy_check(tmp_path: Path) -> None:
-    project = Path(scraper.__file__).parent
-    env = {**os.environ, **FAST_CRAWL_ENV, "SCRAPER_STATE_DIR": str(tmp_path / "state")}
-
-    result = subprocess.run(
-        [sys.executable, "-m", "scrapy", "check", "-v", "schemaorg"],
-        cwd=project, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-
-    report = result.stdout + result.stderr
-    assert result.returncode == 0, report[-3000:]
-    assert "Ran 3 contracts" in report
-    assert "parse (@scrapes post-hook) ... ok" in report
