@@ -212,6 +212,12 @@ def explain(url: str, rows: int) -> None:
                 "published_at",
                 10_000,
             ),
+            "4-5 stars read as negative (newest)": list_statement(
+                Filters(label="negative", min_rating=4), "newest", None, 50
+            ),
+            "stars chart, one brand (stats by rating, all time)": stats_statement(
+                Filters(brand="Brand07"), "rating", None, "created_on", 6
+            ),
             "export": export_statement(Filters(), 100_000),
         }
         for title, statement in queries.items():
@@ -372,6 +378,9 @@ def main() -> None:
             # A since at a UTC midnight before every row keeps the answer but needs the daily rollup.
             "labels, all brands, all time": lambda i: "/sentiments/stats?group_by=label",
             "  the same from the daily rollup": lambda i: f"/sentiments/stats?group_by=label&since={EPOCH}",
+            "4-5 stars read as negative, 50 newest": lambda i: "/sentiments/?min_rating=4&label=negative&limit=50",
+            "stars chart, one brand": lambda i: f"/charts/stars.svg?brand={rng.choice(BRANDS)}",
+            "stars chart, all brands*": lambda i: "/charts/stars.svg",
             "brands, all time": lambda i: "/brands?limit=100",
             "  the same from the daily rollup ": lambda i: f"/brands?limit=100&since={EPOCH}",
             "  the same from the rows (min_score=0)*": lambda i: "/brands?limit=100&min_score=0",

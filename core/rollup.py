@@ -36,7 +36,7 @@ class Rollup:
 DAILY = Rollup(
     "sentiment_daily", "brand, day, source, label", "brand, (created_on AT TIME ZONE 'UTC')::date AS day, source, label"
 )
-TOTALS = Rollup("sentiment_totals", "brand, source, label", "brand, source, label")
+TOTALS = Rollup("sentiment_totals", "brand, source, label, rating", "brand, source, label, rating")
 ROLLUPS = (DAILY, TOTALS)
 """In the order the triggers write them (trigger names sort daily before totals)."""
 

@@ -136,9 +136,19 @@ sentiment_totals = Table(
     Column("label", String(16), nullable=False),
     Column("reviews", BigInteger, nullable=False),
     Column("score_sum", Numeric, nullable=False),
-    Index("ux_sentiment_totals_key", "brand", "source", "label", unique=True, postgresql_nulls_not_distinct=True),
+    Column("rating", SmallInteger, nullable=True),
+    Index(
+        "ux_sentiment_totals_key",
+        "brand",
+        "source",
+        "label",
+        "rating",
+        unique=True,
+        postgresql_nulls_not_distinct=True,
+    ),
 )
-"""Reviews and score sum per (brand, source, label) over all time: ``sentiment_daily`` without the day.
+"""Reviews and score sum per (brand, source, label, rating) over all time: ``sentiment_daily``
+without the day, with the reviewer's stars (migration 0010: the stars chart's all-time answer).
 
 Written only by the triggers of migration 0004, like the daily rollup, for the questions with no
 time range (the brand list, all-time label distributions), which would otherwise sum every day.

@@ -142,18 +142,26 @@ def _whole_day(moment: datetime | None) -> bool:
 # The filters a rollup row can answer; any other filter that applies sends the request to the rows,
 # so a filter added later is never silently ignored by the rollup path.
 _ROLLUP_FILTERS = frozenset({"brand", "source", "label", "since", "until"})
-_ROLLUP_GROUPS = frozenset({None, "brand", "source", "label"})  # the rollups keep no star ratings
+# The all-time totals also keep the reviewer's stars (migration 0010); the daily rollup does not.
+_TOTALS_FILTERS = frozenset({"min_rating", "max_rating"})
 
 
-def rollup_answers(filters: Filters, bucket: Bucket | None, time_field: TimeField) -> bool:
-    """Whether the daily rollup holds the answer: whole UTC days of created_on, rollup columns only."""
-    return (
+def rollup_answers(
+    filters: Filters, bucket: Bucket | None, time_field: TimeField, group_by: GroupBy | None = None
+) -> bool:
+    """Whether a rollup holds the answer: whole UTC days of created_on, rollup columns only; by
+    star rating (a group or a filter), only the all-time totals, so no bucket and no time range."""
+    applied = set(bound_values(filters))
+    if not (
         time_field == "created_on"
         and bucket != "hour"
-        and _ROLLUP_FILTERS.issuperset(bound_values(filters))
+        and (_ROLLUP_FILTERS | _TOTALS_FILTERS).issuperset(applied)
         and _whole_day(filters.since)
         and _whole_day(filters.until)
-    )
+    ):
+        return False
+    by_rating = group_by == "rating" or bool(applied & _TOTALS_FILTERS)
+    return not by_rating or _rollup_table(filters, bucket) is sentiment_totals
 
 
 def _rollup_table(filters: Filters, bucket: Bucket | None) -> Table:
@@ -176,6 +184,10 @@ def _rollup_where(filters: Filters, rollup: Table) -> list[ColumnElement[bool]]:
         terms.append(columns.day >= _utc(filters.since).date())
     if filters.until is not None:
         terms.append(columns.day < _utc(filters.until).date())
+    if filters.min_rating is not None:  # the totals only (``rollup_answers``)
+        terms.append(columns.rating >= filters.min_rating)
+    if filters.max_rating is not None:
+        terms.append(columns.rating <= filters.max_rating)
     return terms
 
 
@@ -192,7 +204,7 @@ def stats_statement(
 
     From the rollup when it holds the answer (``rollup_answers``), else from the rows.
     """
-    if group_by in _ROLLUP_GROUPS and rollup_answers(filters, bucket, time_field):
+    if rollup_answers(filters, bucket, time_field, group_by):
         return rollup_stats_statement(filters, group_by, bucket, max_rows)
     return scan_stats_statement(filters, group_by, bucket, time_field, max_rows)
 
@@ -216,7 +228,9 @@ def rollup_stats_statement(
         "week": "(date_trunc('week', day::timestamp) AT TIME ZONE 'UTC')",
     }[bucket]
     columns: list[ColumnElement[Any]] = [literal_column(instant, DateTime(timezone=True)).label("bucket")]
-    group = getattr(rollup, group_by) if group_by else literal_column("NULL::text")
+    group: ColumnElement[Any] = getattr(rollup, group_by) if group_by else literal_column("NULL::text")
+    if group_by == "rating":  # as text, as the rows give it
+        group = cast(group, Text)
     columns.append(group.label("group"))
     reviews = func.sum(rollup.reviews)
     label_counts = [

@@ -29,13 +29,13 @@ def _tables(url: str) -> set[str]:
 
 
 def test_upgrade_downgrade_upgrade_round_trip(database_url: str) -> None:
-    assert migrate.head_revision() == "0009"
-    assert migrate.current_revision(database_url) == "0009"
+    assert migrate.head_revision() == "0010"
+    assert migrate.current_revision(database_url) == "0010"
     migrate.downgrade(database_url, "base")
     assert migrate.current_revision(database_url) is None
     assert "sentiments" not in _tables(database_url)
     migrate.upgrade(database_url, "head")
-    assert migrate.current_revision(database_url) == "0009"
+    assert migrate.current_revision(database_url) == "0010"
     assert "sentiments" in _tables(database_url)
 
 
@@ -300,4 +300,34 @@ def test_0009_builds_its_index_again_after_a_build_cut_short(database_url: str) 
         indexes = {ix["name"]: ix for ix in inspect(engine).get_indexes("sentiments")}
         assert indexes["ix_sentiments_brand_published_at"]["column_names"] == ["brand", "published_at"]
     finally:
+        engine.dispose()
+
+
+def test_0010_keys_the_totals_by_rating_from_the_rows_and_back(database_url: str) -> None:
+    from core.rollup import drift
+
+    migrate.downgrade(database_url, "0009")
+    engine = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)
+    totals = text("SELECT count(*), sum(reviews) FROM sentiment_totals")
+    try:
+        with engine.begin() as conn:
+            for n, rating in enumerate([None, 1, 5, 5, 5, None]):
+                conn.execute(
+                    text(
+                        "INSERT INTO sentiments (review_key, sentence, sentiment_score, confidence, label,"
+                        " suggested_rating, brand, source, rating, model_version)"
+                        " VALUES (:key, 'x', 0.5, 0.9, 'neutral', 3, 'Acme', 'cli', :rating, 'v1')"
+                    ),
+                    {"key": f"m10-{n}", "rating": rating},
+                )
+            assert tuple(conn.execute(totals).one()) == (1, 6)  # one (brand, source, label) group
+        migrate.upgrade(database_url, "head")
+        with engine.connect() as conn:
+            assert tuple(conn.execute(totals).one()) == (3, 6)  # None, 1 and 5 stars
+            assert all(one.exact for one in drift(conn))
+        migrate.downgrade(database_url, "0009")
+        with engine.connect() as conn:
+            assert tuple(conn.execute(totals).one()) == (1, 6)
+    finally:
+        migrate.upgrade(database_url, "head")
         engine.dispose()

@@ -41,12 +41,24 @@ MIDNIGHT = datetime(2026, 3, 1, tzinfo=UTC)
         (Filters(q="delivery"), "day", "created_on", False),
         (Filters(published_since=MIDNIGHT), "day", "created_on", False),  # the rollup has no publication time
         (Filters(published_until=MIDNIGHT), None, "created_on", False),
+        (Filters(min_rating=4), None, "created_on", True),  # the all-time totals keep the stars
+        (Filters(brand="Acme", max_rating=2), None, "created_on", True),
+        (Filters(min_rating=4), "day", "created_on", False),  # the daily rollup does not
+        (Filters(min_rating=4, since=MIDNIGHT), None, "created_on", False),
     ],
 )
 def test_the_rollup_answers_only_whole_days_of_created_on_by_its_own_columns(
     filters: Filters, bucket: Any, time_field: Any, answers: bool
 ) -> None:
     assert rollup_answers(filters, bucket, time_field) is answers
+
+
+@pytest.mark.parametrize(
+    ("filters", "bucket", "answers"),
+    [(Filters(), None, True), (Filters(source="user"), None, True), (Filters(), "day", False)],
+)
+def test_stats_by_star_rating_come_from_the_all_time_totals_only(filters: Filters, bucket: Any, answers: bool) -> None:
+    assert rollup_answers(filters, bucket, "created_on", "rating") is answers
 
 
 def _random_rows(rng: random.Random, n: int, tag: str) -> list[dict[str, Any]]:
@@ -64,6 +76,7 @@ def _random_rows(rng: random.Random, n: int, tag: str) -> list[dict[str, Any]]:
                 "label": label,
                 "suggested_rating": rng.randint(1, 5),
                 "brand": rng.choice(["Acme", "Globex", None]),
+                "rating": rng.choice([None, 1, 2, 3, 4, 5]),
                 "source": rng.choice(["crawler", "user"]),
                 "model_version": "v1",
                 "created_on": moment,
@@ -80,6 +93,9 @@ FILTERS = [
 ]
 
 
+RATING_FILTERS = [Filters(), Filters(brand="Acme"), Filters(min_rating=4), Filters(source="user", max_rating=2)]
+
+
 def _normalised(conn: Connection, statement: Any) -> list[tuple[Any, ...]]:
     return [(*row[:3], round(float(row.mean_score), 9), *row[4:]) for row in conn.execute(statement)]
 
@@ -94,6 +110,11 @@ def assert_rollup_equals_rows(engine: Engine) -> None:
             from_rollup = _normalised(conn, rollup_stats_statement(filters, group_by, bucket, 10_000))  # type: ignore[arg-type]
             from_rows = _normalised(conn, scan_stats_statement(filters, group_by, bucket, "created_on", 10_000))  # type: ignore[arg-type]
             assert from_rollup == from_rows, (filters, group_by, bucket)
+        # By the reviewers' stars: the all-time totals only (migration 0010).
+        for filters, group_by in product(RATING_FILTERS, [None, "rating", "brand"]):
+            from_rollup = _normalised(conn, rollup_stats_statement(filters, group_by, None, 10_000))  # type: ignore[arg-type]
+            from_rows = _normalised(conn, scan_stats_statement(filters, group_by, None, "created_on", 10_000))  # type: ignore[arg-type]
+            assert from_rollup == from_rows, (filters, group_by)
         # All time from the totals, a range of days from the daily rollup; with a name search too.
         for filters, name in product(FILTERS, [None, "GLOB"]):
             brands = conn.execute(brands_statement(filters, 100, name)).all()
@@ -140,6 +161,7 @@ def test_the_rollup_equals_the_rows_through_inserts_rescoring_updates_deletes_an
         conn.execute(text("UPDATE sentiments SET label = 'neutral', sentiment_score = 0.5 WHERE id % 3 = 0"))
         conn.execute(text("UPDATE sentiments SET created_on = created_on + interval '13 hours' WHERE id % 5 = 0"))
         conn.execute(text("UPDATE sentiments SET brand = NULL WHERE id % 7 = 0"))
+        conn.execute(text("UPDATE sentiments SET rating = CASE WHEN rating IS NULL THEN 3 END WHERE id % 6 = 0"))
         conn.execute(text("UPDATE sentiments SET confidence = 0.1"))  # touches no rollup column
     assert_rollup_equals_rows(engine)
 
