@@ -9,8 +9,8 @@ let listedParams = null; // the filters the list on screen was loaded with: "Loa
 
 // The filters the list and the charts share: the brand, and the label, dates and search as last
 // applied (the sort too, for the list). A brand change keeps them, and puts the form back to show them.
-const FORM_FIELDS = ["label", "stars", "from", "to", "q", "sort"];
-let applied = { label: "", stars: "", from: "", to: "", q: "", sort: "newest" };
+const FORM_FIELDS = ["label", "stars", "from", "to", "lang", "q", "sort"];
+let applied = { label: "", stars: "", from: "", to: "", lang: "", q: "", sort: "newest" };
 
 // The dates are whole UTC days, like the charts' buckets, on the time the charts use: scored
 // (since/until) or published (published_since/published_until). "To" is the last day shown, so
@@ -26,7 +26,7 @@ function filterParams() {
   const brand = $("brand").value.trim();
   if (brand) params.set("brand", brand);
   if ($("source").value) params.set("source", $("source").value);
-  for (const name of ["label", "q"]) if (applied[name]) params.set(name, applied[name]);
+  for (const name of ["label", "lang", "q"]) if (applied[name]) params.set(name, applied[name]);
   if (applied.stars) { // "4-5": the reviewer's stars from 4 to 5; "1-1": exactly one
     const [low, high] = applied.stars.split("-");
     params.set("min_rating", low);

@@ -159,6 +159,14 @@ def test_the_dashboard_shows_charts_filters_reviews_and_a_submitted_review_once_
                 " && i.dataset.src.includes('max_rating=5'); })"
             )
             assert page.text_content("#labels svg .subtitle") == "Acme · 4–5★"
+            page.fill("#lang", "en")  # English of any region, in the charts as in the list
+            page.click("#filters button[type=submit]")
+            page.wait_for_function(
+                "['timeline', 'labels', 'ratings'].every(id => { const i = document.getElementById(id);"
+                " return i.dataset.state === 'drawn' && i.dataset.src.includes('lang=en'); })"
+            )
+            assert page.text_content("#labels svg .subtitle") == "Acme · 4–5★ · lang en"
+            page.fill("#lang", "")
             page.select_option("#stars", "")
             page.click("#filters button[type=submit]")
             page.wait_for_function("document.querySelectorAll('#reviews tbody tr[data-id]').length === 20")
