@@ -109,12 +109,18 @@ def rollup(
     """Check that the rollups behind stats (daily, all-time totals) equal the rows; exit 1 if one drifted."""
     from sqlalchemy import create_engine, pool
 
+    from core import migrate as migrations
     from core import rollup as rollups
     from core.db import sqlalchemy_url
     from core.runtime import ensure_infra
 
     with ensure_infra(kafka=False, start_embedded=False) as conn:
         assert conn.database_url
+        # The rollups' keys follow the migrations (0010 added the rating): another release's
+        # check would report drift that is not there, and its rebuild would write the wrong key.
+        if mismatch := migrations.schema_mismatch(conn.database_url):
+            typer.echo(f"error: {mismatch[1]}; check and rebuild the rollups with the matching release", err=True)
+            raise typer.Exit(2)
         engine = create_engine(sqlalchemy_url(conn.database_url), poolclass=pool.NullPool)
         try:
             with engine.begin() as db:

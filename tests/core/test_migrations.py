@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 import uuid
 
 import pytest
@@ -328,6 +330,42 @@ def test_0010_keys_the_totals_by_rating_from_the_rows_and_back(database_url: str
         migrate.downgrade(database_url, "0009")
         with engine.connect() as conn:
             assert tuple(conn.execute(totals).one()) == (1, 6)
+    finally:
+        migrate.upgrade(database_url, "head")
+        engine.dispose()
+
+
+def test_0010_waits_for_a_writer_in_flight_instead_of_deadlocking_with_it(database_url: str) -> None:
+    """A writer's statement locks sentiments, then its trigger the totals; the migration altered
+    the totals first and then asked for sentiments: PostgreSQL aborted it as the deadlock's victim."""
+    migrate.downgrade(database_url, "0009")
+    engine = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    text(
+                        "INSERT INTO sentiments (review_key, sentence, sentiment_score, confidence, label,"
+                        " suggested_rating, brand, source, rating, model_version)"
+                        " SELECT 'w-' || g, 'x', 0.5, 0.9, 'neutral', 3, 'Acme', 'cli', 4, 'v1'"
+                        " FROM generate_series(1, 10) g, (SELECT pg_sleep(0.5)) s"
+                    )
+                )
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    try:
+        thread = threading.Thread(target=writer)
+        thread.start()
+        time.sleep(0.2)  # the writer's statement runs: it holds sentiments, not yet the totals
+        migrate.upgrade(database_url, "head", lock_timeout_ms=10_000)
+        thread.join()
+        assert errors == []
+        assert migrate.current_revision(database_url) == "0010"
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT sum(reviews) FROM sentiment_totals WHERE rating = 4")).scalar_one() == 10
     finally:
         migrate.upgrade(database_url, "head")
         engine.dispose()

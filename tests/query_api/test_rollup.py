@@ -284,3 +284,20 @@ def test_rollup_command_on_a_database_without_the_rollup_says_to_migrate(
 
     assert result.exit_code == 2
     assert "reviewscore migrate" in result.output
+
+
+@pytest.mark.integration
+def test_rollup_command_refuses_a_database_at_another_revision(
+    engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rollups' keys follow the migrations (0010 added the rating): against another revision a
+    check reports drift that is not there, and a rebuild writes the other release's key."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    migrate.downgrade(database_url, "0009")
+    try:
+        result = CliRunner().invoke(cli_app(), ["rollup", "--rebuild"])
+        assert result.exit_code == 2
+        assert "0009" in result.stderr
+        assert "matching release" in result.stderr
+    finally:
+        migrate.upgrade(database_url, "head")

@@ -50,8 +50,8 @@ def _functions(key: str) -> dict[str, str]:
 
 
 def _rekey(key: str) -> None:
-    """The totals keyed by ``key``: index, trigger functions and contents, with writers kept out."""
-    op.execute("LOCK TABLE sentiments IN SHARE ROW EXCLUSIVE MODE")
+    """The totals keyed by ``key``: index, trigger functions and contents, with writers kept out
+    (``_hold_writers`` first: the caller has taken that lock before touching the totals)."""
     op.execute(f"DROP INDEX {_INDEX}")
     op.execute("DELETE FROM sentiment_totals")
     op.create_index(
@@ -68,11 +68,19 @@ def _rekey(key: str) -> None:
     )
 
 
+def _hold_writers() -> None:
+    """Writers' statement triggers lock ``sentiments`` and then ``sentiment_totals``: take them in
+    that order too, before any DDL on the totals, or a writer mid-statement deadlocks with us."""
+    op.execute("LOCK TABLE sentiments IN SHARE ROW EXCLUSIVE MODE")
+
+
 def upgrade() -> None:
+    _hold_writers()
     op.add_column("sentiment_totals", sa.Column("rating", sa.SmallInteger(), nullable=True))
     _rekey("brand, source, label, rating")
 
 
 def downgrade() -> None:
+    _hold_writers()
     _rekey("brand, source, label")
     op.drop_column("sentiment_totals", "rating")
