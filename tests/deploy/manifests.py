@@ -49,7 +49,7 @@ SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
 # Variables our images may set that belong to libraries, not to our settings.
 LIBRARY_ENV = frozenset({"HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "PYTHONUNBUFFERED"})
 # Configuration that a command line receives (compose ``${VAR}``, Kubernetes ``$(VAR)``), not a setting.
-COMMAND_LINE_ENV = frozenset({"SCRAPER_START_URL"})
+COMMAND_LINE_ENV = frozenset({"SCRAPER_START_URL", "SCRAPER_SPIDER"})
 OUR_IMAGE_PREFIX = "reviewscore/"
 
 

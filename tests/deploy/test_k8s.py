@@ -322,7 +322,7 @@ def test_images_are_pinned_and_agree_with_compose() -> None:
                 assert c["image"].endswith(f":{project_version()}")
 
 
-def test_workloads_run_the_same_commands_as_compose() -> None:
+def test_workloads_run_the_same_commands_as_compose(config: dict[str, str]) -> None:
     services = load_compose()["services"]
     pairs = {
         ("Job", "reviewscore-migrate", "migrate"): "migrate",
@@ -331,7 +331,9 @@ def test_workloads_run_the_same_commands_as_compose() -> None:
         ("CronJob", "reviewscore-scraper", "scraper"): "scraper",
     }
     for (kind, name, container_name), service in pairs.items():
-        args = container(find(MANIFESTS, kind, name), container_name)["args"]
+        args = [
+            expand_references(arg, config) for arg in container(find(MANIFESTS, kind, name), container_name)["args"]
+        ]
         command = services[service]["command"]
         assert args[:2] == command[:2], f"{kind}/{name}: {args} vs compose {command}"
 
@@ -352,6 +354,9 @@ def test_the_crawler_takes_its_start_urls_from_the_config_map(config: dict[str, 
     env = config | {k: str(v["value"]) for k, v in env_value_names(scraper).items() if "value" in v}
     argv = [expand_references(arg, env) for arg in scraper["args"]]
     assert "$(" not in " ".join(argv), argv
+    from scraper.spiders import schemaorg, trustpilot
+
+    assert argv[1] in {trustpilot.TrustpilotSpider.name, schemaorg.SchemaOrgSpider.name}  # a spider there is
     values = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--start-url"]
     urls = [url for value in values for url in split_start_urls(value)]  # as `reviewscore crawl` reads them
     assert urls
