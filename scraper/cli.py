@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import threading
 from pathlib import Path
@@ -62,6 +63,10 @@ def crawl(
         str | None,
         typer.Option(help="Message source (default: SCRAPER_SOURCE, else scraper:SPIDER); one per site crawled."),
     ] = None,
+    follow: Annotated[
+        str | None,
+        typer.Option(help="schemaorg, from a sitemap start URL: read only the pages whose URL matches this regex."),
+    ] = None,
 ) -> None:
     """Crawl a review site and publish every review to the reviews topic."""
     from core.config import clear_settings_cache, get_scraper_settings
@@ -79,6 +84,15 @@ def crawl(
     if bad:
         typer.echo(f"error: start URLs must be absolute http(s) URLs: {', '.join(bad)}", err=True)
         raise typer.Exit(2)
+    if follow is not None:
+        if spider != "schemaorg":
+            typer.echo("error: --follow is for the schemaorg spider (pages listed in a sitemap)", err=True)
+            raise typer.Exit(2)
+        try:
+            re.compile(follow)
+        except re.error as exc:
+            typer.echo(f"error: --follow {follow!r} is not a regular expression: {exc}", err=True)
+            raise typer.Exit(2) from exc
     _env("SCRAPER_SOURCE", source)
     _env("SCRAPER_STATE_DIR", state_dir)
     _env("SCRAPER_INCREMENTAL", incremental)
@@ -104,6 +118,8 @@ def crawl(
     spider_args: dict[str, object] = {"start_url": starts} if starts else {}
     if url_file:
         spider_args["url_file"] = str(url_file)
+    if follow is not None:
+        spider_args["follow"] = follow
 
     try:
         with ensure_infra(database=False, kafka=publish, start_embedded=False):

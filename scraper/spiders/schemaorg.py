@@ -3,30 +3,47 @@
 Give it the pages that hold reviews (a product, a shop, a company's page; ``-a start_url=URL``
 or ``-a url_file=PATH``): it reads their ``Review`` nodes (``scraper.structured``) and follows
 each page's ``rel="next"`` link on the same site, while that link leads to reviews not seen yet.
-Listing pages are not walked: which pages hold reviews differs per site, so they are the start
-list. A page without JSON-LD reviews is logged and counted, and the crawl goes on.
+Listing pages are not walked: which pages hold reviews differs per site. A site's XML sitemap
+(a start URL ending in ``.xml`` or ``.xml.gz``, a sitemap index included) is the list instead,
+narrowed by ``-a follow=REGEX`` to the pages whose URL matches (``/products/``). A start page
+without JSON-LD reviews is logged and counted; a sitemap's page without them only counted.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import scrapy
 from scrapy.http import Response, TextResponse
 
+from scraper.extract import html_link
 from scraper.items import ReviewItem
 from scraper.start_urls import collect_start_urls, hosts_of, warn_if_several_sites
 from scraper.structured import next_page_link, structured_reviews
 
 STAT = "reviewscore/{}"
+MAX_SITEMAP_BYTES = 50 * 1024 * 1024  # the sitemaps protocol's own limit, uncompressed
+
+
+def is_sitemap(url: str) -> bool:
+    return urlsplit(url).path.lower().endswith((".xml", ".xml.gz"))
 
 
 class SchemaOrgSpider(scrapy.Spider):  # type: ignore[misc]  # scrapy is untyped for mypy here
     name = "schemaorg"
 
-    def __init__(self, start_url: str | list[str] | None = None, url_file: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        start_url: str | list[str] | None = None,
+        url_file: str | None = None,
+        follow: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        self._follow = re.compile(follow) if follow else None  # a bad pattern fails here, before the crawl
         self.start_urls = collect_start_urls(start_url, url_file)
         self.allowed_domains = hosts_of(self.start_urls)  # next links to another site are not followed
         warn_if_several_sites(self.logger, self.allowed_domains)
@@ -37,12 +54,50 @@ class SchemaOrgSpider(scrapy.Spider):  # type: ignore[misc]  # scrapy is untyped
         if not self.start_urls:
             self.logger.error("nothing to crawl: pass -a start_url=URL or -a url_file=FILE")
         for url in self.start_urls:
-            yield self._request(url)
+            yield scrapy.Request(url, callback=self.parse_sitemap) if is_sitemap(url) else self._request(url)
 
-    def _request(self, url: str) -> scrapy.Request:
+    def _request(self, url: str, from_sitemap: bool = False) -> scrapy.Request:
         """Rendered in Chromium with --render-js: some shops add their JSON-LD from a script."""
-        meta = {"playwright": True} if self.settings.getbool("REVIEWSCORE_RENDER_JS") else {}
+        meta: dict[str, Any] = {"playwright": True} if self.settings.getbool("REVIEWSCORE_RENDER_JS") else {}
+        if from_sitemap:
+            meta["from_sitemap"] = True
         return scrapy.Request(url, callback=self.parse, meta=meta)
+
+    def parse_sitemap(self, response: Response) -> Iterator[scrapy.Request]:
+        """A sitemap: its pages (those ``follow`` matches) are read; a sitemap index, its sitemaps."""
+        from scrapy.utils.gz import gunzip
+        from scrapy.utils.sitemap import Sitemap
+
+        self._count("listing_pages")
+        body = response.body
+        if body[:2] == b"\x1f\x8b":  # a .xml.gz served as a file, not as Content-Encoding
+            try:
+                body = gunzip(body, max_size=MAX_SITEMAP_BYTES)
+            except OSError:
+                self.logger.warning("skipped %s: not a readable gzip file", response.url)
+                self._count("unreadable_sitemaps")
+                return
+        try:
+            sitemap = Sitemap(body)
+        except (SyntaxError, StopIteration):  # lxml's XMLSyntaxError: not XML at all; StopIteration: empty
+            sitemap = None
+        if sitemap is None or sitemap.type not in ("urlset", "sitemapindex"):
+            self.logger.warning("skipped %s: not a sitemap (a <urlset> or <sitemapindex>)", response.url)
+            self._count("unreadable_sitemaps")
+            return
+        matched = 0
+        for entry in sitemap:
+            url = html_link(entry.get("loc", ""), response.url)
+            if url is None:
+                continue
+            if sitemap.type == "sitemapindex":
+                yield scrapy.Request(url, callback=self.parse_sitemap)
+            elif self._follow is None or self._follow.search(url):
+                matched += 1
+                yield self._request(url, from_sitemap=True)
+        if sitemap.type == "urlset" and not matched:
+            self.logger.warning("%s: no page matched %s", response.url, self._follow.pattern if self._follow else "")
+        self._count("sitemap_pages_listed", matched)
 
     def _count(self, name: str, count: int = 1) -> None:
         if self.crawler.stats is not None:
@@ -91,7 +146,10 @@ class SchemaOrgSpider(scrapy.Spider):  # type: ignore[misc]  # scrapy is untyped
         if extraction.skipped:
             self._count("malformed_reviews", extraction.skipped)
         if not extraction.reviews:
-            self.logger.warning("no schema.org reviews in the JSON-LD of %s", response.url)
+            # A sitemap lists every page of a site, most without reviews: counted, not logged.
+            listed = response.request is not None and response.request.meta.get("from_sitemap")
+            log = self.logger.debug if listed else self.logger.warning
+            log("no schema.org reviews in the JSON-LD of %s", response.url)
         self._count("reviews_found", len(extraction.reviews))
         for item in extraction.reviews:
             yield self._with_a_unique_id(item, response.url)

@@ -36,6 +36,21 @@ def test_crawl_with_a_start_that_is_not_an_http_url_is_refused(tmp_path: Path) -
     assert "start URLs must be absolute http(s) URLs: reviews.test, ftp://files.test/x" in result.output
 
 
+@pytest.mark.parametrize(
+    ("spider", "follow", "said"),
+    [
+        ("trustpilot", "/products/", "--follow is for the schemaorg spider"),
+        ("schemaorg", "(unclosed", "--follow '(unclosed' is not a regular expression"),
+    ],
+)
+def test_follow_is_refused_where_it_cannot_apply(spider: str, follow: str, said: str) -> None:
+    args = ["crawl", spider, "--start-url", "http://a.test/sitemap.xml", "--no-publish", "--follow", follow]
+    result = CliRunner().invoke(app(), args)
+
+    assert result.exit_code == 2
+    assert said in result.output
+
+
 def test_a_malformed_scrapy_setting_is_refused() -> None:
     args = ["crawl", "trustpilot", "--start-url", "http://a.test/", "--no-publish", "-s", "X"]
     result = CliRunner().invoke(app(), args)

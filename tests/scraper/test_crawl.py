@@ -221,6 +221,24 @@ def test_reviews_the_broker_did_not_take_are_kept_and_sent_by_the_next_crawl(
     assert {m.review_id for m in messages_on(kafka_settings, 3).values()} == {"vg0001", "vg0002", "vg0003"}
 
 
+def test_the_schemaorg_spider_reads_the_pages_a_sitemap_lists_that_follow_matches(
+    fixture_site: FixtureSite, crawl: Crawl, tmp_path: Path
+) -> None:
+    out = tmp_path / "items.jsonl"
+
+    result = crawl(
+        "--start-url", fixture_site.url("/shop/sitemap.xml"), "--follow", "/shop/(kettle|corner-cafe)$",
+        "--no-publish", "-o", str(out), spider="schemaorg",
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted({item["company_name"] for item in feed(out)}) == ["Brewline", "Corner Café"]
+    assert result.summary["found"] == 9  # both pages, and the kettle's next pages, as from start URLs
+    paths = fixture_site.paths()
+    assert "/shop/kettle?page=2" in paths
+    assert not [p for p in paths if p.startswith(("/shop/about-us", "/shop/delivery-terms"))]
+
+
 @pytest.mark.parametrize(
     ("spider", "contracts", "scrapes"),
     [("trustpilot", 5, "parse_company"), ("schemaorg", 3, "parse")],

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from typing import Any
 
 import pytest
 import scrapy
-from scrapy.http import HtmlResponse
+from scrapy.http import HtmlResponse, Response
 from scrapy.utils.test import get_crawler
 
 from scraper.items import ReviewItem
@@ -270,3 +271,51 @@ def test_types_written_as_iris_authors_as_lists_and_text_in_description_are_read
         )
     )
     assert [(i.text, i.author) for i in items] == [("By IRI.", "Ann"), ("Text in description.", None)]
+
+
+SITEMAP_NS = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
+
+
+def sitemap(url: str, kind: str, *locs: str, gzipped: bool = False) -> Response:
+    entry = "sitemap" if kind == "sitemapindex" else "url"
+    body = f"<?xml version='1.0'?><{kind} {SITEMAP_NS}>" + "".join(
+        f"<{entry}><loc>{loc}</loc></{entry}>" for loc in locs
+    )
+    data = (body + f"</{kind}>").encode()
+    return Response(url=url, body=gzip.compress(data) if gzipped else data)
+
+
+def test_a_sitemap_lists_the_pages_to_read_narrowed_by_follow() -> None:
+    crawler = get_crawler(SchemaOrgSpider)
+    crawler.stats.open_spider()  # type: ignore[union-attr]
+    made: Any = SchemaOrgSpider.from_crawler(crawler, start_url="https://shop.example/sitemap.xml", follow="/p/")
+    pages = list(
+        made.parse_sitemap(
+            sitemap(
+                "https://shop.example/sitemap.xml", "urlset", "/p/kettle", "/about", "https://shop.example/p/toaster"
+            )
+        )
+    )
+    assert [(r.url, r.callback.__name__, r.meta.get("from_sitemap")) for r in pages] == [
+        ("https://shop.example/p/kettle", "parse", True),
+        ("https://shop.example/p/toaster", "parse", True),
+    ]
+    index = sitemap("https://shop.example/index.xml", "sitemapindex", "/sitemap-1.xml.gz")
+    assert [(r.url, r.callback.__name__) for r in made.parse_sitemap(index)] == [
+        ("https://shop.example/sitemap-1.xml.gz", "parse_sitemap")
+    ]
+    packed = sitemap("https://shop.example/sitemap-1.xml.gz", "urlset", "/p/kettle", gzipped=True)
+    assert [r.url for r in made.parse_sitemap(packed)] == ["https://shop.example/p/kettle"]
+    assert list(made.parse_sitemap(Response(url="https://shop.example/x.xml", body=b"<html>nope</html>"))) == []
+    assert crawler.stats.get_value("reviewscore/unreadable_sitemaps") == 1  # type: ignore[union-attr]
+    assert crawler.stats.get_value("reviewscore/listing_pages") == 4  # type: ignore[union-attr]
+
+
+def test_a_start_url_ending_in_xml_is_read_as_a_sitemap() -> None:
+    from scraper.spiders.schemaorg import is_sitemap
+
+    assert [is_sitemap(u) for u in ("https://s.example/sitemap.xml", "https://s.example/sm.XML.gz", PAGE)] == [
+        True,
+        True,
+        False,
+    ]
