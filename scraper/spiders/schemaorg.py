@@ -17,14 +17,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import scrapy
-from scrapy.http import Response, TextResponse
+from scrapy.http import Response
 
 from scraper.extract import html_link
 from scraper.items import ReviewItem
+from scraper.spiders.reporting import ReportingSpider
 from scraper.start_urls import collect_start_urls, hosts_of, warn_if_several_sites
 from scraper.structured import next_page_link, structured_reviews
 
-STAT = "reviewscore/{}"
 MAX_SITEMAP_BYTES = 50 * 1024 * 1024  # the sitemaps protocol's own limit, uncompressed
 
 
@@ -32,7 +32,7 @@ def is_sitemap(url: str) -> bool:
     return urlsplit(url).path.lower().endswith((".xml", ".xml.gz"))
 
 
-class SchemaOrgSpider(scrapy.Spider):  # type: ignore[misc]  # scrapy is untyped for mypy here
+class SchemaOrgSpider(ReportingSpider):
     name = "schemaorg"
 
     def __init__(
@@ -99,10 +99,6 @@ class SchemaOrgSpider(scrapy.Spider):  # type: ignore[misc]  # scrapy is untyped
             self.logger.warning("%s: no page matched %s", response.url, self._follow.pattern if self._follow else "")
         self._count("sitemap_pages_listed", matched)
 
-    def _count(self, name: str, count: int = 1) -> None:
-        if self.crawler.stats is not None:
-            self.crawler.stats.inc_value(STAT.format(name), count)
-
     def _with_a_unique_id(self, item: ReviewItem, page_url: str) -> ReviewItem:
         """An id met before on another review (a café whose every review links to its menu, one
         review per page) names neither: this one is keyed by its content, and the log says so."""
@@ -127,30 +123,22 @@ class SchemaOrgSpider(scrapy.Spider):  # type: ignore[misc]  # scrapy is untyped
         @returns requests 1 1
         @scrapes text review_id rating published_at author company_name
         """
-        if not isinstance(response, TextResponse):
-            self._count("not_html")
-            content_type = response.headers.get(b"Content-Type", b"?").decode("latin-1")
-            self.logger.warning("skipped %s: not an HTML page (Content-Type %s)", response.url, content_type)
+        page = self._text_response(response)
+        if page is None:
             return
         self._count("review_pages")
         try:
-            extraction = structured_reviews(response.selector, response.url)
+            extraction = structured_reviews(page.selector, page.url)
         except Exception:  # one unreadable page must not end the crawl; counted, so the crawl exits 1
             self.logger.exception("could not read the reviews on %s", response.url)
             self._count("unreadable_pages")
             return
-        for problem in extraction.problems:
-            self.logger.warning("%s: %s", response.url, problem)
-        if extraction.problems:
-            self._count("page_problems", len(extraction.problems))
-        if extraction.skipped:
-            self._count("malformed_reviews", extraction.skipped)
+        self._report(extraction, response.url)
         if not extraction.reviews:
             # A sitemap lists every page of a site, most without reviews: counted, not logged.
             listed = response.request is not None and response.request.meta.get("from_sitemap")
             log = self.logger.debug if listed else self.logger.warning
             log("no schema.org reviews in the JSON-LD of %s", response.url)
-        self._count("reviews_found", len(extraction.reviews))
         for item in extraction.reviews:
             yield self._with_a_unique_id(item, response.url)
         # Only a page that brought a review not read before leads on: a site whose "next" link

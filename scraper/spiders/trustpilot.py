@@ -17,14 +17,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import scrapy
-from scrapy.http import Response, TextResponse
+from scrapy.http import Response
 
 from scraper.extract import extract_reviews, listing_links
 from scraper.items import ReviewItem
 from scraper.page_selectors import COMPANY_PAGE
+from scraper.spiders.reporting import ReportingSpider
 from scraper.start_urls import collect_start_urls, hosts_of, warn_if_several_sites
 
-STAT = "reviewscore/{}"
 MAX_UNREADABLE_IN_A_ROW = 3  # then a company's pages are given up: a site broken for good is not walked for ever
 
 
@@ -32,7 +32,7 @@ def is_company_page(url: str) -> bool:
     return bool(COMPANY_PAGE.search(urlsplit(url).path))
 
 
-class TrustpilotSpider(scrapy.Spider):  # type: ignore[misc]  # scrapy is untyped for mypy here
+class TrustpilotSpider(ReportingSpider):
     name = "trustpilot"
 
     def __init__(self, start_url: str | list[str] | None = None, url_file: str | None = None, **kwargs: Any) -> None:
@@ -56,18 +56,6 @@ class TrustpilotSpider(scrapy.Spider):  # type: ignore[misc]  # scrapy is untype
     def _listing_request(self, url: str) -> scrapy.Request:
         meta = {"playwright": True} if self.settings.getbool("REVIEWSCORE_RENDER_JS") else {}
         return scrapy.Request(url, callback=self.parse_category, meta=meta)
-
-    def _count(self, name: str, count: int = 1) -> None:
-        if self.crawler.stats is not None:
-            self.crawler.stats.inc_value(STAT.format(name), count)
-
-    def _text_response(self, response: Response) -> TextResponse | None:
-        if isinstance(response, TextResponse):
-            return response
-        self._count("not_html")
-        content_type = response.headers.get(b"Content-Type", b"?").decode("latin-1")
-        self.logger.warning("skipped %s: not an HTML page (Content-Type %s)", response.url, content_type)
-        return None
 
     def parse(self, response: Response, **kwargs: Any) -> Iterator[Any]:
         """Default callback: route by URL."""
@@ -123,15 +111,9 @@ class TrustpilotSpider(scrapy.Spider):  # type: ignore[misc]  # scrapy is untype
             if links.next_page and self._another_bad_page(company):
                 yield scrapy.Request(links.next_page, callback=self.parse_company)
             return
-        for problem in extraction.problems:
-            self.logger.warning("%s: %s", page.url, problem)
-        if extraction.problems:
-            self._count("page_problems", len(extraction.problems))
-        if extraction.skipped:
-            self._count("malformed_reviews", extraction.skipped)
+        self._report(extraction, page.url)
         if not extraction.reviews:
             self.logger.warning("no reviews found on %s", page.url)
-        self._count("reviews_found", len(extraction.reviews))
         yield from extraction.reviews
         # A page with no review this crawl has not seen on the company's pages ends them: a site
         # that keeps a "next" link past the last page (?page=N+1 for ever, empty or repeating
