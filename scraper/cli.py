@@ -93,6 +93,13 @@ def crawl(
         except re.error as exc:
             typer.echo(f"error: --follow {follow!r} is not a regular expression: {exc}", err=True)
             raise typer.Exit(2) from exc
+        from scraper.spiders.schemaorg import is_sitemap
+
+        if not any(is_sitemap(url) for url in [*starts, *(read_url_file(url_file) if url_file else [])]):
+            typer.echo(
+                "error: --follow narrows the pages of a sitemap, and no start URL is one (.xml, .xml.gz)", err=True
+            )
+            raise typer.Exit(2)
     _env("SCRAPER_SOURCE", source)
     _env("SCRAPER_STATE_DIR", state_dir)
     _env("SCRAPER_INCREMENTAL", incremental)
@@ -155,12 +162,23 @@ def crawl_failure(figures: dict[str, int], stats: dict[str, Any]) -> str | None:
             "forbidden by robots.txt": stats.get("robotstxt/forbidden", 0),
             "HTTP errors": stats.get("httperror/response_ignored_count", 0),
             "not HTML": stats.get("reviewscore/not_html", 0),
+            "unreadable sitemaps": stats.get("reviewscore/unreadable_sitemaps", 0),
         }
         found = ", ".join(f"{count} {what}" for what, count in causes.items() if count)
         return "no page was crawled" + (f": {found}" if found else "") + " (see the log above)"
+    if figures["review_pages"] == 0 and stats.get("reviewscore/sitemaps", 0):
+        # A sitemap is a list of pages, not one: a crawl that read none of them did nothing.
+        return (
+            "the sitemaps led to no page read: none matched --follow, or every one was skipped "
+            "(another site, robots.txt, HTTP errors; see the log above)"
+        )
     if figures["failed"]:
         return f"{figures['failed']} reviews could not be delivered (kept in the state dir's undelivered file)"
-    unreadable = stats.get("reviewscore/unreadable_pages", 0) + stats.get("spider_exceptions/count", 0)
+    unreadable = (
+        stats.get("reviewscore/unreadable_pages", 0)
+        + stats.get("reviewscore/unreadable_sitemaps", 0)
+        + stats.get("spider_exceptions/count", 0)
+    )
     if unreadable:
         return f"{unreadable} pages could not be read (see the log above); the reviews of the others were sent"
     return None

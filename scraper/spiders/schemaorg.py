@@ -12,6 +12,7 @@ without JSON-LD reviews is logged and counted; a sitemap's page without them onl
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -68,13 +69,13 @@ class SchemaOrgSpider(ReportingSpider):
         from scrapy.utils.gz import gunzip
         from scrapy.utils.sitemap import Sitemap
 
-        self._count("listing_pages")
         body = response.body
         if body[:2] == b"\x1f\x8b":  # a .xml.gz served as a file, not as Content-Encoding
             try:
                 body = gunzip(body, max_size=MAX_SITEMAP_BYTES)
-            except OSError:
-                self.logger.warning("skipped %s: not a readable gzip file", response.url)
+            # gunzip re-raises EOFError and struct.error as they come; ValueError: over MAX_SITEMAP_BYTES
+            except (OSError, EOFError, struct.error, ValueError) as exc:
+                self.logger.warning("skipped %s: not a readable gzip file (%s)", response.url, exc)
                 self._count("unreadable_sitemaps")
                 return
         try:
@@ -85,16 +86,29 @@ class SchemaOrgSpider(ReportingSpider):
             self.logger.warning("skipped %s: not a sitemap (a <urlset> or <sitemapindex>)", response.url)
             self._count("unreadable_sitemaps")
             return
+        self._count("listing_pages")  # only once it is one: `reviewscore crawl` reads these as pages read
+        self._count("sitemaps")
         matched = 0
+        offsite: set[str] = set()
         for entry in sitemap:
             url = html_link(entry.get("loc", ""), response.url)
             if url is None:
+                continue
+            host = (urlsplit(url).hostname or "").lower()
+            if self.allowed_domains and not any(host == d or host.endswith("." + d) for d in self.allowed_domains):
+                offsite.add(host)  # Scrapy's offsite filter would drop it, and log that only at DEBUG
                 continue
             if sitemap.type == "sitemapindex":
                 yield scrapy.Request(url, callback=self.parse_sitemap)
             elif self._follow is None or self._follow.search(url):
                 matched += 1
                 yield self._request(url, from_sitemap=True)
+        if offsite:
+            self.logger.warning(
+                "%s: skipped what it lists on other sites than the start URLs' (%s)",
+                response.url,
+                ", ".join(sorted(offsite)),
+            )
         if sitemap.type == "urlset" and not matched:
             self.logger.warning("%s: no page matched %s", response.url, self._follow.pattern if self._follow else "")
         self._count("sitemap_pages_listed", matched)

@@ -73,6 +73,26 @@ def test_a_crawl_that_read_no_page_fails_with_what_went_wrong() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("stats", "said"),
+    [
+        ({"reviewscore/unreadable_sitemaps": 1}, "no page was crawled: 1 unreadable sitemaps"),
+        ({"reviewscore/listing_pages": 1, "reviewscore/sitemaps": 1}, "the sitemaps led to no page read"),
+        (
+            {
+                "reviewscore/listing_pages": 2,
+                "reviewscore/sitemaps": 1,
+                "reviewscore/unreadable_sitemaps": 1,
+                "reviewscore/review_pages": 3,
+            },
+            "1 pages could not be read",
+        ),
+    ],
+)
+def test_a_sitemap_crawl_that_read_none_of_its_pages_fails(stats: dict[str, int], said: str) -> None:
+    assert said in (crawl_failure(summary(stats), stats) or "")
+
+
 def test_a_crawl_that_could_not_deliver_a_review_fails() -> None:
     stats = {"reviewscore/review_pages": 1, "reviewscore/failed": 2}
 
@@ -101,3 +121,12 @@ def test_fixture_site_on_a_port_in_use_is_a_one_line_error() -> None:
 
     assert result.exit_code == 2, result.output
     assert f"error: cannot serve on 127.0.0.1:{port}: Address already in use; pass --port" in result.output
+
+
+def test_follow_without_a_sitemap_start_url_is_refused() -> None:
+    """It would be ignored in silence: it narrows what a sitemap lists, and pages list nothing."""
+    args = ["crawl", "schemaorg", "--start-url", "http://a.test/p/kettle", "--no-publish", "--follow", "/p/"]
+    result = CliRunner().invoke(app(), args)
+
+    assert result.exit_code == 2
+    assert "no start URL is one" in result.output

@@ -307,8 +307,11 @@ def test_a_sitemap_lists_the_pages_to_read_narrowed_by_follow() -> None:
     packed = sitemap("https://shop.example/sitemap-1.xml.gz", "urlset", "/p/kettle", gzipped=True)
     assert [r.url for r in made.parse_sitemap(packed)] == ["https://shop.example/p/kettle"]
     assert list(made.parse_sitemap(Response(url="https://shop.example/x.xml", body=b"<html>nope</html>"))) == []
-    assert crawler.stats.get_value("reviewscore/unreadable_sitemaps") == 1  # type: ignore[union-attr]
-    assert crawler.stats.get_value("reviewscore/listing_pages") == 4  # type: ignore[union-attr]
+    assert list(made.parse_sitemap(Response(url="https://shop.example/x.xml.gz", body=b"\x1f\x8b\x08garbage"))) == []
+    offsite = sitemap("https://shop.example/sitemap.xml", "urlset", "https://cdn.example/p/kettle")
+    assert list(made.parse_sitemap(offsite)) == []
+    assert crawler.stats.get_value("reviewscore/unreadable_sitemaps") == 2  # type: ignore[union-attr]
+    assert crawler.stats.get_value("reviewscore/listing_pages") == 4  # the sitemaps, not what was not one
 
 
 def test_a_start_url_ending_in_xml_is_read_as_a_sitemap() -> None:
