@@ -49,23 +49,20 @@ PAGING_PARAMS = frozenset(
 )
 
 
-def reviews_with_subjects(documents: list[Any]) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
-    """Every review node with the node that holds it in its ``review``/``reviews`` list (or None)."""
-    found: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
-    pending: list[tuple[Any, dict[str, Any] | None]] = [(document, None) for document in documents]
-    while pending:
-        value, holder = pending.pop(0)
-        if isinstance(value, list):
-            pending.extend((item, holder) for item in value)
-            continue
-        if not isinstance(value, dict):
-            continue
-        if json_ld_types(value) & REVIEW_TYPES:
-            found.append((value, holder))
-        for key, child in value.items():
-            if isinstance(child, (dict, list)):
-                pending.append((child, value if key in ("review", "reviews") else None))
-    return found
+def review_holders(nodes: list[dict[str, Any]]) -> dict[int | str, dict[str, Any]]:
+    """What holds each review in its ``review``/``reviews`` list, by the review node itself (nested)
+    or by the ``@id`` a flattened ``@graph`` refers to it with (``"review": [{"@id": "#r1"}]``)."""
+    held_by: dict[int | str, dict[str, Any]] = {}
+    for candidate in nodes:
+        for key in ("review", "reviews"):
+            held = candidate.get(key)
+            for entry in held if isinstance(held, list) else [held]:
+                if isinstance(entry, dict) and json_ld_types(entry) & REVIEW_TYPES:
+                    held_by.setdefault(id(entry), candidate)
+                ref_id = entry.get("@id") if isinstance(entry, dict) else entry
+                if isinstance(ref_id, str):
+                    held_by.setdefault(ref_id, candidate)
+    return held_by
 
 
 def subject_of(review: dict[str, Any], holder: dict[str, Any] | None, by_id: dict[str, dict[str, Any]]) -> Any:
@@ -172,20 +169,12 @@ def structured_reviews(selector: Selector, page_url: str) -> Extraction:
     nodes = [node for document in documents for node in json_ld_walk(document)]
     by_id = {node["@id"]: node for node in nodes if isinstance(node.get("@id"), str) and len(node) > 1}
     page_company = company_from_json_ld(nodes, page_url)
-    # A flattened @graph lists a product's reviews by reference (``"review": [{"@id": "#r1"}]``)
-    # and the Review nodes beside it: the product still holds them.
-    held_by: dict[str, dict[str, Any]] = {}
-    for candidate in nodes:
-        for key in ("review", "reviews"):
-            held = candidate.get(key)
-            for ref in held if isinstance(held, list) else [held]:
-                ref_id = ref.get("@id") if isinstance(ref, dict) else ref
-                if isinstance(ref_id, str):
-                    held_by.setdefault(ref_id, candidate)
+    held_by = review_holders(nodes)
     items: list[ReviewItem] = []
-    for node, holder in reviews_with_subjects(documents):
-        if holder is None and isinstance(node.get("@id"), str):
-            holder = held_by.get(node["@id"])
+    for node in nodes:
+        if not json_ld_types(node) & REVIEW_TYPES:
+            continue
+        holder = held_by.get(id(node)) or (held_by.get(node["@id"]) if isinstance(node.get("@id"), str) else None)
         subject = subject_of(node, holder, by_id)
         identify = functools.partial(review_id_of, page_url=page_url, subject=subject)
         if not isinstance(node.get("reviewBody"), str) and isinstance(node.get("description"), str):
