@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Row
 from starlette.types import Scope
 
+from core.schema import LABELS
 from query_api.charts import Point, StarRow, labels_svg, stars_svg, timeline_svg
 from query_api.deps import SessionDep, StateDep
 from query_api.errors import ApiError, responses
@@ -145,6 +147,11 @@ CountedTimeField = Annotated[
 ]
 
 
+def _label_counts(row: Row[Any]) -> dict[str, int]:
+    """A stats row's count per predicted label (its columns are named for the labels)."""
+    return {label: getattr(row, label) for label in LABELS}
+
+
 @router.get(
     "/charts/labels.svg",
     response_class=Response,
@@ -157,10 +164,8 @@ def labels_chart(
     time_field: CountedTimeField = "created_on",
 ) -> Response:
     """Reviews per predicted label, as SVG."""
-    rows = session.execute(stats_statement(filters, None, None, time_field, 1)).all()
-    counts = {"negative": 0, "neutral": 0, "positive": 0}
-    for row in rows:
-        counts = {"negative": row.negative, "neutral": row.neutral, "positive": row.positive}
+    row = session.execute(stats_statement(filters, None, None, time_field, 1)).first()
+    counts = _label_counts(row) if row is not None else dict.fromkeys(LABELS, 0)
     return _svg_response(labels_svg(counts, "Labels", subtitle=describe_filters(filters)))
 
 
@@ -180,7 +185,7 @@ def stars_chart(
     star_rows = [
         StarRow(
             int(row.group) if row.group is not None else None,
-            {"negative": row.negative, "neutral": row.neutral, "positive": row.positive},
+            _label_counts(row),
             float(row.mean_score),
         )
         for row in rows
