@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import scrapy
 from scrapy.http import HtmlResponse
-from scrapy.utils.test import get_crawler
 
 import scraper.spiders.trustpilot as trustpilot
 from scraper.items import ReviewItem
 from scraper.spiders.trustpilot import TrustpilotSpider
+from tests.fixtures.scraper import made_spider
 
 BASE = "http://reviews.test/review/acme.example"
 
@@ -36,10 +34,7 @@ def walk(spider: TrustpilotSpider, response: HtmlResponse) -> tuple[list[ReviewI
 
 @pytest.fixture
 def spider() -> TrustpilotSpider:
-    crawler = get_crawler(TrustpilotSpider)
-    crawler.stats.open_spider()  # type: ignore[union-attr]
-    made: Any = TrustpilotSpider.from_crawler(crawler, start_url=BASE)
-    return made  # type: ignore[no-any-return]
+    return made_spider(TrustpilotSpider, start_url=BASE)
 
 
 def test_a_page_with_new_reviews_leads_to_the_next_one(spider: TrustpilotSpider) -> None:

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import scrapy
 from scrapy.http import HtmlResponse, Response
-from scrapy.utils.test import get_crawler
 
 from scraper.items import ReviewItem
 from scraper.spiders.schemaorg import SchemaOrgSpider
 from scraper.structured import next_page_link, structured_reviews
+from tests.fixtures.scraper import made_spider
 
 PAGE = "https://shop.example/p/kettle"
 
@@ -165,10 +165,7 @@ def test_the_next_page_is_a_link_or_an_anchor_marked_rel_next() -> None:
 
 @pytest.fixture
 def spider() -> SchemaOrgSpider:
-    crawler = get_crawler(SchemaOrgSpider)
-    crawler.stats.open_spider()  # type: ignore[union-attr]
-    made: Any = SchemaOrgSpider.from_crawler(crawler, start_url=PAGE)
-    return made  # type: ignore[no-any-return]
+    return made_spider(SchemaOrgSpider, start_url=PAGE)
 
 
 def walk(spider: SchemaOrgSpider, response: HtmlResponse) -> tuple[list[str], list[str]]:
@@ -252,11 +249,9 @@ def test_an_id_met_before_on_another_review_is_dropped_for_the_later_one(spider:
 
 
 def test_with_render_js_the_spider_asks_for_rendered_pages() -> None:
-    crawler = get_crawler(SchemaOrgSpider, {"REVIEWSCORE_RENDER_JS": True})
-    made: Any = SchemaOrgSpider.from_crawler(crawler, start_url=PAGE)
-    assert made._request(PAGE).meta == {"playwright": True}
-    plain: Any = SchemaOrgSpider.from_crawler(get_crawler(SchemaOrgSpider), start_url=PAGE)
-    assert plain._request(PAGE).meta == {}
+    rendering = made_spider(SchemaOrgSpider, {"REVIEWSCORE_RENDER_JS": True}, start_url=PAGE)
+    assert rendering._request(PAGE).meta == {"playwright": True}
+    assert made_spider(SchemaOrgSpider, start_url=PAGE)._request(PAGE).meta == {}
 
 
 def test_types_written_as_iris_authors_as_lists_and_text_in_description_are_read() -> None:
@@ -286,9 +281,8 @@ def sitemap(url: str, kind: str, *locs: str, gzipped: bool = False) -> Response:
 
 
 def test_a_sitemap_lists_the_pages_to_read_narrowed_by_follow() -> None:
-    crawler = get_crawler(SchemaOrgSpider)
-    crawler.stats.open_spider()  # type: ignore[union-attr]
-    made: Any = SchemaOrgSpider.from_crawler(crawler, start_url="https://shop.example/sitemap.xml", follow="/p/")
+    made = made_spider(SchemaOrgSpider, start_url="https://shop.example/sitemap.xml", follow="/p/")
+    crawler = made.crawler
     pages = list(
         made.parse_sitemap(
             sitemap(
