@@ -421,7 +421,7 @@ def test_a_header_that_is_not_utf8_is_the_files_error_not_silently_lost_columns(
     assert "the header is not UTF-8" in result.stderr
 
 
-def test_standard_input_closed_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_standard_input_closed_is_a_clear_error() -> None:
     from core.publish import spooled_rows
 
     with pytest.raises(ValueError, match="standard input is closed"), spooled_rows(Path("-"), "csv", None):
