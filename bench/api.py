@@ -34,7 +34,15 @@ from core.db import libpq_url, sqlalchemy_url
 from core.embedded import EmbeddedDatabase, free_port
 from query_api.cursor import Cursor, encode_cursor
 from query_api.filters import Filters
-from query_api.queries import BY_ID, export_statement, list_statement, scan_stats_statement, stats_statement
+from query_api.queries import (
+    BY_ID,
+    export_statement,
+    list_statement,
+    scan_stats_statement,
+    stats_statement,
+    trend_windows,
+    trends_statement,
+)
 
 ROLE = "reviewscore_reader"
 EPOCH = "2000-01-01T00:00:00Z"
@@ -218,6 +226,12 @@ def explain(url: str, rows: int) -> None:
             "stars chart, one brand (stats by rating, all time)": stats_statement(
                 Filters(brand="Brand07"), "rating", None, "created_on", 6
             ),
+            "brand trends, last week against the week before (rollup)": trends_statement(
+                Filters(), trend_windows(END, 7), "created_on", 5, "falling", 20
+            ),
+            "brand trends, the same from the rows (min_score=0)": trends_statement(
+                Filters(min_score=0), trend_windows(END, 7), "created_on", 5, "falling", 20
+            ),
             "export": export_statement(Filters(), 100_000),
         }
         for title, statement in queries.items():
@@ -384,6 +398,10 @@ def main() -> None:
             "brands, all time": lambda i: "/brands?limit=100",
             "  the same from the daily rollup ": lambda i: f"/brands?limit=100&since={EPOCH}",
             "  the same from the rows (min_score=0)*": lambda i: "/brands?limit=100&min_score=0",
+            "brand trends, 7 days against 7 (rollup)": lambda i: f"/brands/trends?end={until}".replace("+", "%2B"),
+            "  trends from the rows (min_score=0)": lambda i: (f"/brands/trends?end={until}&min_score=0").replace(
+                "+", "%2B"
+            ),
         }
         print(
             f"\n{args.rows:,} rows, {args.clients} concurrent clients, {args.requests} requests per query, "

@@ -11,7 +11,8 @@ aggregates the rows, one brand's ``(brand, created_on)`` range through a coverin
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, time, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import (
@@ -25,6 +26,7 @@ from sqlalchemy import (
     cast,
     func,
     literal_column,
+    not_,
     select,
     true,
     tuple_,
@@ -37,6 +39,7 @@ from query_api.filters import Filters, bound_values, conditions
 GroupBy = Literal["brand", "source", "label", "rating"]
 Bucket = Literal["hour", "day", "week"]
 TimeField = Literal["created_on", "published_at"]
+TrendOrder = Literal["falling", "rising"]
 
 # SQLAlchemy 2.1 types a Select by its column types; these builders return varying shapes.
 Statement = Select[*tuple[Any, ...]]
@@ -309,6 +312,91 @@ def brands_statement(filters: Filters, limit: int, name_contains: str | None = N
         .where(_where(filters), Sentiment.brand.is_not(None), *named)
         .group_by(Sentiment.brand)
         .order_by(count.desc(), Sentiment.brand.asc())
+        .limit(limit)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """Two adjacent windows of one length: the previous one is [start, middle), the current [middle, end)."""
+
+    start: datetime
+    middle: datetime
+    end: datetime
+
+
+def trend_windows(end: datetime, days: int) -> Windows:
+    """The ``days`` before ``end`` and the ``days`` before those; OverflowError before year 1."""
+    length = timedelta(days=days)
+    return Windows(end - 2 * length, end - length, end)
+
+
+def next_utc_midnight(now: datetime) -> datetime:
+    """The default end of the trend windows: today counts, and whole days let the rollup answer."""
+    today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today + timedelta(days=1)
+
+
+def trends_statement(
+    filters: Filters, windows: Windows, time_field: TimeField, min_count: int, order: TrendOrder, limit: int
+) -> Statement:
+    """Per brand, count, mean score and negatives in each window, with the change of the mean.
+
+    Brands with fewer than ``min_count`` reviews in either window are left out: a mean over a
+    handful of reviews moves by chance. ``falling`` lists the largest drops first. Whole UTC days
+    of created_on with rollup filters only read the daily rollup; anything else the rows, through
+    the time index. ``filters`` must leave every time range unset: the windows are the range.
+    """
+    if time_field == "created_on":
+        ranged = replace(filters, since=windows.start, until=windows.end)
+    else:
+        ranged = replace(filters, published_since=windows.start, published_until=windows.end)
+    if rollup_answers(ranged, "day", time_field) and _whole_day(windows.middle):
+        daily = sentiment_daily.c
+        brand: ColumnElement[Any] = daily.brand
+        current: ColumnElement[bool] = daily.day >= _utc(windows.middle).date()
+        negative: ColumnElement[bool] = daily.label == "negative"
+        where = [*_rollup_where(ranged, sentiment_daily), daily.brand.is_not(None)]
+
+        def reviews(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+            return cast(func.coalesce(func.sum(daily.reviews).filter(condition), 0), BigInteger)
+
+        def score_sum(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+            return func.sum(daily.score_sum).filter(condition)
+    else:
+        brand = Sentiment.brand  # type: ignore[assignment]
+        current = _time_column(time_field) >= windows.middle
+        negative = Sentiment.label == "negative"
+        where = [_where(ranged), Sentiment.brand.is_not(None)]
+
+        def reviews(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+            return func.count().filter(condition)
+
+        def score_sum(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+            return func.sum(Sentiment.sentiment_score).filter(condition)
+
+    previous = not_(current)
+    n_now, n_before = reviews(current), reviews(previous)
+    mean_now = score_sum(current) / func.nullif(n_now, 0)  # HAVING leaves no empty window; this is belt and braces
+    mean_before = score_sum(previous) / func.nullif(n_before, 0)
+    change = (mean_now - mean_before).label("change")
+    columns = [
+        brand.label("brand"),
+        n_now.label("n_now"),
+        mean_now.label("mean_now"),
+        reviews(current & negative).label("negative_now"),
+        n_before.label("n_before"),
+        mean_before.label("mean_before"),
+        reviews(previous & negative).label("negative_before"),
+        change,
+    ]
+    first = change.asc() if order == "falling" else change.desc()
+    return (
+        select(*columns)
+        .where(*where)
+        .group_by(brand)
+        .having(n_now >= min_count, n_before >= min_count)
+        .order_by(first, brand.asc())
         .limit(limit)
     )
 

@@ -124,6 +124,61 @@ class BrandOut(BaseModel):
 BrandList = RootModel[list[BrandOut]]
 
 
+class Window(BaseModel):
+    since: datetime = Field(description="Start of the window (inclusive, UTC).")
+    until: datetime = Field(description="End of the window (exclusive, UTC).")
+
+
+class WindowFigures(BaseModel):
+    count: int = Field(description="Reviews of the brand in the window matching the filters.")
+    mean_score: float = Field(description="Their mean sentiment_score.")
+    negative_share: float = Field(description="The share of them labelled negative, 0-1.")
+
+
+class BrandTrend(BaseModel):
+    brand: str
+    change: float = Field(description="current.mean_score minus previous.mean_score: below 0, the brand fell.")
+    negative_share_change: float = Field(description="current.negative_share minus previous.negative_share.")
+    current: WindowFigures
+    previous: WindowFigures
+
+
+class Trends(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "time_field": "created_on",
+                    "days": 7,
+                    "min_count": 10,
+                    "order": "falling",
+                    "current": {"since": "2026-11-17T00:00:00Z", "until": "2026-11-24T00:00:00Z"},
+                    "previous": {"since": "2026-11-10T00:00:00Z", "until": "2026-11-17T00:00:00Z"},
+                    "brands": [
+                        {
+                            "brand": "Acme",
+                            "change": -0.18,
+                            "negative_share_change": 0.21,
+                            "current": {"count": 48, "mean_score": 0.49, "negative_share": 0.42},
+                            "previous": {"count": 51, "mean_score": 0.67, "negative_share": 0.21},
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    time_field: Literal["created_on", "published_at"]
+    days: int = Field(description="Length of each window in days.")
+    min_count: int = Field(description="Brands with fewer reviews than this in either window are left out.")
+    order: Literal["falling", "rising"]
+    current: Window
+    previous: Window = Field(description="The window of the same length just before the current one.")
+    brands: list[BrandTrend] = Field(
+        description="Largest drop of the mean score first (`falling`) or largest rise first (`rising`)."
+    )
+
+
 class ModelResponse(Response):
     """A response model rendered to JSON by pydantic-core in one pass.
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query
@@ -11,9 +11,10 @@ from pydantic import AfterValidator
 from sqlalchemy import Row
 
 from core.config.api import PAGE_LIMIT_BOUND
+from core.iso_time import IsoDateTime
 from query_api.cursor import SORTS, Cursor, CursorError, Sort, decode_cursor, encode_cursor, is_time_sort
 from query_api.deps import SessionDep, StateDep
-from query_api.errors import ApiError, responses
+from query_api.errors import ApiError, FieldError, responses
 from query_api.export import (
     MEDIA_TYPES,
     ExportFormat,
@@ -22,18 +23,33 @@ from query_api.export import (
     export_chunks,
     negotiate_format,
 )
-from query_api.filters import FiltersDep, refuse_nul
+from query_api.filters import Filters, FiltersDep, as_utc, refuse_nul
 from query_api.queries import (
     BY_ID,
     Bucket,
     GroupBy,
     TimeField,
+    TrendOrder,
     brands_statement,
     export_statement,
     list_query,
+    next_utc_midnight,
     stats_statement,
+    trend_windows,
+    trends_statement,
 )
-from query_api.schemas import BrandList, BrandOut, ModelResponse, Page, SentimentOut, Stats
+from query_api.schemas import (
+    BrandList,
+    BrandOut,
+    BrandTrend,
+    ModelResponse,
+    Page,
+    SentimentOut,
+    Stats,
+    Trends,
+    Window,
+    WindowFigures,
+)
 
 router = APIRouter(tags=["sentiments"])
 
@@ -181,6 +197,112 @@ def list_brands(
     rows = session.execute(brands_statement(filters, limit, name_contains)).all()
     return ModelResponse(
         BrandList([BrandOut(brand=row.brand, count=row.n, mean_score=float(row.mean_score)) for row in rows])
+    )
+
+
+_TIME_RANGES = ("since", "until", "published_since", "published_until")
+
+
+def _refuse_time_ranges(filters: Filters) -> None:
+    """The trend windows are the time range; a second one would silently cut a window short."""
+    problems = [
+        FieldError(loc=["query", name], msg="the windows are set by end and days", type="extra_forbidden")
+        for name in _TIME_RANGES
+        if getattr(filters, name) is not None
+    ]
+    if problems:
+        raise ApiError(422, "invalid_request", "trends take end and days, not a time range", problems)
+
+
+def _figures(count: int, mean: Any, negatives: int) -> WindowFigures:
+    return WindowFigures(count=count, mean_score=float(mean), negative_share=negatives / count)
+
+
+@router.get(
+    "/brands/trends", response_model=Trends, responses=responses(422, 503), summary="Brands whose sentiment moved"
+)
+def brand_trends(
+    session: SessionDep,
+    filters: FiltersDep,
+    days: Annotated[
+        int,
+        Query(
+            ge=1,
+            le=366,
+            description="Length of each window in days: the current one against the one before.",
+            examples=[7],
+        ),
+    ] = 7,
+    end: Annotated[
+        IsoDateTime | None,
+        Query(
+            description=(
+                "End of the current window (exclusive; ISO-8601, naive = UTC). Default: the next UTC "
+                "midnight, so today counts."
+            ),
+            examples=["2026-11-24T00:00:00Z"],
+        ),
+    ] = None,
+    time_field: Annotated[
+        TimeField,
+        Query(
+            description="Timestamp the windows cut: `created_on` (scored) or `published_at` (written).",
+            examples=["published_at"],
+        ),
+    ] = "created_on",
+    min_count: Annotated[
+        int,
+        Query(
+            ge=1,
+            le=1_000_000,
+            description=(
+                "Brands with fewer reviews than this in either window are left out (a mean of few moves by chance)."
+            ),
+            examples=[10],
+        ),
+    ] = 5,
+    order: Annotated[
+        TrendOrder,
+        Query(description="`falling`: largest drops first; `rising`: largest rises first.", examples=["falling"]),
+    ] = "falling",
+    limit: Annotated[int, Query(ge=1, le=1000, description="Most brands returned.", examples=[20])] = 20,
+) -> ModelResponse:
+    """Brands whose mean score moved most between the last `days` days and the `days` before.
+
+    The shared filters apply (source, label, stars, language, …) except the time ranges, which
+    `end` and `days` replace. Brands without `min_count` reviews in both windows are left out.
+    """
+    _refuse_time_ranges(filters)
+    anchor = as_utc(end, "end") or next_utc_midnight(datetime.now(UTC))
+    try:
+        windows = trend_windows(anchor, days)
+    except OverflowError:
+        problem = FieldError(loc=["query", "end"], msg="the windows would start before year 1", type="range")
+        raise ApiError(422, "invalid_request", "end is too early for these days", [problem]) from None
+    rows = session.execute(trends_statement(filters, windows, time_field, min_count, order, limit)).all()
+    brands = []
+    for row in rows:
+        now = _figures(row.n_now, row.mean_now, row.negative_now)
+        before = _figures(row.n_before, row.mean_before, row.negative_before)
+        brands.append(
+            BrandTrend(
+                brand=row.brand,
+                change=float(row.change),
+                negative_share_change=now.negative_share - before.negative_share,
+                current=now,
+                previous=before,
+            )
+        )
+    return ModelResponse(
+        Trends(
+            time_field=time_field,
+            days=days,
+            min_count=min_count,
+            order=order,
+            current=Window(since=windows.middle, until=windows.end),
+            previous=Window(since=windows.start, until=windows.middle),
+            brands=brands,
+        )
     )
 
 

@@ -276,6 +276,86 @@ async function loadReviews(append = false) {
   }
 }
 
+// Brands moving: each brand's mean score over the last N days against the N days before, under
+// the applied filters except the dates; "To", when set, is the last day of the window. Every
+// request is numbered like the list's, so an answer for the view before never lands over this one.
+let moversRequest = 0;
+
+function signed(value, digits) {
+  const text = Math.abs(value).toFixed(digits);
+  return value > 0 ? `+${text}` : value < 0 ? `−${text}` : text;
+}
+
+function shortDay(iso) {
+  return new Date(iso).toLocaleDateString(undefined, { day: "numeric", month: "short", timeZone: "UTC" });
+}
+
+function moverRow(item) {
+  const tr = document.createElement("tr");
+  tr.dataset.brand = item.brand;
+  const pick = document.createElement("button");
+  pick.type = "button";
+  pick.textContent = item.brand;
+  pick.title = `Show ${item.brand} in the charts and the list`;
+  pick.addEventListener("click", () => {
+    $("brand").value = item.brand;
+    refreshAll();
+  });
+  const now = item.current;
+  const before = item.previous;
+  const cells = [
+    pick,
+    `${now.count} (${before.count})`,
+    `${now.mean_score.toFixed(2)} (${before.mean_score.toFixed(2)})`,
+    signed(item.change, 2),
+    `${Math.round(now.negative_share * 100)}% (${signed(item.negative_share_change * 100, 0)} pt)`,
+  ];
+  cells.forEach((value, i) => {
+    const td = document.createElement("td");
+    if (value instanceof Node) td.appendChild(value);
+    else td.textContent = value;
+    if (i === 3) td.className = item.change < 0 ? "negative" : item.change > 0 ? "positive" : "";
+    tr.appendChild(td);
+  });
+  return tr;
+}
+
+async function loadMovers() {
+  const params = filterParams();
+  for (const name of ["since", "until", "published_since", "published_until"]) params.delete(name);
+  params.set("time_field", $("time-field").value);
+  params.set("days", $("movers-days").value);
+  params.set("order", $("movers-order").value);
+  params.set("limit", "10");
+  if (applied.to) params.set("end", `${dayAfter(applied.to)}T00:00:00Z`);
+  const mine = ++moversRequest;
+  const tbody = $("movers").querySelector("tbody");
+  try {
+    const { body } = await getJSON(`brands/trends?${params}`);
+    if (mine !== moversRequest) return;
+    const days = body.days;
+    $("movers-window").textContent =
+      `${shortDay(body.current.since)} – ${shortDay(new Date(Date.parse(body.current.until) - 1).toISOString())} (UTC)` +
+      ` against the ${days} days before; brands with at least ${body.min_count} reviews in each`;
+    tbody.replaceChildren(...body.brands.map(moverRow));
+    if (!body.brands.length) {
+      const tr = document.createElement("tr");
+      const td = document.createElement("td");
+      td.colSpan = 5;
+      td.className = "empty";
+      td.textContent = "No brand has enough reviews in both windows.";
+      tr.appendChild(td);
+      tbody.appendChild(tr);
+    }
+    $("movers").dataset.state = "loaded";
+  } catch (error) {
+    if (mine !== moversRequest) return;
+    tbody.replaceChildren();
+    $("movers").dataset.state = "error";
+    throw new Error(`Brands moving: ${error.message}`);
+  }
+}
+
 function showScore(target, row) {
   target.replaceChildren();
   const label = document.createElement("strong");
@@ -355,6 +435,7 @@ function refreshAll() {
   setStatus(""); // an error shown for the view before is not this view's
   showApplied();
   refreshCharts();
+  loadMovers().catch((e) => setStatus(e.message, true));
   $("export").href = `sentiments/export?${new URLSearchParams([["format", "csv"], ...filterParams()])}`;
   loadReviews().catch((e) => setStatus(e.message, true));
 }
@@ -370,11 +451,13 @@ document.addEventListener("DOMContentLoaded", async () => {
     setStatus("");
     refreshCharts();
   });
-  // A date range follows the time field, so with one applied the list changes too.
+  // A date range follows the time field, so with one applied the list changes too; the brands
+  // moving are counted on it either way.
   $("time-field").addEventListener("change", () => {
     if (listFailed || applied.from || applied.to) return refreshAll();
     setStatus("");
     refreshCharts();
+    loadMovers().catch((e) => setStatus(e.message, true));
   });
   $("filters").addEventListener("submit", (e) => {
     e.preventDefault();
@@ -388,6 +471,9 @@ document.addEventListener("DOMContentLoaded", async () => {
     applyFilters();
     refreshAll();
   });
+  for (const id of ["movers-days", "movers-order"]) {
+    $(id).addEventListener("change", () => loadMovers().catch((e) => setStatus(e.message, true)));
+  }
   $("more").addEventListener("click", () => loadReviews(true).catch((x) => setStatus(x.message, true)));
   $("submit-form").addEventListener("submit", submitReview);
   try {

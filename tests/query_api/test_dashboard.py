@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import random
 import re
 import shutil
 import threading
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from core.config import KafkaSettings
 from core.messages import parse_message
-from tests.fixtures.api import build_app, fetch_all, insert_rows, live_server, make_rows, read_topic
+from tests.fixtures.api import (
+    build_app,
+    fetch_all,
+    insert_rows,
+    label_for,
+    live_server,
+    make_row,
+    make_rows,
+    read_topic,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -300,6 +310,66 @@ def test_the_dashboard_shows_charts_filters_reviews_and_a_submitted_review_once_
     assert len(data) > 20_000
     assert errors == []
     assert all(url.startswith(base_url) for url in requested), "the dashboard must not fetch anything external"
+
+
+def _moving_rows() -> list[dict[str, object]]:
+    """Acme falls from 0.8 to 0.2 this week, Globex rises from 0.3 to 0.7; Initech has too few reviews."""
+    rng = random.Random(5)
+    now = datetime.now(UTC)
+    plan = [("Acme", 0.8, 0.2, 8), ("Globex", 0.3, 0.7, 8), ("Initech", 0.5, 0.5, 2)]
+    rows = []
+    for brand, before, after, count in plan:
+        for days_ago, score in ((9, before), (2, after)):
+            for _ in range(count):
+                i = len(rows)
+                moment = now - timedelta(days=days_ago, minutes=i)
+                rows.append(
+                    make_row(i, rng, brand=brand, sentiment_score=score, label=label_for(score), created_on=moment)
+                )
+    return rows
+
+
+@pytest.mark.skipif(_browser_unavailable() is not None, reason=str(_browser_unavailable()))
+def test_the_dashboard_lists_the_brands_moving_most_and_a_click_shows_one(
+    database_url: str, readonly_database_url: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    insert_rows(database_url, _moving_rows())
+    with live_server(build_app(readonly_database_url)) as base_url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1200}, bypass_csp=True)  # wait_for_function
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(base_url + "/")
+            page.wait_for_selector("#movers[data-state=loaded]", timeout=15_000)
+            brands = "[...document.querySelectorAll('#movers tbody tr')].map(r => r.dataset.brand).join()"
+
+            assert page.evaluate(brands) == "Acme,Globex"  # Initech: 2 reviews a window, under the minimum
+            first = page.eval_on_selector_all("#movers tbody tr:first-child td", "tds => tds.map(t => t.textContent)")
+            assert first == ["Acme", "8 (8)", "0.20 (0.80)", "−0.60", "100% (+100 pt)"]
+            assert page.get_attribute("#movers tbody tr:first-child td:nth-child(4)", "class") == "negative"
+            assert "against the 7 days before" in page.inner_text("#movers-window")
+
+            page.select_option("#movers-order", "rising")
+            page.wait_for_function(f"{brands} === 'Globex,Acme'")
+            page.select_option("#movers-days", "30")  # both windows: the older reviews fall in the current one
+            page.wait_for_function("document.querySelector('#movers td.empty') !== null")
+
+            page.select_option("#movers-days", "7")
+            page.wait_for_function(f"{brands} === 'Globex,Acme'")
+            page.click("#movers tbody tr[data-brand=Acme] button")  # picks the brand for the whole page
+            page.wait_for_function(
+                "(rows => rows.length === 16 && rows.every(tr => tr.cells[1].textContent === 'Acme'))"
+                "([...document.querySelectorAll('#reviews tbody tr[data-id]')])"
+            )
+            assert page.input_value("#brand") == "Acme"
+            page.wait_for_function(f"{brands} === 'Acme'")
+            page.screenshot(path=str(tmp_path / "dashboard-movers.png"), full_page=True)
+        finally:
+            browser.close()
+    assert errors == []
 
 
 def _score_the_next_submission(database_url: str, kafka_settings: KafkaSettings) -> threading.Thread:
