@@ -19,6 +19,7 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     DateTime,
+    Numeric,
     Select,
     Table,
     Text,
@@ -373,7 +374,9 @@ def trends_statement(
             return func.count().filter(condition)
 
         def score_sum(condition: ColumnElement[bool]) -> ColumnElement[Any]:
-            return func.sum(Sentiment.sentiment_score).filter(condition)
+            # In numeric, as the rollup sums: float sums made equal changes differ in the last
+            # bit, so tied brands came out in another order (and across a limit) than there.
+            return func.sum(cast(Sentiment.sentiment_score, Numeric)).filter(condition)
 
     previous = not_(current)
     n_now, n_before = reviews(current), reviews(previous)

@@ -281,9 +281,11 @@ async function loadReviews(append = false) {
 // request is numbered like the list's, so an answer for the view before never lands over this one.
 let moversRequest = 0;
 
+// The sign of what is shown: -0.004 at two digits is "0.00", not "−0.00".
 function signed(value, digits) {
-  const text = Math.abs(value).toFixed(digits);
-  return value > 0 ? `+${text}` : value < 0 ? `−${text}` : text;
+  const shown = Number(value.toFixed(digits));
+  const text = Math.abs(shown).toFixed(digits);
+  return shown > 0 ? `+${text}` : shown < 0 ? `−${text}` : text;
 }
 
 function shortDay(iso) {
@@ -314,7 +316,7 @@ function moverRow(item) {
     const td = document.createElement("td");
     if (value instanceof Node) td.appendChild(value);
     else td.textContent = value;
-    if (i === 3) td.className = item.change < 0 ? "negative" : item.change > 0 ? "positive" : "";
+    if (i === 3) td.className = value.startsWith("−") ? "negative" : value.startsWith("+") ? "positive" : "";
     tr.appendChild(td);
   });
   return tr;
@@ -333,10 +335,12 @@ async function loadMovers() {
   try {
     const { body } = await getJSON(`brands/trends?${params}`);
     if (mine !== moversRequest) return;
-    const days = body.days;
+    // A window that ends after now holds today so far: its counts are not yet whole.
+    const until = Date.parse(body.current.until);
+    const last = until > Date.now() ? "now" : shortDay(new Date(until - 1).toISOString());
     $("movers-window").textContent =
-      `${shortDay(body.current.since)} – ${shortDay(new Date(Date.parse(body.current.until) - 1).toISOString())} (UTC)` +
-      ` against the ${days} days before; brands with at least ${body.min_count} reviews in each`;
+      `${shortDay(body.current.since)} – ${last} (UTC) against the ${body.days} days before;` +
+      ` brands with at least ${body.min_count} reviews in each`;
     tbody.replaceChildren(...body.brands.map(moverRow));
     if (!body.brands.length) {
       const tr = document.createElement("tr");
@@ -351,6 +355,7 @@ async function loadMovers() {
   } catch (error) {
     if (mine !== moversRequest) return;
     tbody.replaceChildren();
+    $("movers-window").textContent = ""; // it described the windows of the answer before
     $("movers").dataset.state = "error";
     throw new Error(`Brands moving: ${error.message}`);
   }
@@ -472,7 +477,10 @@ document.addEventListener("DOMContentLoaded", async () => {
     refreshAll();
   });
   for (const id of ["movers-days", "movers-order"]) {
-    $(id).addEventListener("change", () => loadMovers().catch((e) => setStatus(e.message, true)));
+    $(id).addEventListener("change", () => {
+      setStatus(""); // an error shown for the view before is not this view's
+      loadMovers().catch((e) => setStatus(e.message, true));
+    });
   }
   $("more").addEventListener("click", () => loadReviews(true).catch((x) => setStatus(x.message, true)));
   $("submit-form").addEventListener("submit", submitReview);

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -9,11 +10,12 @@ from statistics import fmean
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy.dialects import postgresql
 
 from query_api.filters import Filters
 from query_api.queries import TimeField, Windows, trend_windows, trends_statement
-from tests.fixtures.api import Seeded
+from tests.fixtures.api import Seeded, build_app, insert_rows, label_for, make_row
 
 pytestmark = pytest.mark.integration
 
@@ -184,3 +186,31 @@ def test_whole_days_of_scoring_time_read_the_daily_rollup_and_anything_else_the_
     assert not reads_rollup(Filters(), part)
     assert not reads_rollup(Filters(), whole, "published_at")
     assert not reads_rollup(Filters(q="refund"), whole)
+
+
+def test_tied_brands_rank_alike_from_the_rollup_and_from_the_rows(
+    database_url: str, readonly_database_url: str
+) -> None:
+    """Both fall by 0.3 exactly; float sums made the rows path say -0.30000000000000004 and -0.29999999999999993."""
+    rng = random.Random(1)
+    day = datetime(2026, 3, 9, 12, tzinfo=UTC)
+    plan = {"Alpha": ([0.5], [0.1, 0.2, 0.3]), "Beta": ([0.5], [0.15, 0.15, 0.3])}
+    rows = [
+        make_row(0, rng, brand=brand, sentiment_score=score, label=label_for(score), created_on=moment)
+        for brand, windows in plan.items()
+        for moment, scores in zip((day - timedelta(days=1), day), windows, strict=True)
+        for score in scores
+    ]
+    for i, row in enumerate(rows):
+        row["review_key"] = f"tie-{i}"
+    insert_rows(database_url, rows)
+    params = {"end": "2026-03-10T00:00:00Z", "days": 1, "min_count": 1}
+    with TestClient(build_app(readonly_database_url)) as client:
+        rollup = client.get("/brands/trends", params=params).json()["brands"]
+        scanned = client.get("/brands/trends", params={**params, "min_score": 0}).json()["brands"]
+
+    assert [(b["brand"], b["change"]) for b in rollup] == [
+        ("Alpha", pytest.approx(-0.3)),
+        ("Beta", pytest.approx(-0.3)),
+    ]
+    assert [(b["brand"], b["change"]) for b in scanned] == [(b["brand"], b["change"]) for b in rollup]
