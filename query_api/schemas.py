@@ -259,6 +259,78 @@ class Submitted(BaseModel):
     sentiment: SentimentOut | None = Field(description="The scored row when `status` is `scored`.")
 
 
+class SubmitBatch(BaseModel):
+    """Up to API_SUBMIT_BATCH_MAX reviews in one request, each as ``POST /sentiments/`` takes one."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "reviews": [
+                        {"text": "Arrived early, fits perfectly.", "brand": "Acme", "rating": 5, "review_id": "a-1"},
+                        {"text": "The zip broke in a week.", "brand": "Acme", "rating": 2, "review_id": "a-2"},
+                    ]
+                }
+            ]
+        },
+    )
+
+    # No maxItems: the bound is a setting (API_SUBMIT_BATCH_MAX), checked by the route.
+    reviews: list[SubmitReview] = Field(
+        min_length=1,
+        description=(
+            "The reviews, each as the body of `POST /sentiments/`; at most API_SUBMIT_BATCH_MAX (500 by default), "
+            "and the body at most API_MAX_BODY_BYTES."
+        ),
+    )
+
+
+class BatchItem(BaseModel):
+    index: int = Field(description="Position of the review in `reviews`, from 0.")
+    status: Literal["pending", "failed"] = Field(
+        description="`pending`: the broker has it and the worker will score it; `failed`: not confirmed, send it again."
+    )
+    review_key: str = Field(description="Key of the row it will land in.")
+    location: str | None = Field(default=None, description="Where to GET the scored row (`pending` only).")
+    error: str | None = Field(default=None, description="Why the broker did not confirm it (`failed` only).")
+
+
+class BatchSubmitted(BaseModel):
+    """Answer to a batch: one item per review, in the order sent."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "accepted": 2,
+                    "failed": 0,
+                    "items": [
+                        {
+                            "index": 0,
+                            "status": "pending",
+                            "review_key": "user:a-1",
+                            "location": "/sentiments/by-key/user:a-1?after=2026-12-03T09:40:00.000000Z",
+                            "error": None,
+                        },
+                        {
+                            "index": 1,
+                            "status": "pending",
+                            "review_key": "user:a-2",
+                            "location": "/sentiments/by-key/user:a-2?after=2026-12-03T09:40:00.000000Z",
+                            "error": None,
+                        },
+                    ],
+                }
+            ]
+        }
+    )
+
+    accepted: int = Field(description="Reviews the broker confirmed.")
+    failed: int = Field(description="Reviews the broker did not confirm: send them again (their keys make it safe).")
+    items: list[BatchItem]
+
+
 class Health(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok", "checks": {"database": "ok"}}]})
 

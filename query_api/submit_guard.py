@@ -6,8 +6,9 @@ page. Both guards are off by default, so the embedded demo needs no set-up; a de
 exposes submission sets ``API_SUBMIT_API_KEYS`` and/or ``API_SUBMIT_RATE_PER_MINUTE``.
 
 The rate limit is a token bucket per client (the API key when one is given, else the client's
-address), in this process: with ``API_WORKERS=N`` a client gets up to N times the rate, which the
-README says. It is meant to stop a runaway producer or a form-spamming script, not to meter.
+address), one token per review (a batch of 50 costs 50), in this process: with ``API_WORKERS=N``
+a client gets up to N times the rate, which the README says. It is meant to stop a runaway
+producer or a form-spamming script, not to meter.
 """
 
 from __future__ import annotations
@@ -69,8 +70,9 @@ class RateLimiter:
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
         self._lock = threading.Lock()
 
-    def take(self, client: str) -> float:
-        """0.0 when ``client`` may submit now (one token taken), else the seconds until it may."""
+    def take(self, client: str, cost: int = 1) -> float:
+        """0.0 when ``client`` may submit ``cost`` reviews now (that many tokens taken), else the
+        seconds until it may. A cost over the burst never fits: the caller refuses it first."""
         now = self.clock()
         with self._lock:
             bucket = self._buckets.pop(client, None) or _Bucket(self.capacity, now)
@@ -79,10 +81,10 @@ class RateLimiter:
             self._buckets[client] = bucket  # most recently seen last
             while len(self._buckets) > MAX_CLIENTS:
                 self._buckets.popitem(last=False)
-            if bucket.tokens >= 1.0:
-                bucket.tokens -= 1.0
+            if bucket.tokens >= cost:
+                bucket.tokens -= cost
                 return 0.0
-            return (1.0 - bucket.tokens) / self.rate
+            return (cost - bucket.tokens) / self.rate
 
 
 def retry_after(seconds: float) -> str:

@@ -11,6 +11,9 @@ from core.config.base import cached, settings_config
 PAGE_LIMIT_BOUND = 500
 """The page size the OpenAPI schema promises clients at most."""
 
+SUBMIT_BATCH_BOUND = 1000
+"""The most reviews in one POST /sentiments/batch the OpenAPI schema admits."""
+
 
 class ApiSettings(BaseSettings):
     model_config = settings_config("API_")
@@ -63,6 +66,14 @@ class ApiSettings(BaseSettings):
         description=(
             "Submissions per minute per client (its API key, else its address) in each API process, in bursts "
             "of up to a minute's worth; over it, 429 with Retry-After. 0: no limit."
+        ),
+    )
+    submit_batch_max: int = Field(
+        default=500,
+        ge=1,
+        le=SUBMIT_BATCH_BOUND,
+        description=(
+            "Most reviews in one POST /sentiments/batch (at most 1000); the body must also fit API_MAX_BODY_BYTES."
         ),
     )
     stats_max_rows: int = Field(

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import StreamingResponse
 from pydantic import AfterValidator
 from sqlalchemy import Row
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from core.config.api import PAGE_LIMIT_BOUND
 from core.iso_time import IsoDateTime
@@ -52,6 +53,17 @@ from query_api.schemas import (
 )
 
 router = APIRouter(tags=["sentiments"])
+
+
+class _RowIdConvertor(StringConvertor):
+    """Any path segment but ``batch``: that one is ``POST /sentiments/batch``'s, so a GET there is
+    a 405 naming POST (and ``Allow`` says so), not an id that fails to parse. Every other segment
+    reaches the route, where a non-integer is the documented 422."""
+
+    regex = "(?!batch$)[^/]+"
+
+
+register_url_convertor("row_id", _RowIdConvertor())
 
 MAX_ID = 2**63 - 1
 
@@ -372,7 +384,10 @@ def export_sentiments(
 
 
 @router.get(
-    "/sentiments/{sentiment_id}", response_model=SentimentOut, responses=responses(404, 422, 503), summary="One review"
+    "/sentiments/{sentiment_id:row_id}",
+    response_model=SentimentOut,
+    responses=responses(404, 422, 503),
+    summary="One review",
 )
 def get_sentiment(
     session: SessionDep,

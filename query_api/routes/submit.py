@@ -20,11 +20,11 @@ from starlette.concurrency import run_in_threadpool
 from core.iso_time import IsoDateTime
 from core.messages import REVIEW_COLUMNS, ReviewMessage
 from query_api.deps import AppState, StateDep, require_publisher
-from query_api.errors import ApiError, responses, validation_details
+from query_api.errors import ApiError, FieldError, responses, validation_details
 from query_api.filters import as_utc
 from query_api.publisher import PublishError
 from query_api.queries import BY_KEY, PUBLIC_FIELDS, REJECTION_BY_KEY
-from query_api.schemas import SentimentOut, SubmitReview, Submitted
+from query_api.schemas import BatchItem, BatchSubmitted, SentimentOut, SubmitBatch, SubmitReview, Submitted
 from query_api.submit_guard import client_id, key_is_valid, presented_key, retry_after
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ WaitQuery = Annotated[
 ]
 
 
-async def guard_submission(
+async def submitting_client(
     request: Request,
     state: StateDep,
     x_api_key: Annotated[
@@ -60,8 +60,9 @@ async def guard_submission(
             examples=["CHANGE-ME-KEY"],
         ),
     ] = None,
-) -> None:
-    """401 without a valid key when keys are configured; 429 when the client is over its rate."""
+) -> str:
+    """Who submits, for the rate limit (the key's digest, else the address); 401 without a valid
+    key when keys are configured."""
     presented = presented_key(request.headers.get("authorization"), x_api_key)
     keys = [key.get_secret_value() for key in state.api.submit_api_keys]
     if keys and (presented is None or not key_is_valid(presented, keys)):
@@ -73,18 +74,40 @@ async def guard_submission(
             f"submitting needs an API key (Authorization: Bearer KEY or X-API-Key: KEY); this request's {said}",
             headers={"WWW-Authenticate": 'Bearer realm="reviewscore"'},
         )
-    if state.submit_limiter is not None:
-        client = request.client.host if request.client else None
-        wait = state.submit_limiter.take(client_id(presented if keys else None, client))
-        if wait > 0:
-            state.metrics.submissions.labels("rate_limited").inc()
-            raise ApiError(
-                429,
-                "rate_limited",
-                f"too many submissions from this client: at most {state.api.submit_rate_per_minute} a minute; "
-                f"retry in {retry_after(wait)} s",
-                headers={"Retry-After": retry_after(wait)},
-            )
+    return client_id(presented if keys else None, request.client.host if request.client else None)
+
+
+ClientDep = Annotated[str, Depends(submitting_client)]
+
+
+def take_rate(state: AppState, client: str, reviews: int = 1) -> None:
+    """429 with Retry-After when ``client`` is over its rate for ``reviews`` more reviews."""
+    limiter = state.submit_limiter
+    if limiter is None:
+        return
+    per_minute = state.api.submit_rate_per_minute
+    if reviews > limiter.capacity:
+        state.metrics.submissions.labels("rate_limited").inc(reviews)
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"{reviews} reviews in one request exceed this client's burst of {int(limiter.capacity)} "
+            f"(at most {per_minute} a minute): send smaller batches",
+        )
+    wait = limiter.take(client, reviews)
+    if wait > 0:
+        state.metrics.submissions.labels("rate_limited").inc(reviews)
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"too many submissions from this client: at most {per_minute} a minute; retry in {retry_after(wait)} s",
+            headers={"Retry-After": retry_after(wait)},
+        )
+
+
+async def guard_submission(state: StateDep, client: ClientDep) -> None:
+    """401 without a valid key when keys are configured; 429 when the client is over its rate."""
+    take_rate(state, client)
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +263,83 @@ async def submit_review(
         return Submitted(review_key=key, status="pending", location=location, sentiment=None)
     response.status_code = 200
     return Submitted(review_key=key, status="scored", location=location, sentiment=SentimentOut.model_validate(row))
+
+
+def _as_message(index: int, review: SubmitReview) -> ReviewMessage | list[FieldError]:
+    """A batch's review as ``POST /sentiments/`` would publish it, or why the contract refuses it."""
+    try:
+        return ReviewMessage(source="user", **review.model_dump(exclude_none=True))
+    except ValidationError as exc:
+        details = validation_details(exc.errors(include_url=False, include_input=False))
+        for detail in details:
+            detail.loc = ["body", "reviews", index, *detail.loc]
+        return details
+
+
+@router.post(
+    "/sentiments/batch",
+    status_code=202,
+    response_model=BatchSubmitted,
+    responses={
+        207: {
+            "model": BatchSubmitted,
+            "description": "The broker confirmed some reviews and not others: each item says which.",
+        },
+        **responses(400, 401, 413, 422, 429, 503),
+    },
+    summary="Submit many reviews",
+)
+async def submit_batch(
+    batch: SubmitBatch,
+    request: Request,
+    response: Response,
+    state: StateDep,
+    client: ClientDep,
+) -> BatchSubmitted:
+    """Publish every review as `POST /sentiments/` would; 202 once the broker has them all.
+
+    All or nothing on validity: one invalid review is a 422 naming each invalid one by its index
+    (`body.reviews.3.rating`), and none is sent. The broker may still confirm some and not others
+    (207, each item saying which): send the failed ones again; with `review_id`s, or the same
+    texts, sending the whole batch again is safe too, as the worker keeps one row per key. Every
+    review costs one token of the client's rate.
+    """
+    count = len(batch.reviews)
+    limit = state.api.submit_batch_max
+    if count > limit:
+        problem = FieldError(loc=["body", "reviews"], msg=f"at most {limit} reviews in one batch", type="too_long")
+        raise ApiError(422, "invalid_request", f"{count} reviews in one batch: send at most {limit}", [problem])
+    take_rate(state, client, count)
+    checked = [_as_message(index, review) for index, review in enumerate(batch.reviews)]
+    problems = [problem for result in checked if not isinstance(result, ReviewMessage) for problem in result]
+    if problems:
+        invalid = sum(not isinstance(result, ReviewMessage) for result in checked)
+        raise ApiError(
+            422, "invalid_request", f"{invalid} of the {count} reviews do not satisfy the message contract", problems
+        )
+    messages = [message for message in checked if isinstance(message, ReviewMessage)]
+    publisher = require_publisher(state)
+    since = datetime.now(UTC)
+    results = await asyncio.gather(*(publisher.publish(message) for message in messages), return_exceptions=True)
+    items = []
+    for index, (message, result) in enumerate(zip(messages, results, strict=True)):
+        key = message.review_key
+        if isinstance(result, PublishError):
+            items.append(BatchItem(index=index, status="failed", review_key=key, error=str(result)))
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            location = location_of(request, key, since)
+            items.append(BatchItem(index=index, status="pending", review_key=key, location=location))
+    failed = [item for item in items if item.status == "failed"]
+    if failed:
+        state.metrics.submissions.labels("failed").inc(len(failed))
+    state.metrics.submissions.labels("published").inc(count - len(failed))
+    if len(failed) == count:
+        raise ApiError(503, "broker_unavailable", f"the broker accepted none of the reviews: {failed[0].error}")
+    if failed:
+        response.status_code = 207
+    return BatchSubmitted(accepted=count - len(failed), failed=len(failed), items=items)
 
 
 @router.get(
