@@ -13,6 +13,7 @@ from starlette.convertors import StringConvertor, register_url_convertor
 
 from core.config.api import PAGE_LIMIT_BOUND
 from core.iso_time import IsoDateTime
+from query_api import trends
 from query_api.cursor import SORTS, Cursor, CursorError, Sort, decode_cursor, encode_cursor, is_time_sort
 from query_api.deps import SessionDep, StateDep
 from query_api.errors import ApiError, FieldError, responses
@@ -42,14 +43,12 @@ from query_api.queries import (
 from query_api.schemas import (
     BrandList,
     BrandOut,
-    BrandTrend,
     ModelResponse,
     Page,
     SentimentOut,
     Stats,
     Trends,
     Window,
-    WindowFigures,
 )
 
 router = APIRouter(tags=["sentiments"])
@@ -226,10 +225,6 @@ def _refuse_time_ranges(filters: Filters) -> None:
         raise ApiError(422, "invalid_request", "trends take end and days, not a time range", problems)
 
 
-def _figures(count: int, mean: Any, negatives: int) -> WindowFigures:
-    return WindowFigures(count=count, mean_score=float(mean), negative_share=negatives / count)
-
-
 @router.get(
     "/brands/trends", response_model=Trends, responses=responses(422, 503), summary="Brands whose sentiment moved"
 )
@@ -291,20 +286,9 @@ def brand_trends(
     except OverflowError:
         problem = FieldError(loc=["query", "end"], msg="the windows would start before year 1", type="range")
         raise ApiError(422, "invalid_request", "end is too early for these days", [problem]) from None
-    rows = session.execute(trends_statement(filters, windows, time_field, min_count, order, limit)).all()
-    brands = []
-    for row in rows:
-        now = _figures(row.n_now, row.mean_now, row.negative_now)
-        before = _figures(row.n_before, row.mean_before, row.negative_before)
-        brands.append(
-            BrandTrend(
-                brand=row.brand,
-                change=float(row.change),
-                negative_share_change=now.negative_share - before.negative_share,
-                current=now,
-                previous=before,
-            )
-        )
+    brands = trends.brand_trends(
+        session.execute(trends_statement(filters, windows, time_field, min_count, order, limit))
+    )
     return ModelResponse(
         Trends(
             time_field=time_field,

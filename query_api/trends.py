@@ -1,0 +1,63 @@
+"""Brand trends as values: the rows of ``queries.trends_statement`` as ``BrandTrend``s, and the
+alert a watch raises when brands fall.
+
+Shared by ``GET /brands/trends`` and ``reviewscore trends``, so the endpoint and a cron job that
+pages someone read the same figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Row
+
+from query_api.queries import Windows
+from query_api.schemas import BrandTrend, WindowFigures
+
+
+def _figures(count: int, mean: Any, negatives: int) -> WindowFigures:
+    return WindowFigures(count=count, mean_score=float(mean), negative_share=negatives / count)
+
+
+def brand_trends(rows: Iterable[Row[Any]]) -> list[BrandTrend]:
+    """One ``BrandTrend`` per row, in the statement's order."""
+    out = []
+    for row in rows:
+        now = _figures(row.n_now, row.mean_now, row.negative_now)
+        before = _figures(row.n_before, row.mean_before, row.negative_before)
+        out.append(
+            BrandTrend(
+                brand=row.brand,
+                change=float(row.change),
+                negative_share_change=now.negative_share - before.negative_share,
+                current=now,
+                previous=before,
+            )
+        )
+    return out
+
+
+def fallen(brands: Iterable[BrandTrend], drop: float) -> list[BrandTrend]:
+    """The brands whose mean score fell by ``drop`` or more, largest fall first."""
+    return sorted((b for b in brands if b.change <= -drop), key=lambda b: (b.change, b.brand))
+
+
+def days_text(days: int) -> str:
+    return "1 day" if days == 1 else f"{days} days"
+
+
+def alert_text(alerts: Sequence[BrandTrend], drop: float, windows: Windows, days: int) -> str:
+    """One message a person reads in a chat or a mail: who fell, by how much, on how many reviews."""
+    first_day = windows.middle.strftime("%Y-%m-%d %H:%M UTC").replace(" 00:00 UTC", "")
+    noun = "brand" if len(alerts) == 1 else "brands"
+    lines = [
+        f"{len(alerts)} {noun} fell by {drop:.2f} or more in mean sentiment over {days_text(days)} from {first_day}:"
+    ]
+    for b in alerts:
+        lines.append(
+            f"- {b.brand}: {b.change:+.2f} ({b.previous.mean_score:.2f} -> {b.current.mean_score:.2f}), "
+            f"{b.current.count} reviews (before: {b.previous.count}), "
+            f"negative {b.current.negative_share:.0%} (before: {b.previous.negative_share:.0%})"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,146 @@
+"""`reviewscore trends`: the brands moving most, from a cron job, with an alert that exits 3 and posts a webhook."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any, ClassVar
+
+import pytest
+from typer.testing import CliRunner
+
+from core.cli import _load_plugins, app
+from query_api.cli import ALERT_EXIT
+from tests.fixtures.api import free_port, insert_rows, label_for, make_row
+
+pytestmark = pytest.mark.integration
+
+_load_plugins()
+runner = CliRunner()
+END = "2026-03-10T00:00:00Z"
+
+
+def _rows() -> list[dict[str, Any]]:
+    """Acme falls from 0.8 to 0.3 (six reviews a day), Globex rises from 0.4 to 0.6, Initech holds at 0.5."""
+    rng = random.Random(3)
+    day = datetime(2026, 3, 9, 10, tzinfo=UTC)
+    plan = {"Acme": (0.8, 0.3), "Globex": (0.4, 0.6), "Initech": (0.5, 0.5)}
+    rows = []
+    for brand, (before, after) in plan.items():
+        for moment, score in ((day - timedelta(days=1), before), (day, after)):
+            for n in range(6):
+                row = make_row(len(rows), rng, brand=brand, sentiment_score=score, label=label_for(score))
+                row["created_on"] = moment + timedelta(minutes=n)
+                rows.append(row)
+    return rows
+
+
+@pytest.fixture
+def moving(database_url: str, readonly_database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    insert_rows(database_url, _rows())
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("DATABASE_READONLY_URL", readonly_database_url)
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict[str, Any]]] = []
+    status = 200
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Hook.received.append(json.loads(body))
+        self.send_response(_Hook.status)
+        self.end_headers()
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[str]:
+    _Hook.received, _Hook.status = [], 200
+    server = HTTPServer(("127.0.0.1", free_port()), _Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    finally:
+        server.shutdown()
+
+
+def test_trends_lists_the_largest_fall_first_with_both_windows(moving: None) -> None:
+    result = runner.invoke(app, ["trends", "--days", "1", "--end", END])
+
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "1 day from 2026-03-09 00:00 UTC against the 1 day before; at least 5 reviews in each"
+    assert [line.split()[0] for line in lines[2:]] == ["Acme", "Initech", "Globex"]
+    assert lines[2].split() == ["Acme", "6", "(6)", "0.30", "(0.80)", "-0.50", "100%", "(+100", "pt)"]
+
+
+def test_trends_as_json_is_the_api_answer(moving: None) -> None:
+    result = runner.invoke(app, ["trends", "--days", "1", "--end", END, "--json", "--order", "rising"])
+
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert [b["brand"] for b in body["brands"]] == ["Globex", "Initech", "Acme"]
+    assert body["brands"][0]["change"] == pytest.approx(0.2)
+    assert (body["current"]["since"], body["current"]["until"]) == ("2026-03-09T00:00:00Z", "2026-03-10T00:00:00Z")
+
+
+def test_a_fall_past_the_alert_exits_3_and_posts_it_to_the_webhook(moving: None, webhook: str) -> None:
+    # Listed rising and one brand only: the alert still finds the fall.
+    args = ["trends", "--days", "1", "--end", END, "--order", "rising", "--limit", "1"]
+    result = runner.invoke(app, [*args, "--alert-drop", "0.2", "--webhook", webhook])
+
+    assert result.exit_code == ALERT_EXIT, result.output
+    assert "1 brand fell by 0.20 or more" in result.stderr
+    [posted] = _Hook.received
+    assert posted["text"].startswith("1 brand fell by 0.20 or more in mean sentiment over 1 day from 2026-03-09:")
+    assert "- Acme: -0.50 (0.80 -> 0.30), 6 reviews (before: 6)" in posted["text"]
+    assert [alert["brand"] for alert in posted["alerts"]] == ["Acme"]
+
+
+def test_no_fall_past_the_alert_exits_0_and_posts_nothing(moving: None, webhook: str) -> None:
+    result = runner.invoke(app, ["trends", "--days", "1", "--end", END, "--alert-drop", "0.6", "--webhook", webhook])
+
+    assert result.exit_code == 0, result.output
+    assert "no brand fell by 0.60 or more" in result.stderr
+    assert _Hook.received == []
+
+
+def test_a_webhook_that_refuses_the_alert_is_an_error_not_a_silent_pass(moving: None, webhook: str) -> None:
+    _Hook.status = 500
+    result = runner.invoke(app, ["trends", "--days", "1", "--end", END, "--alert-drop", "0.2", "--webhook", webhook])
+
+    assert result.exit_code == 2, result.output
+    assert "the webhook did not take the alert" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--time-field", "updated_on"], "created_on or published_at"),
+        (["--order", "sideways"], "falling or rising"),
+        (["--webhook", "http://127.0.0.1:9/x"], "add --alert-drop"),
+        (["--end", "yesterday"], "not an ISO-8601 date-time"),
+        (["--end", "0001-01-03", "--days", "7"], "before year 1"),
+    ],
+)
+def test_bad_options_are_usage_errors(args: list[str], says: str) -> None:
+    result = runner.invoke(app, ["trends", *args])
+    assert result.exit_code == 2
+    assert says in result.output
+
+
+def test_without_a_database_the_error_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://nobody@127.0.0.1:{free_port()}/nothing")
+    monkeypatch.delenv("DATABASE_READONLY_URL", raising=False)
+    result = runner.invoke(app, ["trends"])
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: could not read the trends: ")
