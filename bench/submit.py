@@ -110,6 +110,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, action="append", help="batch size (repeatable; default 100 and 500)")
     args = parser.parse_args()
     sizes = args.batch or [100, 500]
+    if max(sizes) > 1000 or min(sizes) < 1:
+        parser.error("--batch takes 1 to 1000 (POST /sentiments/batch's bound)")
 
     os.environ.setdefault("REVIEWSCORE_STATE_DIR", ".reviewscore/bench-submit")
     os.environ.setdefault("API_MAX_BODY_BYTES", str(max(300_000, 400 * max(sizes))))

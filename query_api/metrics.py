@@ -31,7 +31,10 @@ class ApiMetrics:
         )
         self.submissions = Counter(
             "reviewscore_api_submissions_total",
-            "Reviews submitted through POST /sentiments/, by outcome.",
+            (
+                "Submissions through POST /sentiments/ and /sentiments/batch, by outcome: published and failed "
+                "count reviews; unauthorized and rate_limited count refused requests."
+            ),
             ["outcome"],
             registry=self.registry,
         )

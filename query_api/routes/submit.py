@@ -87,7 +87,7 @@ def take_rate(state: AppState, client: str, reviews: int = 1) -> None:
         return
     per_minute = state.api.submit_rate_per_minute
     if reviews > limiter.capacity:
-        state.metrics.submissions.labels("rate_limited").inc(reviews)
+        state.metrics.submissions.labels("rate_limited").inc()
         raise ApiError(
             429,
             "rate_limited",
@@ -96,7 +96,7 @@ def take_rate(state: AppState, client: str, reviews: int = 1) -> None:
         )
     wait = limiter.take(client, reviews)
     if wait > 0:
-        state.metrics.submissions.labels("rate_limited").inc(reviews)
+        state.metrics.submissions.labels("rate_limited").inc()
         raise ApiError(
             429,
             "rate_limited",
@@ -309,7 +309,6 @@ async def submit_batch(
     if count > limit:
         problem = FieldError(loc=["body", "reviews"], msg=f"at most {limit} reviews in one batch", type="too_long")
         raise ApiError(422, "invalid_request", f"{count} reviews in one batch: send at most {limit}", [problem])
-    take_rate(state, client, count)
     checked = [_as_message(index, review) for index, review in enumerate(batch.reviews)]
     problems = [problem for result in checked if not isinstance(result, ReviewMessage) for problem in result]
     if problems:
@@ -318,16 +317,20 @@ async def submit_batch(
             422, "invalid_request", f"{invalid} of the {count} reviews do not satisfy the message contract", problems
         )
     messages = [message for message in checked if isinstance(message, ReviewMessage)]
+    take_rate(state, client, count)  # only for what will be sent: a refused batch costs nothing
     publisher = require_publisher(state)
     since = datetime.now(UTC)
     results = await asyncio.gather(*(publisher.publish(message) for message in messages), return_exceptions=True)
     items = []
     for index, (message, result) in enumerate(zip(messages, results, strict=True)):
         key = message.review_key
-        if isinstance(result, PublishError):
-            items.append(BatchItem(index=index, status="failed", review_key=key, error=str(result)))
-        elif isinstance(result, BaseException):
+        if isinstance(result, asyncio.CancelledError):
             raise result
+        if isinstance(result, BaseException):
+            # Any failure is this review's: the others are on the broker and must be reported.
+            if not isinstance(result, PublishError):
+                log.exception("batch submission: review %d not published", index, exc_info=result)
+            items.append(BatchItem(index=index, status="failed", review_key=key, error=str(result) or repr(result)))
         else:
             location = location_of(request, key, since)
             items.append(BatchItem(index=index, status="pending", review_key=key, location=location))

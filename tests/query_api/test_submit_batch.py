@@ -136,6 +136,56 @@ def test_a_batch_needs_a_key_when_keys_are_set_and_costs_one_token_per_review(
     assert len(read_topic(kafka_settings, 3)) == 3
 
 
+def test_an_array_past_the_bound_is_refused_by_its_length_before_any_item_is_read(batch_client: TestClient) -> None:
+    """140,000 one-byte items took 4 s and answered 20 MB of per-item errors."""
+    started = time.monotonic()
+    body = b'{"reviews": [' + b",".join([b"1"] * 100_000) + b"]}"
+    response = batch_client.post("/sentiments/batch", content=body, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 422
+    [detail] = response.json()["error"]["details"]
+    assert detail["loc"] == ["body", "reviews"]
+    assert "at most 1000 reviews" in detail["msg"]
+    assert len(response.content) < 1000
+    assert time.monotonic() - started < 2
+
+
+def test_a_refused_batch_costs_no_rate(readonly_database_url: str, kafka_settings: KafkaSettings) -> None:
+    app = build_app(readonly_database_url, kafka_settings, submit_rate_per_minute=4)
+    with TestClient(app) as client:
+        refused = client.post("/sentiments/batch", json={"reviews": [{"text": "a"}, {"text": "b", "url": "/rel"}]})
+        four = client.post("/sentiments/batch", json={"reviews": [{"text": f"r{n}"} for n in range(4)]})
+    assert refused.status_code == 422
+    assert four.status_code == 202  # the whole burst was still there
+
+
+def test_a_review_the_publisher_fails_on_is_reported_failed_and_the_others_stand(
+    readonly_database_url: str, kafka_settings: KafkaSettings
+) -> None:
+    app = build_app(readonly_database_url, kafka_settings)
+    with TestClient(app) as client:
+        publisher = app.state.reviewscore.publisher
+        real = publisher.publish
+
+        async def flaky(message: ReviewMessage) -> None:
+            if message.text == "breaks":
+                raise RuntimeError("serializer exploded")
+            await real(message)
+
+        publisher.publish = flaky
+        reviews = [{"text": "fine"}, {"text": "breaks"}, {"text": "also fine"}]
+        response = client.post("/sentiments/batch", json={"reviews": reviews})
+        metrics = client.get("/metrics").text
+
+    assert response.status_code == 207
+    body = response.json()
+    assert [item["status"] for item in body["items"]] == ["pending", "failed", "pending"]
+    assert "serializer exploded" in body["items"][1]["error"]
+    assert 'reviewscore_api_submissions_total{outcome="published"} 2.0' in metrics
+    assert 'reviewscore_api_submissions_total{outcome="failed"} 1.0' in metrics
+    assert len(read_topic(kafka_settings, 2)) == 2
+
+
 def test_get_on_the_batch_path_is_a_405_naming_post_not_a_row_id(batch_client: TestClient) -> None:
     response = batch_client.get("/sentiments/batch")
     assert response.status_code == 405
