@@ -154,8 +154,8 @@ def trends(
     """
     from query_api.filters import Filters
     from query_api.queries import TimeField, TrendOrder, next_utc_midnight, trend_windows, trends_statement
-    from query_api.schemas import Trends, Window
     from query_api.trends import alert_text, days_text, fallen
+    from query_api.trends import answer as trends_answer
 
     if time_field not in ("created_on", "published_at"):
         raise typer.BadParameter("must be created_on or published_at", param_hint="--time-field")
@@ -172,19 +172,7 @@ def trends(
     brands = _read_trends(trends_statement(filters, windows, field, min_count, ranking, limit))
 
     if as_json:
-        current, previous = (
-            Window(since=windows.middle, until=windows.end),
-            Window(since=windows.start, until=windows.middle),
-        )
-        answer = Trends(
-            time_field=field,
-            days=days,
-            min_count=min_count,
-            order=ranking,
-            current=current,
-            previous=previous,
-            brands=brands,
-        )
+        answer = trends_answer(windows, days, field, min_count, ranking, brands)
         typer.echo(answer.model_dump_json(indent=2))
     else:
         typer.echo(

@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from query_api.queries import Windows
-from query_api.schemas import BrandTrend, WindowFigures
+from query_api.queries import TimeField, TrendOrder, Windows
+from query_api.schemas import BrandTrend, Trends, Window, WindowFigures
 
 
 def _figures(count: int, mean: Any, negatives: int) -> WindowFigures:
@@ -36,6 +36,21 @@ def brand_trends(rows: Iterable[Row[Any]]) -> list[BrandTrend]:
             )
         )
     return out
+
+
+def answer(
+    windows: Windows, days: int, time_field: TimeField, min_count: int, order: TrendOrder, brands: list[BrandTrend]
+) -> Trends:
+    """The body of ``GET /brands/trends`` (and of ``reviewscore trends --json``)."""
+    return Trends(
+        time_field=time_field,
+        days=days,
+        min_count=min_count,
+        order=order,
+        current=Window(since=windows.middle, until=windows.end),
+        previous=Window(since=windows.start, until=windows.middle),
+        brands=brands,
+    )
 
 
 def fallen(brands: Iterable[BrandTrend], drop: float) -> list[BrandTrend]:

@@ -48,7 +48,6 @@ from query_api.schemas import (
     SentimentOut,
     Stats,
     Trends,
-    Window,
 )
 
 router = APIRouter(tags=["sentiments"])
@@ -289,17 +288,7 @@ def brand_trends(
     brands = trends.brand_trends(
         session.execute(trends_statement(filters, windows, time_field, min_count, order, limit))
     )
-    return ModelResponse(
-        Trends(
-            time_field=time_field,
-            days=days,
-            min_count=min_count,
-            order=order,
-            current=Window(since=windows.middle, until=windows.end),
-            previous=Window(since=windows.start, until=windows.middle),
-            brands=brands,
-        )
-    )
+    return ModelResponse(trends.answer(windows, days, time_field, min_count, order, brands))
 
 
 @router.get(

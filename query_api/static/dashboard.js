@@ -217,12 +217,12 @@ function reviewRow(item) {
   return tr;
 }
 
-function emptyRow() {
+function emptyRow(text = "No reviews match these filters.", columns = 7) {
   const tr = document.createElement("tr");
   const td = document.createElement("td");
-  td.colSpan = 7;
+  td.colSpan = columns;
   td.className = "empty";
-  td.textContent = "No reviews match these filters.";
+  td.textContent = text;
   tr.appendChild(td);
   return tr;
 }
@@ -342,15 +342,7 @@ async function loadMovers() {
       `${shortDay(body.current.since)} – ${last} (UTC) against the ${body.days} days before;` +
       ` brands with at least ${body.min_count} reviews in each`;
     tbody.replaceChildren(...body.brands.map(moverRow));
-    if (!body.brands.length) {
-      const tr = document.createElement("tr");
-      const td = document.createElement("td");
-      td.colSpan = 5;
-      td.className = "empty";
-      td.textContent = "No brand has enough reviews in both windows.";
-      tr.appendChild(td);
-      tbody.appendChild(tr);
-    }
+    if (!body.brands.length) tbody.appendChild(emptyRow("No brand has enough reviews in both windows.", 5));
     $("movers").dataset.state = "loaded";
   } catch (error) {
     if (mine !== moversRequest) return;
