@@ -140,8 +140,8 @@ def trends(
     webhook: Annotated[
         str | None,
         typer.Option(
-            help="With --alert-drop: POST the alert as JSON ({text, alerts}) to this URL (a chat webhook).",
-            envvar="REVIEWSCORE_ALERT_WEBHOOK",
+            help="With --alert-drop: POST the alert as JSON ({text, alerts}) to this URL. Default: API_ALERT_WEBHOOK.",
+            show_default=False,
         ),
     ] = None,
     webhook_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the webhook.")] = 10.0,
@@ -150,7 +150,7 @@ def trends(
 
     Reads the database as GET /brands/trends does. For a cron job or a CI step that watches
     brands: with --alert-drop the command exits 3 when a brand fell that far (and posts the alert
-    to --webhook); 0 when none did; 2 on an error, a webhook that did not take the alert included.
+    to --webhook or API_ALERT_WEBHOOK); 0 when none did; 2 on an error, a webhook that did not take the alert included.
     """
     from query_api.filters import Filters
     from query_api.queries import TimeField, TrendOrder, next_utc_midnight, trend_windows, trends_statement
@@ -163,6 +163,11 @@ def trends(
         raise typer.BadParameter("must be falling or rising", param_hint="--order")
     if webhook and alert_drop is None:
         raise typer.BadParameter("posts alerts only: add --alert-drop", param_hint="--webhook")
+    if webhook is None and alert_drop is not None:
+        from core.config import get_api_settings
+
+        configured = get_api_settings().alert_webhook
+        webhook = configured.get_secret_value() if configured else None
     field, ranking = cast("TimeField", time_field), cast("TrendOrder", order)
     try:
         windows = trend_windows(_parse_end(end) or next_utc_midnight(datetime.now(UTC)), days)

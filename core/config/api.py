@@ -76,6 +76,13 @@ class ApiSettings(BaseSettings):
             "Most reviews in one POST /sentiments/batch (at most 1000); the body must also fit API_MAX_BODY_BYTES."
         ),
     )
+    alert_webhook: SecretStr | None = Field(
+        default=None,
+        description=(
+            "URL `reviewscore trends --alert-drop` POSTs its alert to ({text, alerts}: a Slack-style incoming "
+            "webhook shows `text`); a secret, as such URLs carry their token. Unset: the alert is printed only."
+        ),
+    )
     stats_max_rows: int = Field(
         default=10_000, ge=1, description="Most (bucket, group) rows one stats query may return."
     )

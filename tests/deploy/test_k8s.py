@@ -107,6 +107,7 @@ def test_the_manifests_cover_the_issue() -> None:
         ("Service", "reviewscore-api"),
         ("HorizontalPodAutoscaler", "reviewscore-api"),
         ("CronJob", "reviewscore-scraper"),
+        ("CronJob", "reviewscore-brand-alerts"),
         ("PodDisruptionBudget", "reviewscore-worker"),
         ("PodDisruptionBudget", "reviewscore-api"),
         ("ScaledObject", "reviewscore-worker"),
@@ -245,8 +246,8 @@ def test_referenced_secret_and_config_keys_exist(config: dict[str, str]) -> None
                 if "secretKeyRef" in source:
                     ref = source["secretKeyRef"]
                     assert ref["name"] == "reviewscore-secrets"
-                    if ref.get("optional"):  # SASL credentials and submit keys, shown (commented) in the example
-                        assert ref["key"].startswith(("KAFKA_SASL_", "API_SUBMIT_API_KEYS")), (
+                    if ref.get("optional"):  # SASL, submit keys, the alert webhook: shown (commented) in the example
+                        assert ref["key"].startswith(("KAFKA_SASL_", "API_SUBMIT_API_KEYS", "API_ALERT_WEBHOOK")), (
                             f"{manifest}: {item['name']}"
                         )
                         assert f"# {ref['key']}: " in SECRET_TEXT, ref["key"]
@@ -374,3 +375,21 @@ def test_the_crawler_keeps_its_state_on_a_persistent_volume() -> None:
     claim = find(MANIFESTS, "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
     assert claim.doc["spec"]["accessModes"] == ["ReadWriteOnce"]
     assert cron.doc["spec"]["concurrencyPolicy"] == "Forbid"  # one writer at a time on a RWO volume
+
+
+def test_the_brand_alert_fails_its_job_once_on_an_alert_and_reads_as_the_reader() -> None:
+    from query_api.cli import ALERT_EXIT
+
+    cron = find(MANIFESTS, "CronJob", "reviewscore-brand-alerts")
+    job = cron.doc["spec"]["jobTemplate"]["spec"]
+    trends = container(cron, "trends")
+    assert trends["args"][:1] == ["trends"]
+    assert "--alert-drop" in trends["args"]
+    # Exit 3 is an alert: the Job fails at once, so no retry posts it twice; errors are retried.
+    [rule] = job["podFailurePolicy"]["rules"]
+    assert rule["action"] == "FailJob"
+    assert rule["onExitCodes"] == {"containerName": "trends", "operator": "In", "values": [ALERT_EXIT]}
+    assert job["backoffLimit"] >= 1
+    env = env_value_names(trends)
+    keys = {item["valueFrom"]["secretKeyRef"]["key"] for item in env.values() if "valueFrom" in item}
+    assert keys == {"DATABASE_READONLY_URL", "API_ALERT_WEBHOOK"}  # never the writer's URL

@@ -105,6 +105,15 @@ def test_a_fall_past_the_alert_exits_3_and_posts_it_to_the_webhook(moving: None,
     assert [alert["brand"] for alert in posted["alerts"]] == ["Acme"]
 
 
+def test_the_webhook_can_come_from_the_settings(moving: None, webhook: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_ALERT_WEBHOOK", webhook)  # a Secret in the k8s CronJob
+    result = runner.invoke(app, ["trends", "--days", "1", "--end", END, "--alert-drop", "0.2"])
+
+    assert result.exit_code == ALERT_EXIT, result.output
+    assert [alert["brand"] for alert in _Hook.received[0]["alerts"]] == ["Acme"]
+    assert webhook not in result.output  # the URL is a secret
+
+
 def test_no_fall_past_the_alert_exits_0_and_posts_nothing(moving: None, webhook: str) -> None:
     result = runner.invoke(app, ["trends", "--days", "1", "--end", END, "--alert-drop", "0.6", "--webhook", webhook])
 
