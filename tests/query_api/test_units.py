@@ -494,3 +494,41 @@ def test_the_stars_charts_counts_fit_the_right_column(count: int, shown: str) ->
     texts = [t.text for t in svg.findall(".//{http://www.w3.org/2000/svg}text")]
     assert f"{shown} · mean 0.50" in texts
     assert max(float(t.get("x", "0")) for t in svg.findall(".//{http://www.w3.org/2000/svg}text")) <= 360 - 108
+
+
+def _trend(brand: str, before: float, after: float, count: int = 10) -> Any:
+    from query_api.schemas import BrandTrend, WindowFigures
+
+    return BrandTrend(
+        brand=brand,
+        change=after - before,
+        negative_share_change=0.0,
+        current=WindowFigures(count=count, mean_score=after, negative_share=0.1),
+        previous=WindowFigures(count=count + 2, mean_score=before, negative_share=0.1),
+    )
+
+
+def test_fallen_keeps_falls_of_at_least_the_drop_largest_first_ties_by_name() -> None:
+    from query_api.trends import fallen
+
+    brands = [_trend("Rise", 0.4, 0.6), _trend("Beta", 0.8, 0.5), _trend("Alpha", 0.8, 0.5), _trend("Dip", 0.6, 0.55)]
+    assert [b.brand for b in fallen(brands, 0.25)] == ["Alpha", "Beta"]
+    assert [b.brand for b in fallen(brands, 0.05)] == ["Alpha", "Beta", "Dip"]
+    assert fallen(brands, 0.5) == []
+
+
+def test_the_alert_text_names_each_fall_with_its_means_and_counts() -> None:
+    from query_api.queries import trend_windows
+    from query_api.trends import alert_text
+
+    windows = trend_windows(datetime(2026, 11, 24, tzinfo=UTC), 7)
+    text = alert_text([_trend("Acme", 0.7, 0.5), _trend("Globex", 0.6, 0.45)], 0.1, windows, 7)
+    assert text.splitlines() == [
+        "2 brands fell by 0.10 or more in mean sentiment over 7 days from 2026-11-17:",
+        "- Acme: -0.20 (0.70 -> 0.50), 10 reviews (before: 12), negative 10% (before: 10%)",
+        "- Globex: -0.15 (0.60 -> 0.45), 10 reviews (before: 12), negative 10% (before: 10%)",
+    ]
+    part_day = trend_windows(datetime(2026, 11, 24, 13, 30, tzinfo=UTC), 1)
+    assert alert_text([_trend("Acme", 0.7, 0.5)], 0.1, part_day, 1).startswith(
+        "1 brand fell by 0.10 or more in mean sentiment over 1 day from 2026-11-23 13:30 UTC:"
+    )
