@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from core.cli import _load_plugins, app
-from query_api.cli import ALERT_EXIT
+from query_api.trends_cli import ALERT_EXIT
 from tests.fixtures.api import free_port, insert_rows, label_for, make_row
 
 pytestmark = pytest.mark.integration
@@ -103,6 +103,47 @@ def test_a_fall_past_the_alert_exits_3_and_posts_it_to_the_webhook(moving: None,
     assert posted["text"].startswith("1 brand fell by 0.20 or more in mean sentiment over 1 day from 2026-03-09:")
     assert "- Acme: -0.50 (0.80 -> 0.30), 6 reviews (before: 6)" in posted["text"]
     assert [alert["brand"] for alert in posted["alerts"]] == ["Acme"]
+
+
+def test_the_reader_url_alone_is_enough_as_in_the_cronjob(moving: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DATABASE_URL")
+    result = runner.invoke(app, ["trends", "--days", "1", "--end", END, "--alert-drop", "0.2"])
+    assert result.exit_code == ALERT_EXIT, result.output
+
+
+def test_an_end_with_an_offset_is_shown_in_utc(moving: None) -> None:
+    result = runner.invoke(app, ["trends", "--days", "1", "--end", "2026-03-10T02:00:00+02:00"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("1 day from 2026-03-09 00:00 UTC")
+
+
+def test_whole_days_end_at_the_last_utc_midnight(moving: None) -> None:
+    result = runner.invoke(app, ["trends", "--days", "2", "--whole-days"])
+    both = runner.invoke(app, ["trends", "--whole-days", "--end", END])
+
+    assert result.exit_code == 0, result.output
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    starts = {f"{day:%Y-%m-%d} 00:00 UTC" for day in (today - timedelta(days=2), today - timedelta(days=1))}
+    assert any(result.stdout.startswith(f"2 days from {start}") for start in starts)  # a run across midnight
+    assert both.exit_code == 2
+    assert "not both" in both.output
+
+
+@pytest.mark.parametrize(
+    ("status", "url"),
+    [(302, None), (200, "hooks.example/T000/SECRET-TOKEN"), (200, "https://hooks.example:SECRET-TOKEN@x/")],
+    ids=["redirected", "no-scheme", "bad-port"],
+)
+def test_a_webhook_that_is_not_taken_is_exit_2_without_the_secret_url(
+    moving: None, webhook: str, status: int, url: str | None
+) -> None:
+    _Hook.status = status
+    target = url or webhook + "?token=SECRET-TOKEN"
+    result = runner.invoke(app, ["trends", "--days", "1", "--end", END, "--alert-drop", "0.2", "--webhook", target])
+
+    assert result.exit_code == 2, result.output
+    assert "the webhook did not take the alert" in result.stderr
+    assert "SECRET-TOKEN" not in result.output
 
 
 def test_the_webhook_can_come_from_the_settings(moving: None, webhook: str, monkeypatch: pytest.MonkeyPatch) -> None:
