@@ -38,11 +38,27 @@ def presented_key(authorization: str | None, api_key_header: str | None) -> str 
 
 def key_is_valid(presented: str, keys: Sequence[str]) -> bool:
     """Compared in constant time against every key, so timing says nothing of which one nearly matched."""
+    return key_owner(presented, [(None, key) for key in keys]) is not NO_MATCH
+
+
+NO_MATCH = object()
+"""``key_owner``'s answer when no key matches (None is a matching key without a name)."""
+
+
+def key_owner(presented: str, keys: Sequence[tuple[str | None, str]]) -> str | object | None:
+    """The name of the key ``presented`` is (None for an unnamed one), or ``NO_MATCH``; every key is
+    compared, in constant time, so timing says nothing of which one nearly matched."""
     given = presented.encode()
-    matched = False
-    for key in keys:
-        matched |= hmac.compare_digest(given, key.encode())
-    return matched
+    owner: str | object | None = NO_MATCH
+    for name, key in keys:
+        if hmac.compare_digest(given, key.encode()):
+            owner = name
+    return owner
+
+
+def submission_source(owner: str | None) -> str:
+    """``api:<name>`` for a named producer's key, else ``user``: named producers' ids never collide."""
+    return f"api:{owner}" if owner else "user"
 
 
 def client_id(presented: str | None, address: str | None) -> str:

@@ -1,6 +1,7 @@
 """Query API settings (prefix ``API_``)."""
 
 import json
+import re
 from typing import Annotated, Any, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -10,6 +11,8 @@ from core.config.base import cached, settings_config
 
 PAGE_LIMIT_BOUND = 500
 """The page size the OpenAPI schema promises clients at most."""
+
+_KEY_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 SUBMIT_BATCH_BOUND = 1000
 """The most reviews in one POST /sentiments/batch the OpenAPI schema admits."""
@@ -58,6 +61,14 @@ class ApiSettings(BaseSettings):
         description=(
             "Comma-separated keys a POST /sentiments/ must carry (`Authorization: Bearer KEY` or `X-API-Key: KEY`; "
             "401 without one); empty: submission is open. Reads are never keyed."
+        ),
+    )
+    submit_named_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description=(
+            'Keys of named producers, as a JSON object `{"shop-a": "KEY", ...}`: a submission with one is '
+            "published with source `api:<name>`, so two producers' `review_id`s never land on one row (every "
+            "other submission is source `user`). Any key set here also makes a key required."
         ),
     )
     submit_rate_per_minute: int = Field(
@@ -109,6 +120,19 @@ class ApiSettings(BaseSettings):
                 if isinstance(parsed, list) and all(isinstance(key, str) for key in parsed):
                     return [key.strip() for key in parsed if key.strip()]
             return [key.strip() for key in text.split(",") if key.strip()]
+        return value
+
+    @field_validator("submit_named_keys")
+    @classmethod
+    def _names_make_sources(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        """A name becomes the ``api:<name>`` source of the message contract: a short slug, no ``:``."""
+        for name, key in value.items():
+            if not _KEY_NAME.fullmatch(name) or name == "sha256":
+                raise ValueError(
+                    f"key name {name!r} must be 1-64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit"
+                )
+            if not key.get_secret_value().strip():
+                raise ValueError(f"the key named {name!r} is empty")
         return value
 
     @model_validator(mode="after")

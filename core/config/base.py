@@ -12,13 +12,18 @@ F = TypeVar("F", bound=Callable[[], Any])
 
 
 def settings_config(prefix: str) -> SettingsConfigDict:
-    """One prefix per part; ``.env`` is read so a developer can keep local overrides out of git."""
+    """One prefix per part; ``.env`` is read so a developer can keep local overrides out of git.
+
+    Errors never echo the value: settings hold passwords, database URLs and API keys, and a
+    refused one would otherwise be printed whole in the traceback of a service that will not start.
+    """
     return SettingsConfigDict(
         env_prefix=prefix,
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
         validate_default=True,
+        hide_input_in_errors=True,
     )
 
 

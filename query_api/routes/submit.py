@@ -25,7 +25,7 @@ from query_api.filters import as_utc
 from query_api.publisher import PublishError
 from query_api.queries import BY_KEY, PUBLIC_FIELDS, REJECTION_BY_KEY
 from query_api.schemas import BatchItem, BatchSubmitted, SentimentOut, SubmitBatch, SubmitReview, Submitted
-from query_api.submit_guard import client_id, key_is_valid, presented_key, retry_after
+from query_api.submit_guard import NO_MATCH, client_id, key_owner, presented_key, retry_after, submission_source
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -46,7 +46,16 @@ WaitQuery = Annotated[
 ]
 
 
-async def submitting_client(
+@dataclass(frozen=True, slots=True)
+class Submitter:
+    """Who submits: ``client`` for the rate limit (the key's digest, else the address), and the
+    ``source`` its reviews are published with (``api:<name>`` for a named key, else ``user``)."""
+
+    client: str
+    source: str
+
+
+async def submitter(
     request: Request,
     state: StateDep,
     x_api_key: Annotated[
@@ -54,18 +63,20 @@ async def submitting_client(
         Header(
             alias="X-API-Key",
             description=(
-                "An API key, when the server requires one (API_SUBMIT_API_KEYS); `Authorization: Bearer KEY` "
-                "works as well. Not declared as an OpenAPI security scheme: by default submission is open."
+                "An API key, when the server requires one (API_SUBMIT_API_KEYS, API_SUBMIT_NAMED_KEYS); "
+                "`Authorization: Bearer KEY` works as well. A named key's reviews get source `api:<name>`. "
+                "Not declared as an OpenAPI security scheme: by default submission is open."
             ),
             examples=["CHANGE-ME-KEY"],
         ),
     ] = None,
-) -> str:
-    """Who submits, for the rate limit (the key's digest, else the address); 401 without a valid
-    key when keys are configured."""
+) -> Submitter:
+    """401 without a valid key when keys are configured."""
     presented = presented_key(request.headers.get("authorization"), x_api_key)
-    keys = [key.get_secret_value() for key in state.api.submit_api_keys]
-    if keys and (presented is None or not key_is_valid(presented, keys)):
+    keys: list[tuple[str | None, str]] = [(None, key.get_secret_value()) for key in state.api.submit_api_keys]
+    keys += [(name, key.get_secret_value()) for name, key in state.api.submit_named_keys.items()]
+    owner = key_owner(presented, keys) if keys and presented is not None else NO_MATCH
+    if keys and owner is NO_MATCH:
         state.metrics.submissions.labels("unauthorized").inc()
         said = "is not a valid key" if presented else "is missing"
         raise ApiError(
@@ -74,10 +85,11 @@ async def submitting_client(
             f"submitting needs an API key (Authorization: Bearer KEY or X-API-Key: KEY); this request's {said}",
             headers={"WWW-Authenticate": 'Bearer realm="reviewscore"'},
         )
-    return client_id(presented if keys else None, request.client.host if request.client else None)
+    client = client_id(presented if keys else None, request.client.host if request.client else None)
+    return Submitter(client, submission_source(owner if isinstance(owner, str) else None))
 
 
-ClientDep = Annotated[str, Depends(submitting_client)]
+SubmitterDep = Annotated[Submitter, Depends(submitter)]
 
 
 def take_rate(state: AppState, client: str, reviews: int = 1) -> None:
@@ -105,9 +117,10 @@ def take_rate(state: AppState, client: str, reviews: int = 1) -> None:
         )
 
 
-async def guard_submission(state: StateDep, client: ClientDep) -> None:
+async def guarded_submitter(state: StateDep, who: SubmitterDep) -> Submitter:
     """401 without a valid key when keys are configured; 429 when the client is over its rate."""
-    take_rate(state, client)
+    take_rate(state, who.client)
+    return who
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,18 +232,19 @@ def location_of(request: Request, key: str, after: datetime | None = None) -> st
         **responses(400, 401, 413, 422, 429, 503),
     },
     summary="Submit a review (create_review)",
-    dependencies=[Depends(guard_submission)],
 )
 async def submit_review(
     review: SubmitReview,
     request: Request,
     response: Response,
     state: StateDep,
+    who: Annotated[Submitter, Depends(guarded_submitter)],
     wait: WaitQuery = 0,
 ) -> Submitted:
-    """Publish the review to Kafka with `source=user`; 202 with its key and Location once the broker has it."""
+    """Publish the review to Kafka with `source=user` (`api:<name>` with a named key); 202 with its
+    key and Location once the broker has it."""
     try:
-        message = ReviewMessage(source="user", **review.model_dump(exclude_none=True))
+        message = ReviewMessage(source=who.source, **review.model_dump(exclude_none=True))
     except ValidationError as exc:
         details = validation_details(exc.errors(include_url=False, include_input=False))
         for detail in details:
@@ -265,10 +279,10 @@ async def submit_review(
     return Submitted(review_key=key, status="scored", location=location, sentiment=SentimentOut.model_validate(row))
 
 
-def _as_message(index: int, review: SubmitReview) -> ReviewMessage | list[FieldError]:
+def _as_message(index: int, review: SubmitReview, source: str) -> ReviewMessage | list[FieldError]:
     """A batch's review as ``POST /sentiments/`` would publish it, or why the contract refuses it."""
     try:
-        return ReviewMessage(source="user", **review.model_dump(exclude_none=True))
+        return ReviewMessage(source=source, **review.model_dump(exclude_none=True))
     except ValidationError as exc:
         details = validation_details(exc.errors(include_url=False, include_input=False))
         for detail in details:
@@ -294,7 +308,7 @@ async def submit_batch(
     request: Request,
     response: Response,
     state: StateDep,
-    client: ClientDep,
+    who: SubmitterDep,
 ) -> BatchSubmitted:
     """Publish every review as `POST /sentiments/` would; 202 once the broker has them all.
 
@@ -309,7 +323,7 @@ async def submit_batch(
     if count > limit:
         problem = FieldError(loc=["body", "reviews"], msg=f"at most {limit} reviews in one batch", type="too_long")
         raise ApiError(422, "invalid_request", f"{count} reviews in one batch: send at most {limit}", [problem])
-    checked = [_as_message(index, review) for index, review in enumerate(batch.reviews)]
+    checked = [_as_message(index, review, who.source) for index, review in enumerate(batch.reviews)]
     problems = [problem for result in checked if not isinstance(result, ReviewMessage) for problem in result]
     if problems:
         invalid = sum(not isinstance(result, ReviewMessage) for result in checked)
@@ -317,7 +331,7 @@ async def submit_batch(
             422, "invalid_request", f"{invalid} of the {count} reviews do not satisfy the message contract", problems
         )
     messages = [message for message in checked if isinstance(message, ReviewMessage)]
-    take_rate(state, client, count)  # only for what will be sent: a refused batch costs nothing
+    take_rate(state, who.client, count)  # only for what will be sent: a refused batch costs nothing
     publisher = require_publisher(state)
     since = datetime.now(UTC)
     results = await asyncio.gather(*(publisher.publish(message) for message in messages), return_exceptions=True)

@@ -247,7 +247,7 @@ def test_referenced_secret_and_config_keys_exist(config: dict[str, str]) -> None
                     ref = source["secretKeyRef"]
                     assert ref["name"] == "reviewscore-secrets"
                     if ref.get("optional"):  # SASL, submit keys, the alert webhook: shown (commented) in the example
-                        assert ref["key"].startswith(("KAFKA_SASL_", "API_SUBMIT_API_KEYS", "API_ALERT_WEBHOOK")), (
+                        assert ref["key"].startswith(("KAFKA_SASL_", "API_SUBMIT_", "API_ALERT_WEBHOOK")), (
                             f"{manifest}: {item['name']}"
                         )
                         assert f"# {ref['key']}: " in SECRET_TEXT, ref["key"]
@@ -262,7 +262,13 @@ def test_the_api_gets_only_the_read_only_database_url() -> None:
     secret_keys = {item["valueFrom"]["secretKeyRef"]["key"] for item in api.values() if "valueFrom" in item}
     # The writer's URL never reaches the API pod; broker credentials do, when the cluster uses SASL,
     # and the keys submissions must carry, when set.
-    assert secret_keys == {"DATABASE_READONLY_URL", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", "API_SUBMIT_API_KEYS"}
+    assert secret_keys == {
+        "DATABASE_READONLY_URL",
+        "KAFKA_SASL_USERNAME",
+        "KAFKA_SASL_PASSWORD",
+        "API_SUBMIT_API_KEYS",
+        "API_SUBMIT_NAMED_KEYS",
+    }
     secret = find(MANIFESTS, "Secret", "reviewscore-secrets").doc["stringData"]
     assert secret["DATABASE_READONLY_URL"].startswith("postgresql://reviewscore_reader:")
     for name in ("reviewscore-worker",):

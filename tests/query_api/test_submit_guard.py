@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -137,3 +139,42 @@ def test_a_client_over_the_rate_gets_429_with_retry_after_and_others_do_not(
     assert 1 <= int(limited.headers["Retry-After"]) <= 30
     assert other.status_code == 202  # the limit counts per key
     assert 'reviewscore_api_submissions_total{outcome="rate_limited"} 1.0' in metrics
+
+
+@pytest.mark.integration
+def test_a_named_key_publishes_as_its_own_source_so_producers_ids_never_collide(
+    readonly_database_url: str, kafka_settings: KafkaSettings
+) -> None:
+    app = build_app(
+        readonly_database_url,
+        kafka_settings,
+        submit_api_keys="plain",
+        submit_named_keys={"shop-a": "ka", "shop-b": "kb"},
+    )
+    review = {"text": "Arrived on time.", "review_id": "r1"}
+    with TestClient(app) as client:
+        missing = client.post("/sentiments/", json=review)
+        as_a = client.post("/sentiments/", json=review, headers={"X-API-Key": "ka"})
+        as_b = client.post("/sentiments/batch", json={"reviews": [review]}, headers={"Authorization": "Bearer kb"})
+        plain = client.post("/sentiments/", json=review, headers={"X-API-Key": "plain"})
+
+    assert missing.status_code == 401  # named keys alone make a key required
+    assert as_a.json()["review_key"] == "api:shop-a:r1"
+    assert as_b.json()["items"][0]["review_key"] == "api:shop-b:r1"
+    assert plain.json()["review_key"] == "user:r1"
+    sources = sorted(json.loads(value)["source"] for _, value in read_topic(kafka_settings, 3))
+    assert sources == ["api:shop-a", "api:shop-b", "user"]
+
+
+@pytest.mark.parametrize("name", ["Shop", "a:b", "", "sha256", "-lead", "x" * 65])
+def test_a_key_name_that_cannot_be_a_source_is_refused_without_echoing_the_key(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic import ValidationError
+
+    from core.config import ApiSettings
+
+    monkeypatch.setenv("API_SUBMIT_NAMED_KEYS", json.dumps({name: "s3cret-key-value"}))
+    with pytest.raises(ValidationError) as refused:
+        ApiSettings()
+    assert "s3cret-key-value" not in str(refused.value)
