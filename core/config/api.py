@@ -14,6 +14,9 @@ PAGE_LIMIT_BOUND = 500
 
 _KEY_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
+MIN_NAMED_KEY_LENGTH = 16
+"""A named producer's key is at least this long (``openssl rand -hex 16`` gives 32)."""
+
 SUBMIT_BATCH_BOUND = 1000
 """The most reviews in one POST /sentiments/batch the OpenAPI schema admits."""
 
@@ -63,10 +66,11 @@ class ApiSettings(BaseSettings):
             "401 without one); empty: submission is open. Reads are never keyed."
         ),
     )
-    submit_named_keys: dict[str, SecretStr] = Field(
+    submit_named_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(
         default_factory=dict,
         description=(
-            'Keys of named producers, as a JSON object `{"shop-a": "KEY", ...}`: a submission with one is '
+            'Keys of named producers, as a JSON object `{"shop-a": "KEY", ...}` (keys of 16+ characters; blank: '
+            "none): a submission with one is "
             "published with source `api:<name>`, so two producers' `review_id`s never land on one row (every "
             "other submission is source `user`). Any key set here also makes a key required."
         ),
@@ -122,18 +126,52 @@ class ApiSettings(BaseSettings):
             return [key.strip() for key in text.split(",") if key.strip()]
         return value
 
+    @field_validator("submit_named_keys", mode="before")
+    @classmethod
+    def _json_object(cls, value: Any) -> Any:
+        """Blank is none (compose's ``${VAR:-}``); else a JSON object. Said without the value: it holds keys."""
+        parsed = value
+        if isinstance(value, str):
+            if not value.strip():
+                return {}
+            try:
+                parsed = json.loads(value)
+            except (ValueError, RecursionError):
+                parsed = None
+        if not isinstance(parsed, dict) or not all(isinstance(key, str) for key in parsed.values()):
+            raise ValueError('must be a JSON object of names and keys, {"shop-a": "KEY", ...}')
+        # Stripped as the presented key is: a Secret read from a file ends in a newline.
+        return {name: key.strip() for name, key in parsed.items()}
+
     @field_validator("submit_named_keys")
     @classmethod
     def _names_make_sources(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
-        """A name becomes the ``api:<name>`` source of the message contract: a short slug, no ``:``."""
-        for name, key in value.items():
+        """A name becomes the ``api:<name>`` source of the message contract: a short slug, no ``:``.
+
+        Neither a name nor a key is ever put in the message: written the wrong way round, the
+        "name" is the key. Keys are at least 16 characters, which also catches that swap (a name
+        as a key), before a guessable key is accepted and the real one published as a source.
+        """
+        for index, (name, key) in enumerate(value.items(), start=1):
             if not _KEY_NAME.fullmatch(name) or name == "sha256":
                 raise ValueError(
-                    f"key name {name!r} must be 1-64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit"
+                    f"name {index} must be 1-64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit"
                 )
-            if not key.get_secret_value().strip():
-                raise ValueError(f"the key named {name!r} is empty")
+            if len(key.get_secret_value().strip()) < MIN_NAMED_KEY_LENGTH:
+                raise ValueError(
+                    f"the key of name {index} is shorter than {MIN_NAMED_KEY_LENGTH} characters "
+                    "(names and keys swapped?)"
+                )
         return value
+
+    @model_validator(mode="after")
+    def _each_key_once(self) -> Self:
+        """One key, one producer: a key under two names (or named and unnamed) credits one of them at random."""
+        keys = [key.get_secret_value() for key in self.submit_api_keys]
+        keys += [key.get_secret_value() for key in self.submit_named_keys.values()]
+        if len(set(keys)) < len(keys):
+            raise ValueError("API_SUBMIT_API_KEYS and API_SUBMIT_NAMED_KEYS give one key more than once")
+        return self
 
     @model_validator(mode="after")
     def _default_page_fits(self) -> Self:

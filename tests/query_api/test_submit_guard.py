@@ -145,17 +145,14 @@ def test_a_client_over_the_rate_gets_429_with_retry_after_and_others_do_not(
 def test_a_named_key_publishes_as_its_own_source_so_producers_ids_never_collide(
     readonly_database_url: str, kafka_settings: KafkaSettings
 ) -> None:
-    app = build_app(
-        readonly_database_url,
-        kafka_settings,
-        submit_api_keys="plain",
-        submit_named_keys={"shop-a": "ka", "shop-b": "kb"},
-    )
+    ka, kb = "key-of-shop-a-0001", "key-of-shop-b-0002"
+    named = {"shop-a": ka, "shop-b": f"{kb}\n"}  # a Secret read from a file ends in a newline
+    app = build_app(readonly_database_url, kafka_settings, submit_api_keys="plain", submit_named_keys=named)
     review = {"text": "Arrived on time.", "review_id": "r1"}
     with TestClient(app) as client:
         missing = client.post("/sentiments/", json=review)
-        as_a = client.post("/sentiments/", json=review, headers={"X-API-Key": "ka"})
-        as_b = client.post("/sentiments/batch", json={"reviews": [review]}, headers={"Authorization": "Bearer kb"})
+        as_a = client.post("/sentiments/", json=review, headers={"X-API-Key": ka})
+        as_b = client.post("/sentiments/batch", json={"reviews": [review]}, headers={"Authorization": f"Bearer {kb}"})
         plain = client.post("/sentiments/", json=review, headers={"X-API-Key": "plain"})
 
     assert missing.status_code == 401  # named keys alone make a key required
@@ -166,15 +163,47 @@ def test_a_named_key_publishes_as_its_own_source_so_producers_ids_never_collide(
     assert sources == ["api:shop-a", "api:shop-b", "user"]
 
 
-@pytest.mark.parametrize("name", ["Shop", "a:b", "", "sha256", "-lead", "x" * 65])
-def test_a_key_name_that_cannot_be_a_source_is_refused_without_echoing_the_key(
-    name: str, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    "value",
+    [
+        '{"Shop": "s3cret-key-value-0001"}',
+        '{"a:b": "s3cret-key-value-0001"}',
+        '{"": "s3cret-key-value-0001"}',
+        '{"sha256": "s3cret-key-value-0001"}',
+        '{"s3cret-key-value-0001": "shop-a"}',  # names and keys swapped: the "name" is the key
+        '{"shop-a": "short"}',
+        '["s3cret-key-value-0001"]',
+        "s3cret-key-value-0001",
+    ],
+)
+def test_named_keys_that_cannot_be_used_are_refused_without_echoing_a_key(
+    value: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pydantic import ValidationError
 
     from core.config import ApiSettings
 
-    monkeypatch.setenv("API_SUBMIT_NAMED_KEYS", json.dumps({name: "s3cret-key-value"}))
+    monkeypatch.setenv("API_SUBMIT_NAMED_KEYS", value)
     with pytest.raises(ValidationError) as refused:
         ApiSettings()
     assert "s3cret-key-value" not in str(refused.value)
+
+
+@pytest.mark.parametrize("blank", ["", "  ", "{}"])
+def test_blank_named_keys_are_none(blank: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.config import ApiSettings
+
+    monkeypatch.setenv("API_SUBMIT_NAMED_KEYS", blank)  # compose passes ${API_SUBMIT_NAMED_KEYS:-}
+    assert ApiSettings().submit_named_keys == {}
+
+
+def test_one_key_for_two_producers_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from core.config import ApiSettings
+
+    monkeypatch.setenv("API_SUBMIT_API_KEYS", "shared-key-000000001")
+    monkeypatch.setenv("API_SUBMIT_NAMED_KEYS", '{"shop-a": "shared-key-000000001"}')
+    with pytest.raises(ValidationError, match="more than once") as refused:
+        ApiSettings()
+    assert "shared-key" not in str(refused.value)
