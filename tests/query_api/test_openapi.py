@@ -3,6 +3,7 @@ against a live server over real PostgreSQL and the real broker with zero server 
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -168,7 +169,15 @@ def live_api(seeded_api: Seeded, kafka_bootstrap: tuple[str, str]) -> Iterator[s
 
 
 @schema.parametrize()
-@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+# Under CI the same cases every run, so a red CI can be replayed (a random run failed once in ~25 this
+# way and was never seen again); elsewhere random, so each local run explores new cases.
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    database=None,
+    derandomize=bool(os.environ.get("CI")),
+)
 def test_no_generated_request_causes_a_server_error(case: Any, live_api: str) -> None:
     """Every default check but "schema-valid data is accepted": a cursor from another query and
     min_score > max_score are schema-valid yet rightly refused with a 4xx."""
