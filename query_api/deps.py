@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -27,10 +27,14 @@ class AppState:
     publisher: Publisher | None = None
     publisher_error: str | None = None
     submit_limiter: RateLimiter | None = None
+    submit_keys: list[tuple[str | None, str]] = field(init=False)
+    """Every key a submission may carry, with its producer's name (None for an unnamed key)."""
 
     def __post_init__(self) -> None:
         if self.submit_limiter is None and self.api.submit_rate_per_minute:
             self.submit_limiter = RateLimiter(self.api.submit_rate_per_minute)
+        self.submit_keys = [(None, key.get_secret_value()) for key in self.api.submit_api_keys]
+        self.submit_keys += [(name, key.get_secret_value()) for name, key in self.api.submit_named_keys.items()]
 
 
 async def get_state(request: Request) -> AppState:

@@ -36,11 +36,6 @@ def presented_key(authorization: str | None, api_key_header: str | None) -> str 
     return None
 
 
-def key_is_valid(presented: str, keys: Sequence[str]) -> bool:
-    """Compared in constant time against every key, so timing says nothing of which one nearly matched."""
-    return key_owner(presented, [(None, key) for key in keys]) is not NO_MATCH
-
-
 NO_MATCH = object()
 """``key_owner``'s answer when no key matches (None is a matching key without a name)."""
 

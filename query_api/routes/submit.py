@@ -73,8 +73,7 @@ async def submitter(
 ) -> Submitter:
     """401 without a valid key when keys are configured."""
     presented = presented_key(request.headers.get("authorization"), x_api_key)
-    keys: list[tuple[str | None, str]] = [(None, key.get_secret_value()) for key in state.api.submit_api_keys]
-    keys += [(name, key.get_secret_value()) for name, key in state.api.submit_named_keys.items()]
+    keys = state.submit_keys
     owner = key_owner(presented, keys) if keys and presented is not None else NO_MATCH
     if keys and owner is NO_MATCH:
         state.metrics.submissions.labels("unauthorized").inc()
@@ -223,6 +222,18 @@ def location_of(request: Request, key: str, after: datetime | None = None) -> st
     return f"{path}?after={after.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}"
 
 
+def as_message(review: SubmitReview, source: str, where: list[str | int]) -> ReviewMessage | list[FieldError]:
+    """The message a submitted review is published as, or why the contract refuses it, each
+    problem located under ``where`` in the request (``body``, or ``body.reviews.3`` in a batch)."""
+    try:
+        return ReviewMessage(source=source, **review.model_dump(exclude_none=True))
+    except ValidationError as exc:
+        details = validation_details(exc.errors(include_url=False, include_input=False))
+        for detail in details:
+            detail.loc = [*where, *detail.loc]
+        return details
+
+
 @router.post(
     "/sentiments/",
     status_code=202,
@@ -243,13 +254,9 @@ async def submit_review(
 ) -> Submitted:
     """Publish the review to Kafka with `source=user` (`api:<name>` with a named key); 202 with its
     key and Location once the broker has it."""
-    try:
-        message = ReviewMessage(source=who.source, **review.model_dump(exclude_none=True))
-    except ValidationError as exc:
-        details = validation_details(exc.errors(include_url=False, include_input=False))
-        for detail in details:
-            detail.loc = ["body", *detail.loc]
-        raise ApiError(422, "invalid_request", "the review does not satisfy the message contract", details) from exc
+    message = as_message(review, who.source, ["body"])
+    if not isinstance(message, ReviewMessage):
+        raise ApiError(422, "invalid_request", "the review does not satisfy the message contract", message)
     publisher = require_publisher(state)  # after validation: a bad body is a 422 even without a broker
     # The database only serves the wait: when it does not answer, the review is still accepted
     # (the broker is what accepts it) and the answer is a 202 pending.
@@ -277,17 +284,6 @@ async def submit_review(
         return Submitted(review_key=key, status="pending", location=location, sentiment=None)
     response.status_code = 200
     return Submitted(review_key=key, status="scored", location=location, sentiment=SentimentOut.model_validate(row))
-
-
-def _as_message(index: int, review: SubmitReview, source: str) -> ReviewMessage | list[FieldError]:
-    """A batch's review as ``POST /sentiments/`` would publish it, or why the contract refuses it."""
-    try:
-        return ReviewMessage(source=source, **review.model_dump(exclude_none=True))
-    except ValidationError as exc:
-        details = validation_details(exc.errors(include_url=False, include_input=False))
-        for detail in details:
-            detail.loc = ["body", "reviews", index, *detail.loc]
-        return details
 
 
 @router.post(
@@ -323,7 +319,7 @@ async def submit_batch(
     if count > limit:
         problem = FieldError(loc=["body", "reviews"], msg=f"at most {limit} reviews in one batch", type="too_long")
         raise ApiError(422, "invalid_request", f"{count} reviews in one batch: send at most {limit}", [problem])
-    checked = [_as_message(index, review, who.source) for index, review in enumerate(batch.reviews)]
+    checked = [as_message(review, who.source, ["body", "reviews", i]) for i, review in enumerate(batch.reviews)]
     problems = [problem for result in checked if not isinstance(result, ReviewMessage) for problem in result]
     if problems:
         invalid = sum(not isinstance(result, ReviewMessage) for result in checked)

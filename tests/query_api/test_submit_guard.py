@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from core.config import KafkaSettings
-from query_api.submit_guard import RateLimiter, client_id, key_is_valid, presented_key, retry_after
+from query_api.submit_guard import NO_MATCH, RateLimiter, client_id, key_owner, presented_key, retry_after
 from tests.fixtures.api import build_app, read_topic
 
 
@@ -61,9 +61,10 @@ def test_a_key_comes_from_bearer_or_x_api_key(authorization: str | None, header:
 
 
 def test_keys_are_compared_whole_and_counted_by_digest() -> None:
-    assert key_is_valid("k1", ["k0", "k1"])
-    assert not key_is_valid("k", ["k1"])
-    assert not key_is_valid("k1", [])
+    assert key_owner("k1", [(None, "k0"), (None, "k1")]) is None  # an unnamed key matched
+    assert key_owner("k1", [(None, "k0"), ("shop-a", "k1")]) == "shop-a"
+    assert key_owner("k", [(None, "k1")]) is NO_MATCH  # a prefix is not the key
+    assert key_owner("k1", []) is NO_MATCH
     assert client_id("secret", "10.0.0.1").startswith("key:")
     assert "secret" not in client_id("secret", "10.0.0.1")
     assert client_id(None, "10.0.0.1") == "addr:10.0.0.1"
