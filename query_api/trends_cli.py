@@ -7,12 +7,6 @@ entry or a Kubernetes CronJob (deploy/k8s/brand-alerts-cronjob.yaml) sees it.
 
 from __future__ import annotations
 
-import http.client
-import json
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, cast
 
@@ -26,52 +20,25 @@ ALERT_EXIT = 3
 """``reviewscore trends --alert-drop`` exit status when a brand fell past it (1 and 2 are errors)."""
 
 
-class WebhookError(RuntimeError):
-    """The webhook did not take the alert; the message never holds the URL (it carries a token)."""
-
-
 def _parse_end(value: str | None) -> datetime | None:
+    """As the API reads ``end`` (``core.iso_time.IsoDateTime``: ISO-8601, never a bare number), in UTC."""
     if value is None:
         return None
+    from pydantic import TypeAdapter, ValidationError
+
+    from core.iso_time import IsoDateTime
+
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
+        moment = TypeAdapter(IsoDateTime).validate_python(value)
+    except ValidationError:
         raise typer.BadParameter(f"{value!r} is not an ISO-8601 date-time, e.g. 2026-11-24T00:00:00Z") from None
     # In UTC: the windows are printed in UTC, and an offset's midnight is not UTC's.
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect would be followed as a GET without the alert: refuse it instead."""
-
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None
-
-
-def post_webhook(url: str, payload: Mapping[str, object], timeout: float) -> None:
-    """POST the alert as JSON (``text`` is what Slack-style incoming webhooks show); raise
-    ``WebhookError`` unless a 2xx answers. Errors name the host at most, never the path or query."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise WebhookError("the webhook URL must be an absolute http(s) URL")
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(payload).encode("utf-8"),
-        headers={"Content-Type": "application/json", "User-Agent": "reviewscore-trends"},
-        method="POST",
-    )
-    opener = urllib.request.build_opener(_NoRedirects)
-    try:
-        with opener.open(request, timeout=timeout) as response:
-            response.read()
-    except urllib.error.HTTPError as exc:
-        raise WebhookError(f"{parts.hostname} answered HTTP {exc.code}") from None
-    except (OSError, ValueError, http.client.HTTPException) as exc:  # refused, timed out, garbled, bad URL
-        raise WebhookError(f"no answer from {parts.hostname} ({type(exc).__name__})") from None
-
-
-def _read_trends(statement: Statement) -> list[BrandTrend]:
-    """The statement's brand trends, as the reader where DATABASE_READONLY_URL is set; exit 2 on a database error."""
+def _read_trends(*statements: Statement) -> list[list[BrandTrend]]:
+    """Each statement's brand trends, over one connection, as the reader where DATABASE_READONLY_URL
+    is set; exit 2 on a database error."""
     from core.config import get_database_settings
     from core.db import make_engine
     from core.runtime import ensure_infra
@@ -84,7 +51,7 @@ def _read_trends(statement: Statement) -> list[BrandTrend]:
             engine = make_engine(get_database_settings(), read_only=True, application_name="reviewscore-trends")
             try:
                 with engine.connect() as connection:
-                    return brand_trends(connection.execute(statement))
+                    return [brand_trends(connection.execute(statement)) for statement in statements]
             finally:
                 engine.dispose()
     except Exception as exc:  # a refused connection, no infra, a timeout: said in one line
@@ -155,6 +122,7 @@ def trends(
     from query_api.queries import TimeField, TrendOrder, next_utc_midnight, trend_windows, trends_statement
     from query_api.trends import alert_text, days_text, fallen
     from query_api.trends import answer as trends_answer
+    from query_api.webhook import WebhookError, post_webhook
 
     if time_field not in ("created_on", "published_at"):
         raise typer.BadParameter("must be created_on or published_at", param_hint="--time-field")
@@ -176,7 +144,15 @@ def trends(
     except OverflowError:
         raise typer.BadParameter("the windows would start before year 1", param_hint="--end") from None
     filters = Filters(brand=brand, source=source, lang=lang.lower() if lang else None)
-    brands = _read_trends(trends_statement(filters, windows, field, min_count, ranking, limit))
+    # An alert looks at every brand that fell, whatever the listing's order and limit: listed
+    # falling, one read of all of them serves both; listed rising, a second statement on the same
+    # connection.
+    alerting = alert_drop is not None
+    statements = [trends_statement(filters, windows, field, min_count, ranking, 1000 if alerting else limit)]
+    if alerting and ranking == "rising":
+        statements.append(trends_statement(filters, windows, field, min_count, "falling", 1000))
+    listed, *falls = _read_trends(*statements)
+    brands = listed[:limit]
 
     if as_json:
         answer = trends_answer(windows, days, field, min_count, ranking, brands)
@@ -190,11 +166,7 @@ def trends(
 
     if alert_drop is None:
         return
-    # Every brand that fell that far, whatever the listing's order and limit.
-    listed_all_falls = ranking == "falling" and len(brands) < limit
-    if not listed_all_falls:
-        brands = _read_trends(trends_statement(filters, windows, field, min_count, "falling", 1000))
-    alerts = fallen(brands, alert_drop)
+    alerts = fallen(falls[0] if falls else listed, alert_drop)
     if not alerts:
         typer.echo(f"no brand fell by {alert_drop:.2f} or more", err=True)
         return

@@ -178,6 +178,7 @@ def test_a_webhook_that_refuses_the_alert_is_an_error_not_a_silent_pass(moving: 
         (["--order", "sideways"], "falling or rising"),
         (["--webhook", "http://127.0.0.1:9/x"], "add --alert-drop"),
         (["--end", "yesterday"], "not an ISO-8601 date-time"),
+        (["--end", "20261124"], "not an ISO-8601 date-time"),  # a bare number, refused as the API does
         (["--end", "0001-01-03", "--days", "7"], "before year 1"),
     ],
 )
