@@ -40,6 +40,7 @@ def serve(
             port=port if port is not None else settings.port,
             workers=workers or settings.workers,
             proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
             # The level the root --log-level or REVIEWSCORE_LOG_LEVEL set, in the project's format
             # (JSON lines with REVIEWSCORE_LOG_JSON), access lines included; uvicorn's own config
             # would replace both in every worker process.

@@ -1,5 +1,6 @@
 """Query API settings (prefix ``API_``)."""
 
+import ipaddress
 import json
 import re
 from typing import Annotated, Any, Self
@@ -27,6 +28,15 @@ class ApiSettings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Bind address of the HTTP server.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port of the HTTP server.")
     workers: int = Field(default=1, ge=1, description="uvicorn worker processes.")
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description=(
+            "Proxies trusted for X-Forwarded-For/-Proto, comma-separated addresses or networks (10.0.0.0/8): the "
+            "client's address, which the submission rate limit counts by, is then the one they forwarded. Behind "
+            "an ingress, its addresses or network; '*' trusts any peer, so a client that reaches the API directly "
+            "or through a proxy that appends to the header picks its own address."
+        ),
+    )
     db_pre_ping: bool = Field(
         default=False,
         description=(
@@ -103,6 +113,24 @@ class ApiSettings(BaseSettings):
     )
     export_chunk_rows: int = Field(default=2_000, ge=1, description="Rows fetched and sent per export chunk.")
     export_max_rows: int = Field(default=5_000_000, ge=1, description="Largest accepted export ?limit=.")
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _addresses_or_networks(cls, value: str) -> str:
+        """uvicorn takes what is not an address or network as a literal host and never matches it:
+        a typo, or 10.0.0.1/8 for 10.0.0.0/8, would trust nobody and rate-limit the proxy as one client."""
+        entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+        if entries == ["*"]:
+            return "*"
+        if not entries:
+            raise ValueError("name at least one address or network, or '*'")
+        for entry in entries:
+            try:
+                ipaddress.ip_network(entry)
+            except ValueError as exc:
+                hint = "'*' trusts every peer and stands alone" if entry == "*" else str(exc)
+                raise ValueError(f"{entry!r} is not an address or a network: {hint}") from None
+        return ",".join(entries)
 
     @field_validator("submit_api_keys", mode="before")
     @classmethod

@@ -119,3 +119,19 @@ def test_the_table_lists_every_settings_class_in_core_config() -> None:
             if issubclass(cls, BaseSettings) and cls.__module__ == module.__name__:
                 defined.add(cls)
     assert defined == set(SETTINGS_CLASSES)  # a new settings class must reach the README's table
+
+
+def test_trusted_proxies_are_addresses_or_networks_and_a_typo_is_refused_not_trusted_as_nobody() -> None:
+    from core.config import ApiSettings
+
+    assert ApiSettings(forwarded_allow_ips=" 10.0.0.0/8, 127.0.0.1 ").forwarded_allow_ips == "10.0.0.0/8,127.0.0.1"
+    assert ApiSettings(forwarded_allow_ips="*").forwarded_allow_ips == "*"
+    for value, said in [
+        ("10.0.0.1/8", "has host bits set"),
+        ("ingress.local", "'ingress.local' is not an address or a network"),
+        ("*, 10.0.0.0/8", "'*' trusts every peer and stands alone"),
+        (" , ", "name at least one address or network"),
+    ]:
+        with pytest.raises(ValidationError, match="forwarded_allow_ips") as caught:
+            ApiSettings(forwarded_allow_ips=value)
+        assert said in str(caught.value)
