@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from fastapi.routing import APIRoute
 from sqlalchemy.engine import make_url
 
 from core.config import (
@@ -24,6 +25,7 @@ from core.db import libpq_url, make_engine
 from query_api.deps import AppState, refuse_repeated_parameters
 from query_api.errors import install_error_handlers
 from query_api.head import HeadAsGetMiddleware
+from query_api.key_gate import SubmitKeyGate
 from query_api.limits import BodyLimitMiddleware
 from query_api.metrics import ApiMetrics, MetricsMiddleware
 from query_api.publisher import Publisher
@@ -120,5 +122,13 @@ def create_app(
     app.mount("/static", dashboard.DashboardAssets(directory=dashboard.STATIC_DIR), name="static")
     app.add_middleware(HeadAsGetMiddleware)  # innermost: the others see the request as sent
     app.add_middleware(BodyLimitMiddleware, max_bytes=api.max_body_bytes)
+    # Outside the body limit: without a key, a submission is refused before its size matters. The
+    # submit router's POST routes are the API's only writes (no prefix: their patterns are whole).
+    posts = [
+        route.path_regex
+        for route in submit.router.routes
+        if isinstance(route, APIRoute) and "POST" in (route.methods or ())
+    ]
+    app.add_middleware(SubmitKeyGate, keys=state.submit_keys, routes=posts, metrics=state.metrics)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     return app

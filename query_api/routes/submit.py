@@ -22,6 +22,7 @@ from core.messages import REVIEW_COLUMNS, ReviewMessage
 from query_api.deps import AppState, StateDep, require_publisher
 from query_api.errors import ApiError, FieldError, responses, validation_details
 from query_api.filters import as_utc
+from query_api.key_gate import unauthorized
 from query_api.publisher import PublishError
 from query_api.queries import BY_KEY, PUBLIC_FIELDS, REJECTION_BY_KEY
 from query_api.schemas import BatchItem, BatchSubmitted, SentimentOut, SubmitBatch, SubmitReview, Submitted
@@ -71,19 +72,14 @@ async def submitter(
         ),
     ] = None,
 ) -> Submitter:
-    """401 without a valid key when keys are configured."""
+    """Who submits; 401 without a valid key when keys are configured (``SubmitKeyGate`` refuses
+    those before the body is read: this is the same check for a route it was not told of)."""
     presented = presented_key(request.headers.get("authorization"), x_api_key)
     keys = state.submit_keys
     owner = key_owner(presented, keys) if keys and presented is not None else NO_MATCH
     if keys and owner is NO_MATCH:
         state.metrics.submissions.labels("unauthorized").inc()
-        said = "is not a valid key" if presented else "is missing"
-        raise ApiError(
-            401,
-            "unauthorized",
-            f"submitting needs an API key (Authorization: Bearer KEY or X-API-Key: KEY); this request's {said}",
-            headers={"WWW-Authenticate": 'Bearer realm="reviewscore"'},
-        )
+        raise unauthorized(presented)
     client = client_id(presented if keys else None, request.client.host if request.client else None)
     return Submitter(client, submission_source(owner if isinstance(owner, str) else None))
 

@@ -101,6 +101,11 @@ def test_with_keys_set_a_submission_needs_one_and_reads_stay_open(
         bearer = client.post("/sentiments/", json=body, headers={"Authorization": "Bearer new-key"})
         header = client.post("/sentiments/", json={"text": "Second"}, headers={"X-API-Key": "old-key"})
         unkeyed_bad_body = client.post("/sentiments/", json={"text": ""})
+        # Settled from the headers, before the body is read: not JSON, or over the size limit.
+        unkeyed_not_json = client.post("/sentiments/", content=b"{not json", headers=JSON)
+        too_big = b"x" * (app.state.reviewscore.api.max_body_bytes + 1)
+        unkeyed_too_big = client.post("/sentiments/batch", content=too_big, headers=JSON)
+        keyed_not_json = client.post("/sentiments/", content=b"{not json", headers={**JSON, "X-API-Key": "old-key"})
         reads = [client.get(path).status_code for path in ("/sentiments/", "/sentiments/stats", "/brands", "/")]
         metrics = client.get("/metrics").text
 
@@ -110,11 +115,18 @@ def test_with_keys_set_a_submission_needs_one_and_reads_stay_open(
     assert "is not a valid key" in wrong.json()["error"]["message"]
     assert missing.headers["WWW-Authenticate"].startswith("Bearer")
     assert unkeyed_bad_body.status_code == 401  # who may submit is settled before what was sent
+    assert (unkeyed_not_json.status_code, unkeyed_too_big.status_code) == (401, 401)
+    assert unkeyed_too_big.json()["error"]["code"] == "unauthorized"
+    assert unkeyed_too_big.headers["WWW-Authenticate"].startswith("Bearer")
+    assert keyed_not_json.status_code == 422  # a keyed client hears what is wrong with its body
     assert (bearer.status_code, header.status_code) == (202, 202)
     assert reads == [200, 200, 200, 200]
-    assert 'reviewscore_api_submissions_total{outcome="unauthorized"} 3.0' in metrics
+    assert 'reviewscore_api_submissions_total{outcome="unauthorized"} 5.0' in metrics
     sent = sorted(value for _, value in read_topic(kafka_settings, 2, timeout=20))
     assert sent == sorted(_values_of("Keyed review", "Second"))
+
+
+JSON = {"Content-Type": "application/json"}
 
 
 def _values_of(*texts: str) -> list[bytes]:
