@@ -14,6 +14,7 @@ import ctypes
 import json
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -43,10 +44,47 @@ def tansu_binary() -> Path:
     return path
 
 
-def free_port(host: str = "127.0.0.1") -> int:
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST_PICK = 10_000
+
+
+def _ephemeral_floor() -> int | None:
+    """The lowest port the kernel hands out as an outgoing connection's source port, or None."""
+    try:
+        low, _high = (int(part) for part in _EPHEMERAL_RANGE.read_text().split())
+    except (OSError, ValueError):
+        return None
+    return low
+
+
+def free_port(host: str = "127.0.0.1", rng: random.Random | None = None) -> int:
+    """A port nothing listens on now, for a server about to start.
+
+    Picked at random *below* the kernel's ephemeral range where there is room: a port from
+    ``bind(0)`` is an ephemeral one, and between our closing it and the server binding it any
+    outgoing connection on the machine (a Kafka client, a database pool) may take it as its source
+    port, which makes the server die on bind. Below the range only another server can take it, and
+    at random two concurrent callers (parallel test processes) rarely pick the same one.
+    """
+    floor = _ephemeral_floor()
+    if floor is not None and floor > _LOWEST_PICK + 1_000:
+        pick = rng or random.SystemRandom()
+        for _ in range(50):
+            port = pick.randrange(_LOWEST_PICK, floor)
+            if port_is_free(host, port) and not _answers(host, port):
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def _answers(host: str, port: int) -> bool:
+    """Whether something accepts on ``host:port`` (a listener on 0.0.0.0 or with SO_REUSEPORT)."""
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
 
 
 def port_is_free(host: str, port: int) -> bool:

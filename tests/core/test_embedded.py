@@ -28,6 +28,7 @@ from core.embedded import (
     EmbeddedDatabase,
     admin_config,
     create_topics,
+    free_port,
     read_infra_file,
     remove_infra_file,
     write_infra_file,
@@ -201,6 +202,23 @@ def test_broker_refuses_a_port_another_listener_holds(tmp_path: Path) -> None:
         with pytest.raises(BrokerStartError, match=f"127.0.0.1:{port} is already in use"):
             broker.start()
         assert broker.pid is None  # no Tansu was left to die on bind
+
+
+def test_a_free_port_is_below_the_ephemeral_range_and_skips_one_in_use() -> None:
+    """Outgoing connections take their source ports from the ephemeral range: a server port from
+    there can be taken between picking it and binding it, one below it cannot."""
+    import random
+
+    floor = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    taken = free_port(rng=random.Random(7))
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        other.bind(("127.0.0.1", taken))
+        other.listen()
+        again = free_port(rng=random.Random(7))  # the same first pick, now held: passed over
+    assert taken < floor
+    assert again != taken
+    assert again < floor
 
 
 def test_topics_get_the_replication_factor_and_client_settings_asked_for(tmp_path: Path) -> None:
