@@ -7,6 +7,7 @@ pages someone read the same figures.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -59,6 +60,25 @@ def fallen(brands: Iterable[BrandTrend], drop: float) -> list[BrandTrend]:
     With a hair of slack: 0.55 - 0.60 is -0.04999999999999993 in floats, and a fall shown as
     -0.05 must meet a drop of 0.05."""
     return sorted((b for b in brands if b.change <= -drop + 1e-9), key=lambda b: (b.change, b.brand))
+
+
+def alert_key(alerts: Sequence[BrandTrend], drop: float, windows: Windows, time_field: TimeField, scope: str) -> str:
+    """The alert's identity: the windows, what was watched (``scope``: the filters' fingerprint),
+    the threshold and which brands fell, not by how much.
+
+    Sent as ``alert_id`` and ``Idempotency-Key`` so a receiver can drop a repeat: a post retried
+    after a webhook took it but answered too late, or a cron run again within the same windows
+    while late reviews nudge the means, is the same alert; a brand newly fallen is a new one."""
+    identity = (
+        windows.start.isoformat(),
+        windows.middle.isoformat(),
+        windows.end.isoformat(),
+        time_field,
+        scope,
+        round(drop, 6),
+        sorted(b.brand for b in alerts),
+    )
+    return hashlib.sha256(repr(identity).encode()).hexdigest()[:32]
 
 
 def days_text(days: int) -> str:

@@ -106,7 +106,10 @@ def trends(
     webhook: Annotated[
         str | None,
         typer.Option(
-            help="With --alert-drop: POST the alert as JSON ({text, alerts}) to this URL. Default: API_ALERT_WEBHOOK.",
+            help=(
+                "With --alert-drop: POST the alert as JSON ({text, alert_id, alerts}) to this URL. "
+                "Default: API_ALERT_WEBHOOK."
+            ),
             show_default=False,
         ),
     ] = None,
@@ -120,7 +123,7 @@ def trends(
     """
     from query_api.filters import Filters
     from query_api.queries import TimeField, TrendOrder, next_utc_midnight, trend_windows, trends_statement
-    from query_api.trends import alert_text, days_text, fallen
+    from query_api.trends import alert_key, alert_text, days_text, fallen
     from query_api.trends import answer as trends_answer
     from query_api.webhook import WebhookError, post_webhook
 
@@ -174,7 +177,9 @@ def trends(
     typer.echo(text, err=True)
     if webhook:
         try:
-            post_webhook(webhook, {"text": text, "alerts": [b.model_dump() for b in alerts]}, webhook_timeout)
+            key = alert_key(alerts, alert_drop, windows, field, filters.digest())
+            payload = {"text": text, "alert_id": key, "alerts": [b.model_dump(mode="json") for b in alerts]}
+            post_webhook(webhook, payload, webhook_timeout, idempotency_key=key)
         except WebhookError as exc:
             typer.echo(f"error: the webhook did not take the alert: {exc}", err=True)
             raise typer.Exit(2) from None

@@ -25,16 +25,21 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def post_webhook(url: str, payload: Mapping[str, object], timeout: float) -> None:
+def post_webhook(url: str, payload: Mapping[str, object], timeout: float, idempotency_key: str | None = None) -> None:
     """POST the alert as JSON (``text`` is what Slack-style incoming webhooks show); raise
-    ``WebhookError`` unless a 2xx answers. Errors name the host at most, never the path or query."""
+    ``WebhookError`` unless a 2xx answers. Errors name the host at most, never the path or query.
+    ``idempotency_key`` goes out as the ``Idempotency-Key`` header, for receivers that drop repeats."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise WebhookError("the webhook URL must be an absolute http(s) URL")
     request = urllib.request.Request(
         url,
         data=json.dumps(payload).encode("utf-8"),
-        headers={"Content-Type": "application/json", "User-Agent": "reviewscore-trends"},
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": "reviewscore-trends",
+            **({"Idempotency-Key": idempotency_key} if idempotency_key else {}),
+        },
         method="POST",
     )
     opener = urllib.request.build_opener(_NoRedirects)

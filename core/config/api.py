@@ -104,8 +104,9 @@ class ApiSettings(BaseSettings):
     alert_webhook: SecretStr | None = Field(
         default=None,
         description=(
-            "URL `reviewscore trends --alert-drop` POSTs its alert to ({text, alerts}: a Slack-style incoming "
-            "webhook shows `text`); a secret, as such URLs carry their token. Unset: the alert is printed only."
+            "URL `reviewscore trends --alert-drop` POSTs its alert to ({text, alert_id, alerts}: a Slack-style "
+            "incoming webhook shows `text`); a secret, as such URLs carry their token. "
+            "Unset: the alert is printed only."
         ),
     )
     stats_max_rows: int = Field(

@@ -48,11 +48,13 @@ def moving(database_url: str, readonly_database_url: str, monkeypatch: pytest.Mo
 
 class _Hook(BaseHTTPRequestHandler):
     received: ClassVar[list[dict[str, Any]]] = []
+    keys: ClassVar[list[str | None]] = []
     status = 200
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         _Hook.received.append(json.loads(body))
+        _Hook.keys.append(self.headers.get("Idempotency-Key"))
         self.send_response(_Hook.status)
         self.end_headers()
 
@@ -62,7 +64,7 @@ class _Hook(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def webhook() -> Iterator[str]:
-    _Hook.received, _Hook.status = [], 200
+    _Hook.received, _Hook.keys, _Hook.status = [], [], 200
     server = HTTPServer(("127.0.0.1", free_port()), _Hook)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -103,6 +105,28 @@ def test_a_fall_past_the_alert_exits_3_and_posts_it_to_the_webhook(moving: None,
     assert posted["text"].startswith("1 brand fell by 0.20 or more in mean sentiment over 1 day from 2026-03-09:")
     assert "- Acme: -0.50 (0.80 -> 0.30), 6 reviews (before: 6)" in posted["text"]
     assert [alert["brand"] for alert in posted["alerts"]] == ["Acme"]
+
+
+def test_a_repeated_alert_carries_the_same_key_so_a_receiver_can_drop_it(
+    moving: None, webhook: str, database_url: str
+) -> None:
+    """A retry after a webhook that answered too late, or a cron run again within the same windows,
+    is the same alert, even when a late review moved the mean; another threshold or window is not."""
+    alert = ["trends", "--days", "1", "--end", END, "--alert-drop", "0.2", "--webhook", webhook]
+    first = runner.invoke(app, alert)
+    late = make_row(999, random.Random(9), brand="Acme", sentiment_score=0.1, label="negative")
+    late["created_on"] = datetime(2026, 3, 9, 23, tzinfo=UTC)
+    insert_rows(database_url, [late])
+    again = runner.invoke(app, alert)
+    lower = runner.invoke(app, [*alert[:-4], "--alert-drop", "0.1", "--webhook", webhook])
+    other_window = runner.invoke(app, [*alert[:4], "2026-03-10T01:00:00Z", *alert[5:]])
+
+    assert [r.exit_code for r in (first, again, lower, other_window)] == [ALERT_EXIT] * 4
+    ids = [posted["alert_id"] for posted in _Hook.received]
+    assert _Hook.keys == ids  # the header and the body agree
+    assert ids[0] == ids[1]
+    assert _Hook.received[0]["alerts"][0]["change"] != _Hook.received[1]["alerts"][0]["change"]
+    assert len({ids[0], ids[2], ids[3]}) == 3
 
 
 def test_the_reader_url_alone_is_enough_as_in_the_cronjob(moving: None, monkeypatch: pytest.MonkeyPatch) -> None:
