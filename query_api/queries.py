@@ -339,12 +339,20 @@ def next_utc_midnight(now: datetime) -> datetime:
 
 
 def trends_statement(
-    filters: Filters, windows: Windows, time_field: TimeField, min_count: int, order: TrendOrder, limit: int
+    filters: Filters,
+    windows: Windows,
+    time_field: TimeField,
+    min_count: int,
+    order: TrendOrder,
+    limit: int | None,
+    fell_by: float | None = None,
 ) -> Statement:
     """Per brand, count, mean score and negatives in each window, with the change of the mean.
 
     Brands with fewer than ``min_count`` reviews in either window are left out: a mean over a
-    handful of reviews moves by chance. ``falling`` lists the largest drops first. Whole UTC days
+    handful of reviews moves by chance. ``falling`` lists the largest drops first. ``fell_by``
+    keeps only the brands whose mean fell by that much or more (an alert's threshold, with the
+    slack of ``trends.fallen``), so an alert reads every such brand without a limit. Whole UTC days
     of created_on with rollup filters only read the daily rollup; anything else the rows, through
     the time index. ``filters`` must leave every time range unset: the windows are the range.
     """
@@ -394,14 +402,11 @@ def trends_statement(
         change,
     ]
     first = change.asc() if order == "falling" else change.desc()
-    return (
-        select(*columns)
-        .where(*where)
-        .group_by(brand)
-        .having(n_now >= min_count, n_before >= min_count)
-        .order_by(first, brand.asc())
-        .limit(limit)
-    )
+    having = [n_now >= min_count, n_before >= min_count]
+    if fell_by is not None:
+        having.append(change <= -fell_by + 1e-9)
+    stmt = select(*columns).where(*where).group_by(brand).having(*having).order_by(first, brand.asc())
+    return stmt.limit(limit) if limit is not None else stmt
 
 
 def export_statement(filters: Filters, limit: int | None) -> Statement:

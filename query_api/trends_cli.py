@@ -147,15 +147,12 @@ def trends(
     except OverflowError:
         raise typer.BadParameter("the windows would start before year 1", param_hint="--end") from None
     filters = Filters(brand=brand, source=source, lang=lang.lower() if lang else None)
-    # An alert looks at every brand that fell, whatever the listing's order and limit: listed
-    # falling, one read of all of them serves both; listed rising, a second statement on the same
-    # connection.
-    alerting = alert_drop is not None
-    statements = [trends_statement(filters, windows, field, min_count, ranking, 1000 if alerting else limit)]
-    if alerting and ranking == "rising":
-        statements.append(trends_statement(filters, windows, field, min_count, "falling", 1000))
-    listed, *falls = _read_trends(*statements)
-    brands = listed[:limit]
+    # An alert looks at every brand that fell that far, however many, whatever the listing's order
+    # and limit: a second statement on the same connection, with the threshold and no limit.
+    statements = [trends_statement(filters, windows, field, min_count, ranking, limit)]
+    if alert_drop is not None:
+        statements.append(trends_statement(filters, windows, field, min_count, "falling", None, fell_by=alert_drop))
+    brands, *falls = _read_trends(*statements)
 
     if as_json:
         answer = trends_answer(windows, days, field, min_count, ranking, brands)
@@ -169,7 +166,7 @@ def trends(
 
     if alert_drop is None:
         return
-    alerts = fallen(falls[0] if falls else listed, alert_drop)
+    alerts = fallen(falls[0], alert_drop)
     if not alerts:
         typer.echo(f"no brand fell by {alert_drop:.2f} or more", err=True)
         return

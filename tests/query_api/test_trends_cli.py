@@ -129,6 +129,31 @@ def test_a_repeated_alert_carries_the_same_key_so_a_receiver_can_drop_it(
     assert len({ids[0], ids[2], ids[3]}) == 3
 
 
+def test_an_alert_names_every_brand_that_fell_however_many(
+    database_url: str, readonly_database_url: str, webhook: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More fallen brands than any listing's limit: the alert still has each of them (it read
+    only the first thousand before), and the listing keeps its own limit."""
+    monkeypatch.setenv("DATABASE_READONLY_URL", readonly_database_url)
+    rng, rows = random.Random(5), []
+    day = datetime(2026, 3, 9, 10, tzinfo=UTC)
+    for n in range(1_050):
+        for moment, score in ((day - timedelta(days=1), 0.9), (day, 0.2 if n % 50 else 0.85)):
+            row = make_row(len(rows), rng, brand=f"Brand {n:04d}", sentiment_score=score, label=label_for(score))
+            row["created_on"] = moment
+            rows.append(row)
+    insert_rows(database_url, rows)
+
+    args = ["trends", "--days", "1", "--end", END, "--min-count", "1", "--limit", "3", "--alert-drop", "0.5"]
+    result = runner.invoke(app, [*args, "--webhook", webhook])
+
+    assert result.exit_code == ALERT_EXIT, result.output
+    assert len(result.stdout.splitlines()) == 2 + 3  # the heading, the column names, three brands
+    [posted] = _Hook.received
+    assert len(posted["alerts"]) == 1_050 - 21  # every 50th brand held (0.9 -> 0.85)
+    assert "Brand 1049" in {alert["brand"] for alert in posted["alerts"]}
+
+
 def test_the_reader_url_alone_is_enough_as_in_the_cronjob(moving: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DATABASE_URL")
     result = runner.invoke(app, ["trends", "--days", "1", "--end", END, "--alert-drop", "0.2"])
