@@ -292,13 +292,17 @@ function shortDay(iso) {
   return new Date(iso).toLocaleDateString(undefined, { day: "numeric", month: "short", timeZone: "UTC" });
 }
 
-function moverRow(item) {
+function moverRow(item, picked) {
   const tr = document.createElement("tr");
   tr.dataset.brand = item.brand;
   const pick = document.createElement("button");
   pick.type = "button";
   pick.textContent = item.brand;
   pick.title = `Show ${item.brand} in the charts and the list`;
+  if (item.brand === picked) {
+    tr.className = "picked";
+    pick.setAttribute("aria-pressed", "true");
+  }
   pick.addEventListener("click", () => {
     $("brand").value = item.brand;
     refreshAll();
@@ -324,7 +328,9 @@ function moverRow(item) {
 
 async function loadMovers() {
   const params = filterParams();
-  for (const name of ["since", "until", "published_since", "published_until"]) params.delete(name);
+  const picked = params.get("brand");
+  // The panel compares brands: the picked one is marked in the list, not made the whole list.
+  for (const name of ["brand", "since", "until", "published_since", "published_until"]) params.delete(name);
   params.set("time_field", $("time-field").value);
   params.set("days", $("movers-days").value);
   params.set("order", $("movers-order").value);
@@ -341,7 +347,7 @@ async function loadMovers() {
     $("movers-window").textContent =
       `${shortDay(body.current.since)} – ${last} (UTC) against the ${body.days} days before;` +
       ` brands with at least ${body.min_count} reviews in each`;
-    tbody.replaceChildren(...body.brands.map(moverRow));
+    tbody.replaceChildren(...body.brands.map((item) => moverRow(item, picked)));
     if (!body.brands.length) tbody.appendChild(emptyRow("No brand has enough reviews in both windows.", 5));
     $("movers").dataset.state = "loaded";
   } catch (error) {
