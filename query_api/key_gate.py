@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from query_api.errors import ApiError, error_response
@@ -28,13 +29,6 @@ def unauthorized(presented: str | None) -> ApiError:
         f"submitting needs an API key (Authorization: Bearer KEY or X-API-Key: KEY); this request's {said}",
         headers={"WWW-Authenticate": 'Bearer realm="reviewscore"'},
     )
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value).decode("latin-1")
-    return None
 
 
 def _route_path(scope: Scope) -> str:
@@ -67,7 +61,8 @@ class SubmitKeyGate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._guards(scope):
-            presented = presented_key(_header(scope, b"authorization"), _header(scope, b"x-api-key"))
+            headers = Headers(scope=scope)
+            presented = presented_key(headers.get("authorization"), headers.get("x-api-key"))
             if presented is None or key_owner(presented, self.keys) is NO_MATCH:
                 self.metrics.submissions.labels("unauthorized").inc()
                 refusal = unauthorized(presented)

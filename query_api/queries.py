@@ -350,9 +350,10 @@ def trends_statement(
     """Per brand, count, mean score and negatives in each window, with the change of the mean.
 
     Brands with fewer than ``min_count`` reviews in either window are left out: a mean over a
-    handful of reviews moves by chance. ``falling`` lists the largest drops first. ``fell_by``
-    keeps only the brands whose mean fell by that much or more (an alert's threshold, with the
-    slack of ``trends.fallen``), so an alert reads every such brand without a limit. Whole UTC days
+    handful of reviews moves by chance. ``falling`` lists the largest drops first, ties by name.
+    ``fell_by`` keeps only the brands whose mean fell by that much or more, with a hair of slack (a
+    fall shown as -0.05 must meet a drop of 0.05 whatever the last bits of the sums): an alert's
+    threshold, so an alert reads every such brand without a limit. Whole UTC days
     of created_on with rollup filters only read the daily rollup; anything else the rows, through
     the time index. ``filters`` must leave every time range unset: the windows are the range.
     """

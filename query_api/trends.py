@@ -54,14 +54,6 @@ def answer(
     )
 
 
-def fallen(brands: Iterable[BrandTrend], drop: float) -> list[BrandTrend]:
-    """The brands whose mean score fell by ``drop`` or more, largest fall first.
-
-    With a hair of slack: 0.55 - 0.60 is -0.04999999999999993 in floats, and a fall shown as
-    -0.05 must meet a drop of 0.05."""
-    return sorted((b for b in brands if b.change <= -drop + 1e-9), key=lambda b: (b.change, b.brand))
-
-
 def alert_key(alerts: Sequence[BrandTrend], drop: float, windows: Windows, time_field: TimeField, scope: str) -> str:
     """The alert's identity: the windows, what was watched (``scope``: the filters' fingerprint),
     the threshold and which brands fell, not by how much.

@@ -123,7 +123,7 @@ def trends(
     """
     from query_api.filters import Filters
     from query_api.queries import TimeField, TrendOrder, next_utc_midnight, trend_windows, trends_statement
-    from query_api.trends import alert_key, alert_text, days_text, fallen
+    from query_api.trends import alert_key, alert_text, days_text
     from query_api.trends import answer as trends_answer
     from query_api.webhook import WebhookError, post_webhook
 
@@ -166,7 +166,7 @@ def trends(
 
     if alert_drop is None:
         return
-    alerts = fallen(falls[0], alert_drop)
+    alerts = falls[0]  # the brands that fell that far, largest fall first
     if not alerts:
         typer.echo(f"no brand fell by {alert_drop:.2f} or more", err=True)
         return

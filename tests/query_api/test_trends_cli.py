@@ -154,6 +154,33 @@ def test_an_alert_names_every_brand_that_fell_however_many(
     assert "Brand 1049" in {alert["brand"] for alert in posted["alerts"]}
 
 
+def test_an_alert_takes_falls_of_at_least_the_drop_largest_first_ties_by_name(
+    database_url: str, readonly_database_url: str, webhook: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0.55 - 0.60 is -0.04999999999999993 in floats: a fall shown as -0.05 meets a drop of 0.05."""
+    monkeypatch.setenv("DATABASE_READONLY_URL", readonly_database_url)
+    rng, rows = random.Random(4), []
+    day = datetime(2026, 3, 9, 10, tzinfo=UTC)
+    plan = {"Rise": (0.4, 0.6), "Beta": (0.8, 0.5), "Alpha": (0.8, 0.5), "Dip": (0.6, 0.55)}
+    for brand, (before, after) in plan.items():
+        for moment, score in ((day - timedelta(days=1), before), (day, after)):
+            row = make_row(len(rows), rng, brand=brand, sentiment_score=score, label=label_for(score))
+            row["created_on"] = moment
+            rows.append(row)
+    insert_rows(database_url, rows)
+
+    def alerted(drop: str) -> list[str]:
+        _Hook.received.clear()
+        args = ["trends", "--days", "1", "--end", END, "--min-count", "1", "--alert-drop", drop, "--webhook", webhook]
+        result = runner.invoke(app, args)
+        assert result.exit_code in (0, ALERT_EXIT), result.output
+        return [alert["brand"] for posted in _Hook.received for alert in posted["alerts"]]
+
+    assert alerted("0.25") == ["Alpha", "Beta"]
+    assert alerted("0.05") == ["Alpha", "Beta", "Dip"]
+    assert alerted("0.5") == []
+
+
 def test_the_reader_url_alone_is_enough_as_in_the_cronjob(moving: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DATABASE_URL")
     result = runner.invoke(app, ["trends", "--days", "1", "--end", END, "--alert-drop", "0.2"])

@@ -508,15 +508,6 @@ def _trend(brand: str, before: float, after: float, count: int = 10) -> Any:
     )
 
 
-def test_fallen_keeps_falls_of_at_least_the_drop_largest_first_ties_by_name() -> None:
-    from query_api.trends import fallen
-
-    brands = [_trend("Rise", 0.4, 0.6), _trend("Beta", 0.8, 0.5), _trend("Alpha", 0.8, 0.5), _trend("Dip", 0.6, 0.55)]
-    assert [b.brand for b in fallen(brands, 0.25)] == ["Alpha", "Beta"]
-    assert [b.brand for b in fallen(brands, 0.05)] == ["Alpha", "Beta", "Dip"]
-    assert fallen(brands, 0.5) == []
-
-
 def test_the_alert_text_names_each_fall_with_its_means_and_counts() -> None:
     from query_api.queries import trend_windows
     from query_api.trends import alert_text
