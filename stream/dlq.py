@@ -17,7 +17,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -145,9 +145,52 @@ class DeadLetter:
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> DeadLetter:
-        data: dict[str, Any] = json.loads(raw)
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
+        """The letter in ``raw``; ``ValueError`` for anything else found on the topic.
+
+        Fields are type-checked because the topic is writable by anyone: JSON that is not a letter
+        (an array, a letter with a list for its reason) must be skipped with a warning, not crash
+        ``dlq show`` and stall every later ``dlq replay`` on the same offset.
+        """
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError(f"a JSON {type(data).__name__}, not an object")
+        letter = {k: v for k, v in data.items() if k in _FIELD_TYPES}
+        missing = sorted(k for k, f in cls.__dataclass_fields__.items() if k not in letter and f.default is MISSING)
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)}")
+        for name, value in letter.items():
+            types, optional = _FIELD_TYPES[name]
+            if value is None and optional:
+                continue
+            if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+                raise ValueError(f"{name} is {json.dumps(value)[:40]}, not {' or '.join(t.__name__ for t in types)}")
+        for name in ("value_encoding", "key_encoding"):
+            if letter[name] not in ENCODINGS:
+                raise ValueError(f"{name} {letter[name]!r} is not one of {', '.join(sorted(ENCODINGS))}")
+        return cls(**letter)
+
+
+ENCODINGS = frozenset({"utf-8", "base64", "none"})
+_FIELD_TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
+    # name: (accepted JSON types, null allowed)
+    "reason": ((str,), False),
+    "error": ((str,), False),
+    "topic": ((str,), False),
+    "partition": ((int,), False),
+    "offset": ((int,), False),
+    "value": ((str,), True),
+    "value_encoding": ((str,), False),
+    "key": ((str,), True),
+    "key_encoding": ((str,), False),
+    "timestamp": ((int, float), True),
+    "dead_lettered_at": ((str,), False),
+    "dlq_version": ((int,), False),
+    "value_truncated": ((bool,), False),
+    "value_bytes": ((int,), True),
+    "value_sha256": ((str,), True),
+    "key_truncated": ((bool,), False),
+    "replayed": ((bool,), False),
+}
 
 
 def _embed(raw: bytes | None, limit: int) -> tuple[str | None, str, bool]:

@@ -6,6 +6,8 @@ import base64
 import hashlib
 import json
 import os
+import re
+from typing import Any
 
 import pytest
 
@@ -119,6 +121,24 @@ def test_a_version_1_letter_reads_as_a_whole_message_never_replayed() -> None:
     assert letter.original_value() == b"{nope"
     assert not letter.value_truncated
     assert not letter.replayed
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (lambda letter: [letter], "a JSON list, not an object"),
+        (lambda letter: {**letter, "reason": ["bad_json"]}, 'reason is ["bad_json"], not str'),
+        (lambda letter: {**letter, "partition": "0"}, 'partition is "0", not int'),
+        (lambda letter: {**letter, "offset": True}, "offset is true, not int"),
+        (lambda letter: {**letter, "value_encoding": "rot13"}, "value_encoding 'rot13' is not one of"),
+        (lambda letter: {k: v for k, v in letter.items() if k != "topic"}, "missing topic"),
+    ],
+)
+def test_json_that_is_no_letter_is_refused_with_what_is_wrong(change: Any, why: str) -> None:
+    letter = json.loads(dead_letter(_rejected(b"{nope")).to_json())
+
+    with pytest.raises(ValueError, match=re.escape(why)):
+        DeadLetter.from_json(json.dumps(change(letter)))
 
 
 def test_the_letter_of_a_replayed_message_says_it_came_from_a_replay() -> None:

@@ -143,14 +143,20 @@ def test_a_fixed_letter_file_is_split_on_newlines_only_and_a_broken_line_is_name
 
 
 def test_a_message_on_the_dlq_that_is_no_dead_letter_is_reported_not_hidden(kafka_settings: KafkaSettings) -> None:
+    """JSON that is not a letter crashed both commands once, and a replay then stalled on it for good."""
+    foreign = [b"someone else's message", b'["an", "array"]', b"null", json.dumps({"reason": ["x"]}).encode()]
+    produce(kafka_settings, [(None, value) for value in foreign], topic=kafka_settings.dlq_topic)
     _send_letters(kafka_settings, [("scoring_failed", 0, b"{}")])
-    produce(kafka_settings, [(None, b"someone else's message")], topic=kafka_settings.dlq_topic)
 
     shown = CliRunner().invoke(cli_app(), ["dlq", "show", "--idle-timeout", "1"])
+    first, again = _replay(), _replay()
 
-    assert shown.exit_code == 0
+    assert shown.exit_code == 0, (shown.output, shown.exception)
     assert "1 dead letters" in shown.stderr
-    assert "warning: offset 1: not a dead letter" in shown.stderr
+    for offset in range(len(foreign)):
+        assert f"warning: offset {offset}: not a dead letter" in shown.stderr
+    assert "replayed 1 dead letters" in first
+    assert "replayed 0 dead letters" in again  # the replay moved past them
 
 
 def test_a_replay_the_broker_refuses_says_refused_not_unconfirmed_after_a_wait(kafka_settings: KafkaSettings) -> None:
