@@ -1,11 +1,14 @@
 """Kafka connection and topic settings (prefix ``KAFKA_``)."""
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings
 
 from core.config.base import cached, settings_config
+
+TOPIC_NAME = r"^[A-Za-z0-9._-]{1,249}$"
+"""What Kafka accepts as a topic name: caught at start-up, not at the first produce."""
 
 
 class KafkaSettings(BaseSettings):
@@ -22,8 +25,12 @@ class KafkaSettings(BaseSettings):
         default="kafka",
         description="Broker implementation; 'tansu' switches on the short-session settings it needs.",
     )
-    topic: str = Field(default="reviews", description="Topic that carries review messages.")
-    dlq_topic: str = Field(default="reviews.dlq", description="Dead-letter topic for unscorable messages.")
+    topic: str = Field(default="reviews", pattern=TOPIC_NAME, description="Topic that carries review messages.")
+    dlq_topic: str = Field(
+        default="reviews.dlq",
+        pattern=TOPIC_NAME,
+        description="Dead-letter topic for unscorable messages; must differ from the reviews topic.",
+    )
     partitions: int = Field(default=4, ge=1, description="Partitions of the reviews topic when created.")
     replication_factor: int = Field(default=1, ge=1, description="Replication factor when topics are created.")
     client_id: str = Field(default="reviewscore", description="Client id sent to the broker.")
@@ -41,6 +48,17 @@ class KafkaSettings(BaseSettings):
     producer_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
         default="lz4", description="Producer compression codec."
     )
+
+    @model_validator(mode="after")
+    def _dead_letters_go_elsewhere(self) -> Self:
+        """One topic for both would feed every dead letter back to the worker, which dead-letters it
+        again, wrapped once more, for ever; and the topic would be created with the DLQ's one partition."""
+        for name in (self.topic, self.dlq_topic):
+            if name in {".", ".."}:
+                raise ValueError(f"{name!r} is not a Kafka topic name")
+        if self.topic == self.dlq_topic:
+            raise ValueError(f"KAFKA_DLQ_TOPIC must differ from KAFKA_TOPIC (both are {self.topic!r})")
+        return self
 
     def producer_config(self) -> dict[str, str | int | bool]:
         """confluent-kafka producer settings: idempotent, acks=all, so a retry never duplicates."""

@@ -60,6 +60,25 @@ def test_a_reader_role_postgresql_cannot_create_unquoted_is_refused_at_start(rol
 
 
 @pytest.mark.parametrize(
+    ("topics", "why"),
+    [
+        # The worker would dead-letter its own dead letters for ever, and create one partition.
+        ({"KAFKA_TOPIC": "reviews", "KAFKA_DLQ_TOPIC": "reviews"}, "KAFKA_DLQ_TOPIC must differ from KAFKA_TOPIC"),
+        ({"KAFKA_TOPIC": "brand reviews"}, "topic"),
+        ({"KAFKA_DLQ_TOPIC": "reviews/dlq"}, "dlq_topic"),
+        ({"KAFKA_TOPIC": ".."}, "'..' is not a Kafka topic name"),
+    ],
+)
+def test_topics_kafka_would_refuse_or_that_loop_are_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, topics: dict[str, str], why: str
+) -> None:
+    for variable, value in topics.items():
+        monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError, match=why):
+        KafkaSettings()
+
+
+@pytest.mark.parametrize(
     ("variable", "value", "field"),
     [
         # Above the contract's 20,000 characters the setting could never take effect.
