@@ -30,7 +30,10 @@ from core.iso_time import IsoDateTime
 
 SCHEMA_VERSION = 1
 MAX_TEXT_CHARS = 20_000
-MAX_MESSAGE_BYTES = 256_000
+MAX_MESSAGE_BYTES = 300_000
+"""Largest message value the worker reads. Above the longest valid message however it is escaped:
+every field at its limit written as ``\\uXXXX`` surrogate pairs (``json.dumps``' default) is about
+274 kB; at 256,000 such a valid review was dead-lettered ``too_large``, a reason replay skips."""
 JSON_SCHEMA_PATH = Path(__file__).parent / "schemas" / f"review_message.v{SCHEMA_VERSION}.json"
 
 _SOURCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/\-]*$"
@@ -271,7 +274,7 @@ def parse_message(raw: bytes | None, max_bytes: int = MAX_MESSAGE_BYTES) -> Revi
     if not isinstance(payload, dict):
         raise MessageError("not_object", f"expected a JSON object, got {type(payload).__name__}")
     version = payload.get("schema_version", SCHEMA_VERSION)
-    if version != SCHEMA_VERSION:
+    if type(version) is not int or version != SCHEMA_VERSION:  # ``true`` and ``1.0`` equal 1 in Python
         raise MessageError("unsupported_version", f"schema_version {version!r} is not {SCHEMA_VERSION}")
     try:
         return ReviewMessage.model_validate(payload)

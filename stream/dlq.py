@@ -36,7 +36,7 @@ MAX_EMBEDDED_BYTES = 64 * 1024
 librdkafka refuses messages over ``message.max.bytes`` (1,000,000 by default) and JSON escapes
 a control byte as six (``\\u0001``), base64 a byte as 4/3: 64 KiB stays under 400 KB of JSON
 whatever the bytes are, value and key together under 800 KB. A longer original (a ``too_large``
-message is over 256,000 bytes) keeps its first 64 KiB for diagnosis, its size and its digest.
+message is over 300,000 bytes) keeps its first 64 KiB for diagnosis, its size and its digest.
 """
 
 MAX_ERROR_CHARS = 1000

@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode
 
 from core.config.base import cached, settings_config
+from core.messages import MAX_MESSAGE_BYTES
 
 PAGE_LIMIT_BOUND = 500
 """The page size the OpenAPI schema promises clients at most."""
@@ -53,7 +54,7 @@ class ApiSettings(BaseSettings):
         description="Largest accepted page size; may be lowered below the 500 the API documents, not raised.",
     )
     max_body_bytes: int = Field(
-        default=300_000,
+        default=MAX_MESSAGE_BYTES,
         ge=1024,
         description=(
             "Largest accepted request body. The default admits the longest review the contract allows however "

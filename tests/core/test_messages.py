@@ -181,6 +181,8 @@ def test_to_kafka_keys_by_review_key_and_round_trips() -> None:
         (b"[1, 2]", "not_object"),
         (b'"just a string"', "not_object"),
         (b'{"text": "ok", "source": "user", "schema_version": 9}', "unsupported_version"),
+        (b'{"text": "ok", "source": "user", "schema_version": true}', "unsupported_version"),
+        (b'{"text": "ok", "source": "user", "schema_version": 1.0}', "unsupported_version"),
         (b'{"text": "", "source": "user"}', "invalid"),
         (b'{"text": "ok", "source": "user", "rating": 11}', "invalid"),
         (b'{"text": "' + b"a" * 300_000 + b'", "source": "user"}', "too_large"),
@@ -191,6 +193,17 @@ def test_parse_message_gives_a_stable_reason(raw: bytes | None, reason: str) -> 
         parse_message(raw)
     assert info.value.reason == reason
     assert info.value.detail
+
+
+def test_the_longest_valid_message_is_read_however_the_producer_escapes_it() -> None:
+    """At a 256,000-byte limit this was dead-lettered ``too_large``, a reason replay skips."""
+    short = "😀" * 256
+    review = {"text": "😀" * MAX_TEXT_CHARS, "source": "s" * 128, "review_id": short, "brand": short}
+    review |= {"author": short, "url": "https://shop.example/" + "😀" * 2000, "lang": "en-GB", "rating": 5}
+    value = json.dumps(review).encode()  # ASCII-escaped: 12 bytes per emoji
+    assert len(value) > 270_000
+
+    assert parse_message(value).text == review["text"]
 
 
 def test_validation_reason_names_fields_without_echoing_input() -> None:
