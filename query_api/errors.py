@@ -16,7 +16,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import DataError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
 
@@ -180,6 +181,11 @@ async def _data_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "invalid_value", "a parameter value is outside what the database accepts")
 
 
+DATABASE_DOWN: tuple[type[Exception], ...] = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
+"""What a database that does not answer raises: among them a pool with no connection free within
+``DATABASE_POOL_TIMEOUT`` (slow exports holding them all), which was a 500 ``internal_error``."""
+
+
 async def _database_error(_: Request, exc: Exception) -> JSONResponse:
     log.warning("database error: %s", exc)
     return error_response(503, "database_unavailable", "the database did not answer; retry later")
@@ -194,6 +200,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(OperationalError, _database_error)
+    for kind in DATABASE_DOWN:
+        app.add_exception_handler(kind, _database_error)
     app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -14,13 +14,12 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import ValidationError
 from sqlalchemy import Row, func, select
-from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from core.iso_time import IsoDateTime
 from core.messages import REVIEW_COLUMNS, ReviewMessage
 from query_api.deps import AppState, StateDep, require_publisher
-from query_api.errors import ApiError, FieldError, responses, validation_details
+from query_api.errors import DATABASE_DOWN, ApiError, FieldError, responses, validation_details
 from query_api.filters import as_utc
 from query_api.key_gate import unauthorized
 from query_api.publisher import PublishError
@@ -201,9 +200,12 @@ async def _unless_database_down(lookup: Awaitable[T]) -> T | None:
     """``lookup``'s result, or None when the database does not answer (logged, not raised)."""
     try:
         return await lookup
-    except (OperationalError, ApiError) as exc:  # ApiError: the API has no database at all
-        log.warning("submission: the wait skipped, the database did not answer: %s", exc)
-        return None
+    except DATABASE_DOWN as exc:
+        problem: Exception = exc
+    except ApiError as exc:  # the API has no database at all
+        problem = exc
+    log.warning("submission: the wait skipped, the database did not answer: %s", problem)
+    return None
 
 
 def location_of(request: Request, key: str, after: datetime | None = None) -> str:

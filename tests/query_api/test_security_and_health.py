@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, pool, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from core.config import KafkaSettings
+from core.config import ApiSettings, DatabaseSettings, KafkaSettings
 from core.db import sqlalchemy_url
 from tests.fixtures.api import Seeded, build_app, fetch_all, insert_rows, make_rows
 
@@ -160,6 +160,23 @@ def test_a_database_that_is_gone_makes_reads_503_and_readyz_say_so(seeded_api: S
     assert listed.json()["error"]["code"] == "database_unavailable"
     assert ready.status_code == 503
     assert "database" in ready.json()["error"]["message"]
+
+
+def test_a_pool_with_no_free_connection_makes_reads_503_not_500(seeded_api: Seeded) -> None:
+    """Slow export downloads hold their connections: the rest waited ``pool_timeout`` and got a 500."""
+    from query_api.app import create_app
+
+    app = create_app(
+        ApiSettings(),
+        DatabaseSettings(readonly_url=seeded_api.readonly_url, pool_size=1, max_overflow=0, pool_timeout=0.2),
+        KafkaSettings(),
+    )
+    with TestClient(app) as client, app.state.reviewscore.engine.connect():  # the pool's only connection
+        answers = {path: client.get(path) for path in ("/sentiments/", "/sentiments/stats", "/brands", "/sentiments/1")}
+
+    for path, answer in answers.items():
+        assert answer.status_code == 503, (path, answer.text)
+        assert answer.json()["error"]["code"] == "database_unavailable"
 
 
 def test_metrics_count_requests_by_route_template(seeded_api: Seeded) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from core.config import KafkaSettings
+from core.config import ApiSettings, DatabaseSettings, KafkaSettings
 from core.messages import MAX_TEXT_CHARS, ReviewMessage, parse_message, review_key
 from tests.fixtures.api import build_app, insert_rows, make_rows, read_topic
 
@@ -385,6 +385,36 @@ def test_with_the_database_down_a_submission_the_broker_took_is_a_202_not_a_503(
     assert response.headers["location"] == response.json()["location"]
     [(key, _)] = read_topic(kafka_settings, 1)
     assert key == response.json()["review_key"].encode()
+
+
+def test_a_submission_whose_wait_finds_the_pool_busy_is_a_202_with_its_location(
+    readonly_database_url: str, kafka_settings: KafkaSettings
+) -> None:
+    """The broker took the review just before another request took the last connection: this
+    was a 500 without a Location, for a review that was on its way to be scored."""
+    from query_api.app import create_app
+
+    database = DatabaseSettings(readonly_url=readonly_database_url, pool_size=1, max_overflow=0, pool_timeout=0.2)
+    app = create_app(ApiSettings(submit_wait_max=5.0), database, kafka_settings)
+    with TestClient(app) as client:
+        state = app.state.reviewscore
+        publish, held = state.publisher.publish, []
+
+        async def publish_then_the_pool_is_taken(message: Any) -> None:
+            await publish(message)
+            held.append(state.engine.connect())
+
+        state.publisher.publish = publish_then_the_pool_is_taken
+        try:
+            response = client.post("/sentiments/?wait=1", json={"text": "Sent while the pool is busy"})
+        finally:
+            for connection in held:
+                connection.close()
+
+    assert response.status_code == 202, response.text
+    assert response.json()["status"] == "pending"
+    assert response.headers["location"] == response.json()["location"]
+    assert len(read_topic(kafka_settings, 1)) == 1
 
 
 def test_an_unreachable_broker_is_a_503_after_the_publish_timeout(readonly_database_url: str) -> None:
