@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import ValidationError
@@ -111,12 +113,6 @@ def take_rate(state: AppState, client: str, reviews: int = 1) -> None:
         )
 
 
-async def guarded_submitter(state: StateDep, who: SubmitterDep) -> Submitter:
-    """401 without a valid key when keys are configured; 429 when the client is over its rate."""
-    take_rate(state, who.client)
-    return who
-
-
 @dataclass(frozen=True, slots=True)
 class Rejection:
     """Why the worker will not score a review (it went to the dead-letter topic)."""
@@ -164,13 +160,31 @@ def _database_now(state: AppState) -> datetime:
 _SERVED = {name: column for name, column in REVIEW_COLUMNS.items() if column in PUBLIC_FIELDS}
 
 
-def _holds(message: ReviewMessage) -> Callable[[Row[Any]], bool]:
-    """Whether a stored row is this very review: an edit under a known ``review_id`` first finds
-    the previous version's row, which is not the answer to the submission."""
-    fields = tuple(getattr(message, name) for name in _SERVED)
+def review_version(message: ReviewMessage) -> str:
+    """What a stored row must hold to be this very submission, as the Location's ``version``.
+
+    An edit under a known ``review_id`` first finds the previous version's row, which is not the
+    answer to the submission: its Location read that row back as scored.
+    """
+    return _fingerprint(getattr(message, name) for name in _SERVED)
+
+
+def _fingerprint(values: Iterable[Any]) -> str:
+    def plain(value: Any) -> Any:  # the same instant from the message and from PostgreSQL
+        return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else value
+
+    served = json.dumps([plain(value) for value in values], ensure_ascii=False)
+    return hashlib.sha256(served.encode("utf-8", "surrogatepass")).hexdigest()[:VERSION_HEX]
+
+
+VERSION_HEX = 16
+
+
+def _holds(version: str) -> Callable[[Row[Any]], bool]:
+    """Whether a stored row holds the submission of this ``review_version``."""
 
     def holds(row: Row[Any]) -> bool:
-        return tuple(getattr(row, column) for column in _SERVED.values()) == fields
+        return _fingerprint(getattr(row, column) for column in _SERVED.values()) == version
 
     return holds
 
@@ -208,16 +222,17 @@ async def _unless_database_down(lookup: Awaitable[T]) -> T | None:
     return None
 
 
-def location_of(request: Request, key: str, after: datetime | None = None) -> str:
+def location_of(request: Request, key: str, after: datetime | None = None, version: str | None = None) -> str:
     """``/`` in a key is escaped too: clients drop ``..`` segments before sending a path.
 
     ``after``, the submission's time, makes the lookup ignore a rejection of an earlier
     submission of the same review: the new one is pending until the worker has seen it.
+    ``version`` makes it ignore a row that still holds an earlier version of an edited review.
     """
     path = f"{request.scope.get('root_path', '')}/sentiments/by-key/{quote(key, safe=':')}"
-    if after is None:
-        return path
-    return f"{path}?after={after.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}"
+    query = {} if after is None else {"after": after.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+    query |= {} if version is None else {"version": version}
+    return f"{path}?{urlencode(query, safe=':')}" if query else path
 
 
 def as_message(review: SubmitReview, source: str, where: list[str | int]) -> ReviewMessage | list[FieldError]:
@@ -247,7 +262,7 @@ async def submit_review(
     request: Request,
     response: Response,
     state: StateDep,
-    who: Annotated[Submitter, Depends(guarded_submitter)],
+    who: SubmitterDep,
     wait: WaitQuery = 0,
 ) -> Submitted:
     """Publish the review to Kafka with `source=user` (`api:<name>` with a named key); 202 with its
@@ -255,6 +270,7 @@ async def submit_review(
     message = as_message(review, who.source, ["body"])
     if not isinstance(message, ReviewMessage):
         raise ApiError(422, "invalid_request", "the review does not satisfy the message contract", message)
+    take_rate(state, who.client)  # a review, as in a batch: a refused body costs the client nothing
     publisher = require_publisher(state)  # after validation: a bad body is a 422 even without a broker
     # The database only serves the wait: when it does not answer, the review is still accepted
     # (the broker is what accepts it) and the answer is a 202 pending.
@@ -269,10 +285,11 @@ async def submit_review(
         raise ApiError(503, "broker_unavailable", f"the review was not accepted by the broker: {exc}") from exc
     state.metrics.submissions.labels("published").inc()
     key = message.review_key
-    location = location_of(request, key, since or datetime.now(UTC))
+    version = review_version(message)
+    location = location_of(request, key, since or datetime.now(UTC), version)
     response.headers["Location"] = location
     row = (
-        await _unless_database_down(wait_for_row(state, key, wait, _holds(message), since))
+        await _unless_database_down(wait_for_row(state, key, wait, _holds(version), since))
         if since and wait > 0
         else None
     )
@@ -340,7 +357,7 @@ async def submit_batch(
                 log.exception("batch submission: review %d not published", index, exc_info=result)
             items.append(BatchItem(index=index, status="failed", review_key=key, error=str(result) or repr(result)))
         else:
-            location = location_of(request, key, since)
+            location = location_of(request, key, since, review_version(message))
             items.append(BatchItem(index=index, status="pending", review_key=key, location=location))
     failed = [item for item in items if item.status == "failed"]
     if failed:
@@ -382,11 +399,24 @@ async def get_by_key(
             examples=["2026-12-03T09:40:00.000000Z"],
         ),
     ] = None,
+    version: Annotated[
+        str | None,
+        Query(
+            pattern=f"^[0-9a-f]{{{VERSION_HEX}}}$",
+            description=(
+                "Only a row holding this version of the review counts (the Location of a submission carries it): "
+                "a review edited under its `review_id` is `pending` until the worker has stored the edit, not "
+                "answered with the previous version."
+            ),
+            examples=["3f1c9a0b7d2e4f61"],
+        ),
+    ] = None,
 ) -> SentimentOut:
     """The scored row; 404 with code `pending` until the worker has scored it, `rejected` (and why) if it will not."""
     if "\x00" in review_key:
         raise ApiError(422, "invalid_request", "review_key must not contain NUL characters")
-    row = await wait_for_row(state, review_key, wait, since=as_utc(after, "after"))
+    accepts = _any_row if version is None else _holds(version)
+    row = await wait_for_row(state, review_key, wait, accepts, as_utc(after, "after"))
     if isinstance(row, Rejection):
         raise row.api_error(review_key, 404)
     if row is None:

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
@@ -101,7 +102,9 @@ def test_a_submission_is_published_with_source_user_and_answered_202(
     body = response.json()
     location = body.pop("location")
     assert body == {"review_key": key, "status": "pending", "sentiment": None}
-    assert re.fullmatch(rf"/sentiments/by-key/{re.escape(key)}\?after=\d{{4}}-\d\d-\d\dT[\d:.]+Z", location)
+    assert re.fullmatch(
+        rf"/sentiments/by-key/{re.escape(key)}\?after=\d{{4}}-\d\d-\d\dT[\d:.]+Z&version=[0-9a-f]{{16}}", location
+    )
     assert response.headers["location"] == location
 
     [(message_key, value)] = read_topic(kafka_settings, 1)
@@ -204,7 +207,7 @@ def test_a_resubmitted_review_once_rejected_is_pending_at_its_location_not_rejec
     assert submit_client.get(location).json()["error"]["code"] == "pending"
     assert submit_client.get(f"{location}&wait=0.3").json()["error"]["code"] == "pending"
     assert submit_client.get(key_only).json()["error"]["code"] == "rejected"  # the key alone: the last word
-    naive = location.split("after=")[1].rstrip("Z")  # naive = UTC, as documented (it was a 500)
+    naive = parse_qs(urlsplit(location).query)["after"][0].rstrip("Z")  # naive = UTC, as documented (it was a 500)
     assert submit_client.get(f"{key_only}?after={naive}").json()["error"]["code"] == "pending"
 
 
@@ -250,6 +253,38 @@ def test_waiting_on_an_edit_answers_with_the_edited_row_not_the_previous_version
 
     assert response.status_code == 200
     assert (response.json()["sentiment"]["sentence"], response.json()["sentiment"]["rating"]) == ("It broke", 1)
+
+
+def test_the_location_of_an_edit_is_pending_until_the_row_holds_the_edit_not_the_previous_version(
+    submit_client: TestClient, database_url: str
+) -> None:
+    """It answered 200 with the old text and score at once, ``wait`` or not."""
+    from sqlalchemy import create_engine, pool, text
+
+    from core.db import sqlalchemy_url
+
+    insert_rows(database_url, [scored_row("user:r10", "Fine so far", rating=4)])
+    edit = {"text": "It broke", "rating": 1, "review_id": "r10", "published_at": "2026-11-21T09:00:00+01:00"}
+    location = submit_client.post("/sentiments/", json=edit).headers["location"]
+
+    before = submit_client.get(f"{location}&wait=0.3")
+    engine = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)
+    with engine.begin() as conn:  # what the worker does with the edit
+        conn.execute(
+            text(
+                "UPDATE sentiments SET sentence = 'It broke', rating = 1, published_at = '2026-11-21T08:00:00Z' "
+                "WHERE review_key = 'user:r10'"
+            )
+        )
+    engine.dispose()
+    after = submit_client.get(location)
+
+    assert before.status_code == 404
+    assert before.json()["error"]["code"] == "pending"
+    assert after.status_code == 200, after.text
+    assert (after.json()["sentence"], after.json()["rating"]) == ("It broke", 1)
+    assert submit_client.get(location.split("?")[0]).status_code == 200  # the key alone: whatever is stored
+    assert submit_client.get(location.split("?")[0], params={"version": "nope"}).status_code == 422
 
 
 def test_resubmitting_a_once_rejected_review_is_not_answered_with_the_old_rejection(

@@ -51,7 +51,7 @@ def test_every_review_of_a_batch_is_published_and_answered_in_order(
 
     # Each item's location finds its row once the worker has written it.
     location = body["items"][0]["location"]
-    assert re.fullmatch(r"/sentiments/by-key/user:acme-1\?after=\S+Z", location)
+    assert re.fullmatch(r"/sentiments/by-key/user:acme-1\?after=\S+Z&version=[0-9a-f]{16}", location)
     insert_rows(database_url, [row_of(ReviewMessage(source="user", **reviews[0]))])
     assert batch_client.get(location).json()["review_key"] == "user:acme-1"
 

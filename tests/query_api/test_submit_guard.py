@@ -141,10 +141,13 @@ def test_a_client_over_the_rate_gets_429_with_retry_after_and_others_do_not(
 ) -> None:
     app = build_app(readonly_database_url, kafka_settings, submit_api_keys="a,b", submit_rate_per_minute=2)
     with TestClient(app) as client:
+        # Refused reviews cost nothing, as in a batch: two typos used to spend the whole minute.
+        refused = [client.post("/sentiments/", json={"text": ""}, headers={"X-API-Key": "a"}) for _ in range(3)]
         first = [client.post("/sentiments/", json={"text": f"A {n}"}, headers={"X-API-Key": "a"}) for n in range(3)]
         other = client.post("/sentiments/", json={"text": "B 0"}, headers={"X-API-Key": "b"})
         metrics = client.get("/metrics").text
 
+    assert [r.status_code for r in refused] == [422, 422, 422]
     assert [r.status_code for r in first] == [202, 202, 429]
     limited = first[2]
     assert limited.json()["error"]["code"] == "rate_limited"
