@@ -22,7 +22,7 @@ from core.config import (
     get_kafka_settings,
 )
 from core.db import libpq_url, make_engine
-from query_api.deps import AppState, refuse_repeated_parameters
+from query_api.deps import AppState, check_query_parameters
 from query_api.errors import install_error_handlers
 from query_api.head import HeadAsGetMiddleware
 from query_api.key_gate import SubmitKeyGate
@@ -111,7 +111,7 @@ def create_app(
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
-        dependencies=[Depends(refuse_repeated_parameters)],
+        dependencies=[Depends(check_query_parameters)],
     )
     app.state.reviewscore = state
     install_error_handlers(app)

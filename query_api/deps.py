@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from sqlalchemy import Connection, Engine
 
 from core.config import ApiSettings, KafkaSettings
@@ -46,21 +48,53 @@ async def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-async def refuse_repeated_parameters(request: Request) -> None:
-    """Every parameter here takes one value; FastAPI would keep the last of ``?brand=A&brand=B``
-    silently, and an analyst asking for two brands would get one without a word."""
-    repeated = [
-        (name, count)
-        for name in dict.fromkeys(request.query_params)
-        if (count := len(request.query_params.getlist(name))) > 1
+async def check_query_parameters(request: Request) -> None:
+    """Refuse a query parameter the endpoint does not take, or one given twice.
+
+    FastAPI ignores both without a word: ``?brnad=Acme`` answered every brand's rows, and
+    ``?brand=A&brand=B`` kept the last, so an analyst asking for two brands got one. The page and
+    the probes (``/``, ``/healthz``, ``/readyz``, ``/metrics``) are left alone: a tracking tag on a
+    link or a monitor's cache-buster must not fail them.
+    """
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not route.include_in_schema or OPERATIONS_TAG in route.tags:
+        return
+    taken = _query_names(route)
+    names = dict.fromkeys(request.query_params)
+    details = [
+        FieldError(loc=["query", name], msg=f"not a parameter of {route.path_format}", type="unknown")
+        for name in names
+        if name not in taken
     ]
-    if repeated:
-        details = [
-            FieldError(loc=["query", name], msg=f"given {count} times; pass it once", type="repeated")
-            for name, count in repeated
-        ]
+    details += [
+        FieldError(loc=["query", name], msg=f"given {count} times; pass it once", type="repeated")
+        for name in names
+        if name in taken and (count := len(request.query_params.getlist(name))) > 1
+    ]
+    if details:
+        kinds = sorted({detail.type for detail in details}, reverse=True)
         noun = "parameter" if len(details) == 1 else "parameters"
-        raise ApiError(422, "invalid_request", f"{len(details)} repeated {noun}", details)
+        message = f"{len(details)} {' or '.join(kinds)} {noun}"
+        if "unknown" in kinds:
+            message += f"; {route.path_format} takes {', '.join(sorted(taken)) or 'none'}"
+        raise ApiError(422, "invalid_request", message, details)
+
+
+OPERATIONS_TAG = "operations"
+
+
+def _query_names(route: APIRoute) -> frozenset[str]:
+    """The query parameters ``route`` and its dependencies declare, by the name a client sends.
+
+    Walked per request (a handful of nodes, microseconds): routes are unhashable, and a cache by
+    ``id`` could answer for another app's route at a reused address."""
+    names: set[str] = set()
+    pending: list[Dependant] = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        names.update(field.alias for field in dependant.query_params)
+        pending.extend(dependant.dependencies)
+    return frozenset(names)
 
 
 def get_session(state: StateDep) -> Iterator[Connection]:

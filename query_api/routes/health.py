@@ -10,11 +10,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from query_api.deps import AppState, StateDep
+from query_api.deps import OPERATIONS_TAG, AppState, StateDep
 from query_api.errors import ApiError, FieldError, responses
 from query_api.schemas import Health
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=[OPERATIONS_TAG])
 
 
 @router.get("/healthz", response_model=Health, responses=responses(), summary="Liveness")

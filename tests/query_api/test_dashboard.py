@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from core.config import KafkaSettings
-from core.messages import parse_message
+from core.messages import REVIEW_COLUMNS, parse_message
 from tests.fixtures.api import (
     build_app,
     fetch_all,
@@ -383,10 +383,9 @@ def _score_the_next_submission(database_url: str, kafka_settings: KafkaSettings)
         message = parse_message(value)
         row = make_rows(1)[0]
         row.pop("created_on")
-        row.update(
+        row.update(  # the message's own fields, as the worker stores them (the Location's version is theirs)
+            {column: getattr(message, name) for name, column in REVIEW_COLUMNS.items()},
             review_key=message.review_key,
-            sentence=message.text,
-            brand=message.brand,
             source=message.source,
             sentiment_score=0.93,
             confidence=0.88,

@@ -259,6 +259,37 @@ def test_a_filter_given_twice_is_a_422_not_a_silent_choice_of_the_last(seeded_ap
     assert [(d["loc"], d["type"]) for d in error["details"]] == [(["query", "brand"], "repeated")]
 
 
+@pytest.mark.parametrize(
+    ("path", "typo"),
+    [
+        ("/sentiments/", "brnad"),
+        ("/sentiments/stats", "days"),
+        ("/brands", "brnad"),
+        ("/sentiments/export", "sort"),
+        ("/brands/trends", "day"),
+        ("/charts/timeline.svg", "group_by"),
+        ("/sentiments/by-key/user:1", "limit"),
+    ],
+)
+def test_a_parameter_the_endpoint_does_not_take_is_a_422_naming_what_it_takes(
+    seeded_api: Seeded, path: str, typo: str
+) -> None:
+    """``?brnad=Acme`` answered every brand's rows, as if nothing had been asked."""
+    response = seeded_api.client.get(path, params={typo: "5"})
+
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert [(d["loc"], d["type"]) for d in error["details"]] == [(["query", typo], "unknown")]
+    assert f"not a parameter of {path.replace('user:1', '{review_key}')}" in error["details"][0]["msg"]
+    assert "takes" in error["message"]
+
+
+def test_the_page_and_the_probes_ignore_parameters_they_do_not_take(seeded_api: Seeded) -> None:
+    for path in ("/", "/healthz", "/metrics"):
+        response = seeded_api.client.get(path, params=[("utm_source", "mail"), ("utm_source", "again")])
+        assert response.status_code == 200, (path, response.text)
+
+
 def test_one_row_by_id(seeded_api: Seeded) -> None:
     row = seeded_api.rows[17]
     body = seeded_api.client.get(f"/sentiments/{row['id']}").json()
