@@ -29,8 +29,12 @@ def post_webhook(url: str, payload: Mapping[str, object], timeout: float, idempo
     """POST the alert as JSON (``text`` is what Slack-style incoming webhooks show); raise
     ``WebhookError`` unless a 2xx answers. Errors name the host at most, never the path or query.
     ``idempotency_key`` goes out as the ``Idempotency-Key`` header, for receivers that drop repeats."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:  # "http://[hooks.example/..." (an unclosed IPv6 bracket): a traceback, exit 1
+        hostname = None
+    if not hostname or parts.scheme not in ("http", "https"):
         raise WebhookError("the webhook URL must be an absolute http(s) URL")
     request = urllib.request.Request(
         url,

@@ -207,8 +207,13 @@ def test_whole_days_end_at_the_last_utc_midnight(moving: None) -> None:
 
 @pytest.mark.parametrize(
     ("status", "url"),
-    [(302, None), (200, "hooks.example/T000/SECRET-TOKEN"), (200, "https://hooks.example:SECRET-TOKEN@x/")],
-    ids=["redirected", "no-scheme", "bad-port"],
+    [
+        (302, None),
+        (200, "hooks.example/T000/SECRET-TOKEN"),
+        (200, "https://hooks.example:SECRET-TOKEN@x/"),
+        (200, "https://[hooks.example/T000/SECRET-TOKEN"),  # urlsplit raises: it was a traceback, exit 1
+    ],
+    ids=["redirected", "no-scheme", "bad-port", "unclosed-bracket"],
 )
 def test_a_webhook_that_is_not_taken_is_exit_2_without_the_secret_url(
     moving: None, webhook: str, status: int, url: str | None
