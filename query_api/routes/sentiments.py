@@ -92,7 +92,10 @@ LimitQuery = Annotated[
 def _page_limit(state: StateDep, limit: int | None) -> int:
     chosen = limit or state.api.page_limit_default
     if chosen > state.api.page_limit_max:
-        raise ApiError(422, "invalid_request", f"limit must be at most {state.api.page_limit_max}")
+        most = f"limit must be at most {state.api.page_limit_max}"
+        raise ApiError(
+            422, "invalid_request", most, [FieldError(loc=["query", "limit"], msg=most, type="less_than_equal")]
+        )
     return chosen
 
 
@@ -341,7 +344,10 @@ def export_sentiments(
     if state.engine is None:
         raise ApiError(503, "database_unavailable", "the API has no database connection")
     if limit is not None and limit > state.api.export_max_rows:
-        raise ApiError(422, "invalid_request", f"limit must be at most {state.api.export_max_rows}")
+        most = f"limit must be at most {state.api.export_max_rows}"
+        raise ApiError(
+            422, "invalid_request", most, [FieldError(loc=["query", "limit"], msg=most, type="less_than_equal")]
+        )
     try:
         fmt = negotiate_format(format, accept)
     except NotAcceptableError as exc:

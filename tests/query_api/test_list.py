@@ -7,8 +7,9 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
-from tests.fixtures.api import Seeded
+from tests.fixtures.api import Seeded, build_app
 
 pytestmark = pytest.mark.integration
 
@@ -288,6 +289,19 @@ def test_the_page_and_the_probes_ignore_parameters_they_do_not_take(seeded_api: 
     for path in ("/", "/healthz", "/metrics"):
         response = seeded_api.client.get(path, params=[("utm_source", "mail"), ("utm_source", "again")])
         assert response.status_code == 200, (path, response.text)
+
+
+def test_a_limit_over_a_lowered_maximum_names_the_parameter_like_any_other_422(seeded_api: Seeded) -> None:
+    with TestClient(
+        build_app(seeded_api.readonly_url, page_limit_max=10, page_limit_default=10, export_max_rows=20)
+    ) as client:
+        answers = [client.get("/sentiments/", params={"limit": 11}), client.get("/sentiments/export?limit=21")]
+
+    for answer in answers:
+        assert answer.status_code == 422
+        [detail] = answer.json()["error"]["details"]
+        assert (detail["loc"], detail["type"]) == (["query", "limit"], "less_than_equal")
+        assert "limit must be at most" in detail["msg"]
 
 
 def test_one_row_by_id(seeded_api: Seeded) -> None:
