@@ -80,6 +80,26 @@ _BREAKS = re.compile(
 )
 
 
+# Inline elements a shop's structured data carries in its text. Named, not any ``<...>``: a review
+# written "love it <3 and > the old one" must keep its words.
+_INLINE_TAGS = re.compile(
+    r"(?i)</?(?:a|b|i|u|em|strong|span|font|small|big|sup|sub|mark|abbr|cite|q|s|strike|del|ins|code|img|hr)"
+    r"\b[^<>]*>"
+)
+
+
+def markup_text(value: str) -> str | None:
+    """The text of a string of structured data as a reader of the page sees it.
+
+    Shops put HTML in ``reviewBody`` (``Great kettle.<br/>Would buy again``), escaped or not: kept
+    as it was, the text differed from the card's for the same review, which was then published twice
+    under two keys, and the markup reached the model and the table.
+    """
+    text = html.unescape(value)
+    text = _INLINE_TAGS.sub("", _BREAKS.sub(" ", text))
+    return " ".join(text.replace("\x00", "").split()) or None
+
+
 def element_text(elements: Any) -> str | None:
     """The text of ``elements`` as a reader sees it.
 
@@ -304,8 +324,8 @@ def review_from_json_ld(
     identify: Callable[[dict[str, Any]], str | None] | None = None,
 ) -> ReviewItem | None:
     """A ``Review`` node as an item; ``identify`` reads its id (default: the site's review URLs)."""
-    text = clean_text(node.get("reviewBody")) if isinstance(node.get("reviewBody"), str) else None
-    title = clean_text(node.get("headline")) if isinstance(node.get("headline"), str) else None
+    text = markup_text(node["reviewBody"]) if isinstance(node.get("reviewBody"), str) else None
+    title = markup_text(node["headline"]) if isinstance(node.get("headline"), str) else None
     if identify is not None:
         review_id = identify(node)
     else:

@@ -364,6 +364,25 @@ def test_text_with_inline_markup_reads_as_the_page_shows_it_and_matches_its_stru
     assert [review.text for review in spans.reviews] == ["I don't mind. Second line"]
 
 
+def test_html_in_structured_text_reads_as_the_page_shows_it_and_matches_its_card() -> None:
+    """A reviewBody with ``<br/>`` was kept as written: another text than the card's, so the review
+    was published twice (a content key with the markup in it, and the card's id)."""
+    page_html = json_ld_review(reviewBody="Great kettle.<br/>Would buy <b>again</b> &amp; again") + card(
+        "Great kettle.<br>Would buy <b>again</b> &amp; again", review_id="r1"
+    )
+    result = extract_reviews(html(page_html), f"{BASE}/review/x")
+    assert [(review.review_id, review.text) for review in result.reviews] == [
+        ("r1", "Great kettle. Would buy again & again")
+    ]
+
+    escaped = extract_reviews(
+        html(json_ld_review(reviewBody="&lt;p&gt;Terrible&lt;/p&gt;&lt;p&gt;Broke in a week&lt;/p&gt;")), BASE
+    )
+    assert [review.text for review in escaped.reviews] == ["Terrible Broke in a week"]
+    hearts = extract_reviews(html(json_ld_review(reviewBody="Love it <3 and > the old one")), BASE)
+    assert [review.text for review in hearts.reviews] == ["Love it <3 and > the old one"]  # words, not tags
+
+
 def test_the_brand_is_the_reviewed_company_not_the_review_sites_own_organization() -> None:
     site = {"@type": "Organization", "@id": "https://reviews.test/#org", "name": "ReviewSite"}
     company = {"@type": "LocalBusiness", "@id": "https://reviews.test/#acme", "name": "Acme Electronics"}
