@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 CARD_FILE = "model_card.json"
 Architecture = Literal["transformer", "charcnn"]
@@ -56,7 +56,29 @@ class ModelCard:
         missing = {"architecture", "labels", "max_length"} - set(data)
         if missing:
             raise ArtifactError(f"model card lacks {sorted(missing)}")
+        if problems := _card_problems(data):
+            raise ArtifactError(f"model card: {'; '.join(problems)}")
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _card_problems(data: dict[str, Any]) -> list[str]:
+    """What a hand-edited card got wrong in the fields that decide outputs: a ``"64"`` or a ``null``
+    failed deep in a loader with a TypeError; a duplicated label scored under the wrong names."""
+    problems = []
+    if data["architecture"] not in get_args(Architecture):
+        problems.append(f"architecture {data['architecture']!r} is not one of {', '.join(get_args(Architecture))}")
+    labels = data["labels"]
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        problems.append(f"labels {labels!r} are not a list of names")
+    elif len(set(labels)) != len(labels) or len(labels) < 2:
+        problems.append(f"labels {labels} are not two or more different names")
+    number = (int, float)
+    max_length, temperature = data["max_length"], data.get("temperature", 1.0)
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+        problems.append(f"max_length {max_length!r} is not a positive integer")
+    if isinstance(temperature, bool) or not isinstance(temperature, number) or not 0 < temperature < float("inf"):
+        problems.append(f"temperature {temperature!r} is not a positive number")
+    return problems
 
 
 def read_card(directory: Path) -> ModelCard:
@@ -64,7 +86,7 @@ def read_card(directory: Path) -> ModelCard:
     if not path.is_file():
         raise ArtifactError(f"{directory}: not a model artifact (no {CARD_FILE})")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))  # an editor's BOM is no error
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{path}: invalid JSON ({exc})") from exc
     return ModelCard.from_dict(data)
@@ -107,6 +129,20 @@ def content_hash(directory: Path, card: ModelCard) -> str:
     meaning = {"labels": card.labels, "max_length": card.max_length, "temperature": card.temperature}
     digest.update(json.dumps(meaning, sort_keys=True).encode())
     return digest.hexdigest()
+
+
+def weights_labels(directory: Path) -> list[str] | None:
+    """The label of each output of the saved weights, in order, when their config names them
+    (``id2label`` other than the ``LABEL_0`` a config gets by default); None otherwise."""
+    config_file = Path(directory) / "config.json"
+    if not config_file.is_file():
+        return None
+    id2label = json.loads(config_file.read_text(encoding="utf-8")).get("id2label") or {}
+    try:
+        labels = [str(id2label[key]) for key in sorted(id2label, key=int)]
+    except (TypeError, ValueError):
+        return None
+    return None if not labels or all(label.startswith("LABEL_") for label in labels) else labels
 
 
 def weights_label_count(directory: Path, architecture: str) -> int | None:

@@ -26,6 +26,7 @@ from model.artifact import (
     read_card,
     version_of,
     weights_label_count,
+    weights_labels,
 )
 from model.base import LABELS_3, Score
 from model.batching import plan_batches
@@ -193,6 +194,25 @@ def _refuse_label_mismatch(directory: Path, card: ModelCard) -> None:
         raise ArtifactError(
             f"{directory}: the card lists {len(card.labels)} labels {card.labels}, the weights have {count}"
         )
+    named = weights_labels(directory) if card.architecture == "transformer" else None
+    if named is not None and named != card.labels:  # every score under another label's name
+        raise ArtifactError(f"{directory}: the card lists labels {card.labels}, config.json's id2label {named}")
+
+
+# Files a tokenizer loads from; without any, ``AutoTokenizer`` built one that knows only its special
+# tokens: every word [UNK], every review the same confident score, and nothing said.
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
+
+
+def _refuse_missing_tokenizer(directory: Path, card: ModelCard, variant: str) -> None:
+    if card.architecture == "charcnn":
+        return
+    needed = ("tokenizer.json",) if variant == "onnx-int8" else _TOKENIZER_FILES
+    if not any((directory / name).is_file() for name in needed):
+        raise ArtifactError(
+            f"{directory}: no tokenizer ({' or '.join(needed)}) for the {variant} variant: copy the "
+            "tokenizer files saved with the model into the directory"
+        )
 
 
 def load_scorer(path: Path | None = None, settings: ModelSettings | None = None) -> BatchedScorer:
@@ -215,6 +235,7 @@ def load_scorer(path: Path | None = None, settings: ModelSettings | None = None)
         )
     _refuse_label_mismatch(directory, card)
     device, variant = resolve_variant(card, settings.device, settings.variant)
+    _refuse_missing_tokenizer(directory, card, variant)
     if variant != "onnx-int8" and not (directory / FP32_FILE).is_file():
         raise ArtifactError(
             f"{directory}: the card lists {FP32_FILE} for the {variant} variant, but the file is missing"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from model import ArtifactError, ModelCard, read_card
 from model.artifact import CARD_FILE, version_of, write_card
+from model.scorer import DEFAULT_ARTIFACT
 
 
 def test_a_card_round_trips_through_json(tmp_path: Path) -> None:
@@ -133,3 +135,61 @@ def test_a_card_whose_labels_the_weights_do_not_have_is_an_artifact_error(tmp_pa
 
     with pytest.raises(ArtifactError, match="the card lists 2 labels"):
         load_scorer(edited, ModelSettings(device="cpu"))
+
+
+@pytest.mark.parametrize(
+    ("edit", "said"),
+    [
+        ({"max_length": "64"}, "max_length '64' is not a positive integer"),
+        ({"temperature": None}, "temperature None is not a positive number"),
+        ({"temperature": 0}, "temperature 0 is not a positive number"),
+        ({"labels": ["negative", "positive", "positive"]}, "are not two or more different names"),
+        ({"architecture": "lstm"}, "architecture 'lstm' is not one of transformer, charcnn"),
+    ],
+)
+def test_a_hand_edited_card_with_a_field_of_the_wrong_kind_is_an_artifact_error(
+    tmp_path: Path, tiny_model_dir: Path, edit: dict[str, object], said: str
+) -> None:
+    """These failed deep in a loader with a TypeError, or loaded and named every score wrongly."""
+    shutil.copytree(tiny_model_dir, tmp_path / "m")
+    data = json.loads((tmp_path / "m" / CARD_FILE).read_text())
+    (tmp_path / "m" / CARD_FILE).write_text(json.dumps(data | edit))
+
+    with pytest.raises(ArtifactError, match=re.escape(said)):
+        read_card(tmp_path / "m")
+
+
+def test_a_card_saved_with_a_byte_order_mark_reads(tmp_path: Path, tiny_model_dir: Path) -> None:
+    shutil.copytree(tiny_model_dir, tmp_path / "m")
+    card = tmp_path / "m" / CARD_FILE
+    card.write_text(card.read_text(encoding="utf-8"), encoding="utf-8-sig")
+
+    assert read_card(tmp_path / "m").labels == read_card(tiny_model_dir).labels
+
+
+def test_labels_in_another_order_than_the_weights_or_no_tokenizer_are_artifact_errors(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """Both loaded: every score under another label's name, or every word [UNK] and one score for all."""
+    from core.config import ModelSettings
+    from model import load_scorer
+
+    reordered = tmp_path / "reordered"
+    shutil.copytree(tiny_model_dir, reordered)
+    card = json.loads((reordered / CARD_FILE).read_text(encoding="utf-8"))
+    card["labels"] = list(reversed(card["labels"]))
+    (reordered / CARD_FILE).write_text(json.dumps(card), encoding="utf-8")
+    untokenized = tmp_path / "untokenized"
+    shutil.copytree(tiny_model_dir, untokenized)
+    (untokenized / "tokenizer.json").unlink()
+    for name in ("vocab.txt", "vocab.json"):
+        (untokenized / name).unlink(missing_ok=True)
+
+    with pytest.raises(ArtifactError, match=r"config\.json's id2label"):
+        load_scorer(reordered, ModelSettings(device="cpu"))
+    with pytest.raises(ArtifactError, match="no tokenizer"):
+        load_scorer(untokenized, ModelSettings(device="cpu", variant="fp32"))
+    shipped = tmp_path / "shipped"  # the onnx-int8 variant reads tokenizer.json itself: a bare Exception
+    shutil.copytree(DEFAULT_ARTIFACT, shipped, ignore=shutil.ignore_patterns("tokenizer.json"))
+    with pytest.raises(ArtifactError, match=r"no tokenizer \(tokenizer\.json\) for the onnx-int8 variant"):
+        load_scorer(shipped, ModelSettings(device="cpu", variant="int8"))
