@@ -244,7 +244,7 @@ def parse_stars(value: Any) -> int | None:
         raise DataError(f"stars must be a number, got {value!r}") from exc
     if not 1 <= number <= 5:
         return None
-    return int(number)
+    return math.floor(number + 0.5)  # half up: 2.5 stars is neutral and 3.9 positive (int() cut them down)
 
 
 def is_missing(value: Any) -> bool:
@@ -301,6 +301,16 @@ def infer_scheme(values: Iterable[Any]) -> LabelScheme:
     if seen <= set(LABELS_3):
         return "stars3" if "neutral" in seen else "binary"
     raise DataError(f"cannot infer the label scheme from values {sorted(seen)[:10]}")
+
+
+def refuse_one_based_polarity(labels: set[str], where: str) -> None:
+    """Labels 1 and 2 alone are 1-based polarity (Amazon, Yelp) far more often than a three-class
+    file without a negative row: read as neutral/positive, every negative trained as neutral."""
+    if labels == {"1", "2"}:
+        raise DataError(
+            f"{where}: labels 1 and 2 only: map them to 0/1 if they mean negative/positive, or set "
+            "source_scheme: stars3 for this file if 1 means neutral"
+        )
 
 
 def label_name(value: Any, source_scheme: LabelScheme) -> str:
@@ -370,6 +380,7 @@ def to_labeled(rows: Sequence[dict[str, Any]], source: DataSource, scheme: Label
     source_scheme = source.source_scheme
     if source_scheme is None and not use_stars:
         source_scheme = infer_scheme(raw for _, raw in cells)
+        refuse_one_based_polarity(present_labels(raw for _, raw in cells), source.display_name)
         if scheme == "stars3" and present_labels(raw for _, raw in cells) <= {"0", "1"}:
             log.warning(
                 "%s: labels 0/1 read as negative/positive; if 1 means neutral, set source_scheme: stars3 "

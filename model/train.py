@@ -160,6 +160,18 @@ class TrainArgs:
                 raise ValueError(f"{name} must be at least {least}, not {getattr(self, name)}")
         if self.patience < 0:
             raise ValueError(f"patience must be at least 0, not {self.patience}")
+        for name in ("learning_rate", "weight_decay", "warmup_ratio", "class_weight_power", "stop_after_epoch"):
+            if getattr(self, name) < 0:  # a -1 learning rate trained uphill, quietly
+                raise ValueError(f"{name} must be at least 0, not {getattr(self, name)}")
+        if self.learning_rate == 0 or self.warmup_ratio >= 1:
+            raise ValueError(
+                "learning_rate must be above 0 and warmup_ratio below 1, "
+                f"not {self.learning_rate} and {self.warmup_ratio}"
+            )
+        widths = {"channels", "hidden", "dropout"}  # the rest of CharCNNConfig comes from the other options
+        if unknown := sorted(set(self.charcnn) - widths):
+            # A typo reached CharCNNConfig as a TypeError traceback, after all the data had loaded.
+            raise ValueError(f"charcnn takes {', '.join(sorted(widths))}, not {', '.join(unknown)}")
         names = [source.display_name for source in self.eval]
         clash = sorted({n for n in names if names.count(n) > 1} | ({"validation", "quantization_check"} & set(names)))
         if clash:
@@ -550,7 +562,7 @@ def _refuse_other_settings(output: Path, args: TrainArgs, labels: list[str]) -> 
 
 def _scheme_of(source: DataSource, default: LabelScheme) -> LabelScheme:
     """Evaluate a file in its own scheme (binary files as binary), so the metric matches its labels."""
-    from model.data import check_columns, infer_scheme, read_rows
+    from model.data import check_columns, infer_scheme, present_labels, read_rows, refuse_one_based_polarity
 
     if source.stars_column:
         return default
@@ -558,6 +570,7 @@ def _scheme_of(source: DataSource, default: LabelScheme) -> LabelScheme:
         return source.source_scheme
     rows = read_rows(source.path)
     column = check_columns(rows, source)
+    refuse_one_based_polarity(present_labels(r.get(column) for r in rows), source.display_name)
     return infer_scheme(r.get(column) for r in rows)
 
 

@@ -72,6 +72,33 @@ def test_a_stars_column_can_label_the_data(tmp_path: Path) -> None:
     assert data.balance() == {"negative": 10, "neutral": 10, "positive": 10}
 
 
+def test_half_and_fractional_stars_round_to_the_nearest_star() -> None:
+    """int() cut 2.5 down to negative and 3.9 down to neutral."""
+    from model.data import parse_stars
+
+    assert [parse_stars(v) for v in ("1", "2.49", "2.5", "3.9", "4.5", "5.0", "0.5", "5.5")] == [
+        1,
+        2,
+        3,
+        4,
+        5,
+        5,
+        None,
+        None,
+    ]
+
+
+def test_labels_1_and_2_alone_are_refused_not_read_as_neutral_and_positive(tmp_path: Path) -> None:
+    """Amazon/Yelp polarity: every negative trained as neutral, and no negative class at all."""
+    path = tmp_path / "polarity.csv"
+    path.write_text("text,label\nawful,1\ngreat,2\nbad,1\n")
+
+    with pytest.raises(DataError, match="labels 1 and 2 only: map them to 0/1"):
+        load_labeled(DataSource(str(path)), "stars3")
+    said = DataSource(str(path), source_scheme="stars3")  # 1 really is neutral here
+    assert load_labeled(said, "stars3").labels == [1, 2, 1]
+
+
 def test_binary_labels_map_into_three_classes_and_neutral_is_dropped_for_binary(tmp_path: Path) -> None:
     binary = tmp_path / "b.csv"
     binary.write_text("text,label\nnice,1\nawful,0\n")

@@ -49,11 +49,12 @@ def test_parquet_float_labels_with_nulls_load(tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
     rows = [{"text": "great", "label": 2.0}, {"text": "meh", "label": 1.0}, {"text": "?", "label": None}]
+    rows.append({"text": "awful", "label": 0.0})  # 1 and 2 alone would be refused as ambiguous
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "r.parquet")
 
     data = load_labeled(DataSource(str(tmp_path / "r.parquet")), "stars3")
 
-    assert [data.label_names[y] for y in data.labels] == ["positive", "neutral"]
+    assert [data.label_names[y] for y in data.labels] == ["positive", "neutral", "negative"]
 
 
 def test_boolean_labels_mean_positive_or_not(tmp_path: Path) -> None:

@@ -30,6 +30,27 @@ def test_a_choice_outside_its_allowed_values_is_refused(option: str, value: str,
         TrainArgs.from_dict({"output_dir": "out", option: value})
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("learning_rate", -1.0, "learning_rate must be at least 0, not -1.0"),
+        ("learning_rate", 0.0, "learning_rate must be above 0"),
+        ("warmup_ratio", 5.0, "warmup_ratio below 1"),
+        ("stop_after_epoch", -3, "stop_after_epoch must be at least 0, not -3"),
+        ("class_weight_power", -2.0, "class_weight_power must be at least 0"),
+        ("charcnn", {"chanels": 64}, "charcnn takes channels, dropout, hidden, not chanels"),
+        ("charcnn", {"max_length": 64}, "charcnn takes channels, dropout, hidden, not max_length"),
+    ],
+)
+def test_a_number_no_training_can_use_is_refused_before_the_data_loads(
+    option: str, value: object, message: str
+) -> None:
+    """A -1 learning rate trained uphill without a word; a charcnn typo was a TypeError traceback
+    once every file had been read."""
+    with pytest.raises(ValueError, match=message):
+        TrainArgs.from_dict({"output_dir": "out", option: value})
+
+
 @pytest.mark.parametrize("fraction", [0, 0.0, -0.1, 1.0])
 def test_training_without_a_validation_split_is_refused(fraction: float) -> None:
     with pytest.raises(ValueError, match="validation_fraction must be above 0 and below 1"):
