@@ -486,7 +486,8 @@ def stratified_split(data: LabeledData, fractions: Sequence[float], seed: int = 
         rng.shuffle(members)
         start = 0
         for part, fraction in enumerate(fractions, start=1):
-            count = round(len(members) * fraction)
+            # One member stays in the first part: [0.5, 0.45] of a class of two emptied it from training.
+            count = max(0, min(round(len(members) * fraction), len(members) - start - 1))
             buckets[part].extend(members[start : start + count])
             start += count
         buckets[0].extend(members[start:])

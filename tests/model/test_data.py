@@ -72,6 +72,17 @@ def test_a_stars_column_can_label_the_data(tmp_path: Path) -> None:
     assert data.balance() == {"negative": 10, "neutral": 10, "positive": 10}
 
 
+def test_a_split_keeps_every_class_in_the_first_part_however_large_the_fractions() -> None:
+    from model.data import LabeledData
+
+    data = LabeledData(["a", "b", "c", "d", "e"], [0, 0, 1, 1, 2], ["negative", "neutral", "positive"])
+
+    train, validation, test = stratified_split(data, [0.5, 0.45])
+
+    assert sorted(set(train.labels)) == [0, 1, 2]
+    assert len(train.labels) + len(validation.labels) + len(test.labels) == 5
+
+
 def test_half_and_fractional_stars_round_to_the_nearest_star() -> None:
     """int() cut 2.5 down to negative and 3.9 down to neutral."""
     from model.data import parse_stars
