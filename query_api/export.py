@@ -146,11 +146,16 @@ def encode_csv(rows: Sequence[Sequence[Any]], header: bool, escape_formulas: boo
     return buffer.getvalue()
 
 
+# Line breaks to readers that split on more than "\n" (Python's str.splitlines, Unicode-aware line
+# tools): json.dumps writes them raw inside strings, and such a reader cut a review's record in two.
+_UNICODE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
 def encode_ndjson(rows: Sequence[Sequence[Any]]) -> str:
     lines = (
         json.dumps({k: _plain(v) for k, v in zip(PUBLIC_FIELDS, row, strict=True)}, ensure_ascii=False) for row in rows
     )
-    return "".join(f"{line}\n" for line in lines)
+    return "".join(f"{line.translate(_UNICODE_BREAKS)}\n" for line in lines)
 
 
 def export_chunks(

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, pool, text
 
 from core.db import sqlalchemy_url
-from query_api.export import export_chunks
+from query_api.export import encode_ndjson, export_chunks
 from query_api.filters import Filters
 from query_api.queries import PUBLIC_FIELDS, export_statement
 from tests.fixtures.api import Seeded, build_app, insert_rows, live_server, make_rows
@@ -62,6 +62,17 @@ def test_csv_export_holds_every_matching_row_in_id_order(seeded_api: Seeded) -> 
     assert list(records[0]) == list(PUBLIC_FIELDS)
     for record, row in zip(records, expected, strict=True):
         assert record == {field: as_text(row[field] if field != "updated_on" else None) for field in PUBLIC_FIELDS}
+
+
+def test_an_ndjson_record_is_one_line_to_every_line_splitter() -> None:
+    """json.dumps leaves U+2028, U+2029 and NEL raw: str.splitlines cut such a review's record in two."""
+    row = [None] * len(PUBLIC_FIELDS)
+    row[PUBLIC_FIELDS.index("sentence")] = "Fits\u2028well\x85really\u2029 😀"
+
+    body = encode_ndjson([row, row])
+
+    assert len(body.splitlines()) == 2
+    assert [json.loads(line)["sentence"] for line in body.splitlines()] == [row[PUBLIC_FIELDS.index("sentence")]] * 2
 
 
 def test_ndjson_export_is_one_json_object_per_row(seeded_api: Seeded) -> None:
