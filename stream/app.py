@@ -139,18 +139,29 @@ async def handle_batch(
         # anything below raised) must not release a batch that was never stored.
         event.message.incref()
     records = [record_of(event) for event in events]
-    landing = asyncio.wrap_future(executor.submit(processor.process, records))
-    try:
-        outcome = await asyncio.shield(landing)
-    except asyncio.CancelledError:
-        await _finish_in_flight(events_stream, landing, events, processor, grace)
-        raise
-    except AbandonedError as exc:
-        log.warning("batch of %d left unacknowledged: %s", len(events), exc)
-        return None
-    except Exception:  # pragma: no cover - process() retries everything else; defence in depth
-        log.exception("batch of %d failed unexpectedly; left unacknowledged", len(events))
-        return None
+    failures = 0
+    while True:
+        landing = asyncio.wrap_future(executor.submit(processor.process, records))
+        try:
+            outcome = await asyncio.shield(landing)
+            break
+        except asyncio.CancelledError:
+            await _finish_in_flight(events_stream, landing, events, processor, grace)
+            raise
+        except AbandonedError as exc:
+            log.warning("batch of %d left unacknowledged: %s", len(events), exc)
+            return None
+        except Exception as exc:  # process() retries what it knows: this is a bug
+            # The same batch again, never the next one: a later batch's acknowledgement could commit
+            # past this one (Faust looks for a gap at a partition's head only once it has committed
+            # there), and a review would be lost. The worker says it is unhealthy meanwhile.
+            failures += 1
+            problem = f"batch of {len(events)} failed unexpectedly: {type(exc).__name__}: {exc}"[:500]
+            processor.health.failing("batch", problem)
+            log.exception("%s (attempt %d); retrying the same batch", problem, failures)
+            await asyncio.sleep(min(processor.retry_max, processor.retry_initial * 2**failures))
+    if failures and processor.health.ok("batch"):
+        log.info("batch of %d stored after %d failed attempts", len(events), failures)
     for event in events:
         await events_stream.ack(event)
     _log_outcome(outcome)
