@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from core.messages import ReviewMessage, describe_validation_error
+from core.messages import MAX_TEXT_CHARS, ReviewMessage, describe_validation_error
 from scraper.items import ReviewItem
 
 SHORT_FIELD_CHARS = 256  # the contract's limit for author and brand
@@ -36,13 +36,31 @@ def source_problem(source: str) -> str | None:
 
 
 def message_text(item: ReviewItem) -> str:
-    """Title and body as one text; the title is left out when the body already starts with it."""
+    """Title and body as one text, within the contract's length.
+
+    The title is left out when the body already starts with it as words ("Great" before "Great
+    kettle", not before "Greatest kettle"), or when it would push the text over the limit. A body
+    over the limit is cut at a word and marked with an ellipsis: refused whole, the review was lost.
+    """
     body = item.text.strip()
     title = (item.title or "").strip()
-    if not title or body.startswith(title):
-        return body
-    separator = " " if title[-1] in ".!?…" else ". "
-    return f"{title}{separator}{body}"
+    if title and not _opens_with(body, title):
+        separator = " " if title[-1] in ".!?…" else ". "
+        if len(joined := f"{title}{separator}{body}") <= MAX_TEXT_CHARS:
+            return joined
+    return _within_limit(body)
+
+
+def _opens_with(body: str, title: str) -> bool:
+    return body.startswith(title) and (len(body) == len(title) or not body[len(title)].isalnum())
+
+
+def _within_limit(text: str) -> str:
+    if len(text) <= MAX_TEXT_CHARS:
+        return text
+    cut = text[: MAX_TEXT_CHARS - 1]
+    at_word = cut.rsplit(None, 1)[0] if " " in cut[-100:] else cut  # a 100-character "word": cut anyway
+    return f"{at_word.rstrip()}…"
 
 
 def _short(value: str | None) -> str | None:

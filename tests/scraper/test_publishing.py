@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from scrapy.utils.test import get_crawler
 
 from core.config import KafkaSettings, ScraperSettings, clear_settings_cache
-from core.messages import parse_message
+from core.messages import MAX_TEXT_CHARS, parse_message
 from scraper import pipelines
 from scraper.addon import scrapy_settings
 from scraper.items import ReviewItem
@@ -57,6 +57,22 @@ def test_the_title_is_not_repeated_when_the_body_starts_with_it() -> None:
     assert message_text(item(title="The parcel", text="The parcel came late.")) == "The parcel came late."
     assert message_text(item(title="Never again!", text="Broken on arrival.")) == "Never again! Broken on arrival."
     assert message_text(item(title=None)) == "The parcel came two weeks late."
+    # A title that is only the start of the body's first word is a title of its own.
+    assert message_text(item(title="Great", text="Greatest kettle ever.")) == "Great. Greatest kettle ever."
+    assert message_text(item(title="Great", text="Great, it works.")) == "Great, it works."
+
+
+def test_a_review_longer_than_the_contract_allows_is_cut_at_a_word_not_lost() -> None:
+    """Refused by the contract, the whole review was dropped as invalid."""
+    long = " ".join(["word"] * 5000)  # 24,999 characters
+
+    message = to_message(item(title="Too long to read", text=long), "scraper:trustpilot")
+
+    assert len(message.text) <= MAX_TEXT_CHARS
+    assert message.text.endswith("word…")
+    assert message.text.startswith("word word")  # the title gave way first
+    fits = "x" * (MAX_TEXT_CHARS - 10)
+    assert message_text(item(title="Title here", text=fits)) == fits  # the title would push it over
 
 
 def test_a_review_without_a_site_id_is_keyed_by_its_content_brand_and_author() -> None:
@@ -77,7 +93,7 @@ def test_overlong_author_and_brand_are_cut_to_the_contract_limit() -> None:
 
 def test_a_review_the_contract_cannot_carry_is_rejected() -> None:
     with pytest.raises(ValidationError):
-        to_message(item(text="x" * 25_000), "scraper:trustpilot")
+        to_message(item(text="a NUL\x00 PostgreSQL cannot store"), "scraper:trustpilot")
 
 
 def test_optional_fields_the_contract_refuses_are_left_out_and_the_review_kept() -> None:
@@ -97,7 +113,7 @@ def test_a_review_whose_text_the_contract_refuses_is_rejected_whatever_else_is_w
     problems: list[str] = []
 
     with pytest.raises(ValidationError, match="text"):
-        to_message(item(text="x" * 25_000, lang="EN"), "scraper:trustpilot", problems)
+        to_message(item(text="a NUL\x00 PostgreSQL cannot store", lang="EN"), "scraper:trustpilot", problems)
     assert problems == []
 
 
