@@ -155,11 +155,15 @@ async def handle_batch(
             # The same batch again, never the next one: a later batch's acknowledgement could commit
             # past this one (Faust looks for a gap at a partition's head only once it has committed
             # there), and a review would be lost. The worker says it is unhealthy meanwhile.
+            # Dead letters the failed attempt had confirmed go out again: duplicates on the DLQ, not a loss.
             failures += 1
             problem = f"batch of {len(events)} failed unexpectedly: {type(exc).__name__}: {exc}"[:500]
             processor.health.failing("batch", problem)
             log.exception("%s (attempt %d); retrying the same batch", problem, failures)
-            await asyncio.sleep(min(processor.retry_max, processor.retry_initial * 2**failures))
+            await asyncio.sleep(min(processor.retry_max, processor.retry_initial * 2 ** min(failures, 30)))
+            if processor.abandon.is_set():  # shutdown ran out of patience: redelivered after the restart
+                log.warning("batch of %d left unacknowledged: shutdown while it was retried", len(events))
+                return None
     if failures and processor.health.ok("batch"):
         log.info("batch of %d stored after %d failed attempts", len(events), failures)
     for event in events:

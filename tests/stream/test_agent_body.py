@@ -8,6 +8,7 @@ No broker: this is the body's own control flow, with the events Faust hands it. 
 from __future__ import annotations
 
 import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import cast
@@ -56,6 +57,7 @@ class _FailsOnce:
     retry_max: float = 0.05
     seen: list[list[int]] = field(default_factory=list)
     unhealthy_while_failing: list[bool] = field(default_factory=list)
+    abandon: threading.Event = field(default_factory=threading.Event)
 
     def process(self, records: list[Record]) -> BatchOutcome:
         self.seen.append([record.offset for record in records])
@@ -80,3 +82,27 @@ def test_an_unexpected_failure_retries_the_same_batch_and_acknowledges_it_only_o
     assert processor.health.is_healthy
     assert stream.acked == [0, 1, 2]
     assert [event.message.references for event in events] == [1, 1, 1]  # take_events' own, released later
+
+
+@dataclass
+class _AlwaysFails(_FailsOnce):
+    """The bug shows every time; shutdown gives up on the batch after a few attempts."""
+
+    def process(self, records: list[Record]) -> BatchOutcome:
+        self.seen.append([record.offset for record in records])
+        if len(self.seen) == 3:
+            self.abandon.set()
+        raise KeyError("a bug in the pipeline")
+
+
+def test_a_batch_that_keeps_failing_is_never_acknowledged_and_shutdown_ends_the_retries() -> None:
+    events = [_Event(_Message(offset)) for offset in range(2)]
+    stream, processor = _Stream(), _AlwaysFails()
+
+    with ThreadPoolExecutor(1) as executor:
+        outcome = asyncio.run(handle_batch(stream, events, cast(BatchProcessor, processor), executor, grace=1.0))
+
+    assert outcome is None
+    assert processor.seen == [[0, 1]] * 3
+    assert stream.acked == []  # redelivered after the restart
+    assert not processor.health.is_healthy
