@@ -274,7 +274,8 @@ def parse_message(raw: bytes | None, max_bytes: int = MAX_MESSAGE_BYTES) -> Revi
     if not isinstance(payload, dict):
         raise MessageError("not_object", f"expected a JSON object, got {type(payload).__name__}")
     version = payload.get("schema_version", SCHEMA_VERSION)
-    if type(version) is not int or version != SCHEMA_VERSION:  # ``true`` and ``1.0`` equal 1 in Python
+    # ``true`` equals 1 in Python, not in JSON Schema, whose const refuses it (and takes 1.0).
+    if isinstance(version, bool) or version != SCHEMA_VERSION:
         raise MessageError("unsupported_version", f"schema_version {version!r} is not {SCHEMA_VERSION}")
     try:
         return ReviewMessage.model_validate(payload)

@@ -182,7 +182,6 @@ def test_to_kafka_keys_by_review_key_and_round_trips() -> None:
         (b'"just a string"', "not_object"),
         (b'{"text": "ok", "source": "user", "schema_version": 9}', "unsupported_version"),
         (b'{"text": "ok", "source": "user", "schema_version": true}', "unsupported_version"),
-        (b'{"text": "ok", "source": "user", "schema_version": 1.0}', "unsupported_version"),
         (b'{"text": "", "source": "user"}', "invalid"),
         (b'{"text": "ok", "source": "user", "rating": 11}', "invalid"),
         (b'{"text": "' + b"a" * 300_000 + b'", "source": "user"}', "too_large"),
@@ -193,6 +192,21 @@ def test_parse_message_gives_a_stable_reason(raw: bytes | None, reason: str) -> 
         parse_message(raw)
     assert info.value.reason == reason
     assert info.value.detail
+
+
+def test_a_schema_version_the_json_schema_takes_is_read() -> None:
+    """The committed schema's const takes 1.0 (numbers compare by value) and refuses true."""
+    import jsonschema
+
+    schema = json.loads(JSON_SCHEMA_PATH.read_text(encoding="utf-8"))
+    for version, valid in ((1, True), (1.0, True), (True, False)):
+        message = {"text": "ok", "source": "user", "schema_version": version}
+        assert jsonschema.Draft202012Validator(schema).is_valid(message) is valid
+        if valid:
+            assert parse_message(json.dumps(message).encode()).text == "ok"
+        else:
+            with pytest.raises(MessageError, match="schema_version"):
+                parse_message(json.dumps(message).encode())
 
 
 def test_the_longest_valid_message_is_read_however_the_producer_escapes_it() -> None:
