@@ -245,9 +245,7 @@ def normalize_lang(value: Any) -> str | None:
 def review_id_from(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
-    path = value.split("?")[0]
-    # A fragment after the id (``/reviews/ae0001#reply``) hid it; a JSON-LD @id may be all fragment.
-    match = REVIEW_ID_IN_URL.search(path) or REVIEW_ID_IN_URL.search(path.split("#")[0])
+    match = REVIEW_ID_IN_URL.search(value.split("?")[0])
     return match.group(1) if match else None
 
 
