@@ -80,11 +80,13 @@ _BREAKS = re.compile(
 )
 
 
-# Inline elements a shop's structured data carries in its text. Named, not any ``<...>``: a review
-# written "love it <3 and > the old one" must keep its words.
+# Inline elements a shop's structured data carries in its text, with attributes only as name=value.
+# Named and shaped, not any ``<...>``: "love it <3 and > the old one", "a <grin>", "Size <s or m>"
+# and "<a must have>" are a reviewer's words and must stay.
 _INLINE_TAGS = re.compile(
-    r"(?i)</?(?:a|b|i|u|em|strong|span|font|small|big|sup|sub|mark|abbr|cite|q|s|strike|del|ins|code|img|hr)"
-    r"\b[^<>]*>"
+    r"(?i)</?(?:a|b|i|u|em|strong|span|font|small|big|sup|sub|mark|abbr|cite|q|s|strike|del|ins|code|img|hr"
+    r"|wbr|time|label|bdi|bdo|dfn|kbd|samp|var|tt|nobr)"
+    r"""(?:\s+[\w:-]+\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'<>]+))*\s*/?>"""
 )
 
 

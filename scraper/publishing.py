@@ -52,7 +52,9 @@ def message_text(item: ReviewItem) -> str:
 
 
 def _opens_with(body: str, title: str) -> bool:
-    return body.startswith(title) and (len(body) == len(title) or not body[len(title)].isalnum())
+    if not body.startswith(title) or len(body) == len(title):
+        return body == title
+    return not (title[-1].isalnum() and body[len(title)].isalnum())  # "Great" is not "Greatest"
 
 
 def _within_limit(text: str) -> str:

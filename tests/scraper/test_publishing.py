@@ -60,6 +60,7 @@ def test_the_title_is_not_repeated_when_the_body_starts_with_it() -> None:
     # A title that is only the start of the body's first word is a title of its own.
     assert message_text(item(title="Great", text="Greatest kettle ever.")) == "Great. Greatest kettle ever."
     assert message_text(item(title="Great", text="Great, it works.")) == "Great, it works."
+    assert message_text(item(title="Great.", text="Great.Really good")) == "Great.Really good"
 
 
 def test_a_review_longer_than_the_contract_allows_is_cut_at_a_word_not_lost() -> None:
