@@ -122,8 +122,10 @@ def list_query(filters: Filters, sort: Sort, after: Cursor | None, limit: int) -
 # expression, its cache key and the result-map adaptation, about half of a lookup's CPU.
 BY_ID: Statement = select(*PUBLIC_COLUMNS).where(Sentiment.id == bindparam("row_id"))
 """One row by id; execute with ``{"row_id": ...}``."""
-BY_KEY: Statement = select(*PUBLIC_COLUMNS).where(Sentiment.review_key == bindparam("review_key"))
-"""One row by review key; execute with ``{"review_key": ...}``."""
+BY_KEY: Statement = select(*PUBLIC_COLUMNS, Sentiment.kafka_timestamp.label("sent_at")).where(
+    Sentiment.review_key == bindparam("review_key")
+)
+"""One row by review key, with when its message was sent; execute with ``{"review_key": ...}``."""
 REJECTION_BY_KEY: Statement = select(
     rejected_reviews.c.reason, rejected_reviews.c.error, rejected_reviews.c.rejected_on
 ).where(rejected_reviews.c.review_key == bindparam("review_key"))

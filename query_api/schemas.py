@@ -247,7 +247,10 @@ class Submitted(BaseModel):
                 {
                     "review_key": "user:sha256:0c1f2e3d4c5b6a79881726354453627a",
                     "status": "pending",
-                    "location": "/sentiments/by-key/user:sha256:0c1f2e3d4c5b6a79881726354453627a",
+                    "location": (
+                        "/sentiments/by-key/user:sha256:0c1f2e3d4c5b6a79881726354453627a"
+                        "?after=2026-12-03T09:40:00.000000Z&version=3f1c9a0b7d2e4f61"
+                    ),
                     "sentiment": None,
                 }
             ]
@@ -320,14 +323,18 @@ class BatchSubmitted(BaseModel):
                             "index": 0,
                             "status": "pending",
                             "review_key": "user:a-1",
-                            "location": "/sentiments/by-key/user:a-1?after=2026-12-03T09:40:00.000000Z",
+                            "location": (
+                                "/sentiments/by-key/user:a-1?after=2026-12-03T09:40:00.000000Z&version=3f1c9a0b7d2e4f61"
+                            ),
                             "error": None,
                         },
                         {
                             "index": 1,
                             "status": "pending",
                             "review_key": "user:a-2",
-                            "location": "/sentiments/by-key/user:a-2?after=2026-12-03T09:40:00.000000Z",
+                            "location": (
+                                "/sentiments/by-key/user:a-2?after=2026-12-03T09:40:00.000000Z&version=9b04d2c7e1a85f36"
+                            ),
                             "error": None,
                         },
                     ],

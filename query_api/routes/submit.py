@@ -124,7 +124,20 @@ class Rejection:
         return ApiError(status, "rejected", f"{key!r} will not be scored: {self.reason}: {self.error}")
 
 
-Answer = Row[Any] | Rejection | None
+@dataclass(frozen=True, slots=True)
+class Superseded:
+    """The row holds another version of the review, sent after this one: this one will never be the
+    row (two edits in quick succession, the same key twice in one batch). Pending would be for ever."""
+
+    def api_error(self, key: str) -> ApiError:
+        return ApiError(
+            404,
+            "superseded",
+            f"{key!r} holds a version of the review sent after this one; GET it without `version` for that one",
+        )
+
+
+Answer = Row[Any] | Rejection | Superseded | None
 
 
 def _any_row(_row: Row[Any]) -> bool:
@@ -132,7 +145,8 @@ def _any_row(_row: Row[Any]) -> bool:
 
 
 def _lookup(state: AppState, key: str, accepts_row: Callable[[Row[Any]], bool], since: datetime | None) -> Answer:
-    """The key's row if ``accepts_row`` takes it; else its rejection (made after ``since``); else None.
+    """The key's row if ``accepts_row`` takes it; else its rejection (made after ``since``); else,
+    when the row it refused was sent after ``since``, ``Superseded``; else None.
 
     The rejection is only read when the row does not settle it: the common lookup is one query.
     """
@@ -143,9 +157,11 @@ def _lookup(state: AppState, key: str, accepts_row: Callable[[Row[Any]], bool], 
         if row is not None and accepts_row(row):
             return row
         rejected = connection.execute(REJECTION_BY_KEY, {"review_key": key}).first()
-    if rejected is None or (since is not None and rejected.rejected_on < since):
-        return None
-    return Rejection(rejected.reason, rejected.error)
+    if rejected is not None and (since is None or rejected.rejected_on >= since):
+        return Rejection(rejected.reason, rejected.error)
+    if row is not None and since is not None and row.sent_at is not None and row.sent_at > since:
+        return Superseded()
+    return None
 
 
 def _database_now(state: AppState) -> datetime:
@@ -295,7 +311,7 @@ async def submit_review(
     )
     if isinstance(row, Rejection):
         raise row.api_error(key, 422)
-    if row is None:
+    if row is None or isinstance(row, Superseded):  # another submission's version won meanwhile
         return Submitted(review_key=key, status="pending", location=location, sentiment=None)
     response.status_code = 200
     return Submitted(review_key=key, status="scored", location=location, sentiment=SentimentOut.model_validate(row))
@@ -412,13 +428,16 @@ async def get_by_key(
         ),
     ] = None,
 ) -> SentimentOut:
-    """The scored row; 404 with code `pending` until the worker has scored it, `rejected` (and why) if it will not."""
+    """The scored row; 404 with code `pending` until the worker has scored it, `rejected` (and why) if it will
+    not, `superseded` when the row holds a version of the review sent after the one `version` names."""
     if "\x00" in review_key:
         raise ApiError(422, "invalid_request", "review_key must not contain NUL characters")
     accepts = _any_row if version is None else _holds(version)
     row = await wait_for_row(state, review_key, wait, accepts, as_utc(after, "after"))
     if isinstance(row, Rejection):
         raise row.api_error(review_key, 404)
+    if isinstance(row, Superseded):
+        raise row.api_error(review_key)
     if row is None:
         raise ApiError(404, "pending", f"{review_key!r} is not scored yet (or was never submitted)")
     return SentimentOut.model_validate(row)

@@ -287,6 +287,30 @@ def test_the_location_of_an_edit_is_pending_until_the_row_holds_the_edit_not_the
     assert submit_client.get(location.split("?")[0], params={"version": "nope"}).status_code == 422
 
 
+def test_the_location_of_a_version_a_later_one_replaced_says_superseded_not_pending_for_ever(
+    submit_client: TestClient, database_url: str
+) -> None:
+    """Two edits in quick succession (or one key twice in a batch): the first never becomes the row."""
+    from sqlalchemy import create_engine, pool, text
+
+    from core.db import sqlalchemy_url
+
+    first = submit_client.post("/sentiments/", json={"text": "Okay so far", "review_id": "r11"}).headers["location"]
+    insert_rows(database_url, [scored_row("user:r11", "Broke after a week")])  # the second edit, stored
+    before_its_time = submit_client.get(first)
+    engine = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)
+    with engine.begin() as conn:  # the worker stamps the row with its message's time: after the first
+        conn.execute(text("UPDATE sentiments SET kafka_timestamp = now() WHERE review_key = 'user:r11'"))
+    engine.dispose()
+    superseded = submit_client.get(f"{first}&wait=5")
+
+    assert before_its_time.json()["error"]["code"] == "pending"  # a row from before: the edit may still come
+    assert superseded.status_code == 404
+    assert superseded.json()["error"]["code"] == "superseded"
+    assert "without `version`" in superseded.json()["error"]["message"]
+    assert submit_client.get(first.split("?")[0]).json()["sentence"] == "Broke after a week"
+
+
 def test_resubmitting_a_once_rejected_review_is_not_answered_with_the_old_rejection(
     submit_client: TestClient, database_url: str
 ) -> None:
