@@ -137,10 +137,13 @@ def weights_labels(directory: Path) -> list[str] | None:
     config_file = Path(directory) / "config.json"
     if not config_file.is_file():
         return None
-    id2label = json.loads(config_file.read_text(encoding="utf-8")).get("id2label") or {}
     try:
+        config = json.loads(config_file.read_text(encoding="utf-8-sig"))
+        id2label = config.get("id2label") or {}
         labels = [str(id2label[key]) for key in sorted(id2label, key=int)]
-    except (TypeError, ValueError):
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{config_file}: invalid JSON ({exc})") from exc
+    except (AttributeError, TypeError, ValueError):  # not an object, or keys that are not indices
         return None
     return None if not labels or all(label.startswith("LABEL_") for label in labels) else labels
 
@@ -150,8 +153,13 @@ def weights_label_count(directory: Path, architecture: str) -> int | None:
     config_file = Path(directory) / ("charcnn_config.json" if architecture == "charcnn" else "config.json")
     if not config_file.is_file():
         return None
-    config = json.loads(config_file.read_text(encoding="utf-8"))
-    return int(config.get("num_labels") or len(config.get("id2label") or {})) or None
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8-sig"))
+        return int(config.get("num_labels") or len(config.get("id2label") or {})) or None
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{config_file}: invalid JSON ({exc})") from exc
+    except (AttributeError, TypeError, ValueError):  # not an object, or a count that is none
+        raise ArtifactError(f"{config_file}: not a model configuration (num_labels, id2label)") from None
 
 
 def version_of(directory: Path, card: ModelCard) -> str:

@@ -201,7 +201,15 @@ def _refuse_label_mismatch(directory: Path, card: ModelCard) -> None:
 
 # Files a tokenizer loads from; without any, ``AutoTokenizer`` built one that knows only its special
 # tokens: every word [UNK], every review the same confident score, and nothing said.
-_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "spiece.model",
+    "spm.model",
+    "tokenizer.model",
+    "sentencepiece.bpe.model",
+)
 
 
 def _refuse_missing_tokenizer(directory: Path, card: ModelCard, variant: str) -> None:

@@ -187,6 +187,9 @@ def test_labels_in_another_order_than_the_weights_or_no_tokenizer_are_artifact_e
 
     with pytest.raises(ArtifactError, match=r"config\.json's id2label"):
         load_scorer(reordered, ModelSettings(device="cpu"))
+    (reordered / "config.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(ArtifactError, match=r"config\.json: invalid JSON"):
+        load_scorer(reordered, ModelSettings(device="cpu"))
     with pytest.raises(ArtifactError, match="no tokenizer"):
         load_scorer(untokenized, ModelSettings(device="cpu", variant="fp32"))
     shipped = tmp_path / "shipped"  # the onnx-int8 variant reads tokenizer.json itself: a bare Exception
