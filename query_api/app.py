@@ -112,6 +112,9 @@ def create_app(
         openapi_tags=TAGS,
         lifespan=lifespan,
         dependencies=[Depends(check_query_parameters)],
+        # /docs is the dashboard router's, from local files; ReDoc would load from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.reviewscore = state
     install_error_handlers(app)

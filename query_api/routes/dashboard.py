@@ -7,8 +7,9 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
-from fastapi.responses import FileResponse, Response
+from fastapi import APIRouter, Query, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Row
 from starlette.types import Scope
@@ -99,6 +100,22 @@ CONTENT_SECURITY_POLICY = (
 def dashboard() -> FileResponse:
     headers = {**REVALIDATE, "Content-Security-Policy": CONTENT_SECURITY_POLICY}
     return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers=headers)
+
+
+SWAGGER_UI = "static/vendor/swagger_ui"  # relative: under a root_path the page finds them too
+
+
+@router.get("/docs", include_in_schema=False)
+def api_docs(request: Request) -> HTMLResponse:
+    """Swagger UI from this app's own static files: FastAPI's default page loads its script from
+    jsDelivr, and was blank wherever that cannot be reached (the embedded demo's machines)."""
+    return get_swagger_ui_html(
+        openapi_url=f"{request.scope.get('root_path', '')}{request.app.openapi_url}",
+        title=f"{request.app.title} - Swagger UI",
+        swagger_js_url=f"{SWAGGER_UI}/swagger-ui-bundle.js",
+        swagger_css_url=f"{SWAGGER_UI}/swagger-ui.css",
+        swagger_favicon_url=f"{SWAGGER_UI}/favicon-32x32.png",
+    )
 
 
 class DashboardAssets(StaticFiles):

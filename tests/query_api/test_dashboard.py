@@ -397,3 +397,27 @@ def _score_the_next_submission(database_url: str, kafka_settings: KafkaSettings)
     thread = threading.Thread(target=run)
     thread.start()
     return thread
+
+
+@pytest.mark.skipif(_browser_unavailable() is not None, reason=str(_browser_unavailable()))
+def test_the_api_docs_page_renders_every_endpoint_from_the_apps_own_files(readonly_database_url: str) -> None:
+    """FastAPI's page loads Swagger UI from jsDelivr: blank on a machine that cannot reach it."""
+    from playwright.sync_api import sync_playwright
+
+    with live_server(build_app(readonly_database_url)) as base_url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            requested: list[str] = []
+            page.on("request", lambda request: requested.append(request.url))
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(base_url + "/docs")
+            page.wait_for_selector("#operations-sentiments-list_sentiments_sentiments__get", timeout=15_000)
+            shown = page.eval_on_selector_all(".opblock-summary-path", "paths => paths.map(p => p.dataset.path)")
+        finally:
+            browser.close()
+
+    assert {"/sentiments/", "/sentiments/by-key/{review_key}", "/brands/trends"} <= set(shown)
+    assert errors == []
+    assert all(url.startswith(base_url) for url in requested), [u for u in requested if not u.startswith(base_url)]
