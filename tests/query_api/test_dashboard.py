@@ -8,6 +8,7 @@ import shutil
 import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,6 +48,15 @@ def _browser_unavailable() -> str | None:
     return None
 
 
+def _watch(page: Any) -> tuple[list[str], list[str]]:
+    """Every URL ``page`` requests and every error its scripts throw, as they happen."""
+    requested: list[str] = []
+    errors: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return requested, errors
+
+
 @pytest.mark.skipif(_browser_unavailable() is not None, reason=str(_browser_unavailable()))
 def test_the_dashboard_shows_charts_filters_reviews_and_a_submitted_review_once_scored(
     database_url: str, readonly_database_url: str, kafka_settings: KafkaSettings, tmp_path: Path
@@ -68,10 +78,7 @@ def test_the_dashboard_shows_charts_filters_reviews_and_a_submitted_review_once_
             # bypass_csp: wait_for_function evaluates its string in the page, which the page's
             # policy forbids; the page is also loaded under its policy below ("lonely").
             page = browser.new_page(viewport={"width": 1280, "height": 1400}, bypass_csp=True)
-            requested: list[str] = []
-            page.on("request", lambda request: requested.append(request.url))
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
+            requested, errors = _watch(page)
 
             page.goto(base_url + "/")
             page.wait_for_selector("body[data-ready=true]", timeout=15_000)
@@ -340,8 +347,7 @@ def test_the_dashboard_lists_the_brands_moving_most_and_a_click_shows_one(
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1200}, bypass_csp=True)  # wait_for_function
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
+            _, errors = _watch(page)
             page.goto(base_url + "/")
             page.wait_for_selector("#movers[data-state=loaded]", timeout=15_000)
             brands = "[...document.querySelectorAll('#movers tbody tr')].map(r => r.dataset.brand).join()"
@@ -408,10 +414,7 @@ def test_the_api_docs_page_renders_every_endpoint_from_the_apps_own_files(readon
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
-            requested: list[str] = []
-            page.on("request", lambda request: requested.append(request.url))
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
+            requested, errors = _watch(page)
             page.goto(base_url + "/docs")
             page.wait_for_selector("#operations-sentiments-list_sentiments_sentiments__get", timeout=15_000)
             shown = page.eval_on_selector_all(".opblock-summary-path", "paths => paths.map(p => p.dataset.path)")
