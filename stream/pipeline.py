@@ -101,6 +101,10 @@ class BatchProcessor:
     metrics: Metrics = field(default_factory=Metrics)
     health: Health = field(default_factory=Health)
     abandon: threading.Event = field(default_factory=threading.Event)
+    # One caller of the model at a time: with STREAM_OVERLAP_WRITES, ``complete`` (writer thread)
+    # scores an older version of a refused row while ``prepare`` scores the next batch, and a fast
+    # tokenizer used from two threads raises "Already borrowed": a good review dead-lettered.
+    _model: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def process(self, records: Sequence[Record]) -> BatchOutcome:
         return self.complete(self.prepare(records))
@@ -156,7 +160,7 @@ class BatchProcessor:
         by_key: dict[str, Parsed] = {}
         failed: list[Rejected] = []
         while items:
-            scored, refused, sub_batch_tokens = self._retry("score", partial(self._score, items))
+            scored, refused, sub_batch_tokens = self._retry("score", partial(self._score_alone, items))
             for padded in sub_batch_tokens:  # observed once, from the attempt that succeeded
                 self.metrics.batch_tokens.observe(padded)
             for item, score in scored:
@@ -172,6 +176,10 @@ class BatchProcessor:
         return rows, by_key, failed
 
     # -- scoring -------------------------------------------------------------------------------
+
+    def _score_alone(self, items: list[Parsed]) -> tuple[list[tuple[Parsed, Score]], list[Rejected], list[int]]:
+        with self._model:
+            return self._score(items)
 
     def _score(self, items: list[Parsed]) -> tuple[list[tuple[Parsed, Score]], list[Rejected], list[int]]:
         """Scores, rejections, and the padded token count of each sub-batch (for the histogram)."""

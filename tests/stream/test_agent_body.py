@@ -1,22 +1,26 @@
-"""The Faust agent's loop body: a batch is acknowledged only once stored, and a failure the pipeline
-did not foresee is retried on the same batch, never skipped.
+"""The worker's control flow between threads and batches, without a broker: the Faust agent's loop
+body acknowledges a batch only once stored and retries a failure the pipeline did not foresee on
+the same batch, never skipping it; the pipeline's two threads take turns at the model.
 
-No broker: this is the body's own control flow, with the events Faust hands it. The worker tests
-(test_worker.py) run the same body against Tansu and PostgreSQL.
+The worker tests (test_worker.py) run the same code against Tansu and PostgreSQL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
+from core.messages import ReviewMessage
+from model.base import Score
 from stream.app import handle_batch
 from stream.metrics import Health
 from stream.pipeline import BatchOutcome, BatchProcessor
 from stream.records import Record
+from tests.fixtures.stream import LexiconScorer
 
 
 @dataclass
@@ -106,3 +110,45 @@ def test_a_batch_that_keeps_failing_is_never_acknowledged_and_shutdown_ends_the_
     assert processor.seen == [[0, 1]] * 3
     assert stream.acked == []  # redelivered after the restart
     assert not processor.health.is_healthy
+
+
+@dataclass
+class _CountsCallers(LexiconScorer):
+    """Records how many threads were inside the model at once (a fast tokenizer used from two
+    raises "Already borrowed", and the review it was scoring could be dead-lettered)."""
+
+    inside: int = 0
+    most_inside: int = 0
+    guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def predict(self, texts: Sequence[str]) -> list[Score]:
+        with self.guard:
+            self.inside += 1
+            self.most_inside = max(self.most_inside, self.inside)
+        try:
+            return super().predict(texts)
+        finally:
+            with self.guard:
+                self.inside -= 1
+
+
+def test_two_threads_scoring_at_once_take_turns_at_the_model() -> None:
+    """With STREAM_OVERLAP_WRITES the writer thread scores an older version of a refused row while
+    the next batch is scored on the other thread."""
+    scorer = _CountsCallers(delay=0.05)
+    processor = BatchProcessor(
+        scorer, cast(Any, None), cast(Any, None), "reviews.dlq", 20_000, 16_384, 64, retry_initial=0.01, retry_max=0.02
+    )
+    batches = [
+        [
+            Record("reviews", 0, n, None, ReviewMessage(text=f"Good {n}", source="t").to_kafka()[1])
+            for n in range(k, k + 4)
+        ]
+        for k in (0, 100)
+    ]
+
+    with ThreadPoolExecutor(2) as pool:
+        prepared = list(pool.map(processor.prepare, batches))
+
+    assert [len(p.rows) for p in prepared] == [4, 4]
+    assert scorer.most_inside == 1
