@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 from core.config import KafkaSettings
 from stream.records import Rejected
@@ -171,26 +171,19 @@ class DeadLetter:
 
 
 ENCODINGS = frozenset({"utf-8", "base64", "none"})
-_FIELD_TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
-    # name: (accepted JSON types, null allowed)
-    "reason": ((str,), False),
-    "error": ((str,), False),
-    "topic": ((str,), False),
-    "partition": ((int,), False),
-    "offset": ((int,), False),
-    "value": ((str,), True),
-    "value_encoding": ((str,), False),
-    "key": ((str,), True),
-    "key_encoding": ((str,), False),
-    "timestamp": ((int, float), True),
-    "dead_lettered_at": ((str,), False),
-    "dlq_version": ((int,), False),
-    "value_truncated": ((bool,), False),
-    "value_bytes": ((int,), True),
-    "value_sha256": ((str,), True),
-    "key_truncated": ((bool,), False),
-    "replayed": ((bool,), False),
-}
+
+
+def _json_kinds(cls: type) -> dict[str, tuple[tuple[type, ...], bool]]:
+    """Each field's accepted JSON types and whether null is one, read off its annotation."""
+    kinds = {}
+    for name, hint in get_type_hints(cls).items():
+        members = get_args(hint) or (hint,)
+        types = tuple(t for t in members if t is not type(None))
+        kinds[name] = ((*types, int) if float in types else types, type(None) in members)
+    return kinds
+
+
+_FIELD_TYPES = _json_kinds(DeadLetter)
 
 
 def _embed(raw: bytes | None, limit: int) -> tuple[str | None, str, bool]:
