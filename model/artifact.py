@@ -131,35 +131,38 @@ def content_hash(directory: Path, card: ModelCard) -> str:
     return digest.hexdigest()
 
 
-def weights_labels(directory: Path) -> list[str] | None:
-    """The label of each output of the saved weights, in order, when their config names them
-    (``id2label`` other than the ``LABEL_0`` a config gets by default); None otherwise."""
-    config_file = Path(directory) / "config.json"
-    if not config_file.is_file():
-        return None
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8-sig"))
-        id2label = config.get("id2label") or {}
-        labels = [str(id2label[key]) for key in sorted(id2label, key=int)]
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{config_file}: invalid JSON ({exc})") from exc
-    except (AttributeError, TypeError, ValueError):  # not an object, or keys that are not indices
-        return None
-    return None if not labels or all(label.startswith("LABEL_") for label in labels) else labels
-
-
-def weights_label_count(directory: Path, architecture: str) -> int | None:
-    """How many labels the saved weights predict (their config says), or None without a config."""
+def weights_config(directory: Path, architecture: str) -> dict[str, Any] | None:
+    """The saved weights' own configuration (``config.json``, the char-CNN's file for it), or None
+    when the directory has none; ``ArtifactError`` when it is not a JSON object."""
     config_file = Path(directory) / ("charcnn_config.json" if architecture == "charcnn" else "config.json")
     if not config_file.is_file():
         return None
     try:
         config = json.loads(config_file.read_text(encoding="utf-8-sig"))
-        return int(config.get("num_labels") or len(config.get("id2label") or {})) or None
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{config_file}: invalid JSON ({exc})") from exc
-    except (AttributeError, TypeError, ValueError):  # not an object, or a count that is none
-        raise ArtifactError(f"{config_file}: not a model configuration (num_labels, id2label)") from None
+    if not isinstance(config, dict):
+        raise ArtifactError(f"{config_file}: not a model configuration (a JSON {type(config).__name__})")
+    return config
+
+
+def weights_labels(config: dict[str, Any]) -> list[str] | None:
+    """The label of each output of the weights, in order, when ``config`` names them (``id2label``
+    other than the ``LABEL_0`` a config gets by default); None otherwise."""
+    id2label = config.get("id2label") or {}
+    try:
+        labels = [str(id2label[key]) for key in sorted(id2label, key=int)]
+    except (AttributeError, TypeError, ValueError):  # not a mapping, or keys that are not indices
+        return None
+    return None if not labels or all(label.startswith("LABEL_") for label in labels) else labels
+
+
+def weights_label_count(config: dict[str, Any]) -> int | None:
+    """How many labels weights of this ``config`` predict, or None when it does not say."""
+    try:
+        return int(config.get("num_labels") or len(config.get("id2label") or {})) or None
+    except (TypeError, ValueError):
+        return None
 
 
 def version_of(directory: Path, card: ModelCard) -> str:

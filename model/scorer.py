@@ -25,6 +25,7 @@ from model.artifact import (
     ModelCard,
     read_card,
     version_of,
+    weights_config,
     weights_label_count,
     weights_labels,
 )
@@ -189,12 +190,13 @@ def _refuse_label_mismatch(directory: Path, card: ModelCard) -> None:
             f"{directory}: labels {card.labels}; a scorer's are {', '.join(LABELS_3)} (positive among them, "
             "which the score is the probability of): rename the card's labels or train with a known scheme"
         )
-    count = weights_label_count(directory, card.architecture)
+    config = weights_config(directory, card.architecture) or {}
+    count = weights_label_count(config)
     if count is not None and count != len(card.labels):
         raise ArtifactError(
             f"{directory}: the card lists {len(card.labels)} labels {card.labels}, the weights have {count}"
         )
-    named = weights_labels(directory) if card.architecture == "transformer" else None
+    named = weights_labels(config) if card.architecture == "transformer" else None
     if named is not None and named != card.labels:  # every score under another label's name
         raise ArtifactError(f"{directory}: the card lists labels {card.labels}, config.json's id2label {named}")
 

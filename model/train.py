@@ -25,7 +25,15 @@ from typing import Any, Literal, Protocol, get_args
 import numpy as np
 import torch
 
-from model.artifact import CARD_FILE, FP32_FILE, ModelCard, read_card, weights_label_count, write_card
+from model.artifact import (
+    CARD_FILE,
+    FP32_FILE,
+    ModelCard,
+    read_card,
+    weights_config,
+    weights_label_count,
+    write_card,
+)
 from model.data import (
     SCHEMES,
     DataSource,
@@ -549,7 +557,7 @@ def _refuse_other_settings(output: Path, args: TrainArgs, labels: list[str]) -> 
             trained["pooling"], asked["pooling"] = card.training["pooling"], args.pooling
     else:  # a run stopped before its card was written: what its files say
         architecture = "charcnn" if (output / "charcnn_config.json").is_file() else "transformer"
-        count = weights_label_count(output, architecture) or len(labels)
+        count = weights_label_count(weights_config(output, architecture) or {}) or len(labels)
         trained = {"architecture": architecture, "number of labels": count}
         asked = {"architecture": args.architecture, "number of labels": len(labels)}
     differ = [f"{name} {trained[name]!r} (asked: {asked[name]!r})" for name in trained if trained[name] != asked[name]]
