@@ -72,11 +72,10 @@ def _card_problems(data: dict[str, Any]) -> list[str]:
         problems.append(f"labels {labels!r} are not a list of names")
     elif len(set(labels)) != len(labels) or len(labels) < 2:
         problems.append(f"labels {labels} are not two or more different names")
-    number = (int, float)
     max_length, temperature = data["max_length"], data.get("temperature", 1.0)
     if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
         problems.append(f"max_length {max_length!r} is not a positive integer")
-    if isinstance(temperature, bool) or not isinstance(temperature, number) or not 0 < temperature < float("inf"):
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
         problems.append(f"temperature {temperature!r} is not a positive number")
     return problems
 

@@ -89,13 +89,18 @@ LimitQuery = Annotated[
 ]
 
 
+def _limit_over(maximum: int) -> ApiError:
+    """A limit over a maximum the settings lowered, located like the schema's own refusals."""
+    most = f"limit must be at most {maximum}"
+    return ApiError(
+        422, "invalid_request", most, [FieldError(loc=["query", "limit"], msg=most, type="less_than_equal")]
+    )
+
+
 def _page_limit(state: StateDep, limit: int | None) -> int:
     chosen = limit or state.api.page_limit_default
     if chosen > state.api.page_limit_max:
-        most = f"limit must be at most {state.api.page_limit_max}"
-        raise ApiError(
-            422, "invalid_request", most, [FieldError(loc=["query", "limit"], msg=most, type="less_than_equal")]
-        )
+        raise _limit_over(state.api.page_limit_max)
     return chosen
 
 
@@ -344,10 +349,7 @@ def export_sentiments(
     if state.engine is None:
         raise ApiError(503, "database_unavailable", "the API has no database connection")
     if limit is not None and limit > state.api.export_max_rows:
-        most = f"limit must be at most {state.api.export_max_rows}"
-        raise ApiError(
-            422, "invalid_request", most, [FieldError(loc=["query", "limit"], msg=most, type="less_than_equal")]
-        )
+        raise _limit_over(state.api.export_max_rows)
     try:
         fmt = negotiate_format(format, accept)
     except NotAcceptableError as exc:

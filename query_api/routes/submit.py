@@ -176,6 +176,9 @@ def _database_now(state: AppState) -> datetime:
 _SERVED = {name: column for name, column in REVIEW_COLUMNS.items() if column in PUBLIC_FIELDS}
 
 
+VERSION_HEX = 16  # 64 bits: a version tells apart edits of one review, not every review there is
+
+
 def review_version(message: ReviewMessage) -> str:
     """What a stored row must hold to be this very submission, as the Location's ``version``.
 
@@ -191,9 +194,6 @@ def _fingerprint(values: Iterable[Any]) -> str:
 
     served = json.dumps([plain(value) for value in values], ensure_ascii=False)
     return hashlib.sha256(served.encode("utf-8", "surrogatepass")).hexdigest()[:VERSION_HEX]
-
-
-VERSION_HEX = 16
 
 
 def _holds(version: str) -> Callable[[Row[Any]], bool]:
