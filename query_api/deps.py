@@ -1,21 +1,25 @@
-"""Request dependencies: the per-app state the lifespan built, and a read-only session per request."""
+"""Request dependencies: the per-app state the lifespan built; reads on a pooled read-only connection."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from sqlalchemy import Connection, Engine
+from starlette.concurrency import run_in_threadpool
 
 from core.config import ApiSettings, KafkaSettings
 from query_api.errors import ApiError, FieldError
 from query_api.metrics import ApiMetrics
 from query_api.publisher import Publisher
 from query_api.submit_guard import RateLimiter
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -97,8 +101,9 @@ def _query_names(route: APIRoute) -> frozenset[str]:
     return frozenset(names)
 
 
-def get_session(state: StateDep) -> Iterator[Connection]:
-    """The request's database session: a Core connection on the SELECT-only, read-only engine.
+@contextmanager
+def connection_of(state: AppState) -> Iterator[Connection]:
+    """A Core connection on the SELECT-only, read-only engine; 503 when the API has none.
 
     A Core connection rather than an ORM ``Session``: the API runs Core SELECTs only, and the ORM
     execution path cost ~1 ms of CPU per request (measured, query_api/README.md).
@@ -109,11 +114,24 @@ def get_session(state: StateDep) -> Iterator[Connection]:
         yield connection
 
 
+def _on_connection(state: AppState, work: Callable[[Connection], T]) -> T:
+    with connection_of(state) as connection:
+        return work(connection)
+
+
+async def read(state: AppState, work: Callable[[Connection], T]) -> T:
+    """``work`` on one pooled read-only connection, in one hop to the thread pool.
+
+    The read routes are async and call this instead of taking a connection as a dependency: FastAPI
+    enters and leaves a generator dependency in the thread pool and runs a sync route body there
+    too, three hops of ~0.15 ms of CPU each, which were half of what a request by id cost
+    (query_api/README.md, "Thread-pool hops").
+    """
+    return await run_in_threadpool(_on_connection, state, work)
+
+
 def require_publisher(state: AppState) -> Publisher:
     if state.publisher is None:
         reason = state.publisher_error or "no broker configured"
         raise ApiError(503, "broker_unavailable", f"submissions are disabled: {reason}")
     return state.publisher
-
-
-SessionDep = Annotated[Connection, Depends(get_session)]

@@ -172,7 +172,9 @@ def export_chunks(
     with an empty body (the status line is gone once streaming starts).
     """
     with engine.connect() as conn:
-        result = conn.execution_options(stream_results=True, max_row_buffer=chunk_rows).execute(statement)
+        # A server-side cursor lives in a transaction; the API's engine runs its reads in autocommit.
+        options = {"isolation_level": "READ COMMITTED", "stream_results": True, "max_row_buffer": chunk_rows}
+        result = conn.execution_options(**options).execute(statement)
         yield b""
         if fmt == "csv":
             yield encode_csv([], header=True).encode()

@@ -8,7 +8,7 @@ FastAPI dependency that documents and validates the query parameters once for ev
 from __future__ import annotations
 
 import hashlib
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -57,10 +57,12 @@ class Filters:
         cursor issued before an upgrade (or by a replica not yet upgraded) stays valid for the
         same request.
         """
-        values = astuple(self)
+        values = tuple(getattr(self, name) for name in _FILTER_NAMES)  # astuple deep-copied each value
         width = next(n for n in _RELEASED_WIDTHS if all(v is None for v in values[n:]))
         return hashlib.sha256(repr(values[:width]).encode()).hexdigest()[:12]
 
+
+_FILTER_NAMES = tuple(field.name for field in fields(Filters))
 
 # How many filters each release fingerprinted: brand … q; then the publication range; then the
 # star ratings, the model version and the language. A new filter goes at the end, with a new width here.

@@ -16,7 +16,7 @@ from starlette.types import Scope
 
 from core.schema import LABELS
 from query_api.charts import Point, StarRow, labels_svg, stars_svg, timeline_svg
-from query_api.deps import SessionDep, StateDep
+from query_api.deps import StateDep, read
 from query_api.errors import ApiError, responses
 from query_api.filters import Filters, FiltersDep
 from query_api.queries import Bucket, TimeField, stats_statement
@@ -135,8 +135,7 @@ class DashboardAssets(StaticFiles):
     responses={200: {"content": {SVG: {"example": "<svg ...>...</svg>"}}}, **responses(400, 422, 503)},
     summary="Sentiment-over-time chart",
 )
-def timeline_chart(
-    session: SessionDep,
+async def timeline_chart(
     state: StateDep,
     filters: FiltersDep,
     bucket: Annotated[Bucket, Query(description="Time bucket of each bar.", examples=["day"])] = "day",
@@ -145,7 +144,8 @@ def timeline_chart(
     ] = "created_on",
 ) -> Response:
     """Mean sentiment per bucket over the review counts, as SVG."""
-    rows = session.execute(stats_statement(filters, None, bucket, time_field, state.api.stats_max_rows)).all()
+    statement = stats_statement(filters, None, bucket, time_field, state.api.stats_max_rows)
+    rows = await read(state, lambda connection: connection.execute(statement).all())
     if len(rows) > state.api.stats_max_rows:
         raise ApiError(400, "too_many_rows", "too many buckets: use a coarser bucket or narrower filters")
     points = [Point(row.bucket, row.n, float(row.mean_score)) for row in rows]
@@ -175,13 +175,14 @@ def _label_counts(row: Row[Any]) -> dict[str, int]:
     responses={200: {"content": {SVG: {"example": "<svg ...>...</svg>"}}}, **responses(422, 503)},
     summary="Label distribution chart",
 )
-def labels_chart(
-    session: SessionDep,
+async def labels_chart(
+    state: StateDep,
     filters: FiltersDep,
     time_field: CountedTimeField = "created_on",
 ) -> Response:
     """Reviews per predicted label, as SVG."""
-    row = session.execute(stats_statement(filters, None, None, time_field, 1)).first()
+    statement = stats_statement(filters, None, None, time_field, 1)
+    row = await read(state, lambda connection: connection.execute(statement).first())
     counts = _label_counts(row) if row is not None else dict.fromkeys(LABELS, 0)
     return _svg_response(labels_svg(counts, "Labels", subtitle=describe_filters(filters)))
 
@@ -192,13 +193,14 @@ def labels_chart(
     responses={200: {"content": {SVG: {"example": "<svg ...>...</svg>"}}}, **responses(422, 503)},
     summary="Text against stars chart",
 )
-def stars_chart(
-    session: SessionDep,
+async def stars_chart(
+    state: StateDep,
     filters: FiltersDep,
     time_field: CountedTimeField = "created_on",
 ) -> Response:
     """Per star rating the reviewers gave, the labels the model read in their text, as SVG."""
-    rows = session.execute(stats_statement(filters, "rating", None, time_field, 6)).all()
+    statement = stats_statement(filters, "rating", None, time_field, 6)
+    rows = await read(state, lambda connection: connection.execute(statement).all())
     star_rows = [
         StarRow(
             int(row.group) if row.group is not None else None,

@@ -19,8 +19,8 @@ router = APIRouter(tags=[OPERATIONS_TAG])
 
 
 @router.get("/healthz", response_model=Health, responses=responses(), summary="Liveness")
-def healthz() -> Health:
-    """The process answers; says nothing about its dependencies."""
+async def healthz() -> Health:
+    """The process answers; says nothing about its dependencies (async: no thread-pool hop for a probe)."""
     return Health(status="ok")
 
 

@@ -15,7 +15,7 @@ from core.config.api import PAGE_LIMIT_BOUND
 from core.iso_time import IsoDateTime
 from query_api import trends
 from query_api.cursor import SORTS, Cursor, CursorError, Sort, decode_cursor, encode_cursor, is_time_sort
-from query_api.deps import SessionDep, StateDep
+from query_api.deps import StateDep, read
 from query_api.errors import ApiError, FieldError, responses
 from query_api.export import (
     MEDIA_TYPES,
@@ -110,8 +110,7 @@ def _cursor_after(row: Row[Any], sort: Sort, filters_digest: str) -> str:
 
 
 @router.get("/sentiments/", response_model=Page, responses=responses(400, 422, 503), summary="List scored reviews")
-def list_sentiments(
-    session: SessionDep,
+async def list_sentiments(
     state: StateDep,
     filters: FiltersDep,
     sort: SortQuery = "newest",
@@ -127,18 +126,19 @@ def list_sentiments(
     except CursorError as exc:
         raise ApiError(400, "invalid_cursor", str(exc)) from exc
     statement, params = list_query(filters, sort, after, size)
-    rows = session.execute(statement, params).all()
+    rows = await read(state, lambda connection: connection.execute(statement, params).all())
     more = len(rows) > size
     rows = rows[:size]
     next_cursor = _cursor_after(rows[-1], sort, digest) if more else None
-    # From dicts: a third of the cost of reading each Row's attributes (0.45 against 1.2 ms a page).
-    items = [SentimentOut.model_validate(row._asdict()) for row in rows]
+    # From dicts: a third of the cost of reading each Row's attributes (0.45 against 1.2 ms a page),
+    # zipped with names read once (Row._asdict looks its names up again for every row).
+    names = rows[0]._fields if rows else ()
+    items = [SentimentOut.model_validate(dict(zip(names, row, strict=True))) for row in rows]
     return ModelResponse(Page(items=items, next_cursor=next_cursor, limit=size))
 
 
 @router.get("/sentiments/stats", response_model=Stats, responses=responses(400, 422, 503), summary="Aggregate scores")
-def sentiment_stats(
-    session: SessionDep,
+async def sentiment_stats(
     state: StateDep,
     filters: FiltersDep,
     group_by: Annotated[
@@ -169,7 +169,7 @@ def sentiment_stats(
 ) -> ModelResponse:
     """Count, mean score and label distribution per (bucket, group)."""
     statement = stats_statement(filters, group_by, bucket, time_field, state.api.stats_max_rows)
-    rows = session.execute(statement).all()
+    rows = await read(state, lambda connection: connection.execute(statement).all())
     if len(rows) > state.api.stats_max_rows:
         raise ApiError(
             400, "too_many_rows", f"more than {state.api.stats_max_rows} rows: use a coarser bucket or narrower filters"
@@ -194,8 +194,8 @@ def sentiment_stats(
 
 
 @router.get("/brands", response_model=list[BrandOut], responses=responses(422, 503), summary="Brands")
-def list_brands(
-    session: SessionDep,
+async def list_brands(
+    state: StateDep,
     filters: FiltersDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="Most brands returned.", examples=[100])] = 100,
     name_contains: Annotated[
@@ -212,7 +212,8 @@ def list_brands(
     ] = None,
 ) -> ModelResponse:
     """Brands with their review counts and mean score, most reviewed first."""
-    rows = session.execute(brands_statement(filters, limit, name_contains)).all()
+    statement = brands_statement(filters, limit, name_contains)
+    rows = await read(state, lambda connection: connection.execute(statement).all())
     return ModelResponse(
         BrandList([BrandOut(brand=row.brand, count=row.n, mean_score=float(row.mean_score)) for row in rows])
     )
@@ -235,8 +236,8 @@ def _refuse_time_ranges(filters: Filters) -> None:
 @router.get(
     "/brands/trends", response_model=Trends, responses=responses(422, 503), summary="Brands whose sentiment moved"
 )
-def brand_trends(
-    session: SessionDep,
+async def brand_trends(
+    state: StateDep,
     filters: FiltersDep,
     days: Annotated[
         int,
@@ -293,9 +294,8 @@ def brand_trends(
     except OverflowError:
         problem = FieldError(loc=["query", "end"], msg="the windows would start before year 1", type="range")
         raise ApiError(422, "invalid_request", "end is too early for these days", [problem]) from None
-    brands = trends.brand_trends(
-        session.execute(trends_statement(filters, windows, time_field, min_count, order, limit))
-    )
+    statement = trends_statement(filters, windows, time_field, min_count, order, limit)
+    brands = await read(state, lambda connection: trends.brand_trends(connection.execute(statement)))
     return ModelResponse(trends.answer(windows, days, time_field, min_count, order, brands))
 
 
@@ -370,12 +370,12 @@ def export_sentiments(
     responses=responses(404, 422, 503),
     summary="One review",
 )
-def get_sentiment(
-    session: SessionDep,
+async def get_sentiment(
+    state: StateDep,
     sentiment_id: Annotated[int, Path(ge=1, le=MAX_ID, description="Row id.", examples=[42])],
 ) -> ModelResponse:
     """One scored review by id; 404 `not_found` when there is none."""
-    row = session.execute(BY_ID, {"row_id": sentiment_id}).first()
+    row = await read(state, lambda connection: connection.execute(BY_ID, {"row_id": sentiment_id}).first())
     if row is None:
         raise ApiError(404, "not_found", f"no sentiment with id {sentiment_id}")
     return ModelResponse(SentimentOut.model_validate(row))

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from core.iso_time import IsoDateTime
 from core.messages import REVIEW_COLUMNS, ReviewMessage
-from query_api.deps import AppState, StateDep, require_publisher
+from query_api.deps import AppState, StateDep, connection_of, require_publisher
 from query_api.errors import DATABASE_DOWN, ApiError, FieldError, responses, validation_details
 from query_api.filters import as_utc
 from query_api.key_gate import unauthorized
@@ -150,9 +150,7 @@ def _lookup(state: AppState, key: str, accepts_row: Callable[[Row[Any]], bool], 
 
     The rejection is only read when the row does not settle it: the common lookup is one query.
     """
-    if state.engine is None:
-        raise ApiError(503, "database_unavailable", "the API has no database connection")
-    with state.engine.connect() as connection:
+    with connection_of(state) as connection:
         row = connection.execute(BY_KEY, {"review_key": key}).first()
         if row is not None and accepts_row(row):
             return row
@@ -165,9 +163,7 @@ def _lookup(state: AppState, key: str, accepts_row: Callable[[Row[Any]], bool], 
 
 
 def _database_now(state: AppState) -> datetime:
-    if state.engine is None:
-        raise ApiError(503, "database_unavailable", "the API has no database connection")
-    with state.engine.connect() as connection:
+    with connection_of(state) as connection:
         now: datetime = connection.execute(select(func.now())).scalar_one()
     return now
 

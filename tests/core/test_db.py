@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from core.config import DatabaseSettings
 from core.db import make_engine
@@ -30,3 +32,20 @@ def test_options_in_the_url_are_kept_beside_the_engines_own(database_url: str) -
         "statement_timeout": "1234ms",
         "default_transaction_read_only": "on",
     }
+
+
+def test_a_read_only_engine_holds_no_transaction_open_between_statements(database_url: str) -> None:
+    """Each read is its own transaction: no BEGIN and ROLLBACK round trips around it, and a pooled
+    connection is never left idle in a transaction."""
+    engine = make_engine(DatabaseSettings(url=database_url), read_only=True)
+    admin = make_engine(DatabaseSettings(url=database_url))
+    try:
+        with engine.connect() as reader, admin.connect() as watcher:
+            pid = reader.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            state = watcher.execute(text("SELECT state FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid})
+            assert state.scalar_one() == "idle"
+            with pytest.raises(DBAPIError, match="read-only transaction"):
+                reader.execute(text("CREATE TABLE written (id int)"))
+    finally:
+        engine.dispose()
+        admin.dispose()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, pool, text
+from sqlalchemy import Engine, create_engine, pool, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -278,3 +281,48 @@ def test_answers_do_not_depend_on_the_database_servers_time_zone(database_url: s
     assert stats.status_code == 200
     assert stats.json()["rows"][0]["bucket"].startswith("0001-01-01T00:00:00")
     assert len(exported.text.splitlines()) == 1
+
+
+def test_a_read_waiting_on_the_database_does_not_hold_up_other_requests(seeded_api: Seeded) -> None:
+    """The read routes are async and send their query to the thread pool: a query run on the event
+    loop would stall every request of the process behind the slowest one."""
+    admin = create_engine(sqlalchemy_url(seeded_api.database_url), poolclass=pool.NullPool)
+    row_id = seeded_api.rows[0]["id"]
+    with TestClient(build_app(seeded_api.readonly_url)) as client, ThreadPoolExecutor(1) as background:
+        with admin.connect() as locker:
+            locker.execute(text("LOCK TABLE sentiments IN ACCESS EXCLUSIVE MODE"))  # every SELECT waits
+            blocked = background.submit(client.get, f"/sentiments/{row_id}")
+            _wait_for_a_backend_waiting_on_a_lock(admin)
+            started = time.monotonic()
+            health = client.get("/healthz")
+            answered_in = time.monotonic() - started
+            assert not blocked.done()
+            locker.rollback()  # the lock goes; the read goes through
+        answer = blocked.result(timeout=30)
+    admin.dispose()
+
+    assert health.status_code == 200
+    assert answered_in < 2
+    assert answer.status_code == 200
+    assert answer.json()["id"] == row_id
+
+
+def _wait_for_a_backend_waiting_on_a_lock(admin: Engine) -> None:
+    deadline = time.monotonic() + 10
+    with admin.connect() as conn:
+        while time.monotonic() < deadline:
+            waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            if conn.execute(text(waiting)).scalar_one():
+                return
+            conn.rollback()  # pg_stat_activity holds still within a transaction
+            time.sleep(0.05)
+    raise AssertionError("the read never reached the database")
+
+
+def test_the_app_keeps_its_start_up_heap_out_of_full_collections_while_it_serves(seeded_api: Seeded) -> None:
+    """A full collection walked the ~130k objects start-up built, stalling every request for ~80 ms."""
+    with TestClient(build_app(seeded_api.readonly_url)) as client:
+        assert client.get("/healthz").status_code == 200
+        frozen = gc.get_freeze_count()
+    assert frozen > 10_000
+    assert gc.get_freeze_count() == 0  # stopped: whatever it built is collectable again
