@@ -17,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, pool, text
 
+from core.config import ApiSettings, DatabaseSettings, KafkaSettings
 from core.db import sqlalchemy_url
 from query_api.export import encode_ndjson, export_chunks
 from query_api.filters import Filters
@@ -242,3 +243,18 @@ def test_exporting_more_rows_does_not_take_more_memory(database_url: str, readon
     assert large_size > 6 * small_size
     assert large_peak < large_size / 2, f"peak {large_peak} for an export of {large_size} bytes"
     assert large_peak < 1.5 * small_peak, "memory must not grow with the size of the export"
+
+
+def test_the_connection_an_export_used_reads_in_autocommit_again(seeded_api: Seeded) -> None:
+    """The export asks for a transaction (its server-side cursor needs one) on an engine that reads
+    in autocommit; the pooled connection goes back to reading without BEGIN and ROLLBACK."""
+    from query_api.app import create_app
+
+    database = DatabaseSettings(readonly_url=seeded_api.readonly_url, pool_size=1, max_overflow=0)
+    app = create_app(ApiSettings(), database, KafkaSettings())
+    with TestClient(app) as client:
+        assert client.get("/sentiments/export?limit=5").status_code == 200
+        with app.state.reviewscore.engine.connect() as reused:  # the pool's only connection
+            autocommit = reused.connection.dbapi_connection.autocommit
+
+    assert autocommit is True
