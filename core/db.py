@@ -34,8 +34,8 @@ def make_engine(
 
     A ``read_only`` engine also runs in autocommit: a read is one statement, and the BEGIN and the
     ROLLBACK around it were two more round trips (a quarter of PostgreSQL's CPU for a row by id).
-    A caller that needs a transaction (a server-side cursor, one snapshot over several statements)
-    asks for it with ``connection.execution_options(isolation_level=...)``.
+    A caller that needs a transaction asks for one with ``connection.execution_options(isolation_level=...)``:
+    READ COMMITTED for a server-side cursor, REPEATABLE READ for one snapshot over several statements.
 
     ``pre_ping`` tests each connection with a round trip at checkout, so a database restart costs
     no failed call; a latency-bound reader may turn it off, and then the calls that hold a

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -145,13 +146,16 @@ async def timeline_chart(
 ) -> Response:
     """Mean sentiment per bucket over the review counts, as SVG."""
     statement = stats_statement(filters, None, bucket, time_field, state.api.stats_max_rows)
-    rows = await read(state, lambda connection: connection.execute(statement).all())
-    if len(rows) > state.api.stats_max_rows:
-        raise ApiError(400, "too_many_rows", "too many buckets: use a coarser bucket or narrower filters")
-    points = [Point(row.bucket, row.n, float(row.mean_score)) for row in rows]
-    return _svg_response(
-        timeline_svg(points, f"Mean sentiment per {bucket}", bucket, subtitle=describe_filters(filters))
-    )
+
+    def chart(rows: Sequence[Row[Any]]) -> Response:
+        if len(rows) > state.api.stats_max_rows:
+            raise ApiError(400, "too_many_rows", "too many buckets: use a coarser bucket or narrower filters")
+        points = [Point(row.bucket, row.n, float(row.mean_score)) for row in rows]
+        return _svg_response(
+            timeline_svg(points, f"Mean sentiment per {bucket}", bucket, subtitle=describe_filters(filters))
+        )
+
+    return await read(state, lambda connection: connection.execute(statement).all(), chart)
 
 
 # The charts that count reviews (no time axis) count what the timeline counts for the same view.
@@ -182,9 +186,12 @@ async def labels_chart(
 ) -> Response:
     """Reviews per predicted label, as SVG."""
     statement = stats_statement(filters, None, None, time_field, 1)
-    row = await read(state, lambda connection: connection.execute(statement).first())
-    counts = _label_counts(row) if row is not None else dict.fromkeys(LABELS, 0)
-    return _svg_response(labels_svg(counts, "Labels", subtitle=describe_filters(filters)))
+
+    def chart(row: Row[Any] | None) -> Response:
+        counts = _label_counts(row) if row is not None else dict.fromkeys(LABELS, 0)
+        return _svg_response(labels_svg(counts, "Labels", subtitle=describe_filters(filters)))
+
+    return await read(state, lambda connection: connection.execute(statement).first(), chart)
 
 
 @router.get(
@@ -200,13 +207,16 @@ async def stars_chart(
 ) -> Response:
     """Per star rating the reviewers gave, the labels the model read in their text, as SVG."""
     statement = stats_statement(filters, "rating", None, time_field, 6)
-    rows = await read(state, lambda connection: connection.execute(statement).all())
-    star_rows = [
-        StarRow(
-            int(row.group) if row.group is not None else None,
-            _label_counts(row),
-            float(row.mean_score),
-        )
-        for row in rows
-    ]
-    return _svg_response(stars_svg(star_rows, "Text against stars", subtitle=describe_filters(filters)))
+
+    def chart(rows: Sequence[Row[Any]]) -> Response:
+        star_rows = [
+            StarRow(
+                int(row.group) if row.group is not None else None,
+                _label_counts(row),
+                float(row.mean_score),
+            )
+            for row in rows
+        ]
+        return _svg_response(stars_svg(star_rows, "Text against stars", subtitle=describe_filters(filters)))
+
+    return await read(state, lambda connection: connection.execute(statement).all(), chart)

@@ -311,7 +311,10 @@ def _wait_for_a_backend_waiting_on_a_lock(admin: Engine) -> None:
     deadline = time.monotonic() + 10
     with admin.connect() as conn:
         while time.monotonic() < deadline:
-            waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            waiting = (
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database() AND application_name = 'reviewscore-api'"
+            )
             if conn.execute(text(waiting)).scalar_one():
                 return
             conn.rollback()  # pg_stat_activity holds still within a transaction
