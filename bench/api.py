@@ -1,6 +1,7 @@
 """Query API benchmark: 1,000,000 seeded rows, 32 concurrent clients, p50/p99 per query kind.
 
     python bench/api.py [--rows 1000000] [--clients 32] [--requests 2000] [--workers 2] [--explain]
+    python bench/api.py --in-process [--requests 2000] [--only TEXT]   # CPU per request, app alone
 
 Uses ``BENCH_DATABASE_URL`` (a server where it may create the database ``rs_bench``) or else an
 embedded PostgreSQL under ``.reviewscore/bench-pg``. Seeds with COPY (indexes dropped first and
@@ -336,6 +337,61 @@ async def load(
     return latencies, time.perf_counter() - wall
 
 
+async def in_process_costs(url: str, reader: str, kinds: dict[str, Callable[[int], str]], requests: int) -> None:
+    """Each query's cost to the app alone: the ASGI app called in this process, one request at a
+    time, no socket, no HTTP parsing, no client. The CPU time is this process's (the thread pool's
+    included, PostgreSQL's not): a figure that holds still from run to run where the 32-client
+    latencies swing by ±15%, for telling what a change to the request path costs."""
+    os.environ.update(DATABASE_URL=url, DATABASE_READONLY_URL=reader)
+    os.environ.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    from query_api.app import create_app
+
+    app = create_app()
+
+    async def call(path_and_query: str) -> int:
+        path, _, query = path_and_query.partition("?")
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": query.encode(),
+            "root_path": "",
+            "headers": [(b"host", b"bench")],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80),
+        }
+        statuses: list[int] = []
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, object]) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(int(str(message["status"])))
+
+        await app(scope, receive, send)
+        return statuses[0]
+
+    print(f"\nin process, one request at a time, {requests} requests per query")
+    print(f"{'query':40} {'CPU ms':>8} {'wall ms':>8}")
+    async with app.router.lifespan_context(app):
+        for name, make_path in kinds.items():
+            count = max(10, requests // 10) if name.endswith("*") else requests
+            for i in range(min(100, count)):  # warm-up: statements prepared, pool filled
+                await call(make_path(i))
+            cpu, wall = time.process_time(), time.perf_counter()
+            for i in range(count):
+                status = await call(make_path(i))
+                if status != 200:
+                    raise RuntimeError(f"{name}: {status}")
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            print(f"{name:40} {1000 * cpu / count:8.3f} {1000 * wall / count:8.3f}")
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
@@ -349,6 +405,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--only", help="run only the queries whose name contains this text (and no export)")
     parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE of the main queries")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="instead of the load: each query's CPU per request in the app alone (ASGI called directly, no socket)",
+    )
     args = parser.parse_args()
 
     with ExitStack() as stack:
@@ -363,8 +424,6 @@ def main() -> None:
             max_id = conn.execute(text("SELECT max(id) FROM sentiments")).scalar_one()
             deep = conn.execute(text(DEEP_SQL), {"n": args.rows * 9 // 10}).one()
         engine.dispose()
-        bases = start_servers(url, reader, args.workers, stack)
-        base = bases[0]
         deep_cursor = encode_cursor(Cursor("newest", deep.created_on, deep.id, Filters().digest()))
         rng = random.Random(3)
         since, until = START.isoformat(), END.isoformat()
@@ -403,6 +462,12 @@ def main() -> None:
                 "+", "%2B"
             ),
         }
+        if args.in_process:
+            kinds = {name: path for name, path in kinds.items() if not args.only or args.only in name}
+            asyncio.run(in_process_costs(url, reader, kinds, args.requests))
+            return
+        bases = start_servers(url, reader, args.workers, stack)
+        base = bases[0]
         print(
             f"\n{args.rows:,} rows, {args.clients} concurrent clients, {args.requests} requests per query, "
             f"{args.workers} single-worker uvicorn servers (clients spread evenly), "
