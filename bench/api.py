@@ -342,11 +342,13 @@ async def in_process_costs(url: str, reader: str, kinds: dict[str, Callable[[int
     time, no socket, no HTTP parsing, no client. The CPU time is this process's (the thread pool's
     included, PostgreSQL's not): a figure that holds still from run to run where the 32-client
     latencies swing by ±15%, for telling what a change to the request path costs."""
-    os.environ.update(DATABASE_URL=url, DATABASE_READONLY_URL=reader)
-    os.environ.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    from core.config import ApiSettings, DatabaseSettings, KafkaSettings
     from query_api.app import create_app
 
-    app = create_app()
+    # Reads only: no broker, as the served runs have none.
+    app = create_app(
+        ApiSettings(), DatabaseSettings(url=url, readonly_url=reader), KafkaSettings(bootstrap_servers=None)
+    )
 
     async def call(path_and_query: str) -> int:
         path, _, query = path_and_query.partition("?")

@@ -102,16 +102,21 @@ def _query_names(route: APIRoute) -> frozenset[str]:
     return frozenset(names)
 
 
+def engine_of(state: AppState) -> Engine:
+    """The SELECT-only, read-only engine; 503 when the API has none."""
+    if state.engine is None:
+        raise ApiError(503, "database_unavailable", "the API has no database connection")
+    return state.engine
+
+
 @contextmanager
 def connection_of(state: AppState) -> Iterator[Connection]:
-    """A Core connection on the SELECT-only, read-only engine; 503 when the API has none.
+    """A Core connection on the read-only engine (``engine_of``).
 
     A Core connection rather than an ORM ``Session``: the API runs Core SELECTs only, and the ORM
     execution path cost ~1 ms of CPU per request (measured, query_api/README.md).
     """
-    if state.engine is None:
-        raise ApiError(503, "database_unavailable", "the API has no database connection")
-    with state.engine.connect() as connection:
+    with engine_of(state).connect() as connection:
         yield connection
 
 

@@ -16,7 +16,7 @@ from core.config.api import PAGE_LIMIT_BOUND
 from core.iso_time import IsoDateTime
 from query_api import trends
 from query_api.cursor import SORTS, Cursor, CursorError, Sort, decode_cursor, encode_cursor, is_time_sort
-from query_api.deps import StateDep, read
+from query_api.deps import StateDep, engine_of, read
 from query_api.errors import ApiError, FieldError, responses
 from query_api.export import (
     MEDIA_TYPES,
@@ -368,8 +368,6 @@ def export_sentiments(
     ] = None,
 ) -> ExportResponse:
     """Every row matching the filters, streamed chunk by chunk (memory stays flat)."""
-    if state.engine is None:
-        raise ApiError(503, "database_unavailable", "the API has no database connection")
     if limit is not None and limit > state.api.export_max_rows:
         raise _limit_over(state.api.export_max_rows)
     try:
@@ -377,7 +375,7 @@ def export_sentiments(
     except NotAcceptableError as exc:
         raise ApiError(406, "not_acceptable", str(exc), headers={"Vary": "Accept"}) from None  # as the 200s
     statement = export_statement(filters, limit)
-    chunks = export_chunks(state.engine, statement, fmt, state.api.export_chunk_rows, escape_formulas)
+    chunks = export_chunks(engine_of(state), statement, fmt, state.api.export_chunk_rows, escape_formulas)
     next(chunks)  # connect and send the statement now: a failure is still a proper error status
     extension = "csv" if fmt == "csv" else "ndjson"
     headers = {"Content-Disposition": f'attachment; filename="sentiments.{extension}"', "Vary": "Accept"}
