@@ -1,6 +1,7 @@
 """Query API benchmark: 1,000,000 seeded rows, 32 concurrent clients, p50/p99 per query kind.
 
     python bench/api.py [--rows 1000000] [--clients 32] [--requests 2000] [--workers 2] [--explain]
+                        [--cache both|on|off] [--write-every SECONDS]
     python bench/api.py --in-process [--requests 2000] [--only TEXT]   # CPU per request, app alone
 
 Uses ``BENCH_DATABASE_URL`` (a server where it may create the database ``rs_bench``) or else an
@@ -9,6 +10,13 @@ rebuilt after, as a bulk load should), serves the real app with uvicorn in a sub
 SELECT-only role, read-only transactions), and drives it from one asyncio process. The client
 shares the machine's cores with the server, so figures are upper bounds of the server's latency.
 Prints figures; asserts nothing.
+
+``--cache both`` (the default) serves each query from two sets of servers in turn, one with the
+read cache off (``API_READ_CACHE_MB=0``: every request queries PostgreSQL) and one with it on, and
+prints both with the share of cache hits. The queries repeat (50 brands, one deep cursor), so
+without writes nearly every cached request is a hit: ``--write-every 0.5`` commits a one-row
+write that often during the run, as an ingesting worker does once per batch, and each commit
+empties the cache.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -242,21 +251,21 @@ def explain(url: str, rows: int) -> None:
     engine.dispose()
 
 
-def start_servers(url: str, reader: str, workers: int, stack: ExitStack) -> list[str]:
+def start_servers(url: str, reader: str, workers: int, stack: ExitStack, cache: bool = True) -> list[str]:
     """One single-worker server per port, the clients spread evenly over them, as a load balancer
     would: behind one ``--workers N`` socket the accept loop of whichever worker woke first took most
     of a burst of keep-alive connections (32/0 in three of twenty tries), so a run measured one
     worker or two by luck."""
     bases = []
     for _ in range(workers):
-        server, base = start_server(url, reader)
+        server, base = start_server(url, reader, cache)
         stack.callback(server.wait, 20)  # registered at once: a later server that fails leaves none
         stack.callback(server.terminate)
         bases.append(base)
     return bases
 
 
-def start_server(url: str, reader: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(url: str, reader: str, cache: bool = True) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {
         **os.environ,
@@ -265,6 +274,8 @@ def start_server(url: str, reader: str) -> tuple[subprocess.Popen[bytes], str]:
         "DATABASE_POOL_SIZE": "20",
         "DATABASE_MAX_OVERFLOW": "20",
     }
+    if not cache:
+        env["API_READ_CACHE_MB"] = "0"
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     command = [sys.executable, "-m", "uvicorn", "query_api.app:create_app", "--factory", "--port", str(port)]
     command += ["--workers", "1", "--log-level", "warning", "--no-access-log"]
@@ -273,12 +284,65 @@ def start_server(url: str, reader: str) -> tuple[subprocess.Popen[bytes], str]:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+            # With the cache on, ready once its change listener listens (the cache serves nothing before).
+            if httpx.get(base + "/healthz", timeout=1).status_code == 200 and (
+                not cache or cache_metric(base, "reviewscore_api_read_cache_live") == 1
+            ):
                 return server, base
+            time.sleep(0.1)
         except httpx.TransportError:
             time.sleep(0.2)
     server.kill()
     raise RuntimeError("the API did not start")
+
+
+def cache_metric(base: str, name: str) -> float:
+    """One sample of the server's /metrics (0 when absent)."""
+    for line in httpx.get(base + "/metrics", timeout=5).text.splitlines():
+        sample, _, value = line.rpartition(" ")
+        if sample == name:
+            return float(value)
+    return 0.0
+
+
+def cache_hits(bases: list[str]) -> tuple[float, float]:
+    """Requests served without a query of their own (cache hits, and joins of the same read in
+    flight), and cacheable requests, so far over the servers."""
+    counts = [
+        cache_metric(base, f'reviewscore_api_read_cache_total{{outcome="{outcome}"}}')
+        for base in bases
+        for outcome in ("hit", "joined", "miss", "uncached")
+    ]
+    return sum(counts[0::4]) + sum(counts[1::4]), sum(counts)
+
+
+class Writer(threading.Thread):
+    """A one-row write committed every ``interval`` seconds, as an ingesting worker commits a batch:
+    each commit is announced and empties the API's read cache. The row is rewritten as it was
+    (its statement-level trigger fires all the same), so the seeded data and counts stay put."""
+
+    def __init__(self, url: str, interval: float, max_id: int) -> None:
+        super().__init__(daemon=True)
+        self.interval, self.max_id = interval, max_id
+        self.engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+        self.writes = 0
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        rng = random.Random(11)
+        with self.engine.connect() as conn:
+            while not self.stopped.wait(self.interval):
+                conn.execute(
+                    text("UPDATE sentiments SET confidence = confidence WHERE id = :id"),
+                    {"id": rng.randint(1, self.max_id)},
+                )
+                conn.commit()
+                self.writes += 1
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join()
+        self.engine.dispose()
 
 
 class KeepAliveClient:
@@ -337,7 +401,9 @@ async def load(
     return latencies, time.perf_counter() - wall
 
 
-async def in_process_costs(url: str, reader: str, kinds: dict[str, Callable[[int], str]], requests: int) -> None:
+async def in_process_costs(
+    url: str, reader: str, kinds: dict[str, Callable[[int], str]], requests: int, cache: bool
+) -> None:
     """Each query's cost to the app alone: the ASGI app called in this process, one request at a
     time, no socket, no HTTP parsing, no client. The CPU time is this process's (the thread pool's
     included, PostgreSQL's not): a figure that holds still from run to run where the 32-client
@@ -346,9 +412,8 @@ async def in_process_costs(url: str, reader: str, kinds: dict[str, Callable[[int
     from query_api.app import create_app
 
     # Reads only: no broker, as the served runs have none.
-    app = create_app(
-        ApiSettings(), DatabaseSettings(url=url, readonly_url=reader), KafkaSettings(bootstrap_servers=None)
-    )
+    api = ApiSettings() if cache else ApiSettings(read_cache_mb=0)
+    app = create_app(api, DatabaseSettings(url=url, readonly_url=reader), KafkaSettings(bootstrap_servers=None))
 
     async def call(path_and_query: str) -> int:
         path, _, query = path_and_query.partition("?")
@@ -378,9 +443,12 @@ async def in_process_costs(url: str, reader: str, kinds: dict[str, Callable[[int
         await app(scope, receive, send)
         return statuses[0]
 
-    print(f"\nin process, one request at a time, {requests} requests per query")
+    print(f"\nin process, one request at a time, {requests} requests per query, read cache {'on' if cache else 'off'}")
     print(f"{'query':40} {'CPU ms':>8} {'wall ms':>8}")
     async with app.router.lifespan_context(app):
+        state = app.state.reviewscore
+        while cache and not state.cache.live:
+            await asyncio.sleep(0.05)
         for name, make_path in kinds.items():
             count = max(10, requests // 10) if name.endswith("*") else requests
             for i in range(min(100, count)):  # warm-up: statements prepared, pool filled
@@ -407,6 +475,19 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--only", help="run only the queries whose name contains this text (and no export)")
     parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE of the main queries")
+    parser.add_argument(
+        "--cache",
+        choices=("both", "on", "off"),
+        default="both",
+        help="serve with the read cache off, on, or both side by side (default)",
+    )
+    parser.add_argument(
+        "--write-every",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="commit a one-row write this often during the load (each one empties the read cache)",
+    )
     parser.add_argument(
         "--in-process",
         action="store_true",
@@ -464,26 +545,46 @@ def main() -> None:
                 "+", "%2B"
             ),
         }
+        modes = {"both": (False, True), "on": (True,), "off": (False,)}[args.cache]
         if args.in_process:
             kinds = {name: path for name, path in kinds.items() if not args.only or args.only in name}
-            asyncio.run(in_process_costs(url, reader, kinds, args.requests))
+            for cached in modes:
+                asyncio.run(in_process_costs(url, reader, kinds, args.requests, cached))
             return
-        bases = start_servers(url, reader, args.workers, stack)
-        base = bases[0]
+        # The servers of each mode idle while the other's are measured.
+        servers = {cached: start_servers(url, reader, args.workers, stack, cached) for cached in modes}
+        base = next(iter(servers.values()))[0]
+        writer = None
+        if args.write_every > 0:
+            writer = Writer(url, args.write_every, max_id)
+            writer.start()
+            stack.callback(writer.stop)
+        writes = f", a one-row write committed every {args.write_every:g}s" if writer else ""
         print(
             f"\n{args.rows:,} rows, {args.clients} concurrent clients, {args.requests} requests per query, "
-            f"{args.workers} single-worker uvicorn servers (clients spread evenly), "
-            f"{os.cpu_count()} CPUs shared with the client"
+            f"{args.workers} single-worker uvicorn servers per mode (clients spread evenly), "
+            f"{os.cpu_count()} CPUs shared with the client{writes}"
         )
-        print(f"{'query':40} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
+        heads = {False: "cache off: p50 / p99 ms, req/s", True: "cache on: p50 / p99 ms, req/s, hits"}
+        print(f"{'query':40} " + " | ".join(f"{heads[cached]:>33}" for cached in modes))
         for name, make_path in kinds.items():
             if args.only and args.only not in name:
                 continue
             # Starred: a full scan per request; a tenth of the requests keeps the run in minutes.
             requests = max(args.clients, args.requests // 10) if name.endswith("*") else args.requests
-            asyncio.run(load(bases, make_path, args.clients, min(100, requests)))  # warm-up
-            latencies, wall = asyncio.run(load(bases, make_path, args.clients, requests))
-            print(f"{name:40} {pct(latencies, 0.5):8.1f} {pct(latencies, 0.99):8.1f} {len(latencies) / wall:8.0f}")
+            cells = []
+            for cached, bases in servers.items():
+                asyncio.run(load(bases, make_path, args.clients, min(100, requests)))  # warm-up
+                hits_before, reads_before = cache_hits(bases) if cached else (0.0, 0.0)
+                latencies, wall = asyncio.run(load(bases, make_path, args.clients, requests))
+                cell = f"{pct(latencies, 0.5):7.1f} {pct(latencies, 0.99):7.1f} {len(latencies) / wall:7.0f}"
+                if cached:
+                    hits, reads = cache_hits(bases)
+                    cell += f" {100 * (hits - hits_before) / max(1.0, reads - reads_before):4.0f}%"
+                cells.append(f"{cell:>33}")
+            print(f"{name:40} " + " | ".join(cells))
+        if writer is not None:
+            print(f"({writer.writes} writes committed during the run)")
 
         for fmt in () if args.only else ("csv", "ndjson"):
             started = time.perf_counter()

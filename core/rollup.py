@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
+from core.schema import CHANGES_CHANNEL
+
 
 @dataclass(frozen=True, slots=True)
 class Rollup:
@@ -98,4 +100,6 @@ def rebuild(conn: Connection) -> dict[str, int]:
         # Key order keeps one brand's rows together on disk, as the migrations' backfills do.
         insert = f"INSERT INTO {rollup.table} ({rollup.key}, reviews, score_sum) {rollup.fresh} ORDER BY {rollup.key}"
         written[rollup.table] = conn.execute(text(insert)).rowcount
+    # The rows did not change, so no trigger told the API's read cache; sent when this commits.
+    conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANGES_CHANNEL})
     return written

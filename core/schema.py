@@ -36,6 +36,11 @@ NAMING_CONVENTION = {
 
 LABELS = ("negative", "neutral", "positive")
 
+CHANGES_CHANNEL = "reviewscore_changes"
+"""The channel a NOTIFY goes to when a statement writes ``sentiments`` (migration 0011), or when
+the rollups are rebuilt; the query API listens on it to drop cached answers."""
+CHANGES_TRIGGER = "sentiments_notify_change"
+
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)

@@ -23,6 +23,7 @@ from core.config import (
     get_kafka_settings,
 )
 from core.db import libpq_url, make_engine
+from query_api.change_listener import ChangeListener
 from query_api.deps import AppState, check_query_parameters
 from query_api.errors import install_error_handlers
 from query_api.head import HeadAsGetMiddleware
@@ -30,6 +31,7 @@ from query_api.key_gate import SubmitKeyGate
 from query_api.limits import BodyLimitMiddleware
 from query_api.metrics import ApiMetrics, MetricsMiddleware
 from query_api.publisher import Publisher
+from query_api.read_cache import ReadCache
 from query_api.routes import dashboard, health, sentiments, submit
 
 log = logging.getLogger(__name__)
@@ -78,12 +80,22 @@ def _open(state: AppState, database: DatabaseSettings, database_url: str) -> Non
         log.warning("submissions disabled: %s", state.publisher_error)
 
 
+def _listen_for_changes(state: AppState, database: DatabaseSettings, database_url: str) -> None:
+    """The read cache and the listener that keeps it honest (neither when the cache is off)."""
+    if state.api.read_cache_mb <= 0:
+        return
+    state.cache = ReadCache(int(state.api.read_cache_mb * 2**20), state.api.read_cache_max_age)
+    state.metrics.watch(state.cache)
+    state.listener = ChangeListener(database_url, state.cache, connect_timeout=database.connect_timeout)
+    state.listener.start()
+
+
 def _close(state: AppState) -> None:
     if state.publisher is not None:
         state.publisher.close()
     if state.engine is not None:
         state.engine.dispose()
-    state.engine = state.publisher = None
+    state.engine = state.publisher = state.listener = state.cache = None
 
 
 def _freeze_startup_objects() -> None:
@@ -113,11 +125,14 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         _open(state, database, database_url)
+        _listen_for_changes(state, database, database_url)
         _freeze_startup_objects()
         try:
             yield
         finally:
             gc.unfreeze()  # an app stopped in a longer-lived process (tests) leaves its cycles collectable
+            if state.listener is not None:
+                await state.listener.stop()
             _close(state)
 
     app = FastAPI(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, TypeVar
@@ -12,15 +13,17 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from sqlalchemy import Connection, Engine
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 
 from core.config import ApiSettings, KafkaSettings
+from query_api.change_listener import ChangeListener
 from query_api.errors import ApiError, FieldError
 from query_api.metrics import ApiMetrics
 from query_api.publisher import Publisher
+from query_api.read_cache import Cached, ReadCache
 from query_api.submit_guard import RateLimiter
 
 R = TypeVar("R")
-T = TypeVar("T")
 
 
 @dataclass
@@ -34,6 +37,9 @@ class AppState:
     publisher: Publisher | None = None
     publisher_error: str | None = None
     submit_limiter: RateLimiter | None = None
+    cache: ReadCache | None = None
+    """Rendered read answers, live while the lifespan's change listener hears PostgreSQL."""
+    listener: ChangeListener | None = None
     submit_keys: list[tuple[str | None, str]] = field(init=False)
     """Every key a submission may carry, with its producer's name (None for an unnamed key)."""
 
@@ -120,15 +126,32 @@ def connection_of(state: AppState) -> Iterator[Connection]:
         yield connection
 
 
-def _on_connection(state: AppState, fetch: Callable[[Connection], R], answer: Callable[[R], T]) -> T:
+def _on_connection(state: AppState, fetch: Callable[[Connection], R], answer: Callable[[R], Response]) -> Response:
     with connection_of(state) as connection:
         fetched = fetch(connection)
     return answer(fetched)
 
 
-async def read(state: AppState, fetch: Callable[[Connection], R], answer: Callable[[R], T]) -> T:
+class CachedResponse(Response):
+    """A kept answer sent again as it was (the header list copied: middlewares may append to it)."""
+
+    def __init__(self, cached: Cached) -> None:
+        self.status_code = 200
+        self.background = None
+        self.body = cached.body
+        self.raw_headers = list(cached.raw_headers)
+
+
+async def read(
+    state: AppState,
+    fetch: Callable[[Connection], R],
+    answer: Callable[[R], Response],
+    key: Hashable | None = None,
+) -> Response:
     """``fetch`` on one pooled read-only connection, then ``answer`` from what it fetched (the
-    connection back in the pool by then), both in one hop to the thread pool.
+    connection back in the pool by then), both in one hop to the thread pool; or, when ``key``
+    (every input the answer depends on) names an answer the read cache kept since the data last
+    changed, that answer without a hop or a query.
 
     The read routes are async and call this instead of taking a connection as a dependency: FastAPI
     enters and leaves a generator dependency in the thread pool and runs a sync route body there
@@ -137,7 +160,43 @@ async def read(state: AppState, fetch: Callable[[Connection], R], answer: Callab
     answer of 10,000 rows takes ~50 ms to render, which on the event loop would stall every other
     request of the process.
     """
-    return await run_in_threadpool(_on_connection, state, fetch, answer)
+    cache = state.cache
+    if key is None or cache is None:
+        return await run_in_threadpool(_on_connection, state, fetch, answer)
+    hit = cache.get(key)
+    if hit is not None:
+        state.metrics.read_cache.labels("hit").inc()
+        return CachedResponse(hit)
+    reading = cache.reading.get(key)
+    if reading is not None and reading[0] == cache.generation:
+        # The same read is in flight on data as current as ours: its answer is ours.
+        shared = await asyncio.shield(reading[1])
+        if shared is not None:
+            state.metrics.read_cache.labels("joined").inc()
+            return CachedResponse(shared)
+        # It failed or was not kept (the data changed meanwhile): read for ourselves.
+    response, kept = await _read_and_keep(state, cache, key, fetch, answer)
+    state.metrics.read_cache.labels("miss" if kept is not None else "uncached").inc()
+    return response
+
+
+async def _read_and_keep(
+    state: AppState, cache: ReadCache, key: Hashable, fetch: Callable[[Connection], R], answer: Callable[[R], Response]
+) -> tuple[Response, Cached | None]:
+    """Read, keep a 200 answer, and hand it to the requests that joined this read meanwhile."""
+    generation = cache.generation  # before the query: a change announced meanwhile voids the answer
+    mine = (generation, asyncio.get_running_loop().create_future())
+    cache.reading[key] = mine
+    kept = None
+    try:
+        response = await run_in_threadpool(_on_connection, state, fetch, answer)
+        if response.status_code == 200:
+            kept = cache.put(key, generation, response.raw_headers, bytes(response.body))
+    finally:
+        if cache.reading.get(key) is mine:
+            del cache.reading[key]
+        mine[1].set_result(kept)  # None: the joined requests read for themselves
+    return response, kept
 
 
 def require_publisher(state: AppState) -> Publisher:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from query_api.read_cache import ReadCache
 
 
 class ApiMetrics:
@@ -38,6 +40,28 @@ class ApiMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.read_cache = Counter(
+            "reviewscore_api_read_cache_total",
+            (
+                "Cacheable reads by outcome: hit (served from the cache), joined (answered by the same read in "
+                "flight for another request), miss (read, then kept) and uncached (read and not kept: the cache "
+                "was off, the data changed during the read, or the answer was not a 200 or too large)."
+            ),
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.read_cache_live = Gauge(
+            "reviewscore_api_read_cache_live",
+            "1 while the read cache serves answers (its change listener hears PostgreSQL), else 0.",
+            registry=self.registry,
+        )
+        self.read_cache_bytes = Gauge(
+            "reviewscore_api_read_cache_bytes", "Bytes of answers the read cache holds.", registry=self.registry
+        )
+
+    def watch(self, cache: ReadCache) -> None:
+        self.read_cache_live.set_function(lambda: float(cache.live))
+        self.read_cache_bytes.set_function(lambda: float(cache.size_bytes))
 
 
 class MetricsMiddleware:

@@ -115,6 +115,22 @@ class ApiSettings(BaseSettings):
     )
     export_chunk_rows: int = Field(default=2_000, ge=1, description="Rows fetched and sent per export chunk.")
     export_max_rows: int = Field(default=5_000_000, ge=1, description="Largest accepted export ?limit=.")
+    read_cache_mb: float = Field(
+        default=64.0,
+        ge=0,
+        description=(
+            "Memory per process for rendered read answers (first list pages, stats, brands, trends, charts), "
+            "each kept until PostgreSQL announces a write to sentiments. 0 turns the cache off."
+        ),
+    )
+    read_cache_max_age: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "Seconds a cached answer is served at most, announced change or not: the bound on staleness "
+            "should a notification be lost without the listening connection failing."
+        ),
+    )
 
     @field_validator("forwarded_allow_ips")
     @classmethod

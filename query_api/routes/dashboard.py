@@ -155,7 +155,8 @@ async def timeline_chart(
             timeline_svg(points, f"Mean sentiment per {bucket}", bucket, subtitle=describe_filters(filters))
         )
 
-    return await read(state, lambda connection: connection.execute(statement).all(), chart)
+    key = ("timeline", filters, bucket, time_field)
+    return await read(state, lambda connection: connection.execute(statement).all(), chart, key)
 
 
 # The charts that count reviews (no time axis) count what the timeline counts for the same view.
@@ -191,7 +192,8 @@ async def labels_chart(
         counts = _label_counts(row) if row is not None else dict.fromkeys(LABELS, 0)
         return _svg_response(labels_svg(counts, "Labels", subtitle=describe_filters(filters)))
 
-    return await read(state, lambda connection: connection.execute(statement).first(), chart)
+    key = ("labels", filters, time_field)
+    return await read(state, lambda connection: connection.execute(statement).first(), chart, key)
 
 
 @router.get(
@@ -219,4 +221,5 @@ async def stars_chart(
         ]
         return _svg_response(stars_svg(star_rows, "Text against stars", subtitle=describe_filters(filters)))
 
-    return await read(state, lambda connection: connection.execute(statement).all(), chart)
+    key = ("stars", filters, time_field)
+    return await read(state, lambda connection: connection.execute(statement).all(), chart, key)

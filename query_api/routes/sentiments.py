@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import AfterValidator
 from sqlalchemy import Row
 from starlette.convertors import StringConvertor, register_url_convertor
@@ -118,7 +118,7 @@ async def list_sentiments(
     sort: SortQuery = "newest",
     cursor: CursorQuery = None,
     limit: LimitQuery = None,
-) -> ModelResponse:
+) -> Response:
     """One page of reviews matching the filters; follow `next_cursor` for the next page."""
     sort = "score_desc" if sort == "score" else sort  # the seed's name: highest first
     size = _page_limit(state, limit)
@@ -139,7 +139,10 @@ async def list_sentiments(
         items = [SentimentOut.model_validate(dict(zip(names, row, strict=True))) for row in rows]
         return ModelResponse(Page(items=items, next_cursor=next_cursor, limit=size))
 
-    return await read(state, lambda connection: connection.execute(statement, params).all(), page)
+    # First pages only: the dashboard and every analyst open those, while a cursor is one
+    # client's walk, asked for once (kept, such pages would push the aggregates out).
+    key = None if cursor else ("list", filters, sort, size)
+    return await read(state, lambda connection: connection.execute(statement, params).all(), page, key)
 
 
 @router.get("/sentiments/stats", response_model=Stats, responses=responses(400, 422, 503), summary="Aggregate scores")
@@ -171,7 +174,7 @@ async def sentiment_stats(
             examples=["created_on"],
         ),
     ] = "created_on",
-) -> ModelResponse:
+) -> Response:
     """Count, mean score and label distribution per (bucket, group)."""
     statement = stats_statement(filters, group_by, bucket, time_field, state.api.stats_max_rows)
 
@@ -184,7 +187,8 @@ async def sentiment_stats(
             )
         return _stats_answer(rows, group_by, bucket, time_field)
 
-    return await read(state, lambda connection: connection.execute(statement).all(), stats)
+    key = ("stats", filters, group_by, bucket, time_field)
+    return await read(state, lambda connection: connection.execute(statement).all(), stats, key)
 
 
 def _stats_answer(
@@ -226,7 +230,7 @@ async def list_brands(
         ),
         AfterValidator(refuse_nul),
     ] = None,
-) -> ModelResponse:
+) -> Response:
     """Brands with their review counts and mean score, most reviewed first."""
     statement = brands_statement(filters, limit, name_contains)
 
@@ -235,7 +239,8 @@ async def list_brands(
             BrandList([BrandOut(brand=row.brand, count=row.n, mean_score=float(row.mean_score)) for row in rows])
         )
 
-    return await read(state, lambda connection: connection.execute(statement).all(), brands)
+    key = ("brands", filters, limit, name_contains)
+    return await read(state, lambda connection: connection.execute(statement).all(), brands, key)
 
 
 _TIME_RANGES = ("since", "until", "published_since", "published_until")
@@ -300,7 +305,7 @@ async def brand_trends(
         Query(description="`falling`: largest drops first; `rising`: largest rises first.", examples=["falling"]),
     ] = "falling",
     limit: Annotated[int, Query(ge=1, le=1000, description="Most brands returned.", examples=[20])] = 20,
-) -> ModelResponse:
+) -> Response:
     """Brands whose mean score moved most between the last `days` days and the `days` before.
 
     The shared filters apply (source, label, stars, language, …) except the time ranges, which
@@ -318,7 +323,8 @@ async def brand_trends(
     def answer(brands: list[BrandTrend]) -> ModelResponse:
         return ModelResponse(trends.answer(windows, days, time_field, min_count, order, brands))
 
-    return await read(state, lambda connection: trends.brand_trends(connection.execute(statement)), answer)
+    key = ("trends", filters, windows, time_field, min_count, order, limit)
+    return await read(state, lambda connection: trends.brand_trends(connection.execute(statement)), answer, key)
 
 
 @router.get(
@@ -393,7 +399,7 @@ def export_sentiments(
 async def get_sentiment(
     state: StateDep,
     sentiment_id: Annotated[int, Path(ge=1, le=MAX_ID, description="Row id.", examples=[42])],
-) -> ModelResponse:
+) -> Response:
     """One scored review by id; 404 `not_found` when there is none."""
 
     def one(row: Row[Any] | None) -> ModelResponse:
@@ -401,4 +407,6 @@ async def get_sentiment(
             raise ApiError(404, "not_found", f"no sentiment with id {sentiment_id}")
         return ModelResponse(SentimentOut.model_validate(row))
 
+    # Not cached: one index lookup already, and every id is its own key; a client walking the ids
+    # would push the aggregates, which are asked for again and again, out of the cache.
     return await read(state, lambda connection: connection.execute(BY_ID, {"row_id": sentiment_id}).first(), one)

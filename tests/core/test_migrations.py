@@ -31,13 +31,13 @@ def _tables(url: str) -> set[str]:
 
 
 def test_upgrade_downgrade_upgrade_round_trip(database_url: str) -> None:
-    assert migrate.head_revision() == "0010"
-    assert migrate.current_revision(database_url) == "0010"
+    assert migrate.head_revision() == "0011"
+    assert migrate.current_revision(database_url) == "0011"
     migrate.downgrade(database_url, "base")
     assert migrate.current_revision(database_url) is None
     assert "sentiments" not in _tables(database_url)
     migrate.upgrade(database_url, "head")
-    assert migrate.current_revision(database_url) == "0010"
+    assert migrate.current_revision(database_url) == "0011"
     assert "sentiments" in _tables(database_url)
 
 
@@ -363,9 +363,62 @@ def test_0010_waits_for_a_writer_in_flight_instead_of_deadlocking_with_it(databa
         migrate.upgrade(database_url, "head", lock_timeout_ms=10_000)
         thread.join()
         assert errors == []
-        assert migrate.current_revision(database_url) == "0010"
+        assert migrate.current_revision(database_url) == "0011"
         with engine.connect() as conn:
             assert conn.execute(text("SELECT sum(reviews) FROM sentiment_totals WHERE rating = 4")).scalar_one() == 10
     finally:
         migrate.upgrade(database_url, "head")
+        engine.dispose()
+
+
+def test_0011_announces_each_committed_write_once_and_a_rolled_back_one_never(
+    database_url: str, readonly_database_url: str
+) -> None:
+    """The API's read cache drops its answers on these notifications; one missed is a stale answer."""
+    import select
+
+    import psycopg2  # type: ignore[import-untyped,unused-ignore]
+
+    from core.rollup import rebuild
+    from core.schema import CHANGES_CHANNEL
+
+    listener = psycopg2.connect(readonly_database_url)  # the reader role may listen
+    listener.autocommit = True
+    listener.cursor().execute(f"LISTEN {CHANGES_CHANNEL}")
+    engine = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)
+    insert = text(
+        "INSERT INTO sentiments (review_key, sentence, sentiment_score, confidence, label, suggested_rating,"
+        " brand, source, model_version) SELECT :prefix || g, 'x', 0.5, 0.9, 'neutral', 3, 'Acme', 'cli', 'v1'"
+        " FROM generate_series(1, 3) g"
+    )
+
+    def announced() -> int:
+        select.select([listener], [], [], 0.5)
+        listener.poll()
+        count = len(listener.notifies)
+        listener.notifies.clear()
+        return count
+
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert, {"prefix": "a-"})  # three rows, one statement
+        assert announced() == 1
+        with engine.begin() as conn:  # two statements, folded into one notification at commit
+            conn.execute(insert, {"prefix": "b-"})
+            conn.execute(text("UPDATE sentiments SET model_version = 'v2' WHERE review_key LIKE 'a-%'"))
+        assert announced() == 1
+        with engine.connect() as conn:
+            conn.execute(text("DELETE FROM sentiments"))
+            conn.rollback()
+        assert announced() == 0
+        with engine.begin() as conn:
+            rebuild(conn)  # the rollups change without a row of sentiments changing
+        assert announced() == 1
+        migrate.downgrade(database_url, "0010")
+        with engine.begin() as conn:
+            conn.execute(insert, {"prefix": "c-"})
+        assert announced() == 0
+    finally:
+        migrate.upgrade(database_url, "head")
+        listener.close()
         engine.dispose()

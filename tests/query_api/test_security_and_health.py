@@ -125,7 +125,9 @@ def test_readyz_is_ok_when_database_and_broker_answer(
     with TestClient(build_app(readonly_database_url, kafka_settings)) as client:
         response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
+    checks = response.json()["checks"]
+    assert (checks["database"], checks["broker"]) == ("ok", "ok")
+    assert checks["read_cache"] in ("ok", "off: connecting")  # reported, never required
 
 
 def test_readyz_names_what_is_missing(seeded_api: Seeded, kafka_bootstrap: tuple[str, str]) -> None:
