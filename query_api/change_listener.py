@@ -10,7 +10,6 @@ at once (nothing would drop stale answers) and it comes back, cleared, after a r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,11 +22,14 @@ from query_api.read_cache import ReadCache
 
 log = logging.getLogger(__name__)
 
-_TRIGGER_EXISTS = "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = %s AND tgrelid = to_regclass('sentiments'))"
+_TRIGGER_EXISTS = (
+    "SELECT EXISTS (SELECT 1 FROM pg_trigger"
+    " WHERE tgname = %s AND tgrelid = to_regclass('sentiments') AND tgenabled <> 'D')"
+)
 
 
 class TriggerMissingError(RuntimeError):
-    """The database announces no changes: its schema predates migration 0011."""
+    """The database announces no changes: its schema predates migration 0011, or the trigger is disabled."""
 
 
 def listen(dsn: str, connect_timeout: float) -> pg_connection:
@@ -52,7 +54,7 @@ def listen(dsn: str, connect_timeout: float) -> pg_connection:
             row = cursor.fetchone()
             if not row or not row[0]:
                 raise TriggerMissingError(
-                    f"no {CHANGES_TRIGGER} trigger on sentiments: run `reviewscore migrate` (revision 0011)"
+                    f"no enabled {CHANGES_TRIGGER} trigger on sentiments: run `reviewscore migrate` (revision 0011)"
                 )
             cursor.execute(f"LISTEN {CHANGES_CHANNEL}")
     except BaseException:
@@ -96,8 +98,12 @@ class ChangeListener:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._task
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # shutting down: the app's own resources must still be released
+                log.exception("change listener failed")
             self._task = None
         self._connector.shutdown(wait=False)
 
@@ -121,21 +127,31 @@ class ChangeListener:
                 log.warning("read cache off: %s", exc)
                 await asyncio.sleep(self._retry_max)
                 continue
-            except psycopg2.Error as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure to listen leaves the cache off, and is retried
                 self.last_error = "cannot listen for changes: " + " ".join(str(exc).split())
-                log.warning("read cache off: %s; retrying in %.1fs", self.last_error, delay)
+                log.warning("read cache off: %s; retrying in about %.1fs", self.last_error, delay)
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, self._retry_max)
                 continue
-            delay = self._retry_min
             self.connects += 1
             self.last_error = None
+            up_since = loop.time()
             try:
                 await self._serve(loop, conn)
+            except Exception as exc:  # noqa: BLE001 - as above
+                self.last_error = "change listener failed: " + " ".join(str(exc).split())
+                log.warning("read cache off: %s", self.last_error)
             finally:
                 self._cache.set_live(False)
                 self._conn = None
                 conn.close()
+            # A connection dropped soon after it was made (a server or pooler ending sessions) is
+            # not retried at once, or the loop would hammer it; one that lived a while is.
+            if loop.time() - up_since < self._retry_max:
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, self._retry_max)
+            else:
+                delay = self._retry_min
 
     async def _serve(self, loop: asyncio.AbstractEventLoop, conn: pg_connection) -> None:
         lost: asyncio.Future[Exception] = loop.create_future()

@@ -161,41 +161,50 @@ async def read(
     request of the process.
     """
     cache = state.cache
-    if key is None or cache is None:
-        return await run_in_threadpool(_on_connection, state, fetch, answer)
-    hit = cache.get(key)
-    if hit is not None:
-        state.metrics.read_cache.labels("hit").inc()
-        return CachedResponse(hit)
-    reading = cache.reading.get(key)
-    if reading is not None and reading[0] == cache.generation:
+    if key is None or cache is None or not cache.live:
+        # Off, or no change would be heard: nothing kept, nothing shared, every read its own.
+        response = await run_in_threadpool(_on_connection, state, fetch, answer)
+        if key is not None and cache is not None:
+            state.metrics.read_cache.labels("uncached").inc()
+        return response
+    while True:
+        hit = cache.get(key)
+        if hit is not None:
+            state.metrics.read_cache.labels("hit").inc()
+            return CachedResponse(hit)
+        reading = cache.reading.get(key)
+        if reading is None or reading[0] != cache.generation:
+            break
         # The same read is in flight on data as current as ours: its answer is ours.
         shared = await asyncio.shield(reading[1])
         if shared is not None:
             state.metrics.read_cache.labels("joined").inc()
             return CachedResponse(shared)
-        # It failed or was not kept (the data changed meanwhile): read for ourselves.
+        # It failed, or the data changed meanwhile: look again (another may be reading by now).
     response, kept = await _read_and_keep(state, cache, key, fetch, answer)
-    state.metrics.read_cache.labels("miss" if kept is not None else "uncached").inc()
+    state.metrics.read_cache.labels("miss" if kept else "uncached").inc()
     return response
 
 
 async def _read_and_keep(
     state: AppState, cache: ReadCache, key: Hashable, fetch: Callable[[Connection], R], answer: Callable[[R], Response]
-) -> tuple[Response, Cached | None]:
+) -> tuple[Response, bool]:
     """Read, keep a 200 answer, and hand it to the requests that joined this read meanwhile."""
     generation = cache.generation  # before the query: a change announced meanwhile voids the answer
-    mine = (generation, asyncio.get_running_loop().create_future())
+    mine: tuple[int, asyncio.Future[Cached | None]] = (generation, asyncio.get_running_loop().create_future())
     cache.reading[key] = mine
-    kept = None
+    shared = None
+    kept = False
     try:
         response = await run_in_threadpool(_on_connection, state, fetch, answer)
-        if response.status_code == 200:
-            kept = cache.put(key, generation, response.raw_headers, bytes(response.body))
+        if response.status_code == 200 and cache.generation == generation:
+            shared = Cached(tuple(response.raw_headers), bytes(response.body), 0.0, 0)
+            kept = cache.put(key, generation, shared.raw_headers, shared.body) is not None
     finally:
         if cache.reading.get(key) is mine:
             del cache.reading[key]
-        mine[1].set_result(kept)  # None: the joined requests read for themselves
+        # Kept or not (too large to keep), a current answer is the joined requests' too; None: they look again.
+        mine[1].set_result(shared)
     return response, kept
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -186,7 +187,9 @@ def test_every_cached_route_answers_again_as_it_did_the_first_time(cached_client
         kept = client.get(path, params=params)
         assert fresh.status_code == kept.status_code == 200, path
         assert (kept.content, kept.headers) == (fresh.content, fresh.headers), path
-    assert _cache_counts(client) == {"hit": len(paths), "joined": 0.0, "miss": len(paths) + 1, "uncached": 0.0}
+        head = client.head(path, params=params)  # a hit too: the GET's status and headers, no body
+        assert (head.status_code, head.content, head.headers) == (200, b"", fresh.headers), path
+    assert _cache_counts(client) == {"hit": 2 * len(paths), "joined": 0.0, "miss": len(paths) + 1, "uncached": 0.0}
     # Rows by id and pages after the first are not kept at all.
     cursor = client.get("/sentiments/", params={"limit": 2}).json()["next_cursor"]
     for _ in range(2):
@@ -194,7 +197,7 @@ def test_every_cached_route_answers_again_as_it_did_the_first_time(cached_client
         assert client.get("/sentiments/", params={"limit": 2, "cursor": cursor}).status_code == 200
         assert client.get("/sentiments/stats", params={"bucket": "hour", "group_by": "brand"}).status_code == 200
     counts = _cache_counts(client)
-    assert counts["hit"] == len(paths) + 1  # the stats, asked twice
+    assert counts["hit"] == 2 * len(paths) + 1  # the stats, asked twice
 
 
 @pytest.mark.integration
@@ -226,28 +229,44 @@ def test_a_lost_listener_turns_the_cache_off_until_it_listens_again(
         )
         assert _cache_counts(client)["hit"] == before
         _wait(lambda: state.cache.live and state.listener.connects > connects, "the listener to reconnect")
+        # Live again: answers are kept and served again (the insert's own notification, when the
+        # listener was back in time to hear it, may empty the cache once more in between).
         before = _cache_counts(client)["hit"]
-        assert client.get("/brands").json() == brands
-        assert client.get("/brands").json() == brands
-        assert _cache_counts(client)["hit"] >= before + 1
+
+        def served_from_the_cache() -> bool:
+            assert client.get("/brands").json() == brands
+            return _cache_counts(client)["hit"] > before
+
+        _wait(served_from_the_cache, "a hit after the reconnect")
     finally:
         admin.dispose()
 
 
 @pytest.mark.integration
-def test_a_database_that_announces_no_changes_gets_no_cache(database_url: str, readonly_database_url: str) -> None:
+@pytest.mark.parametrize(
+    "silence",
+    [
+        "DROP TRIGGER sentiments_notify_change ON sentiments",  # a schema before 0011
+        "ALTER TABLE sentiments DISABLE TRIGGER sentiments_notify_change",  # a bulk load's habit
+    ],
+)
+def test_a_database_that_announces_no_changes_gets_no_cache(
+    database_url: str, readonly_database_url: str, silence: str
+) -> None:
     engine = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)
     try:
         with engine.begin() as conn:
-            conn.execute(text("DROP TRIGGER sentiments_notify_change ON sentiments"))  # a schema before 0011
+            conn.execute(text(silence))
         insert_rows(database_url, make_rows(10))
         with TestClient(build_app(readonly_database_url)) as client:
             state = client.app.state.reviewscore  # type: ignore[attr-defined]
-            _wait(lambda: "no sentiments_notify_change trigger" in (state.listener.last_error or ""), "the check")
+            _wait(
+                lambda: "no enabled sentiments_notify_change trigger" in (state.listener.last_error or ""), "the check"
+            )
             assert state.listener.connects == 0
             ready = client.get("/readyz", params={"require": "database"})
             assert ready.status_code == 200  # reported, not required
-            assert "no sentiments_notify_change trigger" in ready.json()["checks"]["read_cache"]
+            assert "no enabled sentiments_notify_change trigger" in ready.json()["checks"]["read_cache"]
             assert client.get("/brands").status_code == 200
             insert_rows(database_url, make_rows(4, seed=3, start=500))
             brands = client.get("/brands").json()
@@ -317,3 +336,45 @@ def test_a_refusal_is_not_kept(database_url: str, readonly_database_url: str) ->
             assert refused.json()["error"]["code"] == "too_many_rows"
         assert len(cache) == 0
         assert _cache_counts(client)["hit"] == 0
+
+
+@pytest.mark.integration
+def test_when_the_shared_read_fails_the_waiting_requests_share_the_next_one(
+    cached_client: TestClient, database_url: str
+) -> None:
+    """A cancelled query (a statement timeout, an operator) fails its own request only; the others
+    that waited for it do not each run their own."""
+    client = cached_client
+    admin = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with ThreadPoolExecutor(8) as background, admin.connect() as locker:
+            locker.execute(text("BEGIN"))
+            locker.execute(text("LOCK TABLE sentiment_totals IN ACCESS EXCLUSIVE MODE"))
+            asked = [background.submit(client.get, "/brands") for _ in range(8)]
+            _wait(lambda: _waiting_on_a_lock(admin) == 1, "the first read to reach PostgreSQL")
+            time.sleep(0.5)  # the other seven join it meanwhile
+            with admin.connect() as conn:
+                conn.execute(text(_CANCEL_THE_WAITING_READ))
+            _wait(lambda: _cancelled(asked), "the cancelled read's answer")
+            time.sleep(0.5)  # the seven look again: one reads, six join it
+            assert _waiting_on_a_lock(admin) == 1
+            locker.execute(text("ROLLBACK"))
+            answers = [future.result(timeout=30) for future in asked]
+    finally:
+        admin.dispose()
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [200] * 7 + [503]
+    assert len({answer.content for answer in answers if answer.status_code == 200}) == 1
+    counts = _cache_counts(client)
+    assert counts["miss"] == 1
+    assert counts["joined"] + counts["hit"] == 6
+
+
+_CANCEL_THE_WAITING_READ = (
+    "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+    " AND datname = current_database() AND application_name = 'reviewscore-api'"
+)
+
+
+def _cancelled(asked: list[Any]) -> bool:
+    return any(future.done() for future in asked)
