@@ -1,7 +1,7 @@
 """Query API benchmark: 1,000,000 seeded rows, 32 concurrent clients, p50/p99 per query kind.
 
     python bench/api.py [--rows 1000000] [--clients 32] [--requests 2000] [--workers 2] [--explain]
-                        [--cache both|on|off] [--write-every SECONDS]
+                        [--cache both|on|off] [--write-every SECONDS] [--staleness SECONDS]
     python bench/api.py --in-process [--requests 2000] [--only TEXT]   # CPU per request, app alone
 
 Uses ``BENCH_DATABASE_URL`` (a server where it may create the database ``rs_bench``) or else an
@@ -16,7 +16,7 @@ read cache off (``API_READ_CACHE_MB=0``: every request queries PostgreSQL) and o
 prints both with the share of cache hits. The queries repeat (50 brands, one deep cursor), so
 without writes nearly every cached request is a hit: ``--write-every 0.5`` commits a one-row
 write that often during the run, as an ingesting worker does once per batch, and each commit
-empties the cache.
+empties the cache (or, with ``--staleness S``, leaves each answer servable S seconds more).
 """
 
 from __future__ import annotations
@@ -251,21 +251,25 @@ def explain(url: str, rows: int) -> None:
     engine.dispose()
 
 
-def start_servers(url: str, reader: str, workers: int, stack: ExitStack, cache: bool = True) -> list[str]:
+def start_servers(
+    url: str, reader: str, workers: int, stack: ExitStack, cache: bool = True, staleness: float = 0.0
+) -> list[str]:
     """One single-worker server per port, the clients spread evenly over them, as a load balancer
     would: behind one ``--workers N`` socket the accept loop of whichever worker woke first took most
     of a burst of keep-alive connections (32/0 in three of twenty tries), so a run measured one
     worker or two by luck."""
     bases = []
     for _ in range(workers):
-        server, base = start_server(url, reader, cache)
+        server, base = start_server(url, reader, cache, staleness)
         stack.callback(server.wait, 20)  # registered at once: a later server that fails leaves none
         stack.callback(server.terminate)
         bases.append(base)
     return bases
 
 
-def start_server(url: str, reader: str, cache: bool = True) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    url: str, reader: str, cache: bool = True, staleness: float = 0.0
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {
         **os.environ,
@@ -276,6 +280,7 @@ def start_server(url: str, reader: str, cache: bool = True) -> tuple[subprocess.
     }
     if not cache:
         env["API_READ_CACHE_MB"] = "0"
+    env["API_READ_CACHE_STALENESS"] = str(staleness)
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     command = [sys.executable, "-m", "uvicorn", "query_api.app:create_app", "--factory", "--port", str(port)]
     command += ["--workers", "1", "--log-level", "warning", "--no-access-log"]
@@ -489,6 +494,13 @@ def main() -> None:
         help="commit a one-row write this often during the load (each one empties the read cache)",
     )
     parser.add_argument(
+        "--staleness",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="API_READ_CACHE_STALENESS of the cached servers (default 0: a change drops every answer)",
+    )
+    parser.add_argument(
         "--in-process",
         action="store_true",
         help="instead of the load: each query's CPU per request in the app alone (ASGI called directly, no socket)",
@@ -552,7 +564,7 @@ def main() -> None:
                 asyncio.run(in_process_costs(url, reader, kinds, args.requests, cached))
             return
         # The servers of each mode idle while the other's are measured.
-        servers = {cached: start_servers(url, reader, args.workers, stack, cached) for cached in modes}
+        servers = {cached: start_servers(url, reader, args.workers, stack, cached, args.staleness) for cached in modes}
         base = next(iter(servers.values()))[0]
         writer = None
         if args.write_every > 0:
@@ -560,6 +572,8 @@ def main() -> None:
             writer.start()
             stack.callback(writer.stop)
         writes = f", a one-row write committed every {args.write_every:g}s" if writer else ""
+        if args.staleness:
+            writes += f", answers served up to {args.staleness:g}s after a change"
         print(
             f"\n{args.rows:,} rows, {args.clients} concurrent clients, {args.requests} requests per query, "
             f"{args.workers} single-worker uvicorn servers per mode (clients spread evenly), "

@@ -84,7 +84,8 @@ def _listen_for_changes(state: AppState, database: DatabaseSettings, database_ur
     """The read cache and the listener that keeps it honest (neither when the cache is off)."""
     if state.api.read_cache_mb <= 0:
         return
-    state.cache = ReadCache(int(state.api.read_cache_mb * 2**20), state.api.read_cache_max_age)
+    api = state.api
+    state.cache = ReadCache(int(api.read_cache_mb * 2**20), api.read_cache_max_age, api.read_cache_staleness)
     state.metrics.watch(state.cache)
     state.listener = ChangeListener(database_url, state.cache, connect_timeout=database.connect_timeout)
     state.listener.start()

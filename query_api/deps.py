@@ -197,9 +197,11 @@ async def _read_and_keep(
     kept = False
     try:
         response = await run_in_threadpool(_on_connection, state, fetch, answer)
-        if response.status_code == 200 and cache.generation == generation:
-            shared = Cached(tuple(response.raw_headers), bytes(response.body), 0.0, 0)
-            kept = cache.put(key, generation, shared.raw_headers, shared.body) is not None
+        if response.status_code == 200:
+            body = bytes(response.body)
+            kept = cache.put(key, generation, response.raw_headers, body) is not None
+            if cache.generation == generation:
+                shared = Cached(tuple(response.raw_headers), body, 0.0, 0, generation)
     finally:
         if cache.reading.get(key) is mine:
             del cache.reading[key]

@@ -123,6 +123,15 @@ class ApiSettings(BaseSettings):
             "each kept until PostgreSQL announces a write to sentiments. 0 turns the cache off."
         ),
     )
+    read_cache_staleness: float = Field(
+        default=0.0,
+        ge=0,
+        description=(
+            "Seconds a cached answer may still be served after a write to its data was announced. 0: dropped at "
+            "once, so a hit is what a fresh read returns. A second or two keeps dashboards on the cache while a "
+            "worker commits batch after batch."
+        ),
+    )
     read_cache_max_age: float = Field(
         default=60.0,
         gt=0,

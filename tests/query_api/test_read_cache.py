@@ -28,9 +28,9 @@ class Clock:
 
 
 def live_cache(
-    max_bytes: int = 10_000, max_age: float = 60.0, clock: Callable[[], float] = time.monotonic
+    max_bytes: int = 10_000, max_age: float = 60.0, staleness: float = 0.0, clock: Callable[[], float] = time.monotonic
 ) -> ReadCache:
-    cache = ReadCache(max_bytes, max_age, clock)
+    cache = ReadCache(max_bytes, max_age, staleness, clock=clock)
     cache.set_live(True)
     return cache
 
@@ -105,6 +105,46 @@ def test_a_key_stored_again_replaces_its_answer_and_its_bytes() -> None:
     assert hit is not None
     assert hit.body == b"12"
     assert cache.size_bytes == 2
+
+
+def test_with_a_staleness_an_answer_outlives_the_change_after_it_by_that_long() -> None:
+    clock = Clock()
+    cache = live_cache(staleness=1.0, clock=clock)
+    cache.put("k", cache.generation, HEADERS, b"[old]")
+    clock.now += 10  # unchanged data: served for as long as max_age allows
+    assert cache.get("k") is not None
+    cache.changed()
+    clock.now += 0.6
+    cache.changed()  # a second change does not extend it: the first one after the read counts
+    clock.now += 0.3
+    assert cache.get("k") is not None
+    clock.now += 0.2
+    assert cache.get("k") is None
+
+
+def test_with_a_staleness_a_read_begun_before_a_change_is_kept_but_never_over_a_newer_one() -> None:
+    clock = Clock()
+    cache = live_cache(staleness=1.0, clock=clock)
+    before = cache.generation
+    cache.changed()
+    assert cache.put("k", cache.generation, HEADERS, b"[new]")
+    assert not cache.put("k", before, HEADERS, b"[old]")  # finished last, read first
+    hit = cache.get("k")
+    assert hit is not None
+    assert hit.body == b"[new]"
+    assert cache.put("j", before, HEADERS, b"[old]")  # within a second of the change: servable
+    clock.now += 1.0
+    assert cache.get("j") is None
+    assert not cache.put("j", before, HEADERS, b"[old]")
+
+
+def test_with_a_staleness_a_lost_listener_still_drops_everything() -> None:
+    cache = live_cache(staleness=5.0)
+    cache.put("k", cache.generation, HEADERS, b"[1]")
+    cache.set_live(False)
+    assert cache.get("k") is None
+    cache.set_live(True)
+    assert cache.get("k") is None
 
 
 # --- against a real PostgreSQL -------------------------------------------------------------------
@@ -378,3 +418,22 @@ _CANCEL_THE_WAITING_READ = (
 
 def _cancelled(asked: list[Any]) -> bool:
     return any(future.done() for future in asked)
+
+
+@pytest.mark.integration
+def test_with_a_staleness_a_write_shows_once_that_long_has_passed(
+    database_url: str, readonly_database_url: str
+) -> None:
+    insert_rows(database_url, make_rows(20))
+    with TestClient(build_app(readonly_database_url, read_cache_staleness=2.0)) as client:
+        state = client.app.state.reviewscore  # type: ignore[attr-defined]
+        _wait(lambda: state.cache.live, "the change listener")
+        before = client.get("/sentiments/stats").json()["total"]
+        generation = state.cache.generation
+        insert_rows(database_url, make_rows(2, seed=8, start=100))
+        _wait(lambda: state.cache.generation > generation, "the write's notification")
+        heard = time.monotonic()
+        assert client.get("/sentiments/stats").json()["total"] == before  # still within the 2 s
+        assert time.monotonic() - heard < 2.0
+        time.sleep(max(0.0, 2.05 - (time.monotonic() - heard)))
+        assert client.get("/sentiments/stats").json()["total"] == before + 2
