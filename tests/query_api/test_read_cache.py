@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, create_engine, pool, text
+from sqlalchemy import create_engine, pool, text
 
 from core.db import sqlalchemy_url
 from query_api.read_cache import ReadCache
 from stream.sink import PostgresSink
-from tests.fixtures.api import build_app, insert_rows, make_rows
+from tests.fixtures.api import api_reads_waiting_on_a_lock, build_app, insert_rows, make_rows
 
 HEADERS = [(b"content-type", b"application/json")]
 
@@ -340,9 +340,9 @@ def test_identical_reads_in_flight_run_one_query(cached_client: TestClient, data
         with ThreadPoolExecutor(8) as background, admin.connect() as locker:
             locker.execute(text("LOCK TABLE sentiment_totals IN ACCESS EXCLUSIVE MODE"))  # /brands waits
             asked = [background.submit(client.get, "/brands") for _ in range(8)]
-            _wait(lambda: _waiting_on_a_lock(admin) == 1, "the first read to reach PostgreSQL")
+            _wait(lambda: api_reads_waiting_on_a_lock(admin) == 1, "the first read to reach PostgreSQL")
             time.sleep(0.5)  # the other seven arrive meanwhile
-            assert _waiting_on_a_lock(admin) == 1
+            assert api_reads_waiting_on_a_lock(admin) == 1
             locker.rollback()
             answers = [future.result(timeout=30) for future in asked]
     finally:
@@ -353,15 +353,6 @@ def test_identical_reads_in_flight_run_one_query(cached_client: TestClient, data
     assert counts["miss"] == 1
     assert counts["joined"] >= 1
     assert counts["joined"] + counts["hit"] == 7
-
-
-def _waiting_on_a_lock(admin: Engine) -> int:
-    with admin.connect() as conn:
-        waiting = (
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND datname = current_database() AND application_name = 'reviewscore-api'"
-        )
-        return int(conn.execute(text(waiting)).scalar_one())
 
 
 @pytest.mark.integration
@@ -391,13 +382,13 @@ def test_when_the_shared_read_fails_the_waiting_requests_share_the_next_one(
             locker.execute(text("BEGIN"))
             locker.execute(text("LOCK TABLE sentiment_totals IN ACCESS EXCLUSIVE MODE"))
             asked = [background.submit(client.get, "/brands") for _ in range(8)]
-            _wait(lambda: _waiting_on_a_lock(admin) == 1, "the first read to reach PostgreSQL")
+            _wait(lambda: api_reads_waiting_on_a_lock(admin) == 1, "the first read to reach PostgreSQL")
             time.sleep(0.5)  # the other seven join it meanwhile
             with admin.connect() as conn:
                 conn.execute(text(_CANCEL_THE_WAITING_READ))
             _wait(lambda: _cancelled(asked), "the cancelled read's answer")
             time.sleep(0.5)  # the seven look again: one reads, six join it
-            assert _waiting_on_a_lock(admin) == 1
+            assert api_reads_waiting_on_a_lock(admin) == 1
             locker.execute(text("ROLLBACK"))
             answers = [future.result(timeout=30) for future in asked]
     finally:

@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 
 from core.config import ApiSettings, DatabaseSettings, KafkaSettings
 from core.db import sqlalchemy_url
-from tests.fixtures.api import Seeded, build_app, fetch_all, insert_rows, make_rows
+from tests.fixtures.api import Seeded, api_reads_waiting_on_a_lock, build_app, fetch_all, insert_rows, make_rows
 
 pytestmark = pytest.mark.integration
 
@@ -311,17 +311,10 @@ def test_a_read_waiting_on_the_database_does_not_hold_up_other_requests(seeded_a
 
 def _wait_for_a_backend_waiting_on_a_lock(admin: Engine) -> None:
     deadline = time.monotonic() + 10
-    with admin.connect() as conn:
-        while time.monotonic() < deadline:
-            waiting = (
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND datname = current_database() AND application_name = 'reviewscore-api'"
-            )
-            if conn.execute(text(waiting)).scalar_one():
-                return
-            conn.rollback()  # pg_stat_activity holds still within a transaction
-            time.sleep(0.05)
-    raise AssertionError("the read never reached the database")
+    while not api_reads_waiting_on_a_lock(admin):
+        if time.monotonic() > deadline:
+            raise AssertionError("the read never reached the database")
+        time.sleep(0.05)
 
 
 def test_the_app_keeps_its_start_up_heap_out_of_full_collections_while_it_serves(seeded_api: Seeded) -> None:
