@@ -199,9 +199,10 @@ async def _read_and_keep(
         response = await run_in_threadpool(_on_connection, state, fetch, answer)
         if response.status_code == 200:
             body = bytes(response.body)
-            kept = cache.put(key, generation, response.raw_headers, body) is not None
+            entry = cache.put(key, generation, response.raw_headers, body)
+            kept = entry is not None
             if cache.generation == generation:
-                shared = Cached(tuple(response.raw_headers), body, 0.0, 0, generation)
+                shared = entry or Cached(tuple(response.raw_headers), body, 0.0, 0, generation)
     finally:
         if cache.reading.get(key) is mine:
             del cache.reading[key]

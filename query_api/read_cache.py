@@ -5,7 +5,8 @@ A year of one brand's daily stats costs ~7 ms of the API's CPU and a page of 50 
 (the same brands, the first page, the dashboard's charts). The answer's bytes are kept under a
 key made of the request's parsed inputs, and every entry is dropped when PostgreSQL announces a
 write to ``sentiments`` (``query_api.change_listener``), so a hit returns what a fresh read would
-have returned, short of the milliseconds a notification takes to arrive.
+have returned, short of the milliseconds a notification takes to arrive; or, with a
+``staleness``, that many seconds after the first such write.
 
 Plain data and no locks: every call comes from the event loop (the routes before and after their
 hop to the thread pool, the listener from its reader callback).
@@ -108,8 +109,13 @@ class ReadCache:
             self._forget()
             return
         now = self._clock()
-        self._began = {g: t for g, t in self._began.items() if now - t < self.staleness}
-        self._began[self.generation] = now
+        recent = {g: t for g, t in self._began.items() if now - t < self.staleness}
+        recent[self.generation] = now
+        pruned = len(recent) <= len(self._began)
+        self._began = recent
+        if pruned:  # some answers went out of date: free their bytes now, not when next asked for
+            for key in [key for key, entry in self._entries.items() if not self._servable(entry.generation, now)]:
+                self._drop(key)
 
     def set_live(self, live: bool) -> None:
         """Whether changes are being heard; either way what is kept may have missed one."""

@@ -120,7 +120,8 @@ class ApiSettings(BaseSettings):
         ge=0,
         description=(
             "Memory per process for rendered read answers (first list pages, stats, brands, trends, charts), "
-            "each kept until PostgreSQL announces a write to sentiments. 0 turns the cache off."
+            "each kept until PostgreSQL announces a write to sentiments (or API_READ_CACHE_STALENESS after it). "
+            "0 turns the cache off."
         ),
     )
     read_cache_staleness: float = Field(
