@@ -82,9 +82,9 @@ def _open(state: AppState, database: DatabaseSettings, database_url: str) -> Non
 
 def _listen_for_changes(state: AppState, database: DatabaseSettings, database_url: str) -> None:
     """The read cache and the listener that keeps it honest (neither when the cache is off)."""
-    if state.api.read_cache_mb <= 0:
-        return
     api = state.api
+    if api.read_cache_mb <= 0:
+        return
     state.cache = ReadCache(int(api.read_cache_mb * 2**20), api.read_cache_max_age, api.read_cache_staleness)
     state.metrics.watch(state.cache)
     state.listener = ChangeListener(database_url, state.cache, connect_timeout=database.connect_timeout)

@@ -86,8 +86,6 @@ class ChangeListener:
         self._retry_max = retry_max
         self._task: asyncio.Task[None] | None = None
         self._connector = ThreadPoolExecutor(1, thread_name_prefix="reviewscore-change-listener")
-        self._conn: pg_connection | None = None
-        self.notifications = 0
         self.connects = 0
         self.last_error: str | None = None
         """Why the cache is off, while it is (None once listening)."""
@@ -106,11 +104,6 @@ class ChangeListener:
                 log.exception("change listener failed")
             self._task = None
         self._connector.shutdown(wait=False)
-
-    @property
-    def connection(self) -> pg_connection | None:
-        """The listening connection, while there is one (tests end it to check the recovery)."""
-        return self._conn
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -143,7 +136,6 @@ class ChangeListener:
                 log.warning("read cache off: %s", self.last_error)
             finally:
                 self._cache.set_live(False)
-                self._conn = None
                 conn.close()
             # A connection dropped soon after it was made (a server or pooler ending sessions) is
             # not retried at once, or the loop would hammer it; one that lived a while is.
@@ -157,7 +149,6 @@ class ChangeListener:
         lost: asyncio.Future[Exception] = loop.create_future()
         fd = conn.fileno()
         loop.add_reader(fd, self._on_readable, conn, lost)
-        self._conn = conn
         self._cache.set_live(True)  # cleared as it goes live: a change may have come while none listened
         try:
             reason = await lost
@@ -174,6 +165,5 @@ class ChangeListener:
                 lost.set_result(exc)
             return
         if conn.notifies:
-            self.notifications += len(conn.notifies)
             conn.notifies.clear()
             self._cache.changed()
