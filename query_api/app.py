@@ -30,6 +30,7 @@ from query_api.head import HeadAsGetMiddleware
 from query_api.key_gate import SubmitKeyGate
 from query_api.limits import BodyLimitMiddleware
 from query_api.metrics import ApiMetrics, MetricsMiddleware
+from query_api.openapi import document_filters
 from query_api.publisher import Publisher
 from query_api.read_cache import ReadCache
 from query_api.routes import dashboard, health, sentiments, submit
@@ -154,6 +155,7 @@ def create_app(
     app.include_router(dashboard.router)
     app.include_router(health.router)
     app.mount("/static", dashboard.DashboardAssets(directory=dashboard.STATIC_DIR), name="static")
+    document_filters(app, (sentiments.router, submit.router, dashboard.router, health.router))
     app.add_middleware(HeadAsGetMiddleware)  # innermost: the others see the request as sent
     app.add_middleware(BodyLimitMiddleware, max_bytes=api.max_body_bytes)
     # Outside the body limit: without a key, a submission is refused before its size matters. The

@@ -18,6 +18,7 @@ from starlette.responses import Response
 from core.config import ApiSettings, KafkaSettings
 from query_api.change_listener import ChangeListener
 from query_api.errors import ApiError, FieldError
+from query_api.filters import FILTER_NAMES, read_filters
 from query_api.metrics import ApiMetrics
 from query_api.publisher import Publisher
 from query_api.read_cache import Cached, ReadCache
@@ -104,6 +105,8 @@ def _query_names(route: APIRoute) -> frozenset[str]:
     while pending:
         dependant = pending.pop()
         names.update(field.alias for field in dependant.query_params)
+        if dependant.call is read_filters:  # it reads them itself; FastAPI sees none
+            names.update(FILTER_NAMES)
         pending.extend(dependant.dependencies)
     return frozenset(names)
 

@@ -1,19 +1,22 @@
 """The filters shared by list, stats, brands, export and the charts, as data and as SQL.
 
 ``Filters`` is a plain value; ``conditions()`` turns it into SQLAlchemy expressions with bound
-parameters (so no text a client sends is ever spliced into SQL); ``filter_params`` is the
-FastAPI dependency that documents and validates the query parameters once for every endpoint.
+parameters (so no text a client sends is ever spliced into SQL); ``filter_params`` declares and
+documents the query parameters once for every endpoint, and ``read_filters`` is the dependency
+that reads them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_type_hints
 
-from fastapi import Depends, Query
-from pydantic import AfterValidator
+from fastapi import Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError, create_model
 from sqlalchemy import ColumnElement, DateTime, Float, SmallInteger, String, bindparam, func, literal_column, or_
 
 from core.iso_time import IsoDateTime
@@ -309,4 +312,38 @@ async def filter_params(
     )
 
 
-FiltersDep = Annotated[Filters, Depends(filter_params)]
+FILTER_NAMES: tuple[str, ...] = tuple(inspect.signature(filter_params).parameters)
+"""The query parameters ``filter_params`` declares, in its order."""
+
+# The parameters' own declarations (types, bounds, validators) as one model. FastAPI checks each
+# query parameter apart, with Python-level bookkeeping around every one: 0.3 ms a request here
+# for the fourteen, a quarter of what an uncached page cost the API; one model validation checks
+# the same declarations in pydantic-core in a few microseconds.
+_DECLARED: dict[str, Any] = {
+    name: (hint, None) for name, hint in get_type_hints(filter_params, include_extras=True).items() if name != "return"
+}
+_FilterQuery: type[BaseModel] = create_model("FilterQuery", **_DECLARED)
+
+_NO_FILTERS = Filters()
+
+
+async def read_filters(request: Request) -> Filters:
+    """The shared filters, read off the query string and validated as ``filter_params`` declares them.
+
+    Its errors are FastAPI's own, located in the query, so a client sees no difference. The
+    parameters are documented from ``filter_params`` (``query_api.openapi``) and taken by
+    ``check_query_parameters`` through ``FILTER_NAMES``.
+    """
+    given = request.query_params
+    values = {name: given[name] for name in FILTER_NAMES if name in given}
+    if not values:
+        return _NO_FILTERS
+    try:
+        parsed = _FilterQuery.model_validate(values)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        raise RequestValidationError([{**error, "loc": ("query", *error["loc"])} for error in errors]) from None
+    return await filter_params(**{name: getattr(parsed, name) for name in values})
+
+
+FiltersDep = Annotated[Filters, Depends(read_filters)]

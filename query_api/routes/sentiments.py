@@ -47,6 +47,7 @@ from query_api.schemas import (
     BrandTrend,
     ModelResponse,
     Page,
+    RowsResponse,
     SentimentOut,
     Stats,
     Trends,
@@ -129,15 +130,15 @@ async def list_sentiments(
         raise ApiError(400, "invalid_cursor", str(exc)) from exc
     statement, params = list_query(filters, sort, after, size)
 
-    def page(rows: Sequence[Row[Any]]) -> ModelResponse:
+    def page(rows: Sequence[Row[Any]]) -> Response:
         more = len(rows) > size
         rows = rows[:size]
         next_cursor = _cursor_after(rows[-1], sort, digest) if more else None
-        # From dicts: a third of the cost of reading each Row's attributes (0.45 against 1.2 ms a
-        # page), zipped with names read once (Row._asdict looks its names up again for every row).
+        # Dicts zipped with names read once (Row._asdict looks its names up again for every row),
+        # rendered as they are: see RowsResponse.
         names = rows[0]._fields if rows else ()
-        items = [SentimentOut.model_validate(dict(zip(names, row, strict=True))) for row in rows]
-        return ModelResponse(Page(items=items, next_cursor=next_cursor, limit=size))
+        items = [dict(zip(names, row, strict=True)) for row in rows]
+        return RowsResponse({"items": items, "next_cursor": next_cursor, "limit": size})
 
     # First pages only: the dashboard and every analyst open those, while a cursor is one
     # client's walk, asked for once (kept, such pages would push the aggregates out).
