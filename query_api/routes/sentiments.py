@@ -179,7 +179,7 @@ async def sentiment_stats(
     """Count, mean score and label distribution per (bucket, group)."""
     statement = stats_statement(filters, group_by, bucket, time_field, state.api.stats_max_rows)
 
-    def stats(rows: Sequence[Row[Any]]) -> ModelResponse:
+    def stats(rows: Sequence[Row[Any]]) -> Response:
         if len(rows) > state.api.stats_max_rows:
             raise ApiError(
                 400,
@@ -194,11 +194,11 @@ async def sentiment_stats(
 
 def _stats_answer(
     rows: Sequence[Row[Any]], group_by: GroupBy | None, bucket: Bucket | None, time_field: TimeField
-) -> ModelResponse:
-    # One validation of plain values: reading a Row's columns by name and building each row's
-    # models in Python cost 6.8 ms for a year of days here, this 1.4 ms. Both statements select
-    # (bucket, group, n, mean_score, negative, neutral, positive) in that order. psycopg2 gives
-    # UTC as timezone(timedelta(0)), which pydantic validates far slower than timezone.utc.
+) -> Response:
+    # Plain values rendered by orjson (RowsResponse), no models: for a year of days, building the
+    # models row by row cost 6.8 ms here, validating these values in one pass 1.4 ms, and rendering
+    # the models 0.8 ms more. Both statements select (bucket, group, n, mean_score, negative,
+    # neutral, positive) in that order.
     out = [
         {
             "bucket": None if moment is None else moment.astimezone(UTC),
@@ -211,7 +211,7 @@ def _stats_answer(
     ]
     total = sum(r["count"] for r in out)
     body = {"group_by": group_by, "bucket": bucket, "time_field": time_field, "total": total, "rows": out}
-    return ModelResponse(Stats.model_validate(body))
+    return RowsResponse(body)
 
 
 @router.get("/brands", response_model=list[BrandOut], responses=responses(422, 503), summary="Brands")

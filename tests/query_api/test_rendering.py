@@ -1,16 +1,18 @@
-"""A list page is rendered from the rows' dicts by orjson (``RowsResponse``), not through
-``SentimentOut`` models; the bytes must be those the models render, for any value a row holds."""
+"""List pages and stats answers are rendered from plain values by orjson (``RowsResponse``), not
+through their models; the bytes must be those the models render, for any value a row holds."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from query_api.queries import PUBLIC_FIELDS
-from query_api.schemas import ModelResponse, Page, RowsResponse, SentimentOut
+from query_api.queries import PUBLIC_FIELDS, Bucket, GroupBy, TimeField
+from query_api.routes.sentiments import _stats_answer
+from query_api.schemas import LabelCounts, ModelResponse, Page, RowsResponse, SentimentOut, Stats, StatsRow
 
 # What PostgreSQL text can hold: any character but NUL, no lone surrogates.
 texts = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40)
@@ -70,3 +72,44 @@ def test_the_scores_edge_values_render_alike(row: dict[str, Any]) -> None:
         item = as_selected({**row, "sentiment_score": score, "confidence": 1 - score})
         model = Page(items=[SentimentOut.model_validate(item)], next_cursor=None, limit=1)
         assert RowsResponse({"items": [item], "next_cursor": None, "limit": 1}).body == ModelResponse(model).body
+
+
+# As both stats statements select them: (bucket, group, n, mean_score, negative, neutral, positive).
+stats_rows = st.tuples(
+    st.none() | moments,
+    st.none() | texts,
+    st.integers(0, 2**62),
+    unit.map(lambda mean: Decimal(repr(mean))),
+    st.integers(0, 2**62),
+    st.integers(0, 2**62),
+    st.integers(0, 2**62),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([None, "brand", "source", "label", "rating"]),
+    st.sampled_from([None, "hour", "day", "week"]),
+    st.sampled_from(["created_on", "published_at"]),
+    st.lists(stats_rows, max_size=5),
+)
+def test_a_stats_answer_renders_as_its_model_renders(
+    group_by: GroupBy | None, bucket: Bucket | None, time_field: TimeField, rows: list[tuple[Any, ...]]
+) -> None:
+    model = Stats(
+        group_by=group_by,
+        bucket=bucket,
+        time_field=time_field,
+        total=sum(row[2] for row in rows),
+        rows=[
+            StatsRow(
+                bucket=moment,
+                group=group,
+                count=n,
+                mean_score=float(mean),
+                labels=LabelCounts(negative=negative, neutral=neutral, positive=positive),
+            )
+            for moment, group, n, mean, negative, neutral, positive in rows
+        ],
+    )
+    assert _stats_answer(rows, group_by, bucket, time_field).body == ModelResponse(model).body  # type: ignore[arg-type]
