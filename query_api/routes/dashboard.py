@@ -20,7 +20,7 @@ from query_api.charts import Point, StarRow, labels_svg, stars_svg, timeline_svg
 from query_api.deps import StateDep, read
 from query_api.errors import ApiError, responses
 from query_api.filters import Filters, FiltersDep
-from query_api.queries import Bucket, TimeField, stats_statement
+from query_api.queries import Bucket, TimeField, stats_query
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 SVG = "image/svg+xml"
@@ -145,7 +145,7 @@ async def timeline_chart(
     ] = "created_on",
 ) -> Response:
     """Mean sentiment per bucket over the review counts, as SVG."""
-    statement = stats_statement(filters, None, bucket, time_field, state.api.stats_max_rows)
+    statement, params = stats_query(filters, None, bucket, time_field, state.api.stats_max_rows)
 
     def chart(rows: Sequence[Row[Any]]) -> Response:
         if len(rows) > state.api.stats_max_rows:
@@ -156,7 +156,7 @@ async def timeline_chart(
         )
 
     key = ("timeline", filters, bucket, time_field)
-    return await read(state, lambda connection: connection.execute(statement).all(), chart, key)
+    return await read(state, lambda connection: connection.execute(statement, params).all(), chart, key)
 
 
 # The charts that count reviews (no time axis) count what the timeline counts for the same view.
@@ -186,14 +186,14 @@ async def labels_chart(
     time_field: CountedTimeField = "created_on",
 ) -> Response:
     """Reviews per predicted label, as SVG."""
-    statement = stats_statement(filters, None, None, time_field, 1)
+    statement, params = stats_query(filters, None, None, time_field, 1)
 
     def chart(row: Row[Any] | None) -> Response:
         counts = _label_counts(row) if row is not None else dict.fromkeys(LABELS, 0)
         return _svg_response(labels_svg(counts, "Labels", subtitle=describe_filters(filters)))
 
     key = ("labels", filters, time_field)
-    return await read(state, lambda connection: connection.execute(statement).first(), chart, key)
+    return await read(state, lambda connection: connection.execute(statement, params).first(), chart, key)
 
 
 @router.get(
@@ -208,7 +208,7 @@ async def stars_chart(
     time_field: CountedTimeField = "created_on",
 ) -> Response:
     """Per star rating the reviewers gave, the labels the model read in their text, as SVG."""
-    statement = stats_statement(filters, "rating", None, time_field, 6)
+    statement, params = stats_query(filters, "rating", None, time_field, 6)
 
     def chart(rows: Sequence[Row[Any]]) -> Response:
         star_rows = [
@@ -222,4 +222,4 @@ async def stars_chart(
         return _svg_response(stars_svg(star_rows, "Text against stars", subtitle=describe_filters(filters)))
 
     key = ("stars", filters, time_field)
-    return await read(state, lambda connection: connection.execute(statement).all(), chart, key)
+    return await read(state, lambda connection: connection.execute(statement, params).all(), chart, key)

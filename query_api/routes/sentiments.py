@@ -37,7 +37,7 @@ from query_api.queries import (
     export_statement,
     list_query,
     next_utc_midnight,
-    stats_statement,
+    stats_query,
     trend_windows,
     trends_statement,
 )
@@ -177,7 +177,7 @@ async def sentiment_stats(
     ] = "created_on",
 ) -> Response:
     """Count, mean score and label distribution per (bucket, group)."""
-    statement = stats_statement(filters, group_by, bucket, time_field, state.api.stats_max_rows)
+    statement, params = stats_query(filters, group_by, bucket, time_field, state.api.stats_max_rows)
 
     def stats(rows: Sequence[Row[Any]]) -> Response:
         if len(rows) > state.api.stats_max_rows:
@@ -189,7 +189,7 @@ async def sentiment_stats(
         return _stats_answer(rows, group_by, bucket, time_field)
 
     key = ("stats", filters, group_by, bucket, time_field)
-    return await read(state, lambda connection: connection.execute(statement).all(), stats, key)
+    return await read(state, lambda connection: connection.execute(statement, params).all(), stats, key)
 
 
 def _stats_answer(

@@ -19,7 +19,7 @@ from query_api.charts import Point, StarRow, labels_svg, score_color, stars_svg,
 from query_api.cursor import Cursor, CursorError, decode_cursor, encode_cursor
 from query_api.export import ExportResponse, NotAcceptableError, defuse_formula, encode_csv, negotiate_format
 from query_api.filters import Filters
-from query_api.queries import list_query
+from query_api.queries import list_query, stats_query, stats_statement
 from query_api.routes.dashboard import describe_filters
 
 
@@ -523,3 +523,74 @@ def test_the_alert_text_names_each_fall_with_its_means_and_counts() -> None:
     assert alert_text([_trend("Acme", 0.7, 0.5)], 0.1, part_day, 1).startswith(
         "1 brand fell by 0.10 or more in mean sentiment over 1 day from 2026-11-23 13:30 UTC:"
     )
+
+
+STATS_REQUESTS = [
+    # (group_by, bucket, time_field, filters of one shape, filters of the same shape)
+    (
+        None,
+        "day",
+        "created_on",
+        Filters(brand="Acme", since=datetime(2026, 1, 1, tzinfo=UTC)),
+        Filters(brand="Globex", since=datetime(2026, 3, 1, tzinfo=UTC)),
+    ),
+    (
+        "label",
+        "week",
+        "created_on",
+        Filters(source="user", until=datetime(2026, 2, 2)),
+        Filters(source="scraper:x", until=datetime(2027, 1, 1)),
+    ),
+    ("rating", None, "created_on", Filters(min_rating=2, max_rating=4), Filters(min_rating=1, max_rating=5)),
+    ("brand", None, "created_on", Filters(), Filters()),
+    (None, "hour", "created_on", Filters(brand="Acme", q="late"), Filters(brand="Initech", q="refund")),
+    (
+        "source",
+        "day",
+        "published_at",
+        Filters(label="negative", min_score=0.2),
+        Filters(label="positive", min_score=0.7),
+    ),
+    (
+        None,
+        "day",
+        "created_on",
+        Filters(since=datetime(2026, 1, 1, 12, tzinfo=UTC)),
+        Filters(since=datetime(2026, 5, 1, 6, tzinfo=UTC)),
+    ),
+]
+
+
+@pytest.mark.parametrize(("group_by", "bucket", "time_field", "one", "other"), STATS_REQUESTS)
+def test_stats_requests_of_one_shape_share_a_statement_that_binds_their_own_values(
+    group_by: Any, bucket: Any, time_field: Any, one: Filters, other: Filters
+) -> None:
+    first, _ = stats_query(one, group_by, bucket, time_field, 100)
+    again, params = stats_query(other, group_by, bucket, time_field, 100)
+    assert again is first
+
+    def sql(statement: Any) -> str:
+        return str(statement.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+
+    # The shared statement with this request's values is the statement built for this request alone.
+    assert sql(again.params(params)) == sql(stats_statement(other, group_by, bucket, time_field, 100))
+
+
+def test_stats_requests_of_other_shapes_get_other_statements() -> None:
+    base, _ = stats_query(Filters(brand="Acme"), None, "day", "created_on", 100)
+    for filters, bucket, time_field in [
+        (Filters(brand="Acme", source="user"), "day", "created_on"),
+        (Filters(brand="Acme"), "week", "created_on"),
+        (Filters(brand="Acme"), "day", "published_at"),
+        (
+            Filters(brand="Acme", since=datetime(2026, 1, 1, 1, tzinfo=UTC)),
+            "day",
+            "created_on",
+        ),  # not a whole day: the rows
+        (Filters(brand="Acme", q="x"), "day", "created_on"),
+    ]:
+        assert stats_query(filters, None, bucket, time_field, 100)[0] is not base
+    assert stats_query(Filters(brand="Acme"), None, "day", "created_on", 5)[0] is not base
+    assert (
+        stats_query(Filters(brand="Acme", q="  "), None, "day", "created_on", 100)[0] is base
+    )  # a blank q filters nothing
