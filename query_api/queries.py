@@ -19,6 +19,7 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     DateTime,
+    Double,
     Numeric,
     Select,
     Table,
@@ -279,7 +280,11 @@ def rollup_stats_statement(
     label_counts = [
         cast(func.coalesce(reviews.filter(rollup.label == label), 0), BigInteger).label(label) for label in LABELS
     ]
-    aggregates = [cast(reviews, BigInteger).label("n"), (func.sum(rollup.score_sum) / reviews).label("mean_score")]
+    # The mean as float8, as avg() over the rows gives it: psycopg2 turns numeric into a Decimal
+    # through Python, a third of the fetch's CPU for a year of days here. Cast in PostgreSQL, the
+    # value is the same double float() of that Decimal gave (both round the same decimal once).
+    mean = cast(func.sum(rollup.score_sum) / reviews, Double)
+    aggregates = [cast(reviews, BigInteger).label("n"), mean.label("mean_score")]
     stmt: Statement = select(*columns, *aggregates, *label_counts).where(*_rollup_where(filters, table))
     # Grouping by the day column itself lets one brand's range come out of the index in day order.
     by_bucket: ColumnElement[Any] | None = None  # totals have no day column to name
