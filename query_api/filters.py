@@ -15,7 +15,9 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, get_type_hints
 
 from fastapi import Depends, Query, Request
+from fastapi.dependencies.utils import request_params_to_args
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import AfterValidator, BaseModel, ValidationError, create_model
 from sqlalchemy import ColumnElement, DateTime, Float, SmallInteger, String, bindparam, func, literal_column, or_
 
@@ -341,9 +343,30 @@ async def read_filters(request: Request) -> Filters:
     try:
         parsed = _FilterQuery.model_validate(values)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        raise RequestValidationError([{**error, "loc": ("query", *error["loc"])} for error in errors]) from None
+        errors = [{**error, "loc": ("query", *error["loc"])} for error in exc.errors(include_url=False)]
+        raise RequestValidationError(errors + _route_parameter_errors(request)) from None
     return await filter_params(**{name: getattr(parsed, name) for name in values})
+
+
+def _route_parameter_errors(request: Request) -> list[Any]:
+    """What the route's own parameters would be refused for, in FastAPI's order.
+
+    Raising from a dependency stops FastAPI before it reads the route's parameters; a client
+    sent ``?min_score=abc&limit=0`` and must hear of both, as when the filters were FastAPI's.
+    """
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return []
+    own = route.dependant
+    errors: list[Any] = []
+    for declared, received in (
+        (own.path_params, request.path_params),
+        (own.query_params, request.query_params),
+        (own.header_params, request.headers),
+        (own.cookie_params, request.cookies),
+    ):
+        errors += request_params_to_args(declared, received)[1]
+    return errors
 
 
 FiltersDep = Annotated[Filters, Depends(read_filters)]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Header, Query
 from fastapi.testclient import TestClient
 
 from core.config import ApiSettings, DatabaseSettings, KafkaSettings
@@ -30,6 +30,25 @@ def both() -> TestClient:
     @app.get("/read")
     async def by_read_filters(filters: Annotated[Filters, Depends(read_filters)]) -> dict[str, str]:
         return {"filters": repr(filters)}
+
+    # With parameters of the route's own: refused with the filters, in one answer.
+    @app.get("/fastapi/{n}")
+    async def more_by_fastapi(
+        filters: Annotated[Filters, Depends(filter_params)],
+        n: int,
+        limit: Annotated[int, Query(ge=1)] = 50,
+        x_count: Annotated[int | None, Header()] = None,
+    ) -> dict[str, str]:
+        return {"filters": repr(filters), "more": repr((n, limit, x_count))}
+
+    @app.get("/read/{n}")
+    async def more_by_read_filters(
+        filters: Annotated[Filters, Depends(read_filters)],
+        n: int,
+        limit: Annotated[int, Query(ge=1)] = 50,
+        x_count: Annotated[int | None, Header()] = None,
+    ) -> dict[str, str]:
+        return {"filters": repr(filters), "more": repr((n, limit, x_count))}
 
     return TestClient(app)
 
@@ -101,6 +120,37 @@ def test_refused_filters_get_fastapis_own_answer(both: TestClient, query: str) -
     read = both.get(f"/read?{query}")
     assert expected.status_code == 422, expected.text
     assert (read.status_code, read.json()) == (422, expected.json())
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "count"),
+    [
+        ("1", "brand=Acme&limit=3", "2"),
+        ("1", "min_score=abc&limit=0", "2"),
+        ("x", "label=bad&limit=abc", "many"),
+        ("x", "min_rating=9", None),
+        ("1", "limit=0", "x"),
+        ("2", "min_score=0.9&max_score=0.1&limit=0", None),
+    ],
+)
+def test_the_routes_own_parameters_are_refused_with_the_filters_in_one_answer(
+    both: TestClient, path: str, query: str, count: str | None
+) -> None:
+    headers = {} if count is None else {"x-count": count}
+    expected = both.get(f"/fastapi/{path}?{query}", headers=headers)
+    read = both.get(f"/read/{path}?{query}", headers=headers)
+    assert (read.status_code, read.json()) == (expected.status_code, expected.json())
+
+
+def test_the_api_names_every_refused_parameter_at_once() -> None:
+    settings = DatabaseSettings(url="postgresql://nobody@127.0.0.1:1/none")
+    client = TestClient(create_app(ApiSettings(), settings, KafkaSettings(bootstrap_servers=None)))
+    answer = client.get("/sentiments/?min_score=abc&limit=0")
+    assert answer.status_code == 422
+    assert [detail["loc"] for detail in answer.json()["error"]["details"]] == [
+        ["query", "min_score"],
+        ["query", "limit"],
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,12 @@ import pytest
 from sqlalchemy.dialects import postgresql
 from starlette.requests import ClientDisconnect
 
+from query_api import queries
 from query_api.charts import Point, StarRow, labels_svg, score_color, stars_svg, timeline_svg
 from query_api.cursor import Cursor, CursorError, decode_cursor, encode_cursor
 from query_api.export import ExportResponse, NotAcceptableError, defuse_formula, encode_csv, negotiate_format
 from query_api.filters import Filters
-from query_api.queries import list_query, stats_query, stats_statement
+from query_api.queries import SHAPES_KEPT, list_query, stats_query, stats_statement
 from query_api.routes.dashboard import describe_filters
 
 
@@ -594,3 +595,13 @@ def test_stats_requests_of_other_shapes_get_other_statements() -> None:
     assert (
         stats_query(Filters(brand="Acme", q="  "), None, "day", "created_on", 100)[0] is base
     )  # a blank q filters nothing
+
+
+def test_a_client_asking_for_every_shape_cannot_grow_the_statements_kept() -> None:
+    for max_rows in range(1, 2 * SHAPES_KEPT + 2):
+        stats_query(Filters(brand="Acme"), None, "day", "created_on", max_rows)
+        list_query(Filters(brand="Acme"), "newest", None, max_rows)  # one shape: the limit is bound
+    assert 0 < len(queries._STATS) <= SHAPES_KEPT
+    assert 0 < len(queries._PAGES) <= SHAPES_KEPT
+    again, _ = stats_query(Filters(brand="Acme"), None, "day", "created_on", 2 * SHAPES_KEPT + 1)
+    assert again is stats_query(Filters(brand="Globex"), None, "day", "created_on", 2 * SHAPES_KEPT + 1)[0]
