@@ -1,7 +1,8 @@
 """Query API benchmark: 1,000,000 seeded rows, 32 concurrent clients, p50/p99 per query kind.
 
     python bench/api.py [--rows 1000000] [--clients 32] [--requests 2000] [--workers 2] [--explain]
-                        [--cache both|on|off] [--write-every SECONDS] [--staleness SECONDS]
+                        [--cache both|on|off] [--write-every SECONDS] [--staleness SECONDS] [--rounds N]
+    python bench/api.py --against REVISION --cache on|off [--rounds 3]   # a revision's code against this one
     python bench/api.py --in-process [--requests 2000] [--only TEXT]   # CPU per request, app alone
 
 Uses ``BENCH_DATABASE_URL`` (a server where it may create the database ``rs_bench``) or else an
@@ -17,6 +18,12 @@ prints both with the share of cache hits. The queries repeat (50 brands, one dee
 without writes nearly every cached request is a hit: ``--write-every 0.5`` commits a one-row
 write that often during the run, as an ingesting worker does once per batch, and each commit
 empties the cache (or, with ``--staleness S``, leaves each answer servable S seconds more).
+
+``--against REV`` serves each query from two sets of servers in turn, one running the code of git
+revision REV (``git archive`` into a temporary directory) and one this checkout's, against the
+same database; with ``--rounds N`` each query runs N times per set, the order alternating, and the
+medians are printed. That is how a change's effect is told from the machine's noise, which moved
+the p99 of one unchanged server by ±20% between minutes on the shared 2-core machines here.
 """
 
 from __future__ import annotations
@@ -28,12 +35,16 @@ import os
 import random
 import subprocess
 import sys
+import tarfile
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from statistics import median
+from typing import NamedTuple
 
 import httpx
 from sqlalchemy import Engine, create_engine, pool, text
@@ -251,24 +262,36 @@ def explain(url: str, rows: int) -> None:
     engine.dispose()
 
 
+class Servers(NamedTuple):
+    bases: list[str]
+    pids: list[int]
+
+
 def start_servers(
-    url: str, reader: str, workers: int, stack: ExitStack, cache: bool = True, staleness: float = 0.0
-) -> list[str]:
+    url: str,
+    reader: str,
+    workers: int,
+    stack: ExitStack,
+    cache: bool = True,
+    staleness: float = 0.0,
+    tree: Path | None = None,
+) -> Servers:
     """One single-worker server per port, the clients spread evenly over them, as a load balancer
     would: behind one ``--workers N`` socket the accept loop of whichever worker woke first took most
     of a burst of keep-alive connections (32/0 in three of twenty tries), so a run measured one
-    worker or two by luck."""
-    bases = []
+    worker or two by luck. ``tree``: serve the code of that directory instead of this checkout's."""
+    servers = Servers([], [])
     for _ in range(workers):
-        server, base = start_server(url, reader, cache, staleness)
+        server, base = start_server(url, reader, cache, staleness, tree)
         stack.callback(server.wait, 20)  # registered at once: a later server that fails leaves none
         stack.callback(server.terminate)
-        bases.append(base)
-    return bases
+        servers.bases.append(base)
+        servers.pids.append(server.pid)
+    return servers
 
 
 def start_server(
-    url: str, reader: str, cache: bool = True, staleness: float = 0.0
+    url: str, reader: str, cache: bool = True, staleness: float = 0.0, tree: Path | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {
@@ -282,9 +305,11 @@ def start_server(
         env["API_READ_CACHE_MB"] = "0"
     env["API_READ_CACHE_STALENESS"] = str(staleness)
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    if tree is not None:  # its packages ahead of this checkout's (installed in editable mode)
+        env["PYTHONPATH"] = os.pathsep.join([str(tree), *filter(None, [os.environ.get("PYTHONPATH")])])
     command = [sys.executable, "-m", "uvicorn", "query_api.app:create_app", "--factory", "--port", str(port)]
     command += ["--workers", "1", "--log-level", "warning", "--no-access-log"]
-    server = subprocess.Popen(command, env=env)
+    server = subprocess.Popen(command, env=env, cwd=tree)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -319,6 +344,28 @@ def cache_hits(bases: list[str]) -> tuple[float, float]:
         for outcome in ("hit", "joined", "miss", "uncached")
     ]
     return sum(counts[0::4]) + sum(counts[1::4]), sum(counts)
+
+
+def checkout(revision: str, stack: ExitStack) -> Path:
+    """This repository's tree at ``revision`` in a temporary directory (``git archive``: the work
+    tree and its branch are left alone)."""
+    tree = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-api-")))
+    archive = subprocess.run(["git", "archive", revision], check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as files:
+        files.extractall(tree, filter="data")
+    return tree
+
+
+def cpu_seconds(pids: list[int]) -> float | None:
+    """User + system CPU the processes used so far (Linux ``/proc``; None elsewhere)."""
+    try:
+        total = 0
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    except OSError:
+        return None
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 class Writer(threading.Thread):
@@ -467,6 +514,50 @@ async def in_process_costs(
             print(f"{name:40} {1000 * cpu / count:8.3f} {1000 * wall / count:8.3f}")
 
 
+class Variant(NamedTuple):
+    label: str
+    cached: bool
+    tree: Path | None
+    """The code served: a revision's tree (``--against``), or this checkout's (None)."""
+
+
+class Run(NamedTuple):
+    p50: float
+    p99: float
+    rate: float
+    cpu_ms: float | None
+    hits: float | None
+
+
+def measure(servers: Servers, cached: bool, make_path: Callable[[int], str], clients: int, requests: int) -> Run:
+    """One warmed-up load of ``requests`` on ``servers``: latencies, throughput, their CPU, cache hits."""
+    asyncio.run(load(servers.bases, make_path, clients, min(100, requests)))  # warm-up
+    hits_before, reads_before = cache_hits(servers.bases) if cached else (0.0, 0.0)
+    cpu_before = cpu_seconds(servers.pids)
+    latencies, wall = asyncio.run(load(servers.bases, make_path, clients, requests))
+    cpu_after = cpu_seconds(servers.pids)
+    cpu_ms = None if cpu_before is None or cpu_after is None else 1000 * (cpu_after - cpu_before) / len(latencies)
+    hits = None
+    if cached:
+        hits_after, reads_after = cache_hits(servers.bases)
+        hits = 100 * (hits_after - hits_before) / max(1.0, reads_after - reads_before)
+    return Run(pct(latencies, 0.5), pct(latencies, 0.99), len(latencies) / wall, cpu_ms, hits)
+
+
+def cell(runs: list[Run], cached: bool) -> str:
+    """Medians over the rounds of one variant."""
+    cpu = [run.cpu_ms for run in runs if run.cpu_ms is not None]
+    text = f"{median(run.p50 for run in runs):7.1f} {median(run.p99 for run in runs):7.1f} "
+    text += f"{median(run.rate for run in runs):7.0f} " + (f"{median(cpu):6.2f}" if cpu else "     -")
+    if cached:
+        text += f" {median(run.hits or 0.0 for run in runs):4.0f}%"
+    return text
+
+
+def chosen(name: str, only: list[str] | None) -> bool:
+    return not only or any(text in name for text in only)
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
@@ -478,7 +569,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--only", help="run only the queries whose name contains this text (and no export)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="TEXT",
+        help="run only the queries whose name contains this text (and no export); repeat for several",
+    )
     parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE of the main queries")
     parser.add_argument(
         "--cache",
@@ -501,11 +597,24 @@ def main() -> None:
         help="API_READ_CACHE_STALENESS of the cached servers (default 0: a change drops every answer)",
     )
     parser.add_argument(
+        "--against",
+        metavar="REVISION",
+        help="serve each query from this git revision's code and this checkout's, side by side (one --cache mode)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure each query this many times per variant, alternating their order; print medians",
+    )
+    parser.add_argument(
         "--in-process",
         action="store_true",
         help="instead of the load: each query's CPU per request in the app alone (ASGI called directly, no socket)",
     )
     args = parser.parse_args()
+    if args.against and args.cache == "both":
+        parser.error("--against compares two trees in one cache mode: add --cache on or --cache off")
 
     with ExitStack() as stack:
         server_url = os.environ.get("BENCH_DATABASE_URL")
@@ -559,13 +668,23 @@ def main() -> None:
         }
         modes = {"both": (False, True), "on": (True,), "off": (False,)}[args.cache]
         if args.in_process:
-            kinds = {name: path for name, path in kinds.items() if not args.only or args.only in name}
+            kinds = {name: path for name, path in kinds.items() if chosen(name, args.only)}
             for cached in modes:
                 asyncio.run(in_process_costs(url, reader, kinds, args.requests, cached))
             return
-        # The servers of each mode idle while the other's are measured.
-        servers = {cached: start_servers(url, reader, args.workers, stack, cached, args.staleness) for cached in modes}
-        base = next(iter(servers.values()))[0]
+        variants = [Variant(f"cache {'on' if cached else 'off'}", cached, None) for cached in modes]
+        if args.against:
+            # One cache mode, two trees: the revision's servers and this checkout's, side by side.
+            variants = [
+                Variant(args.against, modes[0], checkout(args.against, stack)),
+                Variant("this tree", modes[0], None),
+            ]
+        # The servers of each variant idle while the other's are measured.
+        servers = {
+            variant: start_servers(url, reader, args.workers, stack, variant.cached, args.staleness, variant.tree)
+            for variant in variants
+        }
+        base = servers[variants[-1]].bases[0]
         writer = None
         if args.write_every > 0:
             writer = Writer(url, args.write_every, max_id)
@@ -574,29 +693,28 @@ def main() -> None:
         writes = f", a one-row write committed every {args.write_every:g}s" if writer else ""
         if args.staleness:
             writes += f", answers served up to {args.staleness:g}s after a change"
+        if args.rounds > 1:
+            writes += f"; medians of {args.rounds} rounds, the variants' order alternating"
         print(
             f"\n{args.rows:,} rows, {args.clients} concurrent clients, {args.requests} requests per query, "
-            f"{args.workers} single-worker uvicorn servers per mode (clients spread evenly), "
-            f"{os.cpu_count()} CPUs shared with the client{writes}"
+            f"{args.workers} single-worker uvicorn servers per variant (clients spread evenly), "
+            f"{os.cpu_count()} CPUs shared with the client{writes}; API ms: the servers' CPU per request"
         )
-        heads = {False: "cache off: p50 / p99 ms, req/s", True: "cache on: p50 / p99 ms, req/s, hits"}
-        print(f"{'query':40} " + " | ".join(f"{heads[cached]:>33}" for cached in modes))
+        heads = [
+            f"{variant.label}: p50 / p99 ms, req/s, API ms" + (", hits" if variant.cached else "")
+            for variant in variants
+        ]
+        print(f"{'query':40} " + " | ".join(f"{head:>41}" for head in heads))
         for name, make_path in kinds.items():
-            if args.only and args.only not in name:
+            if not chosen(name, args.only):
                 continue
             # Starred: a full scan per request; a tenth of the requests keeps the run in minutes.
             requests = max(args.clients, args.requests // 10) if name.endswith("*") else args.requests
-            cells = []
-            for cached, bases in servers.items():
-                asyncio.run(load(bases, make_path, args.clients, min(100, requests)))  # warm-up
-                hits_before, reads_before = cache_hits(bases) if cached else (0.0, 0.0)
-                latencies, wall = asyncio.run(load(bases, make_path, args.clients, requests))
-                cell = f"{pct(latencies, 0.5):7.1f} {pct(latencies, 0.99):7.1f} {len(latencies) / wall:7.0f}"
-                if cached:
-                    hits, reads = cache_hits(bases)
-                    cell += f" {100 * (hits - hits_before) / max(1.0, reads - reads_before):4.0f}%"
-                cells.append(f"{cell:>33}")
-            print(f"{name:40} " + " | ".join(cells))
+            runs: dict[Variant, list[Run]] = {variant: [] for variant in variants}
+            for round_ in range(args.rounds):
+                for variant in variants if round_ % 2 == 0 else variants[::-1]:
+                    runs[variant].append(measure(servers[variant], variant.cached, make_path, args.clients, requests))
+            print(f"{name:40} " + " | ".join(f"{cell(runs[variant], variant.cached):>41}" for variant in variants))
         if writer is not None:
             print(f"({writer.writes} writes committed during the run)")
 
