@@ -150,12 +150,11 @@ def create_app(
     )
     app.state.reviewscore = state
     install_error_handlers(app)
-    app.include_router(sentiments.router)
-    app.include_router(submit.router)
-    app.include_router(dashboard.router)
-    app.include_router(health.router)
+    routers = (sentiments.router, submit.router, dashboard.router, health.router)
+    for router in routers:
+        app.include_router(router)
     app.mount("/static", dashboard.DashboardAssets(directory=dashboard.STATIC_DIR), name="static")
-    document_filters(app, (sentiments.router, submit.router, dashboard.router, health.router))
+    document_filters(app, routers)
     app.add_middleware(HeadAsGetMiddleware)  # innermost: the others see the request as sent
     app.add_middleware(BodyLimitMiddleware, max_bytes=api.max_body_bytes)
     # Outside the body limit: without a key, a submission is refused before its size matters. The

@@ -101,14 +101,20 @@ def _query_names(route: APIRoute) -> frozenset[str]:
     Walked per request (a handful of nodes, microseconds): routes are unhashable, and a cache by
     ``id`` could answer for another app's route at a reused address."""
     names: set[str] = set()
-    pending: list[Dependant] = [route.dependant]
-    while pending:
-        dependant = pending.pop()
+    for dependant in dependants(route.dependant):
         names.update(field.alias for field in dependant.query_params)
         if dependant.call is read_filters:  # it reads them itself; FastAPI sees none
             names.update(FILTER_NAMES)
-        pending.extend(dependant.dependencies)
     return frozenset(names)
+
+
+def dependants(root: Dependant) -> Iterator[Dependant]:
+    """``root`` and every dependency under it, at any depth."""
+    pending = [root]
+    while pending:
+        dependant = pending.pop()
+        yield dependant
+        pending.extend(dependant.dependencies)
 
 
 def engine_of(state: AppState) -> Engine:

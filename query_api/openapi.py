@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
+from query_api.deps import dependants
 from query_api.filters import Filters, filter_params, read_filters
 
 
@@ -33,13 +34,7 @@ def filter_parameters() -> list[dict[str, Any]]:
 
 def reads_filters(dependant: Dependant) -> bool:
     """Whether ``read_filters`` is among the dependencies of ``dependant``, at any depth."""
-    pending = [dependant]
-    while pending:
-        node = pending.pop()
-        if node.call is read_filters:
-            return True
-        pending.extend(node.dependencies)
-    return False
+    return any(node.call is read_filters for node in dependants(dependant))
 
 
 def document_filters(app: FastAPI, routers: Iterable[APIRouter]) -> None:
