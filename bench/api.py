@@ -3,6 +3,7 @@
     python bench/api.py [--rows 1000000] [--clients 32] [--requests 2000] [--workers 2] [--explain]
                         [--cache both|on|off] [--write-every SECONDS] [--staleness SECONDS] [--rounds N]
     python bench/api.py --against REVISION --cache on|off [--rounds 3]   # a revision's code against this one
+    python bench/api.py --variant 'one:API_READ_CONCURRENCY=1' --variant default --cache off   # settings side by side
     python bench/api.py --in-process [--requests 2000] [--only TEXT]   # CPU per request, app alone
 
 Uses ``BENCH_DATABASE_URL`` (a server where it may create the database ``rs_bench``) or else an
@@ -24,6 +25,8 @@ revision REV (``git archive`` into a temporary directory) and one this checkout'
 same database; with ``--rounds N`` each query runs N times per set, the order alternating, and the
 medians are printed. That is how a change's effect is told from the machine's noise, which moved
 the p99 of one unchanged server by ±20% between minutes on the shared 2-core machines here.
+``--variant LABEL:NAME=VALUE,...`` does the same for settings: one set of servers per variant,
+this checkout's code with that environment.
 """
 
 from __future__ import annotations
@@ -275,14 +278,16 @@ def start_servers(
     cache: bool = True,
     staleness: float = 0.0,
     tree: Path | None = None,
+    settings: dict[str, str] | None = None,
 ) -> Servers:
     """One single-worker server per port, the clients spread evenly over them, as a load balancer
     would: behind one ``--workers N`` socket the accept loop of whichever worker woke first took most
     of a burst of keep-alive connections (32/0 in three of twenty tries), so a run measured one
-    worker or two by luck. ``tree``: serve the code of that directory instead of this checkout's."""
+    worker or two by luck. ``tree``: serve the code of that directory instead of this checkout's;
+    ``settings``: environment the servers get on top of the benchmark's."""
     servers = Servers([], [])
     for _ in range(workers):
-        server, base = start_server(url, reader, cache, staleness, tree)
+        server, base = start_server(url, reader, cache, staleness, tree, settings)
         stack.callback(server.wait, 20)  # registered at once: a later server that fails leaves none
         stack.callback(server.terminate)
         servers.bases.append(base)
@@ -291,7 +296,12 @@ def start_servers(
 
 
 def start_server(
-    url: str, reader: str, cache: bool = True, staleness: float = 0.0, tree: Path | None = None
+    url: str,
+    reader: str,
+    cache: bool = True,
+    staleness: float = 0.0,
+    tree: Path | None = None,
+    settings: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {
@@ -305,6 +315,7 @@ def start_server(
         env["API_READ_CACHE_MB"] = "0"
     env["API_READ_CACHE_STALENESS"] = str(staleness)
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    env.update(settings or {})
     if tree is not None:  # its packages ahead of this checkout's (installed in editable mode)
         env["PYTHONPATH"] = os.pathsep.join([str(tree), *filter(None, [os.environ.get("PYTHONPATH")])])
     command = [sys.executable, "-m", "uvicorn", "query_api.app:create_app", "--factory", "--port", str(port)]
@@ -519,6 +530,17 @@ class Variant(NamedTuple):
     cached: bool
     tree: Path | None
     """The code served: a revision's tree (``--against``), or this checkout's (None)."""
+    settings: tuple[tuple[str, str], ...] = ()
+    """Environment of its servers on top of the benchmark's (``--variant``)."""
+
+
+def parse_variant(spec: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """``'label:NAME=VALUE,NAME=VALUE'`` (or a bare label: the defaults)."""
+    label, _, assignments = spec.partition(":")
+    pairs = [item.split("=", 1) for item in assignments.split(",") if item]
+    if not label or any(len(pair) != 2 or not pair[0] for pair in pairs):
+        raise ValueError(f"--variant {spec!r}: expected LABEL or LABEL:NAME=VALUE[,NAME=VALUE]")
+    return label, tuple((name, value) for name, value in pairs)
 
 
 class Run(NamedTuple):
@@ -602,6 +624,15 @@ def main() -> None:
         help="serve each query from this git revision's code and this checkout's, side by side (one --cache mode)",
     )
     parser.add_argument(
+        "--variant",
+        action="append",
+        metavar="LABEL:NAME=VALUE[,NAME=VALUE]",
+        help=(
+            "serve each query from one set of servers per variant, this checkout's code with these settings "
+            "(e.g. 'limit 1:API_READ_CONCURRENCY=1'), side by side (one --cache mode); repeatable"
+        ),
+    )
+    parser.add_argument(
         "--rounds",
         type=int,
         default=1,
@@ -613,8 +644,14 @@ def main() -> None:
         help="instead of the load: each query's CPU per request in the app alone (ASGI called directly, no socket)",
     )
     args = parser.parse_args()
-    if args.against and args.cache == "both":
-        parser.error("--against compares two trees in one cache mode: add --cache on or --cache off")
+    if (args.against or args.variant) and args.cache == "both":
+        parser.error("--against and --variant compare servers in one cache mode: add --cache on or --cache off")
+    if args.against and args.variant:
+        parser.error("--against compares code, --variant settings: one at a time")
+    try:
+        chosen_variants = [parse_variant(spec) for spec in args.variant or ()]
+    except ValueError as exc:
+        parser.error(str(exc))
 
     with ExitStack() as stack:
         server_url = os.environ.get("BENCH_DATABASE_URL")
@@ -679,9 +716,13 @@ def main() -> None:
                 Variant(args.against, modes[0], checkout(args.against, stack)),
                 Variant("this tree", modes[0], None),
             ]
-        # The servers of each variant idle while the other's are measured.
+        if chosen_variants:  # one checkout, several settings
+            variants = [Variant(label, modes[0], None, settings) for label, settings in chosen_variants]
+        # The servers of each variant idle while the others' are measured.
         servers = {
-            variant: start_servers(url, reader, args.workers, stack, variant.cached, args.staleness, variant.tree)
+            variant: start_servers(
+                url, reader, args.workers, stack, variant.cached, args.staleness, variant.tree, dict(variant.settings)
+            )
             for variant in variants
         }
         base = servers[variants[-1]].bases[0]

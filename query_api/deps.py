@@ -22,6 +22,7 @@ from query_api.filters import FILTER_NAMES, read_filters
 from query_api.metrics import ApiMetrics
 from query_api.publisher import Publisher
 from query_api.read_cache import Cached, ReadCache
+from query_api.read_slots import ReadSlots
 from query_api.submit_guard import RateLimiter
 
 R = TypeVar("R")
@@ -41,10 +42,14 @@ class AppState:
     cache: ReadCache | None = None
     """Rendered read answers, live while the lifespan's change listener hears PostgreSQL."""
     listener: ChangeListener | None = None
+    read_slots: ReadSlots = field(init=False)
+    """Admission of reads: API_READ_CONCURRENCY at once, in arrival order."""
     submit_keys: list[tuple[str | None, str]] = field(init=False)
     """Every key a submission may carry, with its producer's name (None for an unnamed key)."""
 
     def __post_init__(self) -> None:
+        self.read_slots = ReadSlots(self.api.read_concurrency, self.api.read_slot_hold)
+        self.metrics.watch_reads(self.read_slots)
         if self.submit_limiter is None and self.api.submit_rate_per_minute:
             self.submit_limiter = RateLimiter(self.api.submit_rate_per_minute)
         self.submit_keys = [(None, key.get_secret_value()) for key in self.api.submit_api_keys]
@@ -135,6 +140,12 @@ def connection_of(state: AppState) -> Iterator[Connection]:
         yield connection
 
 
+async def _query(state: AppState, fetch: Callable[[Connection], R], answer: Callable[[R], Response]) -> Response:
+    """The one hop of a read to the thread pool, once ``ReadSlots`` lets it in."""
+    async with state.read_slots.slot():
+        return await run_in_threadpool(_on_connection, state, fetch, answer)
+
+
 def _on_connection(state: AppState, fetch: Callable[[Connection], R], answer: Callable[[R], Response]) -> Response:
     with connection_of(state) as connection:
         fetched = fetch(connection)
@@ -172,7 +183,7 @@ async def read(
     cache = state.cache
     if key is None or cache is None or not cache.live:
         # Off, or no change would be heard: nothing kept, nothing shared, every read its own.
-        response = await run_in_threadpool(_on_connection, state, fetch, answer)
+        response = await _query(state, fetch, answer)
         if key is not None and cache is not None:
             state.metrics.read_cache.labels("uncached").inc()
         return response
@@ -205,7 +216,7 @@ async def _read_and_keep(
     shared = None
     kept = False
     try:
-        response = await run_in_threadpool(_on_connection, state, fetch, answer)
+        response = await _query(state, fetch, answer)
         if response.status_code == 200:
             body = bytes(response.body)
             entry = cache.put(key, generation, response.raw_headers, body)

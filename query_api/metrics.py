@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from query_api.read_cache import ReadCache
+from query_api.read_slots import ReadSlots
 
 
 class ApiMetrics:
@@ -58,6 +59,21 @@ class ApiMetrics:
         self.read_cache_bytes = Gauge(
             "reviewscore_api_read_cache_bytes", "Bytes of answers the read cache holds.", registry=self.registry
         )
+
+        self.reads_running = Gauge(
+            "reviewscore_api_reads_running",
+            "Reads holding one of the API_READ_CONCURRENCY slots of this process.",
+            registry=self.registry,
+        )
+        self.reads_waiting = Gauge(
+            "reviewscore_api_reads_waiting",
+            "Reads waiting for a slot: above zero for long, the process needs more cores or workers.",
+            registry=self.registry,
+        )
+
+    def watch_reads(self, slots: ReadSlots) -> None:
+        self.reads_running.set_function(lambda: float(slots.running))
+        self.reads_waiting.set_function(lambda: float(slots.waiting))
 
     def watch(self, cache: ReadCache) -> None:
         self.read_cache_live.set_function(lambda: float(cache.live))

@@ -216,7 +216,8 @@ async def wait_for_row(
     """
     deadline = time.monotonic() + min(wait, state.api.submit_wait_max)
     while True:
-        found = await run_in_threadpool(_lookup, state, key, accepts_row, since)
+        async with state.read_slots.slot():
+            found = await run_in_threadpool(_lookup, state, key, accepts_row, since)
         if found is not None or time.monotonic() >= deadline:
             return found
         await asyncio.sleep(min(state.api.wait_poll_interval, max(0.0, deadline - time.monotonic())))

@@ -1,0 +1,178 @@
+"""Reads are admitted a few at a time per process, in arrival order, and a slow one cannot hold
+up the cheap ones behind it (query_api/read_slots.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, pool, text
+
+from core.db import sqlalchemy_url
+from query_api.read_slots import ReadSlots
+from tests.fixtures.api import Seeded, api_reads_waiting_on_a_lock, build_app
+
+
+async def _read(slots: ReadSlots, name: str, log: list[str], gate: asyncio.Event) -> None:
+    async with slots.slot():
+        log.append(f"in {name}")
+        await gate.wait()
+        log.append(f"out {name}")
+
+
+async def _settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def test_no_more_than_the_limit_run_at_once_and_the_rest_go_in_arrival_order() -> None:
+    async def scenario() -> list[str]:
+        slots, log = ReadSlots(limit=2, hold=60), []
+        gates = {name: asyncio.Event() for name in "abcde"}
+        tasks = []
+        for name in "abcde":
+            tasks.append(asyncio.create_task(_read(slots, name, log, gates[name])))
+            await _settle()
+        assert (slots.running, slots.waiting) == (2, 3)
+        for name in "bacde":  # b ends first: c, the longest waiting, goes in, then d and e in turn
+            gates[name].set()
+            await _settle()
+        await asyncio.gather(*tasks)
+        assert (slots.running, slots.waiting) == (0, 0)
+        return log
+
+    log = asyncio.run(scenario())
+    assert [entry for entry in log if entry.startswith("in")] == ["in a", "in b", "in c", "in d", "in e"]
+    assert log.index("in c") > log.index("out b")
+    assert log.index("in d") > log.index("out a")
+
+
+def test_a_read_longer_than_the_hold_lets_the_next_one_in() -> None:
+    async def scenario() -> tuple[float, list[str]]:
+        slots, log = ReadSlots(limit=1, hold=0.05), []
+        slow, quick = asyncio.Event(), asyncio.Event()
+        quick.set()
+        stuck = asyncio.create_task(_read(slots, "slow", log, slow))
+        await _settle()
+        started = time.monotonic()
+        await asyncio.wait_for(_read(slots, "quick", log, quick), 5)
+        waited = time.monotonic() - started
+        assert not stuck.done()
+        slow.set()
+        await stuck
+        assert (slots.running, slots.waiting) == (0, 0)
+        return waited, log
+
+    waited, log = asyncio.run(scenario())
+    assert 0.04 <= waited < 1
+    assert log == ["in slow", "in quick", "out quick", "out slow"]
+
+
+def test_a_request_that_goes_away_while_waiting_takes_no_slot_with_it() -> None:
+    async def scenario() -> list[str]:
+        slots, log = ReadSlots(limit=1, hold=60), []
+        first, later = asyncio.Event(), asyncio.Event()
+        later.set()
+        holder = asyncio.create_task(_read(slots, "first", log, first))
+        await _settle()
+        leaving = asyncio.create_task(_read(slots, "leaving", log, later))
+        staying = asyncio.create_task(_read(slots, "staying", log, later))
+        await _settle()
+        leaving.cancel()
+        await _settle()
+        assert slots.waiting == 1
+        first.set()
+        await asyncio.wait_for(asyncio.gather(holder, staying), 5)
+        assert leaving.cancelled()
+        assert (slots.running, slots.waiting) == (0, 0)
+        return log
+
+    assert asyncio.run(scenario()) == ["in first", "out first", "in staying", "out staying"]
+
+
+def test_a_slot_handed_to_a_request_cancelled_in_the_same_instant_passes_on() -> None:
+    async def scenario() -> list[str]:
+        slots, log = ReadSlots(limit=1, hold=60), []
+        first, later = asyncio.Event(), asyncio.Event()
+        later.set()
+        holder = asyncio.create_task(_read(slots, "first", log, first))
+        await _settle()
+        leaving = asyncio.create_task(_read(slots, "leaving", log, later))
+        staying = asyncio.create_task(_read(slots, "staying", log, later))
+        await _settle()
+        first.set()
+        while slots.waiting == 2:  # until the holder leaves and hands its slot to "leaving"...
+            await asyncio.sleep(0)
+        leaving.cancel()  # ...which is cancelled before it has run again
+        await asyncio.wait_for(asyncio.gather(holder, staying), 5)
+        assert (slots.running, slots.waiting) == (0, 0)
+        return log
+
+    log = asyncio.run(scenario())
+    assert "in leaving" not in log
+    assert log[-2:] == ["in staying", "out staying"]
+
+
+def test_a_limit_of_zero_admits_every_read_at_once() -> None:
+    async def scenario() -> int:
+        slots, log = ReadSlots(limit=0, hold=60), []
+        gate = asyncio.Event()
+        tasks = [asyncio.create_task(_read(slots, str(i), log, gate)) for i in range(50)]
+        await _settle()
+        inside = len(log)
+        gate.set()
+        await asyncio.gather(*tasks)
+        return inside
+
+    assert asyncio.run(scenario()) == 50
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("hold", [0.1, 60.0])
+def test_a_read_stuck_in_postgresql_holds_up_the_next_one_for_the_hold_at_most(seeded_api: Seeded, hold: float) -> None:
+    """One slot: a stats read waits on a lock on the rollup; a read by id (another table) goes in once
+    the stuck read has held its slot ``hold`` seconds, and not before."""
+    row_id = seeded_api.rows[0]["id"]
+    admin = create_engine(sqlalchemy_url(seeded_api.database_url), poolclass=pool.NullPool)
+    app = build_app(seeded_api.readonly_url, read_concurrency=1, read_slot_hold=hold, read_cache_mb=0)
+    try:
+        with TestClient(app) as client, ThreadPoolExecutor(2) as background, admin.connect() as locker:
+            locker.execute(text("LOCK TABLE sentiment_daily IN ACCESS EXCLUSIVE MODE"))  # stats by day wait
+            stuck = background.submit(client.get, "/sentiments/stats", params={"bucket": "day"})
+            _wait_until(lambda: api_reads_waiting_on_a_lock(admin) == 1)
+            started = time.monotonic()
+            by_id = background.submit(client.get, f"/sentiments/{row_id}")
+            if hold < 1:
+                answer = by_id.result(timeout=10)
+                answered_in = time.monotonic() - started
+                assert not stuck.done()
+            else:
+                time.sleep(1)
+                assert not by_id.done()  # its turn comes when the stuck read ends (or in 60 s)
+            locker.rollback()
+            assert stuck.result(timeout=30).status_code == 200
+            answer = by_id.result(timeout=30)
+    finally:
+        admin.dispose()
+    assert answer.status_code == 200
+    assert answer.json()["id"] == row_id
+    if hold < 1:
+        assert answered_in < 2
+
+
+def test_the_metrics_show_reads_running_and_waiting(seeded_api: Seeded) -> None:
+    body = seeded_api.client.get("/metrics").text
+    assert "reviewscore_api_reads_running 0.0" in body
+    assert "reviewscore_api_reads_waiting 0.0" in body
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("the read never reached PostgreSQL")
+        time.sleep(0.02)
