@@ -537,10 +537,10 @@ class Variant(NamedTuple):
 def parse_variant(spec: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     """``'label:NAME=VALUE,NAME=VALUE'`` (or a bare label: the defaults)."""
     label, _, assignments = spec.partition(":")
-    pairs = [item.split("=", 1) for item in assignments.split(",") if item]
-    if not label or any(len(pair) != 2 or not pair[0] for pair in pairs):
-        raise ValueError(f"--variant {spec!r}: expected LABEL or LABEL:NAME=VALUE[,NAME=VALUE]")
-    return label, tuple((name, value) for name, value in pairs)
+    pairs = [[part.strip() for part in item.split("=", 1)] for item in assignments.split(",") if item.strip()]
+    if not label.strip() or any(len(pair) != 2 or not pair[0] for pair in pairs):
+        raise ValueError(f"--variant {spec!r}: expected LABEL or LABEL:NAME=VALUE[,NAME=VALUE] (no commas in values)")
+    return label.strip(), tuple((name, value) for name, value in pairs)
 
 
 class Run(NamedTuple):
@@ -629,7 +629,8 @@ def main() -> None:
         metavar="LABEL:NAME=VALUE[,NAME=VALUE]",
         help=(
             "serve each query from one set of servers per variant, this checkout's code with these settings "
-            "(e.g. 'limit 1:API_READ_CONCURRENCY=1'), side by side (one --cache mode); repeatable"
+            "(e.g. 'limit 1:API_READ_CONCURRENCY=1'), side by side (one --cache mode); repeatable. Applied last: "
+            "they override --cache and --staleness for that variant"
         ),
     )
     parser.add_argument(
@@ -648,10 +649,14 @@ def main() -> None:
         parser.error("--against and --variant compare servers in one cache mode: add --cache on or --cache off")
     if args.against and args.variant:
         parser.error("--against compares code, --variant settings: one at a time")
+    if args.in_process and args.variant:
+        parser.error("--in-process measures this process's app: run it once per setting instead of --variant")
     try:
         chosen_variants = [parse_variant(spec) for spec in args.variant or ()]
     except ValueError as exc:
         parser.error(str(exc))
+    if len({label for label, _ in chosen_variants}) < len(chosen_variants):
+        parser.error("--variant labels must differ (each names its own set of servers)")
 
     with ExitStack() as stack:
         server_url = os.environ.get("BENCH_DATABASE_URL")

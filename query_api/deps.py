@@ -210,13 +210,22 @@ async def _read_and_keep(
     state: AppState, cache: ReadCache, key: Hashable, fetch: Callable[[Connection], R], answer: Callable[[R], Response]
 ) -> tuple[Response, bool]:
     """Read, keep a 200 answer, and hand it to the requests that joined this read meanwhile."""
-    generation = cache.generation  # before the query: a change announced meanwhile voids the answer
-    mine: tuple[int, asyncio.Future[Cached | None]] = (generation, asyncio.get_running_loop().create_future())
+    answered: asyncio.Future[Cached | None] = asyncio.get_running_loop().create_future()
+    mine = (cache.generation, answered)
     cache.reading[key] = mine
     shared = None
     kept = False
     try:
-        response = await _query(state, fetch, answer)
+        async with state.read_slots.slot():
+            # Taken once its turn has come, just before the query: a change announced while the read
+            # waited is in what it reads, and only one announced from now on voids the answer. Taken
+            # when it joined the queue, the answer was dropped, and the requests that joined it sent
+            # to look again, whenever a write landed during the wait (every worker batch, under load).
+            generation = cache.generation
+            if cache.reading.get(key) is mine:
+                mine = (generation, answered)  # requests arriving from now on may join it too
+                cache.reading[key] = mine
+            response = await run_in_threadpool(_on_connection, state, fetch, answer)
         if response.status_code == 200:
             body = bytes(response.body)
             entry = cache.put(key, generation, response.raw_headers, body)
@@ -227,7 +236,7 @@ async def _read_and_keep(
         if cache.reading.get(key) is mine:
             del cache.reading[key]
         # Kept or not (too large to keep), a current answer is the joined requests' too; None: they look again.
-        mine[1].set_result(shared)
+        answered.set_result(shared)
     return response, kept
 
 

@@ -11,8 +11,9 @@ arrival order").
 
 A slow read (an aggregate over the rows, a query waiting on a lock) must not hold back the cheap
 ones queued behind it, so a read counts against the limit for at most ``hold`` seconds: after that
-it runs on without its slot, and the next read goes in. What the limit orders is CPU work, which
-a read that is merely waiting does not need.
+it runs on without its slot, and the next read goes in. The bound is therefore on the reads that
+began less than ``hold`` ago, not on every read in flight: a read still running after the hold is
+waiting on PostgreSQL or building a large answer, and either way the queue moves on without it.
 """
 
 from __future__ import annotations

@@ -145,8 +145,8 @@ class ApiSettings(BaseSettings):
         default=2,
         ge=0,
         description=(
-            "Reads a process runs at once (query and rendering); the others wait their turn in arrival order. "
-            "One or two per process kept the p99 lowest on 2 cores; 0: no limit, each read in its own thread at once."
+            "Reads a process starts at once (query and rendering); the others wait their turn in arrival order. A read "
+            "counts for API_READ_SLOT_HOLD at most. One or two per process kept the p99 lowest on 2 cores; 0: no limit."
         ),
     )
     read_slot_hold: float = Field(

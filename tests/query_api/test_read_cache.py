@@ -369,6 +369,47 @@ def test_identical_reads_in_flight_run_one_query(cached_client: TestClient, data
 
 
 @pytest.mark.integration
+def test_a_change_announced_while_a_read_waits_its_turn_does_not_void_its_answer(
+    database_url: str, readonly_database_url: str
+) -> None:
+    """Under load a read queues for its turn (ReadSlots) while a worker commits batch after batch:
+    what it reads after the wait is current, so it is kept and the requests that joined it get it."""
+    insert_rows(database_url, make_rows(30))
+    admin = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
+    app = build_app(readonly_database_url, read_concurrency=1, read_slot_hold=60)
+    try:
+        with TestClient(app) as client, ThreadPoolExecutor(4) as background, admin.connect() as locker:
+            state = client.app.state.reviewscore  # type: ignore[attr-defined]
+            _wait(lambda: state.cache.live, "the change listener")
+            locker.execute(text("BEGIN"))
+            locker.execute(text("LOCK TABLE sentiment_daily IN ACCESS EXCLUSIVE MODE"))
+            stuck = background.submit(client.get, "/sentiments/stats", params={"bucket": "day"})  # holds the slot
+            _wait(lambda: api_reads_waiting_on_a_lock(admin) == 1, "the first read to reach PostgreSQL")
+            queued = [background.submit(client.get, "/brands") for _ in range(3)]  # one reads, two join it
+            _wait(lambda: state.read_slots.waiting == 1, "the /brands read to queue for its turn")
+            time.sleep(0.5)  # the other two arrive meanwhile, and join it rather than queue
+            assert state.read_slots.waiting == 1
+            generation = state.cache.generation
+            with admin.connect() as conn:
+                conn.execute(text("NOTIFY reviewscore_changes"))
+            _wait(lambda: state.cache.generation > generation, "the change to be heard")
+            locker.execute(text("ROLLBACK"))
+            assert stuck.result(timeout=30).status_code == 200
+            answers = [future.result(timeout=30) for future in queued]
+            again = client.get("/brands")
+    finally:
+        admin.dispose()
+    assert {answer.status_code for answer in answers} == {200}
+    assert len({answer.content for answer in answers}) == 1
+    assert again.content == answers[0].content
+    counts = _cache_counts(client)
+    assert counts["uncached"] == 1  # the stats read, whose query began before the change
+    assert counts["miss"] == 1  # the /brands read that waited through the change: kept after all
+    assert counts["joined"] == 2
+    assert counts["hit"] == 1
+
+
+@pytest.mark.integration
 def test_a_refusal_is_not_kept(database_url: str, readonly_database_url: str) -> None:
     insert_rows(database_url, make_rows(30))
     with TestClient(build_app(readonly_database_url, stats_max_rows=2)) as client:
