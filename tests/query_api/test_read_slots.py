@@ -72,16 +72,21 @@ def test_a_read_longer_than_the_hold_lets_the_next_one_in() -> None:
     assert log == ["in slow", "in quick", "out quick", "out slow"]
 
 
+async def _one_in_two_waiting(slots: ReadSlots, log: list[str]) -> tuple[asyncio.Event, list[asyncio.Task[None]]]:
+    """One slot: "first" holds it until the event is set; "leaving", then "staying", wait for it."""
+    first, later = asyncio.Event(), asyncio.Event()
+    later.set()
+    tasks = [asyncio.create_task(_read(slots, "first", log, first))]
+    await _settle()
+    tasks += [asyncio.create_task(_read(slots, name, log, later)) for name in ("leaving", "staying")]
+    await _settle()
+    return first, tasks
+
+
 def test_a_request_that_goes_away_while_waiting_takes_no_slot_with_it() -> None:
     async def scenario() -> list[str]:
         slots, log = ReadSlots(limit=1, hold=60), []
-        first, later = asyncio.Event(), asyncio.Event()
-        later.set()
-        holder = asyncio.create_task(_read(slots, "first", log, first))
-        await _settle()
-        leaving = asyncio.create_task(_read(slots, "leaving", log, later))
-        staying = asyncio.create_task(_read(slots, "staying", log, later))
-        await _settle()
+        first, (holder, leaving, staying) = await _one_in_two_waiting(slots, log)
         leaving.cancel()
         await _settle()
         assert slots.waiting == 1
@@ -97,13 +102,7 @@ def test_a_request_that_goes_away_while_waiting_takes_no_slot_with_it() -> None:
 def test_a_slot_handed_to_a_request_cancelled_in_the_same_instant_passes_on() -> None:
     async def scenario() -> list[str]:
         slots, log = ReadSlots(limit=1, hold=60), []
-        first, later = asyncio.Event(), asyncio.Event()
-        later.set()
-        holder = asyncio.create_task(_read(slots, "first", log, first))
-        await _settle()
-        leaving = asyncio.create_task(_read(slots, "leaving", log, later))
-        staying = asyncio.create_task(_read(slots, "staying", log, later))
-        await _settle()
+        first, (holder, leaving, staying) = await _one_in_two_waiting(slots, log)
         first.set()
         while slots.waiting == 2:  # until the holder leaves and hands its slot to "leaving"...
             await asyncio.sleep(0)
