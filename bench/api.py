@@ -52,6 +52,7 @@ from typing import NamedTuple
 import httpx
 from sqlalchemy import Engine, create_engine, pool, text
 from sqlalchemy.dialects import postgresql
+from variants import parse_variant  # bench/, the script's own directory
 
 from core import migrate
 from core.db import libpq_url, sqlalchemy_url
@@ -534,15 +535,6 @@ class Variant(NamedTuple):
     """Environment of its servers on top of the benchmark's (``--variant``)."""
 
 
-def parse_variant(spec: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-    """``'label:NAME=VALUE,NAME=VALUE'`` (or a bare label: the defaults)."""
-    label, _, assignments = spec.partition(":")
-    pairs = [[part.strip() for part in item.split("=", 1)] for item in assignments.split(",") if item.strip()]
-    if not label.strip() or any(len(pair) != 2 or not pair[0] for pair in pairs):
-        raise ValueError(f"--variant {spec!r}: expected LABEL or LABEL:NAME=VALUE[,NAME=VALUE] (no commas in values)")
-    return label.strip(), tuple((name, value) for name, value in pairs)
-
-
 class Run(NamedTuple):
     p50: float
     p99: float
@@ -722,7 +714,7 @@ def main() -> None:
                 Variant("this tree", modes[0], None),
             ]
         if chosen_variants:  # one checkout, several settings
-            variants = [Variant(label, modes[0], None, settings) for label, settings in chosen_variants]
+            variants = [Variant(label, modes[0], None, tuple(settings.items())) for label, settings in chosen_variants]
         # The servers of each variant idle while the others' are measured.
         servers = {
             variant: start_servers(

@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from sqlalchemy import create_engine, pool, text  # noqa: E402
+from variants import parse_variant  # noqa: E402  (bench/, the script's own directory)
 
 from core import migrate  # noqa: E402
 from core.config import DatabaseSettings, KafkaSettings, ModelSettings, StreamSettings  # noqa: E402
@@ -334,12 +335,6 @@ def print_sink_rates(sink_rates: dict[SinkVariant, tuple[float, float]]) -> None
         triggers = "" if rollup else ", rollup triggers off"
         rates = f"{first:,.0f} rows/s, re-delivered unchanged {again:,.0f} rows/s"
         print(f"sink alone, {method}, {batch}-row batches{triggers}: {rates}")
-
-
-def parse_variant(spec: str) -> tuple[str, dict[str, str]]:
-    name, _, assignments = spec.partition(":")
-    env = dict(pair.split("=", 1) for pair in assignments.split(",") if pair)
-    return name, env
 
 
 def noop_variants(args: argparse.Namespace) -> None:
