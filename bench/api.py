@@ -57,6 +57,7 @@ from variants import parse_variant  # bench/, the script's own directory
 from core import migrate
 from core.db import libpq_url, sqlalchemy_url
 from core.embedded import EmbeddedDatabase, free_port
+from core.rollup import ROLLUPS
 from query_api.cursor import Cursor, encode_cursor
 from query_api.filters import Filters
 from query_api.queries import (
@@ -154,7 +155,7 @@ class RowStream(io.TextIOBase):
 def analyze(engine: Engine) -> None:
     """Fresh statistics and visibility maps, as autovacuum would leave them after a bulk load."""
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        for table in ("sentiments", "sentiment_daily", "sentiment_totals"):
+        for table in ("sentiments", *(rollup.table for rollup in ROLLUPS)):
             conn.execute(text(f"VACUUM ANALYZE {table}"))
 
 

@@ -106,7 +106,7 @@ def migrate(
 def rollup(
     rebuild: Annotated[bool, typer.Option(help="Recompute the rollups from sentiments (locks out writers).")] = False,
 ) -> None:
-    """Check that the rollups behind stats (daily, all-time totals) equal the rows; exit 1 if one drifted."""
+    """Check that the rollups behind stats (brand-day, daily, all-time totals) equal the rows; exit 1 if one drifted."""
     from sqlalchemy import create_engine, pool
 
     from core import migrate as migrations

@@ -12,35 +12,54 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
-from core.schema import CHANGES_CHANNEL
+from core.schema import CHANGES_CHANNEL, LABELS
+
+_COUNT_AND_SUM = (("reviews", "count(*)::bigint"), ("score_sum", "sum(sentiment_score::numeric)"))
 
 
 @dataclass(frozen=True, slots=True)
 class Rollup:
-    """One rollup table: its key columns and how each row of ``sentiments`` maps onto them."""
+    """One rollup table: its key columns, how each row of ``sentiments`` maps onto them, and its
+    measures, each a column and the aggregate over the rows that fills it."""
 
     table: str
     key: str
     key_of_row: str
+    measures: tuple[tuple[str, str], ...] = _COUNT_AND_SUM
+
+    @property
+    def columns(self) -> str:
+        return ", ".join(column for column, _ in self.measures)
 
     @property
     def fresh(self) -> str:
+        aggregates = ", ".join(f"{aggregate} AS {column}" for column, aggregate in self.measures)
         return (
-            f"SELECT {self.key}, count(*)::bigint AS reviews, sum(sentiment_score::numeric) AS score_sum"
+            f"SELECT {self.key}, {aggregates}"
             f" FROM (SELECT {self.key_of_row}, sentiment_score FROM sentiments) AS r GROUP BY {self.key}"
         )
 
     @property
     def stored(self) -> str:
-        return f"SELECT {self.key}, reviews, score_sum FROM {self.table} WHERE reviews <> 0 OR score_sum <> 0"
+        nonzero = " OR ".join(f"{column} <> 0" for column, _ in self.measures)
+        return f"SELECT {self.key}, {self.columns} FROM {self.table} WHERE {nonzero}"
 
 
+BRAND_DAILY = Rollup(
+    "sentiment_brand_daily",
+    "brand, day",
+    "brand, (created_on AT TIME ZONE 'UTC')::date AS day, label",
+    (
+        *((label, f"count(*) FILTER (WHERE label = '{label}')") for label in LABELS),
+        ("score_sum", "sum(sentiment_score::numeric)"),
+    ),
+)
 DAILY = Rollup(
     "sentiment_daily", "brand, day, source, label", "brand, (created_on AT TIME ZONE 'UTC')::date AS day, source, label"
 )
 TOTALS = Rollup("sentiment_totals", "brand, source, label, rating", "brand, source, label, rating")
-ROLLUPS = (DAILY, TOTALS)
-"""In the order the triggers write them (trigger names sort daily before totals)."""
+ROLLUPS = (BRAND_DAILY, DAILY, TOTALS)
+"""In the order the triggers write them (trigger names sort brand_daily, daily, totals)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +76,7 @@ class Drift:
 
 
 def installed(conn: Connection) -> bool:
-    """Whether the database has every rollup (migration 0004 or later)."""
+    """Whether the database has every rollup (migration 0012 or later)."""
     probes = " AND ".join(f"to_regclass('{rollup.table}') IS NOT NULL" for rollup in ROLLUPS)
     return bool(conn.execute(text(f"SELECT {probes}")).scalar_one())
 
@@ -70,7 +89,7 @@ def disabled_triggers(conn: Connection) -> list[str]:
         text(
             "SELECT tgname FROM pg_trigger WHERE tgrelid = 'sentiments'::regclass AND NOT tgisinternal"
             " AND tgenabled IN ('D', 'R') AND (tgname LIKE 'sentiments\\_daily\\_%' OR tgname LIKE"
-            " 'sentiments\\_totals\\_%') ORDER BY tgname"
+            " 'sentiments\\_totals\\_%' OR tgname LIKE 'sentiments\\_brand\\_daily\\_%') ORDER BY tgname"
         )
     )
     return [row[0] for row in rows]
@@ -98,7 +117,7 @@ def rebuild(conn: Connection) -> dict[str, int]:
         # TRUNCATE's exclusive lock would stall every stats request for the whole rebuild.
         conn.execute(text(f"DELETE FROM {rollup.table}"))
         # Key order keeps one brand's rows together on disk, as the migrations' backfills do.
-        insert = f"INSERT INTO {rollup.table} ({rollup.key}, reviews, score_sum) {rollup.fresh} ORDER BY {rollup.key}"
+        insert = f"INSERT INTO {rollup.table} ({rollup.key}, {rollup.columns}) {rollup.fresh} ORDER BY {rollup.key}"
         written[rollup.table] = conn.execute(text(insert)).rowcount
     # The rows did not change, so no trigger told the API's read cache; sent when this commits.
     conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANGES_CHANNEL})

@@ -133,6 +133,22 @@ reach 0 after deletes or re-labelling; readers drop such groups. Exactness is ch
 """
 
 
+sentiment_brand_daily = Table(
+    "sentiment_brand_daily",
+    Base.metadata,
+    Column("brand", Text, nullable=True),
+    Column("day", Date, nullable=False),
+    *(Column(label, BigInteger, nullable=False) for label in LABELS),
+    Column("score_sum", Numeric, nullable=False),
+    Index("ux_sentiment_brand_daily_key", "brand", "day", unique=True, postgresql_nulls_not_distinct=True),
+)
+"""Reviews per label and the score sum per (brand, UTC day of ``created_on``): ``sentiment_daily``
+with the source summed away and the labels as columns, so one brand's timeline reads one row a
+day (migration 0012). Written only by its triggers, like the other rollups; a group can reach all
+zeros, and readers drop it.
+"""
+
+
 sentiment_totals = Table(
     "sentiment_totals",
     Base.metadata,

@@ -11,9 +11,11 @@ aggregates the rows, one brand's ``(brand, created_on)`` range through a coverin
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
+from functools import reduce
 from typing import Any, Literal
 
 from sqlalchemy import (
@@ -35,7 +37,7 @@ from sqlalchemy import (
     tuple_,
 )
 
-from core.schema import LABELS, Sentiment, rejected_reviews, sentiment_daily, sentiment_totals
+from core.schema import LABELS, Sentiment, rejected_reviews, sentiment_brand_daily, sentiment_daily, sentiment_totals
 from query_api.cursor import Cursor, Sort, is_time_sort
 from query_api.filters import Filters, bound_values, conditions
 
@@ -185,14 +187,27 @@ def rollup_answers(
     ):
         return False
     by_rating = group_by == "rating" or bool(applied & _TOTALS_FILTERS)
-    return not by_rating or _rollup_table(filters, bucket) is sentiment_totals
+    return not by_rating or _rollup_table(filters, bucket, group_by) is sentiment_totals
 
 
-def _rollup_table(filters: Filters, bucket: Bucket | None) -> Table:
-    """All-time totals where no day matters, else the daily rollup; only where ``rollup_answers`` holds."""
+def _rollup_table(filters: Filters, bucket: Bucket | None, group_by: GroupBy | None) -> Table:
+    """The smallest rollup that holds the answer; only where ``rollup_answers`` holds.
+
+    All-time totals where no day matters; where days do, the brand-day rollup (a row a day) unless
+    a source or a label narrows or groups the answer, which only the daily rollup keeps apart.
+    """
     if bucket is None and filters.since is None and filters.until is None:
         return sentiment_totals
+    if filters.source is None and filters.label is None and group_by in (None, "brand"):
+        return sentiment_brand_daily
     return sentiment_daily
+
+
+def _reviews_of_row(rollup: Table) -> ColumnElement[Any]:
+    """The reviews one rollup row counts: the brand-day rollup keeps them per label."""
+    if rollup is sentiment_brand_daily:
+        return reduce(operator.add, (rollup.c[label] for label in LABELS))
+    return rollup.c.reviews
 
 
 def _rollup_values(filters: Filters) -> dict[str, Any]:
@@ -259,7 +274,7 @@ def stats_query(
     """
     if rollup_answers(filters, bucket, time_field, group_by):
         values = _rollup_values(filters)
-        shape: tuple[Any, ...] = ("rollup", _rollup_table(filters, bucket).name, frozenset(values))
+        shape: tuple[Any, ...] = ("rollup", _rollup_table(filters, bucket, group_by).name, frozenset(values))
     else:
         values = bound_values(filters)
         shape = ("rows", time_field, frozenset(values))
@@ -278,7 +293,7 @@ def rollup_stats_statement(
     """
     if bucket == "hour":
         raise ValueError("the rollup holds whole days; hourly stats aggregate the rows")
-    table = _rollup_table(filters, bucket)
+    table = _rollup_table(filters, bucket, group_by)
     rollup = table.c
     instant = {
         None: "NULL::timestamptz",
@@ -290,10 +305,22 @@ def rollup_stats_statement(
     if group_by == "rating":  # as text, as the rows give it
         group = cast(group, Text)
     columns.append(group.label("group"))
-    reviews = func.sum(rollup.reviews)
-    label_counts = [
-        cast(func.coalesce(reviews.filter(rollup.label == label), 0), BigInteger).label(label) for label in LABELS
-    ]
+    if table is sentiment_brand_daily and bucket == "day" and (filters.brand is not None or group_by == "brand"):
+        # Each (brand, day) is one row of this rollup, so each group is a single row: read as
+        # they are, a brand-year skips the aggregate (0.30 against 0.65 ms of PostgreSQL here).
+        reviews_of_row = _reviews_of_row(table)
+        exact = [reviews_of_row.label("n"), cast(rollup.score_sum / reviews_of_row, Double).label("mean_score")]
+        rows = select(*columns, *exact, *(rollup[label] for label in LABELS)).where(*_rollup_where(filters, table))
+        return _order_by_bucket_then_group(rows.where(reviews_of_row > 0), max_rows)
+    if table is sentiment_brand_daily:  # the labels are its columns
+        per_label = [func.sum(rollup[label]) for label in LABELS]
+        reviews = reduce(operator.add, per_label)
+        label_counts = [cast(total, BigInteger).label(label) for total, label in zip(per_label, LABELS, strict=True)]
+    else:
+        reviews = func.sum(rollup.reviews)
+        label_counts = [
+            cast(func.coalesce(reviews.filter(rollup.label == label), 0), BigInteger).label(label) for label in LABELS
+        ]
     # The mean as float8, as avg() over the rows gives it: psycopg2 turns numeric into a Decimal
     # through Python, a third of the fetch's CPU for a year of days here. Cast in PostgreSQL, the
     # value is the same double float() of that Decimal gave (both round the same decimal once).
@@ -352,8 +379,8 @@ def brands_statement(filters: Filters, limit: int, name_contains: str | None = N
     """
     name = name_contains.strip() if name_contains else ""
     if rollup_answers(filters, None, "created_on"):
-        rollup = _rollup_table(filters, None)
-        reviews = func.sum(rollup.c.reviews)
+        rollup = _rollup_table(filters, None, "brand")
+        reviews = func.sum(_reviews_of_row(rollup))
         mean_score = (func.sum(rollup.c.score_sum) / reviews).label("mean_score")
         named = [rollup.c.brand.icontains(name, autoescape=True)] if name else []
         return (
@@ -420,25 +447,32 @@ def trends_statement(
     else:
         ranged = replace(filters, published_since=windows.start, published_until=windows.end)
     if rollup_answers(ranged, "day", time_field) and _whole_day(windows.middle):
-        daily = sentiment_daily.c
+        table = _rollup_table(ranged, "day", "brand")
+        daily = table.c
         brand: ColumnElement[Any] = daily.brand
         current: ColumnElement[bool] = daily.day >= _utc(windows.middle).date()
-        negative: ColumnElement[bool] = daily.label == "negative"
-        where = [*_rollup_where(ranged, sentiment_daily), daily.brand.is_not(None)]
+        where = [*_rollup_where(ranged, table), daily.brand.is_not(None)]
 
-        def reviews(condition: ColumnElement[bool]) -> ColumnElement[Any]:
-            return cast(func.coalesce(func.sum(daily.reviews).filter(condition), 0), BigInteger)
+        if table is sentiment_brand_daily:  # the labels are its columns
+
+            def reviews(condition: ColumnElement[bool], negative: bool = False) -> ColumnElement[Any]:
+                counted = daily.negative if negative else _reviews_of_row(table)
+                return cast(func.coalesce(func.sum(counted).filter(condition), 0), BigInteger)
+        else:
+
+            def reviews(condition: ColumnElement[bool], negative: bool = False) -> ColumnElement[Any]:
+                counted = condition & (daily.label == "negative") if negative else condition
+                return cast(func.coalesce(func.sum(daily.reviews).filter(counted), 0), BigInteger)
 
         def score_sum(condition: ColumnElement[bool]) -> ColumnElement[Any]:
             return func.sum(daily.score_sum).filter(condition)
     else:
         brand = Sentiment.brand  # type: ignore[assignment]
         current = _time_column(time_field) >= windows.middle
-        negative = Sentiment.label == "negative"
         where = [_where(ranged), Sentiment.brand.is_not(None)]
 
-        def reviews(condition: ColumnElement[bool]) -> ColumnElement[Any]:
-            return func.count().filter(condition)
+        def reviews(condition: ColumnElement[bool], negative: bool = False) -> ColumnElement[Any]:
+            return func.count().filter(condition & (Sentiment.label == "negative") if negative else condition)
 
         def score_sum(condition: ColumnElement[bool]) -> ColumnElement[Any]:
             # In numeric, as the rollup sums: float sums made equal changes differ in the last
@@ -454,10 +488,10 @@ def trends_statement(
         brand.label("brand"),
         n_now.label("n_now"),
         mean_now.label("mean_now"),
-        reviews(current & negative).label("negative_now"),
+        reviews(current, negative=True).label("negative_now"),
         n_before.label("n_before"),
         mean_before.label("mean_before"),
-        reviews(previous & negative).label("negative_before"),
+        reviews(previous, negative=True).label("negative_before"),
         change,
     ]
     first = change.asc() if order == "falling" else change.desc()

@@ -31,13 +31,13 @@ def _tables(url: str) -> set[str]:
 
 
 def test_upgrade_downgrade_upgrade_round_trip(database_url: str) -> None:
-    assert migrate.head_revision() == "0011"
-    assert migrate.current_revision(database_url) == "0011"
+    assert migrate.head_revision() == "0012"
+    assert migrate.current_revision(database_url) == "0012"
     migrate.downgrade(database_url, "base")
     assert migrate.current_revision(database_url) is None
     assert "sentiments" not in _tables(database_url)
     migrate.upgrade(database_url, "head")
-    assert migrate.current_revision(database_url) == "0011"
+    assert migrate.current_revision(database_url) == "0012"
     assert "sentiments" in _tables(database_url)
 
 
@@ -363,7 +363,7 @@ def test_0010_waits_for_a_writer_in_flight_instead_of_deadlocking_with_it(databa
         migrate.upgrade(database_url, "head", lock_timeout_ms=10_000)
         thread.join()
         assert errors == []
-        assert migrate.current_revision(database_url) == "0011"
+        assert migrate.current_revision(database_url) == "0012"
         with engine.connect() as conn:
             assert conn.execute(text("SELECT sum(reviews) FROM sentiment_totals WHERE rating = 4")).scalar_one() == 10
     finally:

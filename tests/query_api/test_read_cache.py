@@ -382,7 +382,7 @@ def test_a_change_announced_while_a_read_waits_its_turn_does_not_void_its_answer
             state = client.app.state.reviewscore  # type: ignore[attr-defined]
             _wait(lambda: state.cache.live, "the change listener")
             locker.execute(text("BEGIN"))
-            locker.execute(text("LOCK TABLE sentiment_daily IN ACCESS EXCLUSIVE MODE"))
+            locker.execute(text("LOCK TABLE sentiment_brand_daily IN ACCESS EXCLUSIVE MODE"))
             stuck = background.submit(client.get, "/sentiments/stats", params={"bucket": "day"})  # holds the slot
             _wait(lambda: api_reads_waiting_on_a_lock(admin) == 1, "the first read to reach PostgreSQL")
             queued = [background.submit(client.get, "/brands") for _ in range(3)]  # one reads, two join it

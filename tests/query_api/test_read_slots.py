@@ -142,7 +142,7 @@ def test_a_read_stuck_in_postgresql_holds_up_the_next_ones_for_the_hold_at_most(
     app = build_app(seeded_api.readonly_url, read_concurrency=1, read_slot_hold=hold, read_cache_mb=0)
     try:
         with TestClient(app) as client, ThreadPoolExecutor(3) as background, admin.connect() as locker:
-            locker.execute(text("LOCK TABLE sentiment_daily IN ACCESS EXCLUSIVE MODE"))  # stats by day wait
+            locker.execute(text("LOCK TABLE sentiment_brand_daily IN ACCESS EXCLUSIVE MODE"))  # stats by day wait
             stuck = background.submit(client.get, "/sentiments/stats", params={"bucket": "day"})
             _wait_until(lambda: api_reads_waiting_on_a_lock(admin) == 1)
             started = time.monotonic()

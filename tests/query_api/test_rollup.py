@@ -1,8 +1,9 @@
-"""The rollups behind stats and brands (daily, all-time totals) equal the rows, whatever wrote them."""
+"""The rollups behind stats and brands (brand-day, daily, all-time totals) equal the rows, whatever wrote them."""
 
 from __future__ import annotations
 
 import random
+import re
 import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -11,11 +12,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, create_engine, insert, pool, text
+from sqlalchemy.dialects import postgresql
 from typer.testing import CliRunner
 
 from core import migrate
 from core.db import sqlalchemy_url
-from core.rollup import drift
+from core.rollup import ROLLUPS, drift
 from core.schema import LABELS, Sentiment
 from query_api.filters import Filters
 from query_api.queries import brands_statement, rollup_answers, rollup_stats_statement, scan_stats_statement
@@ -59,6 +61,26 @@ def test_the_rollup_answers_only_whole_days_of_created_on_by_its_own_columns(
 )
 def test_stats_by_star_rating_come_from_the_all_time_totals_only(filters: Filters, bucket: Any, answers: bool) -> None:
     assert rollup_answers(filters, bucket, "created_on", "rating") is answers
+
+
+@pytest.mark.parametrize(
+    ("filters", "group_by", "bucket", "table"),
+    [
+        (Filters(brand="Acme", since=MIDNIGHT), None, "day", "sentiment_brand_daily"),  # a brand's timeline
+        (Filters(), "brand", "week", "sentiment_brand_daily"),
+        (Filters(since=MIDNIGHT), "brand", None, "sentiment_brand_daily"),
+        (Filters(brand="Acme", source="user"), None, "day", "sentiment_daily"),  # sources are summed away there
+        (Filters(label="negative"), None, "day", "sentiment_daily"),
+        (Filters(), "source", "day", "sentiment_daily"),
+        (Filters(), "label", "day", "sentiment_daily"),
+        (Filters(brand="Acme"), None, None, "sentiment_totals"),  # no day matters
+    ],
+)
+def test_stats_read_the_smallest_rollup_that_keeps_what_they_ask_apart(
+    filters: Filters, group_by: Any, bucket: Any, table: str
+) -> None:
+    sql = str(rollup_stats_statement(filters, group_by, bucket, 100).compile(dialect=postgresql.dialect()))
+    assert re.findall(r"FROM (\w+)", sql) == [table]
 
 
 def _random_rows(rng: random.Random, n: int, tag: str) -> list[dict[str, Any]]:
@@ -105,7 +127,7 @@ def assert_rollup_equals_rows(engine: Engine) -> None:
         # Far from UTC, so a bucket that leaned on the session time zone would show.
         conn.execute(text("SET TIME ZONE 'Pacific/Chatham'"))
         exact = [(one.table, one.exact) for one in drift(conn)]
-        assert exact == [("sentiment_daily", True), ("sentiment_totals", True)]
+        assert exact == [("sentiment_brand_daily", True), ("sentiment_daily", True), ("sentiment_totals", True)]
         for filters, group_by, bucket in product(FILTERS, [None, "brand", "source", "label"], [None, "day", "week"]):
             from_rollup = _normalised(conn, rollup_stats_statement(filters, group_by, bucket, 10_000))  # type: ignore[arg-type]
             from_rows = _normalised(conn, scan_stats_statement(filters, group_by, bucket, "created_on", 10_000))  # type: ignore[arg-type]
@@ -171,8 +193,8 @@ def test_the_rollup_equals_the_rows_through_inserts_rescoring_updates_deletes_an
 
     with engine.begin() as conn:
         conn.execute(text("TRUNCATE sentiments"))
-        assert conn.execute(text("SELECT count(*) FROM sentiment_daily")).scalar_one() == 0
-        assert conn.execute(text("SELECT count(*) FROM sentiment_totals")).scalar_one() == 0
+        for rollup in ROLLUPS:
+            assert conn.execute(text(f"SELECT count(*) FROM {rollup.table}")).scalar_one() == 0
 
 
 @pytest.mark.integration
@@ -226,6 +248,8 @@ def test_the_migration_backfills_the_rollup_from_existing_rows(database_url: str
         with engine.connect() as conn:
             assert conn.execute(text("SELECT sum(reviews) FROM sentiment_daily")).scalar_one() == 200
             assert conn.execute(text("SELECT sum(reviews) FROM sentiment_totals")).scalar_one() == 200
+            brand_days = "SELECT sum(negative + neutral + positive) FROM sentiment_brand_daily"
+            assert conn.execute(text(brand_days)).scalar_one() == 200
         assert_rollup_equals_rows(engine)
     finally:
         engine.dispose()
@@ -242,6 +266,7 @@ def test_rollup_command_reports_drift_from_writes_that_bypassed_triggers_and_reb
     assert exact.exit_code == 0, exact.output
     assert "sentiment_daily exact: 0 missing, 0 extra groups" in exact.output
     assert "sentiment_totals exact: 0 missing, 0 extra groups" in exact.output
+    assert "sentiment_brand_daily exact: 0 missing, 0 extra groups" in exact.output
 
     with engine.begin() as conn:
         conn.execute(text("ALTER TABLE sentiments DISABLE TRIGGER USER"))
@@ -251,6 +276,7 @@ def test_rollup_command_reports_drift_from_writes_that_bypassed_triggers_and_reb
     assert drifted.exit_code == 1
     assert "sentiment_daily drifted" in drifted.output
     assert "sentiment_totals drifted" in drifted.output
+    assert "sentiment_brand_daily drifted" in drifted.output
 
     rebuilt = CliRunner().invoke(cli_app(), ["rollup", "--rebuild"])
     assert rebuilt.exit_code == 0, rebuilt.output
@@ -258,6 +284,7 @@ def test_rollup_command_reports_drift_from_writes_that_bypassed_triggers_and_reb
     assert "sentiment_totals rebuilt" in rebuilt.output
     assert "after it: sentiment_daily exact" in rebuilt.output
     assert "after it: sentiment_totals exact" in rebuilt.output
+    assert "after it: sentiment_brand_daily exact" in rebuilt.output
     assert_rollup_equals_rows(engine)
 
     # Triggers left off: a rebuild is exact for a moment and then drifts again; it says why.
@@ -269,7 +296,8 @@ def test_rollup_command_reports_drift_from_writes_that_bypassed_triggers_and_reb
         with engine.begin() as conn:
             conn.execute(text("ALTER TABLE sentiments ENABLE TRIGGER USER"))
     assert off.exit_code == 1
-    assert "error: triggers disabled on sentiments (sentiments_daily_" in off.output
+    assert "error: triggers disabled on sentiments (sentiments_brand_daily_delete, " in off.output
+    assert "sentiments_daily_insert" in off.output
     assert "ALTER TABLE sentiments ENABLE TRIGGER USER" in off.output
 
 

@@ -112,10 +112,11 @@ def test_brands_with_too_few_reviews_in_either_window_are_left_out(seeded_api: S
     ("params", "keep"),
     [
         ({"source": "user"}, lambda r: r["source"] == "user"),
+        ({"label": "negative"}, lambda r: r["label"] == "negative"),
         ({"lang": "en"}, lambda r: r["lang"].startswith("en")),
         ({"min_rating": 4}, lambda r: r["rating"] is not None and r["rating"] >= 4),
     ],
-    ids=["source-from-the-rollup", "lang-from-the-rows", "stars-from-the-rows"],
+    ids=["source-from-the-daily-rollup", "label-from-the-daily-rollup", "lang-from-the-rows", "stars-from-the-rows"],
 )
 def test_trends_apply_the_shared_filters(
     seeded_api: Seeded, params: dict[str, Any], keep: Callable[[Row], bool]
@@ -173,19 +174,24 @@ def test_bad_trend_parameters_are_a_422_naming_the_parameter(
     assert [d["loc"][-1] for d in response.json()["error"]["details"]] == [field]
 
 
-def reads_rollup(filters: Filters, windows: Windows, time_field: TimeField = "created_on") -> bool:
+def rollup_read(filters: Filters, windows: Windows, time_field: TimeField = "created_on") -> str | None:
+    """The rollup the trends statement reads, or None for the rows."""
     statement = trends_statement(filters, windows, time_field, 5, "falling", 9)
-    return "sentiment_daily" in str(statement.compile(dialect=postgresql.dialect()))
+    sql = str(statement.compile(dialect=postgresql.dialect()))
+    return next((table for table in ("sentiment_brand_daily", "sentiment_daily") if table in sql), None)
 
 
-def test_whole_days_of_scoring_time_read_the_daily_rollup_and_anything_else_the_rows() -> None:
+def test_whole_days_of_scoring_time_read_a_rollup_and_anything_else_the_rows() -> None:
     whole = trend_windows(WHOLE_DAYS_END, 7)
     part = trend_windows(WHOLE_DAYS_END + timedelta(hours=1), 7)
 
-    assert reads_rollup(Filters(source="user"), whole)
-    assert not reads_rollup(Filters(), part)
-    assert not reads_rollup(Filters(), whole, "published_at")
-    assert not reads_rollup(Filters(q="refund"), whole)
+    assert rollup_read(Filters(), whole) == "sentiment_brand_daily"
+    assert rollup_read(Filters(brand="Acme"), whole) == "sentiment_brand_daily"
+    assert rollup_read(Filters(source="user"), whole) == "sentiment_daily"  # only it keeps sources apart
+    assert rollup_read(Filters(label="negative"), whole) == "sentiment_daily"
+    assert rollup_read(Filters(), part) is None
+    assert rollup_read(Filters(), whole, "published_at") is None
+    assert rollup_read(Filters(q="refund"), whole) is None
 
 
 def test_tied_brands_rank_alike_from_the_rollup_and_from_the_rows(
