@@ -1,4 +1,4 @@
-"""Check and rebuild the rollups behind stats (``sentiment_daily``, ``sentiment_totals``).
+"""Check and rebuild the rollups behind stats (``sentiment_brand_daily``, ``sentiment_daily``, ``sentiment_totals``).
 
 The triggers keep them exact in normal operation. Writes that bypass triggers do not: a restore
 with ``session_replication_role = replica``, ``ALTER TABLE … DISABLE TRIGGER``, a logical

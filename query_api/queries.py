@@ -5,7 +5,8 @@ parameters. Each query is shaped for an index of the first migration: keyset pag
 ``(created_on, id)`` / ``(sentiment_score, id)`` (optionally behind an equality on brand,
 source or label). Stats and brands read a rollup whenever the request can be answered from
 whole UTC days of ``created_on`` by brand, source and label: the all-time totals (migration
-0004) when there is no time range or bucket, the daily rollup (0003) otherwise. Anything else
+0004) when there is no time range or bucket, else the brand-day rollup (0012) unless a source or
+label filters or groups the answer, else the daily rollup (0003). Anything else
 aggregates the rows, one brand's ``(brand, created_on)`` range through a covering index.
 """
 
@@ -439,7 +440,8 @@ def trends_statement(
     ``fell_by`` keeps only the brands whose mean fell by that much or more, with a hair of slack (a
     fall shown as -0.05 must meet a drop of 0.05 whatever the last bits of the sums): an alert's
     threshold, so an alert reads every such brand without a limit. Whole UTC days
-    of created_on with rollup filters only read the daily rollup; anything else the rows, through
+    of created_on with rollup filters only read a rollup (the brand-day one without a source or label
+    filter); anything else the rows, through
     the time index. ``filters`` must leave every time range unset: the windows are the range.
     """
     if time_field == "created_on":

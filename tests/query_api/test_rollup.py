@@ -64,23 +64,27 @@ def test_stats_by_star_rating_come_from_the_all_time_totals_only(filters: Filter
 
 
 @pytest.mark.parametrize(
-    ("filters", "group_by", "bucket", "table"),
+    ("filters", "group_by", "bucket", "table", "aggregated"),
     [
-        (Filters(brand="Acme", since=MIDNIGHT), None, "day", "sentiment_brand_daily"),  # a brand's timeline
-        (Filters(), "brand", "week", "sentiment_brand_daily"),
-        (Filters(since=MIDNIGHT), "brand", None, "sentiment_brand_daily"),
-        (Filters(brand="Acme", source="user"), None, "day", "sentiment_daily"),  # sources are summed away there
-        (Filters(label="negative"), None, "day", "sentiment_daily"),
-        (Filters(), "source", "day", "sentiment_daily"),
-        (Filters(), "label", "day", "sentiment_daily"),
-        (Filters(brand="Acme"), None, None, "sentiment_totals"),  # no day matters
+        # A brand's timeline: each (brand, day) is one row of the brand-day rollup, read as it is.
+        (Filters(brand="Acme", since=MIDNIGHT), None, "day", "sentiment_brand_daily", False),
+        (Filters(), "brand", "day", "sentiment_brand_daily", False),
+        (Filters(brand="Acme"), None, "week", "sentiment_brand_daily", True),
+        (Filters(), None, "day", "sentiment_brand_daily", True),  # every brand's day summed
+        (Filters(since=MIDNIGHT), "brand", None, "sentiment_brand_daily", True),
+        (Filters(brand="Acme", source="user"), None, "day", "sentiment_daily", True),  # sources are summed away there
+        (Filters(label="negative"), None, "day", "sentiment_daily", True),
+        (Filters(), "source", "day", "sentiment_daily", True),
+        (Filters(), "label", "day", "sentiment_daily", True),
+        (Filters(brand="Acme"), None, None, "sentiment_totals", True),  # no day matters
     ],
 )
 def test_stats_read_the_smallest_rollup_that_keeps_what_they_ask_apart(
-    filters: Filters, group_by: Any, bucket: Any, table: str
+    filters: Filters, group_by: Any, bucket: Any, table: str, aggregated: bool
 ) -> None:
     sql = str(rollup_stats_statement(filters, group_by, bucket, 100).compile(dialect=postgresql.dialect()))
     assert re.findall(r"FROM (\w+)", sql) == [table]
+    assert ("sum(" in sql) is aggregated
 
 
 def _random_rows(rng: random.Random, n: int, tag: str) -> list[dict[str, Any]]:

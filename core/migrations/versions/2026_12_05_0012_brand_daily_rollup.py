@@ -4,7 +4,7 @@ The dashboard's main question, one brand's sentiment over a year, read 0003's da
 whose (brand, day, source, label) grain holds ~14 rows per brand-day: on bench/api.py's 1M
 reviews a brand-year aggregated 5,222 rollup rows, 1.8 ms of PostgreSQL per request, most of it
 the hash aggregate's numeric sums. Here the labels are columns and the source is summed away, so
-the same answer reads 365 rows already grouped (0.14 ms). Stats that filter or group by source
+the same answer reads 365 rows, one per group, with no aggregate (0.30 ms). Stats that filter or group by source
 or label still read 0003's rollup.
 
 Columns rather than a label in the key also keep the write path cheap: a batch of the sink
