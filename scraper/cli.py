@@ -80,7 +80,12 @@ def crawl(
         raise typer.Exit(2)
     # One option may hold several (compose passes SCRAPER_START_URL as one): split where a URL starts.
     starts = [url for value in start_url or [] for url in split_start_urls(value)]
-    bad = not_http_urls([*starts, *(read_url_file(url_file) if url_file else [])])
+    try:
+        listed = read_url_file(url_file) if url_file else []
+    except (ValueError, OSError) as exc:
+        typer.echo(f"error: --url-file: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    bad = not_http_urls([*starts, *listed])
     if bad:
         typer.echo(f"error: start URLs must be absolute http(s) URLs: {', '.join(bad)}", err=True)
         raise typer.Exit(2)
@@ -95,7 +100,7 @@ def crawl(
             raise typer.Exit(2) from exc
         from scraper.spiders.schemaorg import is_sitemap
 
-        if not any(is_sitemap(url) for url in [*starts, *(read_url_file(url_file) if url_file else [])]):
+        if not any(is_sitemap(url) for url in [*starts, *listed]):
             typer.echo(
                 "error: --follow narrows the pages of a sitemap, and no start URL is one (.xml, .xml.gz)", err=True
             )
@@ -156,6 +161,9 @@ def crawl_failure(figures: dict[str, int], stats: dict[str, Any]) -> str | None:
     """
     if stats.get("finish_reason") == "bootstrap_failed":
         return "the crawl could not start (see the log above)"
+    if stats.get("finish_reason") == "shutdown":  # SIGTERM or Ctrl-C: a CronJob must not read it as done
+        undelivered = f"; {figures['failed']} reviews could not be delivered" if figures["failed"] else ""
+        return f"the crawl was stopped before it finished (SIGTERM or Ctrl-C){undelivered}; a next crawl reads on"
     if figures["listing_pages"] + figures["review_pages"] == 0:
         causes = {
             "download errors (unreachable, DNS, timeouts)": stats.get("downloader/exception_count", 0),

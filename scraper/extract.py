@@ -60,6 +60,12 @@ class Extraction:
 # --- small normalizers ---------------------------------------------------------------------
 
 
+# JSON allows "\ud83d" alone (a site's script cut an emoji in half) and json.loads keeps it; no
+# UTF-8 can carry it, so the message contract refused the text and the review was lost. Replaced
+# as lxml replaces the same character in the card's HTML, so both copies still read alike.
+_LONE_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
 def clean_text(parts: list[str] | str | None) -> str | None:
     """Join text nodes, unescape entities left in structured data, collapse whitespace.
 
@@ -69,7 +75,7 @@ def clean_text(parts: list[str] | str | None) -> str | None:
     if parts is None:
         return None
     text = parts if isinstance(parts, str) else " ".join(parts)
-    text = " ".join(html.unescape(text).replace("\x00", "").split())
+    text = " ".join(_LONE_SURROGATES.sub("\ufffd", html.unescape(text)).replace("\x00", "").split())
     return text or None
 
 
@@ -99,7 +105,7 @@ def markup_text(value: str) -> str | None:
     """
     text = html.unescape(value)
     text = _INLINE_TAGS.sub("", _BREAKS.sub(" ", text))
-    return " ".join(text.replace("\x00", "").split()) or None
+    return " ".join(_LONE_SURROGATES.sub("\ufffd", text).replace("\x00", "").split()) or None
 
 
 def element_text(elements: Any) -> str | None:
@@ -178,8 +184,11 @@ def html_link(value: Any, base: str) -> str | None:
         return None
     from w3lib.url import safe_url_string  # what Scrapy does to a request's URL: spaces become %20
 
-    joined = safe_url_string(urljoin(base, value.strip()))
-    parts = urlsplit(joined)
+    try:
+        joined = safe_url_string(urljoin(base, value.strip()))
+        parts = urlsplit(joined)
+    except ValueError:  # "http://[oops", a port past 65535: one bad link must not cost its page
+        return None
     return joined if parts.scheme in ("http", "https") and parts.netloc else None
 
 
@@ -190,8 +199,12 @@ def absolute_http_url(value: Any, base: str) -> str | None:
     value = value.strip()
     if not (value.startswith(("http://", "https://", "/")) and " " not in value):
         return None
-    joined = urljoin(base, value)
-    parts = urlsplit(joined)
+    try:
+        joined = urljoin(base, value)
+        parts = urlsplit(joined)
+        parts.port  # noqa: B018 - raises for a port past 65535, as a request for it would
+    except ValueError:
+        return None
     return joined if parts.scheme in ("http", "https") and parts.netloc else None
 
 

@@ -12,9 +12,16 @@ from urllib.parse import urlsplit
 
 
 def read_url_file(path: Path) -> list[str]:
-    """URLs of a start file: one per line; blank lines and ``#`` comments are ignored."""
+    """URLs of a start file: one per line; blank lines and ``#`` comments are ignored.
+
+    ValueError naming the file when it is not UTF-8 text (a URL is ASCII once percent-encoded).
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     urls = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
             urls.append(line)
@@ -22,8 +29,17 @@ def read_url_file(path: Path) -> list[str]:
 
 
 def not_http_urls(urls: list[str]) -> list[str]:
-    """The start URLs that are not absolute http(s) URLs."""
-    return [u for u in urls if urlsplit(u).scheme not in ("http", "https") or not urlsplit(u).hostname]
+    """The start URLs that are not absolute http(s) URLs, or cannot be requested as written."""
+    return [u for u in urls if not _is_http_url(u)]
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a port that is not one, as the request would mid-crawl
+    except ValueError:  # "http://[oops/": an unclosed IPv6 bracket
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def site_of(host: str) -> str:

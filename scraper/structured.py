@@ -10,7 +10,7 @@ name, else the company the page describes.
 Ids decide whether a review re-crawled is the same message (``source:review_id``), so they are
 taken only where they name one review: an ``@id`` or ``url`` resolved to an absolute URL, less
 its scheme (a link to the page itself or to the product reviewed names that, not a review), else an
-``identifier`` scoped by what the review is about (its ``@id``, ``url``, ``sku`` or name; else the
+``identifier`` scoped by what the review is about (its ``@id``, ``url``, ``sku`` or name on that page; else the
 page's path and the query that names it), since a site numbers reviews per product as often as
 overall. Ids that several different reviews of one page share are dropped, and those reviews keyed
 by their content, rather than let one overwrite the others; one review shown twice keeps its id.
@@ -111,6 +111,17 @@ def _link(value: str, page_url: str) -> str | None:
     return urljoin(_document(page_url), value) if value.startswith("#") else absolute_http_url(value, page_url)
 
 
+def _without_paging(link: str) -> str:
+    """A review's link without the paging parameters of the page it was read on: a template that
+    prints the request's URL (``…/kettle?page=2#review-4``) would give the review another id, and
+    another row, once newer reviews push it to the next page."""
+    parts = urlsplit(link)
+    document = _document(link)
+    if document == urlunsplit(parts._replace(fragment="")):
+        return link  # nothing to drop: the link as the page wrote it
+    return f"{document}#{parts.fragment}" if parts.fragment else document
+
+
 def _without_scheme(url: str) -> str:
     """``shop.example/p/kettle#r1``: the same id whether the site was read over http or https."""
     return url.split("://", 1)[1]
@@ -125,6 +136,8 @@ def _scope(subject: Any, page_url: str) -> str:
                 text = str(value).strip()
                 if key in ("@id", "url") and (link := _link(text, page_url)):
                     return _without_scheme(link)
+                if key == "name":  # a chain's locations share one; the page tells them apart
+                    return f"{_without_scheme(_document(page_url))} name={text}"
                 if key not in ("@id", "url"):
                     return f"{key}={text}"
     return _without_scheme(_document(page_url))
@@ -151,7 +164,7 @@ def review_id_of(node: dict[str, Any], page_url: str, subject: Any = None) -> st
         link = _link(value.strip(), page_url)
         if link is None or (not urlsplit(link).fragment and (_document(link) == document or _plain(link) in pages)):
             continue  # not a link, or the page itself (any of its pages), or the product it is about
-        if len(review_id := _without_scheme(link)) <= MAX_REVIEW_ID_CHARS:
+        if len(review_id := _without_scheme(_without_paging(link))) <= MAX_REVIEW_ID_CHARS:
             return review_id
     identifier = node.get("identifier")
     if isinstance(identifier, dict):

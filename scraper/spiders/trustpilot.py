@@ -43,6 +43,7 @@ class TrustpilotSpider(ReportingSpider):
         warn_if_several_sites(self.logger, self.allowed_domains)
         self._reviews_on_pages: set[tuple[str, str]] = set()  # (company page path, review id or author + text)
         self._unreadable_in_a_row: dict[str, int] = {}  # company page path -> unusable pages in a row
+        self._listed: dict[str, set[str]] = {}  # listing path -> the categories and companies its pages linked
 
     async def start(self) -> AsyncIterator[Any]:
         if not self.start_urls:
@@ -85,8 +86,17 @@ class TrustpilotSpider(ReportingSpider):
             yield self._listing_request(url)
         for url in links.companies:
             yield scrapy.Request(url, callback=self.parse_company)
-        if links.next_page and (links.categories or links.companies):  # an empty listing is its last page
+        # A page that links nothing its listing's pages have not linked ends the listing: an empty
+        # page, or a site that serves its last page again for ?page=N+1 with a next link, for ever.
+        # By listing, so a company listed in two categories does not end the second one's walk.
+        linked = {*links.categories, *links.companies}
+        listed = self._listed.setdefault(urlsplit(page.url).path, set())
+        new = linked - listed
+        listed |= linked
+        if links.next_page and new:
             yield self._listing_request(links.next_page)
+        elif links.next_page and linked:
+            self.logger.info("%s: nothing new on this listing page; not following its next link", page.url)
 
     def parse_company(self, response: Response) -> Iterator[ReviewItem | scrapy.Request]:
         """A company's review page: its reviews, then the next page of them.

@@ -130,3 +130,37 @@ def test_follow_without_a_sitemap_start_url_is_refused() -> None:
 
     assert result.exit_code == 2
     assert "no start URL is one" in result.output
+
+
+@pytest.mark.parametrize("url", ["http://[oops/", "http://127.0.0.1:8765:99999/x", "https://reviews.test:70000/"])
+def test_a_start_url_that_cannot_be_requested_is_refused_before_the_crawl(tmp_path: Path, url: str) -> None:
+    """Refused mid-crawl before, after the URLs above it were read: a traceback, or the rest not crawled."""
+    urls = tmp_path / "urls.txt"
+    urls.write_text(f"http://ok.test/categories/\n{url}\nhttp://ok.test/review/a.example\n")
+
+    for args in (["--start-url", url], ["--url-file", str(urls)]):
+        result = CliRunner().invoke(app(), ["crawl", "trustpilot", *args])
+        assert result.exit_code == 2, result.output
+        assert f"start URLs must be absolute http(s) URLs: {url}" in result.output
+
+
+def test_a_url_file_that_is_not_utf8_is_refused_naming_it(tmp_path: Path) -> None:
+    urls = tmp_path / "urls.txt"
+    urls.write_bytes("http://ok.test/categories/caf\xe9/\n".encode("latin-1"))
+
+    result = CliRunner().invoke(app(), ["crawl", "trustpilot", "--url-file", str(urls)])
+
+    assert result.exit_code == 2
+    assert f"error: --url-file: {urls} is not UTF-8 text" in result.output
+
+
+def test_a_crawl_stopped_before_it_finished_fails() -> None:
+    """SIGTERM or Ctrl-C: a CronJob must not read a partial crawl as done."""
+    stats = {"finish_reason": "shutdown", "reviewscore/review_pages": 3}
+    assert crawl_failure(summary(stats), stats) == (
+        "the crawl was stopped before it finished (SIGTERM or Ctrl-C); a next crawl reads on"
+    )
+    undelivered = {**stats, "reviewscore/failed": 2}
+    assert "(SIGTERM or Ctrl-C); 2 reviews could not be delivered" in (
+        crawl_failure(summary(undelivered), undelivered) or ""
+    )

@@ -435,3 +435,35 @@ def test_listing_links_that_are_not_http_are_not_followed() -> None:
     )
 
     assert (links.next_page, links.categories) == (None, [])
+
+
+def test_a_card_with_a_malformed_link_costs_only_its_link() -> None:
+    """A port past 65535 or an unclosed IPv6 bracket made the whole page unreadable."""
+    result = extract_reviews(
+        html(
+            card("Fine shop", review_id="r1")
+            + card("Typo in the port", link="https://reviews.test:80443/reviews/r2")
+            + card("Broken bracket", link="http://[reviews.test/reviews/r3")
+        ),
+        f"{BASE}/review/acme.example",
+    )
+
+    assert [(r.review_id, r.text, r.url) for r in result.reviews] == [
+        ("r1", "Fine shop", "http://reviews.test/reviews/r1"),  # the site links a card from its id
+        (None, "Typo in the port", None),
+        (None, "Broken bracket", None),
+    ]
+
+
+def test_a_json_ld_text_cut_in_the_middle_of_an_emoji_keeps_the_review() -> None:
+    """JSON allows a lone surrogate ("\\ud83d"); no UTF-8 can carry it, and the contract refused the
+    review. It reads as U+FFFD, as the card's copy of the same text does in HTML."""
+    raw = '{"@type": "Review", "reviewBody": "Love it \\ud83d", "author": "Ann \\udc00", "url": "/reviews/r9"}'
+    result = extract_reviews(
+        html(f'<script type="application/ld+json">{raw}</script>' + card("Love it &#xd83d;", review_id="r9")),
+        f"{BASE}/review/acme.example",
+    )
+
+    (review,) = result.reviews
+    assert (review.review_id, review.text, review.author) == ("r9", "Love it \ufffd", "Ann \ufffd")
+    assert to_message(review, "scraper:test").text == "Love it \ufffd"  # the contract takes it

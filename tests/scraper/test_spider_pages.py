@@ -90,3 +90,43 @@ def test_pages_of_malformed_cards_only_are_followed_a_few_times_not_for_ever(spi
         walk(spider, company_page(f"{BASE}?page={n}", ("x", ""), next_page=f"?page={n + 1}"))[1] for n in (1, 2, 3)
     ]
     assert followed == [[f"{BASE}?page=2"], [f"{BASE}?page=3"], []]
+
+
+LISTING = "http://reviews.test/categories/electronics/"
+
+
+def listing_page(url: str, *companies: str, next_page: str | None = None) -> HtmlResponse:
+    body = "".join(f"<a data-business-unit-card href='/review/{name}'>{name}</a>" for name in companies)
+    if next_page:
+        body += f"<a rel='next' href='{next_page}'>Next</a>"
+    return HtmlResponse(url=url, body=f"<html><body>{body}</body></html>".encode(), encoding="utf-8")
+
+
+def listing_walk(spider: TrustpilotSpider, response: HtmlResponse) -> list[str]:
+    return [r.url for r in spider.parse_category(response) if r.callback == spider.parse_category]
+
+
+def test_a_listing_that_serves_its_last_page_again_is_left_there(spider: TrustpilotSpider) -> None:
+    """?page=N+1 answered with the last page and a next link again: walked for ever before."""
+    assert listing_walk(spider, listing_page(LISTING, "a.example", "b.example", next_page="?page=2")) == [
+        f"{LISTING}?page=2"
+    ]
+    assert listing_walk(spider, listing_page(f"{LISTING}?page=2", "c.example", next_page="?page=3")) == [
+        f"{LISTING}?page=3"
+    ]
+    assert listing_walk(spider, listing_page(f"{LISTING}?page=3", "c.example", next_page="?page=4")) == []
+
+
+def test_companies_listed_in_another_category_do_not_end_this_ones_walk(spider: TrustpilotSpider) -> None:
+    gadgets = "http://reviews.test/categories/gadgets/"
+    listing_walk(spider, listing_page(gadgets, "a.example", "b.example"))
+
+    assert listing_walk(spider, listing_page(LISTING, "a.example", "b.example", next_page="?page=2")) == [
+        f"{LISTING}?page=2"
+    ]
+
+
+def test_a_malformed_next_link_costs_the_company_only_its_next_page(spider: TrustpilotSpider) -> None:
+    items, requests = walk(spider, company_page(BASE, ("a1", "Good"), next_page="http://[reviews.test/x?page=2"))
+
+    assert ([item.review_id for item in items], requests) == (["a1"], [])

@@ -316,3 +316,44 @@ def test_a_start_url_ending_in_xml_is_read_as_a_sitemap() -> None:
         True,
         False,
     ]
+
+
+def test_an_absolute_review_link_keeps_its_id_when_the_review_moves_to_the_next_page() -> None:
+    """A template that prints the request's URL: without this, newer reviews pushing one to page 2
+    gave it a new key and the table a second row."""
+    ids = [
+        reviews(page(review("Hot.", url=f"{PAGE}?page={n}&sort=new#review-4"), url=f"{PAGE}?page={n}"))[0].review_id
+        for n in (1, 2)
+    ]
+    assert ids == ["shop.example/p/kettle#review-4"] * 2
+    (named,) = reviews(page(review("Hot.", url=f"{PAGE}?product_id=42&page=2#review-4")))
+    assert named.review_id == "shop.example/p/kettle?product_id=42#review-4"  # the query that names the product stays
+
+
+def test_an_identifier_scoped_only_by_a_name_is_scoped_by_the_page_too() -> None:
+    """A chain's locations share a name and number their reviews each from 1."""
+    place = {"@type": "Restaurant", "name": "Pizza Place"}
+    leeds = page({**place, "review": [review("Great crust.", identifier=1)]}, url="https://pizza.example/leeds?page=2")
+    york = page({**place, "review": [review("Cold slice.", identifier=1)]}, url="https://pizza.example/york")
+
+    assert [reviews(one)[0].review_id for one in (leeds, york)] == [
+        "pizza.example/leeds name=Pizza Place #1",
+        "pizza.example/york name=Pizza Place #1",
+    ]
+
+
+def test_a_malformed_review_link_costs_only_that_link() -> None:
+    kettle = {"@type": "Product", "name": "Kettle"}
+    kettle["review"] = [
+        review("Hot.", url="https://[shop.example/r/1"),
+        review("Cold.", url="https://shop.example:99999/r/2"),
+    ]
+
+    assert [(item.text, item.review_id) for item in reviews(page(kettle))] == [("Hot.", None), ("Cold.", None)]
+
+
+def test_a_malformed_loc_costs_only_its_entry_of_the_sitemap() -> None:
+    made = made_spider(SchemaOrgSpider, start_url="https://shop.example/sitemap.xml")
+    listed = sitemap("https://shop.example/sitemap.xml", "urlset", "/p/a", "http://[shop.example/p/b", "/p/c")
+
+    assert [r.url for r in made.parse_sitemap(listed)] == ["https://shop.example/p/a", "https://shop.example/p/c"]
