@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import html
 import json
 import logging
 import math
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from core.delimited import csv_records, tsv_records
+from core.text import unescape_html
 from model.base import LABELS_2, LABELS_3
 
 log = logging.getLogger(__name__)
@@ -214,7 +214,7 @@ def clean_text(text: str) -> str:
 
 
 def _clean_once(text: str) -> str:
-    text = unicodedata.normalize("NFC", html.unescape(text))
+    text = unicodedata.normalize("NFC", unescape_html(text))
     return _SPACES.sub(" ", _CONTROL.sub("", text)).strip()
 
 

@@ -11,7 +11,6 @@ one bad review never costs the page.
 
 from __future__ import annotations
 
-import html
 import json
 import math
 import re
@@ -24,6 +23,7 @@ from urllib.parse import urljoin, urlsplit
 from parsel import Selector
 
 from core.messages import normalize_text
+from core.text import unescape_html
 from scraper.items import ReviewItem
 from scraper.page_selectors import (
     COMPANY_TYPES,
@@ -75,7 +75,7 @@ def clean_text(parts: list[str] | str | None) -> str | None:
     if parts is None:
         return None
     text = parts if isinstance(parts, str) else " ".join(parts)
-    text = " ".join(_LONE_SURROGATES.sub("\ufffd", html.unescape(text)).replace("\x00", "").split())
+    text = " ".join(_LONE_SURROGATES.sub("\ufffd", unescape_html(text)).replace("\x00", "").split())
     return text or None
 
 
@@ -103,7 +103,7 @@ def markup_text(value: str) -> str | None:
     as it was, the text differed from the card's for the same review, which was then published twice
     under two keys, and the markup reached the model and the table.
     """
-    text = html.unescape(value)
+    text = unescape_html(value)
     text = _INLINE_TAGS.sub("", _BREAKS.sub(" ", text))
     return " ".join(_LONE_SURROGATES.sub("\ufffd", text).replace("\x00", "").split()) or None
 

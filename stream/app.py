@@ -85,7 +85,8 @@ def record_of(event: Any) -> Record:
         offset=message.offset,
         key=message.key,
         value=message.value,
-        timestamp=original or sane_timestamp(message.timestamp),
+        # A replay is as old as its original: without the original's time it is untimed, never "now".
+        timestamp=original if replayed else sane_timestamp(message.timestamp),
         replayed=replayed,
     )
 

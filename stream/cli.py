@@ -10,6 +10,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -398,12 +399,23 @@ def _replayed(letter: DeadLetter) -> Outgoing:
     The original time travels in a header, not as the record's timestamp: the broker may stamp
     its own (``LogAppendTime``), and an old CreateTime would look expired to time-based retention.
     The worker orders versions of one review by it, so an old version of a review edited since
-    comes back as what it is and leaves the edit alone.
+    comes back as what it is and leaves the edit alone. A letter whose original had no usable time
+    (none, or a clock far ahead) sends the time it was dead-lettered instead: the original was
+    published before that, so an edit stored after it still wins over the replay.
     """
     headers = {"replayed_from": f"{letter.topic}:{letter.partition}:{letter.offset}".encode()}
-    if letter.timestamp:
-        headers["original_timestamp"] = str(round(letter.timestamp * 1000)).encode()
+    if moment := letter.timestamp or _seconds(letter.dead_lettered_at):
+        headers["original_timestamp"] = str(round(moment * 1000)).encode()
     return letter.original_key(), letter.original_value(), headers
+
+
+def _seconds(iso: str) -> float | None:
+    """An ISO-8601 time with its offset as epoch seconds; None when it is not one."""
+    try:
+        moment = datetime.fromisoformat(iso)
+    except (TypeError, ValueError):
+        return None
+    return moment.timestamp() if moment.tzinfo is not None else None
 
 
 def _load_scorer(spec: str | None, model: Path | None, *, model_given: bool = False) -> Scorer:

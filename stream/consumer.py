@@ -93,7 +93,8 @@ def record_of(message: Any) -> Record:
         offset=message.offset(),
         key=message.key(),
         value=message.value(),
-        timestamp=original or (sane_timestamp(timestamp / 1000) if kind else None),
+        # A replay is as old as its original: without the original's time it is untimed, never "now".
+        timestamp=original if replayed else (sane_timestamp(timestamp / 1000) if kind else None),
         replayed=replayed,
     )
 

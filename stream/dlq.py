@@ -151,7 +151,10 @@ class DeadLetter:
         (an array, a letter with a list for its reason) must be skipped with a warning, not crash
         ``dlq show`` and stall every later ``dlq replay`` on the same offset.
         """
-        data = json.loads(raw)
+        try:
+            data = json.loads(raw)
+        except RecursionError as exc:  # "[[[[…": a RuntimeError, which stopped `dlq show` at that offset
+            raise ValueError("JSON nested too deeply") from exc
         if not isinstance(data, dict):
             raise ValueError(f"a JSON {type(data).__name__}, not an object")
         letter = {k: v for k, v in data.items() if k in _FIELD_TYPES}

@@ -103,29 +103,37 @@ def triage(records: Iterable[Record], max_text_chars: int) -> tuple[list[Parsed]
     good: list[Parsed] = []
     bad: list[Rejected] = []
     for record in records:
+        key: str | None = None
         try:
             message = parse_message(record.value)
             key = message.review_key
+            unusable = _unusable(message.text, max_text_chars)
         except MessageError as exc:
             bad.append(Rejected(record, exc.reason, exc.detail))
             continue
         except Exception as exc:  # noqa: BLE001 - one message must not stop the stream, even through a bug
             # Not ``invalid``: an unexpected exception may be our bug, not the message's fault, and
             # ``internal_error`` is not a permanent reason, so a plain replay retries it after a fix.
+            # The checks after parsing are inside too: a text that made one raise stopped the worker.
             detail = f"unexpected {type(exc).__name__} while parsing: {exc}"[:1000]
-            bad.append(Rejected(record, INTERNAL_ERROR, detail))
+            bad.append(Rejected(record, INTERNAL_ERROR, detail, key))
             continue
-        if len(message.text) > max_text_chars:
-            detail = f"text has {len(message.text)} characters, limit {max_text_chars}"
-            bad.append(Rejected(record, "too_long", detail, key))
-        elif is_blank(message.text):
-            # "&nbsp;", a zero-width space: not blank to the contract, nothing to the model, which
-            # would score it as an arbitrary review (it never saw one: training skips them).
-            detail = "text is empty once cleaned as the model reads it (HTML entities, invisible characters)"
-            bad.append(Rejected(record, BLANK_TEXT, detail, key))
+        if unusable is not None:
+            bad.append(Rejected(record, *unusable, key))
         else:
             good.append(Parsed(record, message))
     return good, bad
+
+
+def _unusable(text: str, max_text_chars: int) -> tuple[str, str] | None:
+    """Why a valid message's text cannot be scored (reason, detail), or None."""
+    if len(text) > max_text_chars:
+        return "too_long", f"text has {len(text)} characters, limit {max_text_chars}"
+    if is_blank(text):
+        # "&nbsp;", a zero-width space: not blank to the contract, nothing to the model, which
+        # would score it as an arbitrary review (it never saw one: training skips them).
+        return BLANK_TEXT, "text is empty once cleaned as the model reads it (HTML entities, invisible characters)"
+    return None
 
 
 def is_blank(text: str) -> bool:

@@ -183,3 +183,9 @@ def test_the_plan_for_too_large_refusals_tries_a_letter_alone_before_stripping_i
     assert sort_too_large({1, 2, 4}, tried_alone={2}, count=5) == ({2}, {1, 4})
     assert sort_too_large({0}, tried_alone=set(), count=1) == ({0}, set())  # alone in its request already
     assert sort_too_large(set(), tried_alone={3}, count=5) == (set(), set())
+
+
+def test_json_nested_too_deeply_for_the_parser_is_no_letter_and_says_so() -> None:
+    """A RecursionError escaped as a RuntimeError: `dlq show` and every `dlq replay` stopped at that offset."""
+    with pytest.raises(ValueError, match="nested too deeply"):
+        DeadLetter.from_json(b"[" * 100_000 + b"]" * 100_000)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -15,6 +16,7 @@ from stream.records import (
     INTERNAL_ERROR,
     Parsed,
     Record,
+    Rejected,
     replay_of,
     sane_timestamp,
     to_row,
@@ -144,6 +146,31 @@ def test_a_message_our_own_code_raises_on_is_an_internal_error_that_replay_retri
     assert INTERNAL_ERROR not in PERMANENT_REASONS  # a plain ``dlq replay`` retries it once fixed
 
 
+def test_a_check_after_parsing_that_raises_costs_only_its_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The length and blankness checks ran outside the guard: one text that made them raise
+    stopped the batch engine's worker and held the Faust one in retries, every partition with it."""
+    import stream.records
+
+    def buggy(text: str) -> bool:
+        if text == "boom":
+            raise ValueError("a bug, not the message's fault")
+        return False
+
+    monkeypatch.setattr(stream.records, "is_blank", buggy)
+    parsed, rejected = triage(
+        [_record(b'{"text": "boom", "source": "t"}', 1), _record(b'{"text": "ok", "source": "t"}', 2)], 100
+    )
+    assert [p.record.offset for p in parsed] == [2]
+    assert [(r.record.offset, r.reason, r.review_key is not None) for r in rejected] == [(1, INTERNAL_ERROR, True)]
+
+
+def test_a_character_reference_longer_than_an_int_can_be_is_read_and_scored() -> None:
+    """``&#1111…1;`` (4,301 digits) made html.unescape raise inside the checks: the worker stopped."""
+    text = "Great product &#" + "1" * 4301 + ";"
+    parsed, rejected = triage([_record(json.dumps({"text": text, "source": "t"}).encode(), 3)], 20_000)
+    assert ([p.record.offset for p in parsed], rejected) == ([3], [])
+
+
 def test_a_row_carries_the_scores_the_message_fields_and_kafka_provenance() -> None:
     value = json.dumps(
         {
@@ -225,3 +252,24 @@ def test_a_producer_time_in_microseconds_leaves_the_record_untimed() -> None:
     assert record_of(_ConfluentMessage(1_700_000_000_123)).timestamp == 1_700_000_000.123
     assert record_of(_ConfluentMessage(1_700_000_000_123_000)).timestamp is None
     assert record_of(_ConfluentMessage(-1)).timestamp is None
+
+
+def test_a_replay_without_its_originals_time_is_untimed_not_as_new_as_its_replay() -> None:
+    """Stamped with the replay's own time, an old version counted as newer than an edit stored
+    since, replaced it, and then refused the edit's re-delivery as older."""
+    now_ms = int(time.time() * 1000)
+    replay = record_of(_ConfluentMessage(now_ms, [("replayed_from", b"reviews:0:5")]))
+    assert (replay.replayed, replay.timestamp) == (True, None)
+    timed = record_of(_ConfluentMessage(now_ms, [("replayed_from", b"x"), ("original_timestamp", b"1700000000123")]))
+    assert timed.timestamp == 1_700_000_000.123
+
+
+def test_a_letter_of_an_untimed_message_is_replayed_as_old_as_its_dead_lettering() -> None:
+    """Its original was published before it was dead-lettered: an edit stored after that still wins."""
+    from stream.cli import _replayed
+
+    letter = dead_letter(Rejected(_record(b'{"text": "ok", "source": "t"}', 4), "scoring_failed", "boom"))
+    letter = replace(letter, timestamp=None, dead_lettered_at="2026-12-05T01:00:00.250+00:00")
+    _key, _value, headers = _replayed(letter)
+    assert headers["original_timestamp"] == b"1796432400250"
+    assert "original_timestamp" not in _replayed(replace(letter, dead_lettered_at="not a time"))[2]

@@ -335,9 +335,12 @@ def test_dlq_show_lists_dead_letters_and_replay_of_a_fixed_one_gets_it_scored(
     assert (row["review_key"], row["rating"]) == ("test:r1", 5)
 
 
+@pytest.mark.parametrize("original_time", ["kept", "unknown"])
 def test_replaying_a_fixed_letter_of_a_version_edited_since_leaves_the_edit_in_place(
-    start_worker: Any, kafka_settings: KafkaSettings, database_url: str, tmp_path: Path
+    start_worker: Any, kafka_settings: KafkaSettings, database_url: str, tmp_path: Path, original_time: str
 ) -> None:
+    """With its original's time unknown (none, or a clock far ahead), the replay counts as old as its
+    dead-lettering: before, it counted as new as the replay and replaced the edit."""
     worker = start_worker()
     first = json.dumps({"text": "Great shop, fast delivery", "source": "test", "review_id": "r1", "rating": 9})
     produce(kafka_settings, [(b"test:r1", first.encode())])
@@ -349,6 +352,8 @@ def test_replaying_a_fixed_letter_of_a_version_edited_since_leaves_the_edit_in_p
     (line,) = [x for x in shown.stdout.splitlines() if x.startswith("{")]
     letter = json.loads(line)
     letter["value"] = letter["value"].replace('"rating": 9', '"rating": 5')
+    if original_time == "unknown":
+        letter["timestamp"] = None
     fixed = tmp_path / "fixed.jsonl"
     fixed.write_text(json.dumps(letter) + "\n")
 
