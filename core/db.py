@@ -68,9 +68,29 @@ def make_engine(
             "connect_timeout": settings.connect_timeout,
             "application_name": application_name,
             "options": options,
+            **dead_peer_args(settings.dead_peer_timeout),
         },
     )
     return engine
 
 
-__all__ = ["libpq_url", "make_engine", "sqlalchemy_url"]
+def dead_peer_args(timeout: int) -> dict[str, int]:
+    """libpq parameters that end a TCP connection to a server gone silent after about ``timeout`` s.
+
+    ``statement_timeout`` is the server's: with the server unreachable (a partition, a host gone) a
+    query waited on the kernel's retransmissions, ~15 minutes, while the worker's health said all
+    was well. Keepalives probe an idle connection (half the time, then three probes); a write
+    unacknowledged for ``timeout`` fails at once (``tcp_user_timeout``). Unix sockets ignore both.
+    """
+    if timeout <= 0:
+        return {}
+    return {
+        "keepalives": 1,
+        "keepalives_idle": max(1, timeout // 2),
+        "keepalives_interval": max(1, timeout // 6),
+        "keepalives_count": 3,
+        "tcp_user_timeout": timeout * 1000,
+    }
+
+
+__all__ = ["dead_peer_args", "libpq_url", "make_engine", "sqlalchemy_url"]

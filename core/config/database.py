@@ -46,6 +46,15 @@ class DatabaseSettings(BaseSettings):
     statement_timeout_ms: int = Field(
         default=30_000, ge=0, description="Server-side statement timeout for every session (0: none)."
     )
+    dead_peer_timeout: int = Field(
+        default=60,
+        ge=0,
+        description=(
+            "Seconds after which a connection whose server stopped answering (a network partition, a host "
+            "gone) fails instead of hanging, so the worker retries and reports itself unhealthy: TCP "
+            "keepalives and tcp_user_timeout (0: the OS defaults, about 15 minutes)."
+        ),
+    )
     echo: bool = Field(default=False, description="Log every SQL statement (debugging only).")
     migration_lock_timeout_ms: int = Field(
         default=10_000,

@@ -49,3 +49,23 @@ def test_a_read_only_engine_holds_no_transaction_open_between_statements(databas
     finally:
         engine.dispose()
         admin.dispose()
+
+
+@pytest.mark.parametrize(("timeout", "expected"), [(60, ("1", "30", "10", "3", "60000")), (0, None)])
+def test_a_connection_gives_up_on_a_server_gone_silent_after_the_dead_peer_timeout(
+    database_url: str, timeout: int, expected: tuple[str, ...] | None
+) -> None:
+    """Without keepalives a query to a partitioned server waited ~15 minutes while health said all was well."""
+    engine = make_engine(DatabaseSettings(url=database_url, dead_peer_timeout=timeout))
+    try:
+        with engine.connect() as conn:
+            dsn = conn.connection.dbapi_connection.get_dsn_parameters()  # type: ignore[union-attr]
+            assert conn.execute(text("SELECT 1")).scalar_one() == 1
+    finally:
+        engine.dispose()
+
+    names = ("keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout")
+    if expected is None:
+        assert not set(names) & set(dsn)
+    else:
+        assert tuple(dsn.get(name) for name in names) == expected
