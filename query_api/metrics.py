@@ -8,8 +8,11 @@ bodies and costs a few microseconds per request. Requests are labelled by route 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from query_api.read_cache import ReadCache
@@ -101,9 +104,33 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route")
+            route = scope.get("route") or _route_of(scope)
             # path_format: the template without convertors (``{sentiment_id}``, not ``{sentiment_id:int}``).
-            template = getattr(route, "path_format", None) or getattr(route, "path", None) or "unmatched"
+            template = str(getattr(route, "path_format", None) or getattr(route, "path", None) or "unmatched")
             method = scope["method"]
             self.metrics.requests.labels(method, template, str(status)).inc()
             self.metrics.latency.labels(method, template).observe(time.perf_counter() - started)
+
+
+def _route_of(scope: Scope) -> Any:
+    """The route a request was for when a middleware answered before routing (a 401 without a key,
+    a 413 body): counted under ``unmatched``, refused submissions were missing from their route."""
+    try:
+        for route in _routes(scope.get("app")):
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                return route
+    except Exception:  # noqa: BLE001 - metrics must never fail a request
+        return None
+    return None
+
+
+def _routes(container: Any) -> Iterator[Any]:
+    """Every route of an app, through the routers it includes (FastAPI keeps them nested, each
+    behind an ``original_router``; ours are included without a prefix)."""
+    for route in getattr(container, "routes", ()):
+        nested = getattr(route, "original_router", None)
+        if nested is not None:
+            yield from _routes(nested)
+        else:
+            yield route

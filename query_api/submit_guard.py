@@ -97,6 +97,13 @@ class RateLimiter:
                 return 0.0
             return (cost - bucket.tokens) / self.rate
 
+    def give_back(self, client: str, cost: int = 1) -> None:
+        """Return ``cost`` tokens taken for reviews the broker did not take: only what was sent costs."""
+        with self._lock:
+            bucket = self._buckets.get(client)
+            if bucket is not None:
+                bucket.tokens = min(self.capacity, bucket.tokens + cost)
+
 
 def retry_after(seconds: float) -> str:
     """A ``Retry-After`` value: whole seconds, rounded up, at least 1."""

@@ -88,6 +88,12 @@ async def submitter(
 SubmitterDep = Annotated[Submitter, Depends(submitter)]
 
 
+def give_back_rate(state: AppState, client: str, reviews: int) -> None:
+    """The tokens of reviews the broker did not take, back to ``client``: a failed send costs nothing."""
+    if state.submit_limiter is not None and reviews > 0:
+        state.submit_limiter.give_back(client, reviews)
+
+
 def take_rate(state: AppState, client: str, reviews: int = 1) -> None:
     """429 with Retry-After when ``client`` is over its rate for ``reviews`` more reviews."""
     limiter = state.submit_limiter
@@ -283,23 +289,26 @@ async def submit_review(
     message = as_message(review, who.source, ["body"])
     if not isinstance(message, ReviewMessage):
         raise ApiError(422, "invalid_request", "the review does not satisfy the message contract", message)
-    take_rate(state, who.client)  # a review, as in a batch: a refused body costs the client nothing
     publisher = require_publisher(state)  # after validation: a bad body is a 422 even without a broker
+    take_rate(state, who.client)  # a review, as in a batch: a refused body or a 503 costs the client nothing
     # The database only serves the wait: when it does not answer, the review is still accepted
     # (the broker is what accepts it) and the answer is a 202 pending.
     # Only a rejection made after this answers the submission (here and through the Location): the
     # database's clock, which stamps the worker's rejections, when the answer waits on the database
     # anyway; else this host's, so a submission without wait never waits on a slow database.
     since = await _unless_database_down(run_in_threadpool(_database_now, state)) if wait > 0 else None
+    # Before the send, as for a batch: the worker can reject the review before this resumes.
+    sent = since or datetime.now(UTC)
     try:
         await publisher.publish(message)
     except PublishError as exc:
         state.metrics.submissions.labels("failed").inc()
+        give_back_rate(state, who.client, 1)
         raise ApiError(503, "broker_unavailable", f"the review was not accepted by the broker: {exc}") from exc
     state.metrics.submissions.labels("published").inc()
     key = message.review_key
     version = review_version(message)
-    location = location_of(request, key, since or datetime.now(UTC), version)
+    location = location_of(request, key, sent, version)
     response.headers["Location"] = location
     row = (
         await _unless_database_down(wait_for_row(state, key, wait, _holds(version), since))
@@ -355,8 +364,8 @@ async def submit_batch(
             422, "invalid_request", f"{invalid} of the {count} reviews do not satisfy the message contract", problems
         )
     messages = [message for message in checked if isinstance(message, ReviewMessage)]
-    take_rate(state, who.client, count)  # only for what will be sent: a refused batch costs nothing
     publisher = require_publisher(state)
+    take_rate(state, who.client, count)  # only for what is sent: a refused batch costs nothing
     since = datetime.now(UTC)
     results = await asyncio.gather(*(publisher.publish(message) for message in messages), return_exceptions=True)
     items = []
@@ -375,6 +384,7 @@ async def submit_batch(
     failed = [item for item in items if item.status == "failed"]
     if failed:
         state.metrics.submissions.labels("failed").inc(len(failed))
+        give_back_rate(state, who.client, len(failed))
     state.metrics.submissions.labels("published").inc(count - len(failed))
     if len(failed) == count:
         raise ApiError(503, "broker_unavailable", f"the broker accepted none of the reviews: {failed[0].error}")

@@ -514,3 +514,52 @@ def test_a_submission_abandoned_before_its_acknowledgement_leaves_the_publisher_
         assert publisher._poller.is_alive()
     finally:
         publisher.close()
+
+
+class _RejectedBeforeTheAck:
+    """A broker whose acknowledgement reaches the API after the worker already rejected the review
+    (a fast rejection, blank or too long, or a busy event loop between the ack and the resume)."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+
+    async def publish(self, message: ReviewMessage) -> None:
+        import asyncio
+
+        from sqlalchemy import create_engine, pool
+
+        from core.db import sqlalchemy_url
+        from stream.records import Record, Rejected
+        from stream.sink import PostgresSink
+
+        key, value = message.to_kafka()
+        rejected = Rejected(Record("reviews", 0, 0, key, value), "scoring_failed", "boom", message.review_key)
+
+        def reject() -> None:
+            engine = create_engine(sqlalchemy_url(self.database_url), poolclass=pool.NullPool)
+            try:
+                PostgresSink(engine).record_rejections([rejected])
+            finally:
+                engine.dispose()
+
+        await asyncio.to_thread(reject)
+        await asyncio.sleep(0.01)
+
+    def close(self) -> None:
+        pass
+
+    def ping(self, timeout: float = 2.0) -> str:
+        return "ok"
+
+
+def test_a_rejection_recorded_before_the_broker_acknowledged_is_reported_at_the_location(
+    database_url: str, readonly_database_url: str
+) -> None:
+    """The Location's time was taken after the acknowledgement, later than the rejection: pending for ever."""
+    with TestClient(build_app(readonly_database_url, database_url=database_url)) as client:
+        client.app.state.reviewscore.publisher = _RejectedBeforeTheAck(database_url)  # type: ignore[attr-defined]
+        posted = client.post("/sentiments/", json={"text": "A text the model chokes on"})
+        assert posted.status_code == 202
+        answer = client.get(posted.headers["location"])
+
+    assert (answer.status_code, answer.json()["error"]["code"]) == (404, "rejected")

@@ -223,3 +223,45 @@ def test_one_key_for_two_producers_is_refused(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(ValidationError, match="more than once") as refused:
         ApiSettings()
     assert "shared-key" not in str(refused.value)
+
+
+class _Refusing:
+    """A broker that takes nothing: every publish fails after the API took its tokens."""
+
+    async def publish(self, message: object) -> None:
+        from query_api.publisher import PublishError
+
+        raise PublishError("broker down")
+
+    def close(self) -> None:
+        pass
+
+    def ping(self, timeout: float = 2.0) -> str:
+        return "down"
+
+
+def test_reviews_the_broker_did_not_take_cost_the_client_nothing(readonly_database_url: str) -> None:
+    """A client retrying through a broker outage was throttled for a minute after it, for nothing sent."""
+    with TestClient(build_app(readonly_database_url, submit_rate_per_minute=3)) as client:
+        body = {"reviews": [{"text": "one"}, {"text": "two"}, {"text": "three"}]}
+        no_broker = [client.post("/sentiments/batch", json=body), client.post("/sentiments/", json={"text": "four"})]
+        client.app.state.reviewscore.publisher = _Refusing()  # type: ignore[attr-defined]
+        refused = [client.post("/sentiments/batch", json=body), client.post("/sentiments/", json={"text": "five"})]
+
+    assert [(r.status_code, r.json()["error"]["code"]) for r in no_broker + refused] == [
+        (503, "broker_unavailable")
+    ] * 4
+
+
+def test_submissions_refused_before_routing_are_counted_under_their_route(readonly_database_url: str) -> None:
+    """A 401 or a 413 is answered before routing: they were counted under `unmatched`."""
+    with TestClient(build_app(readonly_database_url, submit_api_keys="k" * 20, max_body_bytes=1024)) as client:
+        assert client.post("/sentiments/", json={"text": "hi"}).status_code == 401
+        big = client.post("/sentiments/", json={"text": "x" * 2000}, headers={"X-API-Key": "k" * 20})
+        assert big.status_code == 413
+        assert client.get("/no/such/page").status_code == 404
+        metrics = client.get("/metrics").text
+
+    for status in ("401", "413"):
+        assert f'reviewscore_api_requests_total{{method="POST",route="/sentiments/",status="{status}"}} 1.0' in metrics
+    assert 'reviewscore_api_requests_total{method="GET",route="unmatched",status="404"} 1.0' in metrics
