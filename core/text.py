@@ -1,4 +1,10 @@
-"""``unescape_html``: ``html.unescape`` that cannot raise on what a page or a producer sends.
+"""Text as the model reads it (``clean_text``, ``is_blank``), and ``unescape_html``, which cannot raise.
+
+Shared by the model (training and the Scorer clean alike), the worker (a text blank once cleaned
+is dead-lettered) and the API (which refuses it up front, rather than accept what the worker
+will dead-letter), so all three agree on what a review's text is.
+
+``unescape_html``: ``html.unescape`` that cannot raise on what a page or a producer sends.
 
 ``html.unescape`` turns a numeric character reference into an int, and Python refuses ints of
 more than 4,300 digits (``sys.get_int_max_str_digits``): ``&#1111…1;`` raised ValueError from
@@ -11,6 +17,7 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 
 # Leading zeros count towards the limit too: "&#000…065;" is "A" to a browser.
 _NUMERIC_REFERENCE = re.compile(r"&#(?:([xX])0*([0-9a-fA-F]*)|0*([0-9]*))(;?)")
@@ -31,3 +38,37 @@ def unescape_html(text: str) -> str:
         return html.unescape(text)
     except ValueError:
         return html.unescape(_NUMERIC_REFERENCE.sub(_shortened, text))
+
+
+_CONTROL = re.compile(r"[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f\u200b\ufeff\ud800-\udfff]")
+_SPACES = re.compile(r"\s+")
+_MAX_PASSES = 4
+
+
+def clean_text(text: str) -> str:
+    """Undo HTML escaping, drop control characters, collapse whitespace; keep case, punctuation, emoji.
+
+    Subword tokenizers and the char-CNN both use case and punctuation ("!!!", ":(") as signal,
+    so nothing else is stripped. Escaping is undone until nothing changes (scraped pages escape
+    twice: ``&amp;lt;``), so cleaning cleaned text changes nothing: training, evaluation and the
+    Scorer may each clean the same text and must agree. The passes are bounded, so a crafted
+    ``&amp;amp;amp;…`` costs a few passes, not one per level (deeper nests are not idempotent).
+    """
+    for _ in range(_MAX_PASSES):
+        cleaned = _clean_once(text)
+        if cleaned == text:
+            break
+        text = cleaned
+    return text
+
+
+def _clean_once(text: str) -> str:
+    text = unicodedata.normalize("NFC", unescape_html(text))
+    return _SPACES.sub(" ", _CONTROL.sub("", text)).strip()
+
+
+def is_blank(text: str) -> bool:
+    """Nothing a reader (or the model) sees: empty once cleaned as the model reads it, or only
+    spaces, invisible format characters (U+2060, a soft hyphen, ZWJ) and lone combining marks (a
+    variation selector), which the tokenizer drops."""
+    return not any(unicodedata.category(char)[0] not in "CZM" for char in clean_text(text))

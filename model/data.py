@@ -12,8 +12,6 @@ import json
 import logging
 import math
 import random
-import re
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -21,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from core.delimited import csv_records, tsv_records
-from core.text import unescape_html
+from core.text import clean_text
 from model.base import LABELS_2, LABELS_3
 
 log = logging.getLogger(__name__)
@@ -49,8 +47,6 @@ _MISSING_LABELS = {"", "nan", "none", "null"}
 _CSV_FIELD_LIMIT = 2**31 - 1
 # Lone surrogates too (half an emoji cut by a truncation, invalid UTF-8 in argv): the tokenizer
 # refuses them, and one would fail the whole call.
-_CONTROL = re.compile(r"[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f\u200b\ufeff\ud800-\udfff]")
-_SPACES = re.compile(r"\s+")
 
 
 class DataError(ValueError):
@@ -191,31 +187,6 @@ def file_sha256(path: str | Path) -> str | None:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-_MAX_PASSES = 4
-
-
-def clean_text(text: str) -> str:
-    """Undo HTML escaping, drop control characters, collapse whitespace; keep case, punctuation, emoji.
-
-    Subword tokenizers and the char-CNN both use case and punctuation ("!!!", ":(") as signal,
-    so nothing else is stripped. Escaping is undone until nothing changes (scraped pages escape
-    twice: ``&amp;lt;``), so cleaning cleaned text changes nothing: training, evaluation and the
-    Scorer may each clean the same text and must agree. The passes are bounded, so a crafted
-    ``&amp;amp;amp;…`` costs a few passes, not one per level (deeper nests are not idempotent).
-    """
-    for _ in range(_MAX_PASSES):
-        cleaned = _clean_once(text)
-        if cleaned == text:
-            break
-        text = cleaned
-    return text
-
-
-def _clean_once(text: str) -> str:
-    text = unicodedata.normalize("NFC", unescape_html(text))
-    return _SPACES.sub(" ", _CONTROL.sub("", text)).strip()
 
 
 def parse_scheme(value: str) -> LabelScheme:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from core.text import clean_text
 from model.artifact import (
     FP32_FILE,
     ONNX_INT8_FILE,
@@ -31,7 +32,6 @@ from model.artifact import (
 )
 from model.base import LABELS_3, Score
 from model.batching import plan_batches
-from model.data import clean_text
 from model.gpu import torchao_available
 from model.scoring import scores_from_probs, softmax
 
@@ -103,7 +103,7 @@ class BatchedScorer(ABC):
 
 
 def model_inputs(texts: Sequence[str]) -> list[str]:
-    """The texts as training saw them (``model.data.clean_text``: HTML unescaped, control and
+    """The texts as training saw them (``core.text.clean_text``: HTML unescaped, control and
     zero-width characters dropped): producers other than the crawler send them raw, and
     ``&#39;`` or ``&lt;3`` must not score differently from ``'`` and ``<3``."""
     return [clean_text(str(text)) for text in texts]

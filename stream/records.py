@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import time
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from core.messages import MessageError, ReviewMessage, parse_message
+from core.text import is_blank
 from model.base import Score
-from model.data import clean_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,13 +133,6 @@ def _unusable(text: str, max_text_chars: int) -> tuple[str, str] | None:
         # would score it as an arbitrary review (it never saw one: training skips them).
         return BLANK_TEXT, "text is empty once cleaned as the model reads it (HTML entities, invisible characters)"
     return None
-
-
-def is_blank(text: str) -> bool:
-    """Nothing a reader (or the model) sees: empty once cleaned as the model reads it, or only
-    spaces, invisible format characters (U+2060, a soft hyphen, ZWJ) and lone combining marks (a
-    variation selector), which the tokenizer drops."""
-    return not any(unicodedata.category(char)[0] not in "CZM" for char in clean_text(text))
 
 
 def versions_per_key(parsed: Sequence[Parsed]) -> list[list[Parsed]]:

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from core.iso_time import IsoDateTime
 from core.messages import REVIEW_COLUMNS, ReviewMessage
+from core.text import is_blank
 from query_api.deps import AppState, StateDep, connection_of, require_publisher
 from query_api.errors import DATABASE_DOWN, ApiError, FieldError, responses, validation_details
 from query_api.filters import as_utc
@@ -258,12 +259,16 @@ def as_message(review: SubmitReview, source: str, where: list[str | int]) -> Rev
     """The message a submitted review is published as, or why the contract refuses it, each
     problem located under ``where`` in the request (``body``, or ``body.reviews.3`` in a batch)."""
     try:
-        return ReviewMessage(source=source, **review.model_dump(exclude_none=True))
+        message = ReviewMessage(source=source, **review.model_dump(exclude_none=True))
     except ValidationError as exc:
         details = validation_details(exc.errors(include_url=False, include_input=False))
         for detail in details:
             detail.loc = [*where, *detail.loc]
         return details
+    if is_blank(message.text):  # the worker would dead-letter it as blank_text: say so now, not later
+        blank = "nothing is left of the text once read as the model reads it (HTML entities, invisible characters)"
+        return [FieldError(loc=[*where, "text"], msg=blank, type="blank_text")]
+    return message
 
 
 @router.post(

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from core.text import clean_text
 from model.data import (
     DataError,
     DataSource,
     class_weights,
-    clean_text,
     load_labeled,
     stars_to_label,
     stratified_split,

@@ -348,6 +348,10 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     ({"text": "NUL \x00 inside"}, "text"),
     ({"text": "ok", "brand": "Ac\x00me"}, "brand"),
     ({"text": "ok", "published_at": "0001-01-01T00:00:00+23:00"}, "published_at"),
+    # What the worker would dead-letter as blank_text (nothing left once read as the model reads it).
+    ({"text": "&nbsp;"}, "text"),
+    ({"text": "&amp;nbsp; \u200b"}, "text"),
+    ({"text": "\x01\x02"}, "text"),
     # Another user's review without an id has the key `user:sha256:…`, readable off the API:
     # an id of that shape would overwrite it.
     ({"text": "Acme is a scam", "review_id": "sha256:0c1f2e3d4c5b6a79881726354453627a"}, "review_id"),

@@ -204,3 +204,11 @@ def test_an_unreachable_broker_is_a_503_and_counts_every_review_failed(readonly_
     assert response.json()["error"]["code"] == "broker_unavailable"
     assert time.monotonic() - started < 5  # both waited at once, not one after the other
     assert 'reviewscore_api_submissions_total{outcome="failed"} 2.0' in metrics
+
+
+def test_a_batch_with_a_text_the_worker_would_find_blank_is_refused_naming_it(client: TestClient) -> None:
+    response = client.post("/sentiments/batch", json={"reviews": [{"text": "Fine"}, {"text": "&nbsp;\u200b"}]})
+
+    assert response.status_code == 422
+    (detail,) = response.json()["error"]["details"]
+    assert (detail["loc"], detail["type"]) == (["body", "reviews", 1, "text"], "blank_text")
