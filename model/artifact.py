@@ -77,6 +77,9 @@ def _card_problems(data: dict[str, Any]) -> list[str]:
         problems.append(f"max_length {max_length!r} is not a positive integer")
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
         problems.append(f"temperature {temperature!r} is not a positive number")
+    variants = data.get("variants", {})
+    if not isinstance(variants, dict) or not all(isinstance(v, str) for v in variants.values()):
+        problems.append(f"variants {variants!r} are not a mapping of variant names to file names")
     return problems
 
 
@@ -88,7 +91,10 @@ def read_card(directory: Path) -> ModelCard:
         data = json.loads(path.read_text(encoding="utf-8-sig"))  # an editor's BOM is no error
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{path}: invalid JSON ({exc})") from exc
-    return ModelCard.from_dict(data)
+    try:
+        return ModelCard.from_dict(data)
+    except ArtifactError as exc:
+        raise ArtifactError(f"{path}: {exc}") from exc
 
 
 # What the loaders read: weights, configs and tokenizer files. Anything else in the directory (an
@@ -119,7 +125,9 @@ def content_hash(directory: Path, card: ModelCard) -> str:
     digest = hashlib.sha256()
     base = Path(directory)
     for file in sorted(p for p in base.rglob("*") if p.is_file() and _changes_outputs(p)):
-        if file.parent.name in {"eval", "curves"}:
+        # Reports in the artifact's own eval/ and curves/ folders; the artifact's own folder may be
+        # called so too (`train -o runs/eval`), and then its weights are what the version is about.
+        if {"eval", "curves"} & set(file.relative_to(base).parts[:-1]):
             continue
         digest.update(file.relative_to(base).as_posix().encode())
         with file.open("rb") as handle:

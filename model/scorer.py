@@ -257,6 +257,20 @@ def load_scorer(path: Path | None = None, settings: ModelSettings | None = None)
         "max_batch_tokens": settings.max_batch_tokens or default_batch_tokens(device),
     }
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        scorer = _scorer_of(directory, card, device, variant, threads, settings.cpu_spin, limits)
+    except (ArtifactError, ImportError):
+        raise
+    except Exception as exc:  # a truncated or hand-broken file: say which artifact, not a library's traceback
+        problem = f"{type(exc).__name__}: {exc}"
+        raise ArtifactError(f"{directory}: the {variant} model could not be loaded: {problem}") from exc
+    log.info("loaded %r from %s", scorer, directory)
+    return scorer
+
+
+def _scorer_of(
+    directory: Path, card: ModelCard, device: str, variant: str, threads: int | None, spin: bool, limits: dict[str, Any]
+) -> BatchedScorer:
     scorer: BatchedScorer
     if variant == "onnx-int8":
         from model.onnx_runtime import OnnxScorer
@@ -266,7 +280,7 @@ def load_scorer(path: Path | None = None, settings: ModelSettings | None = None)
             card,
             directory / card.variants.get("onnx-int8", ONNX_INT8_FILE),
             threads,
-            spin=settings.cpu_spin,
+            spin=spin,
             **limits,
         )
     elif card.architecture == "charcnn":
@@ -277,5 +291,4 @@ def load_scorer(path: Path | None = None, settings: ModelSettings | None = None)
         from model.transformer import TransformerScorer
 
         scorer = TransformerScorer.from_artifact(directory, card, device, variant, threads, **limits)
-    log.info("loaded %r from %s", scorer, directory)
     return scorer

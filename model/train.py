@@ -359,14 +359,25 @@ def prepare_data(args: TrainArgs) -> tuple[LabeledData, LabeledData]:
         log.info("%s: %d train, %d validation, balance %s", source.display_name, len(train), len(val), data.balance())
     if not trains:
         raise ValueError("no training files given")
-    validation = concat(vals)
+    train = concat(trains)
+    validation = _without_texts(concat(vals), set(train.texts))
     if not validation.texts:
         rows = sum(len(t) for t in trains)
         raise ValueError(
             f"the validation split is empty ({rows} training rows, validation_fraction {args.validation_fraction} "
             "rounds to no row of any class): raise validation_fraction or add data"
         )
-    return concat(trains), validation
+    return train, validation
+
+
+def _without_texts(data: LabeledData, texts: set[str]) -> LabeledData:
+    """``data`` less the rows whose text is in ``texts``: a review in two training files, split
+    each on its own, could land in training from one and in validation from the other, and
+    validation picks the epoch, stops training and fits the temperature."""
+    kept = [i for i, text in enumerate(data.texts) if text not in texts]
+    if len(kept) < len(data.texts):
+        log.info("validation: %d rows whose text another file trains on were left out", len(data.texts) - len(kept))
+    return LabeledData([data.texts[i] for i in kept], [data.labels[i] for i in kept], data.label_names, data.sources)
 
 
 def _optimizer(model: torch.nn.Module, args: TrainArgs, total_steps: int) -> tuple[Any, Any]:

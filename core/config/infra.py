@@ -25,6 +25,13 @@ class InfraSettings(BaseSettings):
     )
     log_level: str = Field(default="INFO", description="Log level of every reviewscore process.")
 
+    @field_validator("state_dir")
+    @classmethod
+    def _home_expanded(cls, value: Path) -> Path:
+        """``~/.rs`` as a shell reads it: unexpanded, the embedded database went to ``./~/.rs``
+        while the scraper, which expands it, kept its state under the home directory."""
+        return value.expanduser()
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:

@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings
 
 from core.config.base import cached, settings_config
@@ -15,6 +15,17 @@ class ModelSettings(BaseSettings):
     path: Path | None = Field(
         default=None, description="Model artifact directory. Unset: the default model shipped in model/artifacts."
     )
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """``MODEL_PATH=`` (a compose variable left empty) means the shipped model, not the working directory."""
+        if isinstance(value, str | Path) and not str(value).strip():
+            return None
+        if isinstance(value, str | Path):
+            return Path(value).expanduser()
+        return value
+
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="Where inference runs.")
     variant: Literal["auto", "fp32", "bf16", "int8", "onnx-int8", "cuda-int8", "cuda-fp8"] = Field(
         default="auto",

@@ -154,3 +154,21 @@ def test_trusted_proxies_are_addresses_or_networks_and_a_typo_is_refused_not_tru
         with pytest.raises(ValidationError, match="forwarded_allow_ips") as caught:
             ApiSettings(forwarded_allow_ips=value)
         assert said in str(caught.value)
+
+
+def test_a_state_dir_under_home_is_read_as_a_shell_reads_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Unexpanded, the embedded database went to ./~/.rs while the scraper's state went to $HOME/.rs."""
+    from core.config import InfraSettings
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("REVIEWSCORE_STATE_DIR", "~/.rs")
+    assert InfraSettings().state_dir == tmp_path / ".rs"
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_model_path_means_the_shipped_model(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    """A compose variable left empty gave Path('.'), and loading failed on the working directory."""
+    from core.config import ModelSettings
+
+    monkeypatch.setenv("MODEL_PATH", value)
+    assert ModelSettings().path is None

@@ -42,6 +42,21 @@ def test_the_version_changes_with_the_weights_and_the_temperature(tmp_path: Path
     assert len({first, second, write_card(tmp_path, card).version}) == 3
 
 
+@pytest.mark.parametrize("folder", ["eval", "curves", "runs"])
+def test_the_version_follows_the_weights_whatever_the_artifacts_folder_is_called(tmp_path: Path, folder: str) -> None:
+    """Report folders inside an artifact are skipped; an artifact in a folder of that name had all
+    of its files skipped, and kept its version through new weights."""
+    artifact = tmp_path / folder
+    (artifact / "eval").mkdir(parents=True)
+    (artifact / "model.safetensors").write_bytes(b"weights of run A")
+    card = ModelCard(architecture="transformer", labels=["negative", "positive"], max_length=64)
+    before = version_of(artifact, card)
+    (artifact / "eval" / "model.safetensors").write_bytes(b"a copy in a report folder")
+    assert version_of(artifact, card) == before
+    (artifact / "model.safetensors").write_bytes(b"weights of run B")
+    assert version_of(artifact, card) != before
+
+
 def test_files_the_loaders_never_read_do_not_change_the_version(tmp_path: Path) -> None:
     """`reviewscore eval MODEL FILE --output MODEL` writes its report next to the weights: the
     version changed with it, and load_scorer warned that the files no longer matched the card."""
@@ -196,3 +211,36 @@ def test_labels_in_another_order_than_the_weights_or_no_tokenizer_are_artifact_e
     shutil.copytree(DEFAULT_ARTIFACT, shipped, ignore=shutil.ignore_patterns("tokenizer.json"))
     with pytest.raises(ArtifactError, match=r"no tokenizer \(tokenizer\.json\) for the onnx-int8 variant"):
         load_scorer(shipped, ModelSettings(device="cpu", variant="int8"))
+
+
+def _broken_copy(source: Path, into: Path, breaking: str) -> Path:
+    copy = into / "artifact"
+    shutil.copytree(source, copy)
+    if breaking == "truncated weights":
+        weights = copy / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:1000])
+    elif breaking == "no config.json":
+        (copy / "config.json").unlink()
+    elif breaking == "broken tokenizer config":
+        (copy / "tokenizer_config.json").write_text('{"model_max_length": ')
+    elif breaking == "variants null":
+        card = json.loads((copy / CARD_FILE).read_text())
+        (copy / CARD_FILE).write_text(json.dumps({**card, "variants": None}))
+    return copy
+
+
+@pytest.mark.parametrize(
+    "breaking", ["truncated weights", "no config.json", "broken tokenizer config", "variants null"]
+)
+def test_an_artifact_with_a_broken_file_is_an_artifact_error_naming_it(
+    tiny_model_dir: Path, tmp_path: Path, breaking: str
+) -> None:
+    """An interrupted copy or a hand edit gave a library's traceback (SafetensorError, a bare
+    Exception from the tokenizer) that named neither the artifact nor the file, and the worker's
+    one-line error for a bad model did not catch it."""
+    from core.config import ModelSettings
+    from model.scorer import load_scorer
+
+    broken = _broken_copy(tiny_model_dir, tmp_path, breaking)
+    with pytest.raises(ArtifactError, match=re.escape(str(broken))):
+        load_scorer(broken, ModelSettings(device="cpu", variant="fp32"))

@@ -137,3 +137,26 @@ def test_a_validation_split_that_rounds_to_nothing_is_a_usage_error(tmp_path: Pa
     assert result.exit_code == 2, result.output
     assert "the validation split is empty (9 training rows, validation_fraction 0.1" in result.output
     assert not (tmp_path / "m" / "model_card.json").exists()
+
+
+def test_a_review_in_two_training_files_never_lands_in_both_training_and_validation(tmp_path: Path) -> None:
+    """Each file is split on its own: a shared text could train from one and validate from the other."""
+    from model.data import DataSource
+    from model.train import prepare_data
+
+    shared = [f"shared review number {i} was fine" for i in range(40)]
+    for name, extra in (("a", 0), ("b", 7)):  # not the same layout, or one seed hides the leak
+        own = [f"{name} only positive {i}" for i in range(extra)]
+        lines = ["text,label", *(f"{t},1" for t in own + shared), *(f"{name} only {i},0" for i in range(40))]
+        (tmp_path / f"{name}.csv").write_text("\n".join(lines) + "\n")
+    args = TrainArgs(
+        output_dir=str(tmp_path / "out"),
+        validation_fraction=0.25,
+        seed=3,
+        train=[DataSource(str(tmp_path / f"{name}.csv"), source_scheme="binary") for name in ("a", "b")],
+    )
+
+    train, validation = prepare_data(args)
+
+    assert validation.texts
+    assert not set(train.texts) & set(validation.texts)
