@@ -54,8 +54,11 @@ class TrustpilotSpider(ReportingSpider):
             else:
                 yield self._listing_request(url)
 
-    def _listing_request(self, url: str) -> scrapy.Request:
-        meta = {"playwright": True} if self.settings.getbool("REVIEWSCORE_RENDER_JS") else {}
+    def _listing_request(self, url: str, listing: str | None = None) -> scrapy.Request:
+        """A listing page; ``listing`` names the listing a next page continues (its first page's path)."""
+        meta: dict[str, Any] = {"playwright": True} if self.settings.getbool("REVIEWSCORE_RENDER_JS") else {}
+        if listing is not None:
+            meta["listing"] = listing
         return scrapy.Request(url, callback=self.parse_category, meta=meta)
 
     def parse(self, response: Response, **kwargs: Any) -> Iterator[Any]:
@@ -88,13 +91,17 @@ class TrustpilotSpider(ReportingSpider):
             yield scrapy.Request(url, callback=self.parse_company)
         # A page that links nothing its listing's pages have not linked ends the listing: an empty
         # page, or a site that serves its last page again for ?page=N+1 with a next link, for ever.
-        # By listing, so a company listed in two categories does not end the second one's walk.
+        # By listing, so a company listed in two categories does not end the second one's walk; a
+        # listing is named by its first page's path, which its next pages carry, whether they
+        # number themselves in the query (?page=3) or in the path (/page/3).
+        request = getattr(response, "request", None)
+        listing = (request.meta.get("listing") if request is not None else None) or urlsplit(page.url).path
         linked = {*links.categories, *links.companies}
-        listed = self._listed.setdefault(urlsplit(page.url).path, set())
+        listed = self._listed.setdefault(listing, set())
         new = linked - listed
         listed |= linked
         if links.next_page and new:
-            yield self._listing_request(links.next_page)
+            yield self._listing_request(links.next_page, listing)
         elif links.next_page and linked:
             self.logger.info("%s: nothing new on this listing page; not following its next link", page.url)
 
@@ -111,7 +118,9 @@ class TrustpilotSpider(ReportingSpider):
             return
         self._count("review_pages")
         links = listing_links(page.selector, page.url)
-        company = urlsplit(page.url).path
+        # Named by its first page's path, which its next pages carry (see parse_category).
+        request = getattr(response, "request", None)
+        company = (request.meta.get("company") if request is not None else None) or urlsplit(page.url).path
         try:
             extraction = extract_reviews(page.selector, page.url)
         except Exception:  # one unreadable page must not end the company's crawl
@@ -119,7 +128,7 @@ class TrustpilotSpider(ReportingSpider):
             self.logger.exception("could not read the reviews on %s", page.url)
             self._count("unreadable_pages")
             if links.next_page and self._another_bad_page(company):
-                yield scrapy.Request(links.next_page, callback=self.parse_company)
+                yield scrapy.Request(links.next_page, callback=self.parse_company, meta={"company": company})
             return
         self._report(extraction, page.url)
         if not extraction.reviews:
@@ -137,7 +146,7 @@ class TrustpilotSpider(ReportingSpider):
         if links.next_page and (
             new or (extraction.skipped and not extraction.reviews and self._another_bad_page(company))
         ):
-            yield scrapy.Request(links.next_page, callback=self.parse_company)
+            yield scrapy.Request(links.next_page, callback=self.parse_company, meta={"company": company})
         elif links.next_page:
             self.logger.info("%s: no new review on this page; not following its next link", page.url)
 

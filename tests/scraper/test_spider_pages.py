@@ -95,11 +95,14 @@ def test_pages_of_malformed_cards_only_are_followed_a_few_times_not_for_ever(spi
 LISTING = "http://reviews.test/categories/electronics/"
 
 
-def listing_page(url: str, *companies: str, next_page: str | None = None) -> HtmlResponse:
+def listing_page(
+    url: str, *companies: str, next_page: str | None = None, request: scrapy.Request | None = None
+) -> HtmlResponse:
     body = "".join(f"<a data-business-unit-card href='/review/{name}'>{name}</a>" for name in companies)
     if next_page:
         body += f"<a rel='next' href='{next_page}'>Next</a>"
-    return HtmlResponse(url=url, body=f"<html><body>{body}</body></html>".encode(), encoding="utf-8")
+    html = f"<html><body>{body}</body></html>".encode()
+    return HtmlResponse(url=url, body=html, encoding="utf-8", request=request)
 
 
 def listing_walk(spider: TrustpilotSpider, response: HtmlResponse) -> list[str]:
@@ -130,3 +133,24 @@ def test_a_malformed_next_link_costs_the_company_only_its_next_page(spider: Trus
     items, requests = walk(spider, company_page(BASE, ("a1", "Good"), next_page="http://[reviews.test/x?page=2"))
 
     assert ([item.review_id for item in items], requests) == (["a1"], [])
+
+
+def test_a_listing_numbered_in_its_path_that_repeats_its_last_page_is_left_there(spider: TrustpilotSpider) -> None:
+    """/page/3 is another path than /page/2: the listing is named by its first page, which its next pages carry."""
+    (second,) = [
+        r
+        for r in spider.parse_category(listing_page(LISTING, "a.example", next_page=f"{LISTING}page/2"))
+        if r.callback == spider.parse_category
+    ]
+    again = listing_page(f"{LISTING}page/2", "a.example", next_page=f"{LISTING}page/3", request=second)
+
+    assert listing_walk(spider, again) == []
+
+
+def test_a_company_numbered_in_its_path_that_repeats_its_last_page_is_left_there(spider: TrustpilotSpider) -> None:
+    first = company_page(BASE, ("a1", "Good"), next_page=f"{BASE}/page/2")
+    (second,) = [o for o in spider.parse_company(first) if isinstance(o, scrapy.Request)]
+    repeat = company_page(f"{BASE}/page/2", ("a1", "Good"), next_page=f"{BASE}/page/3")
+    again = HtmlResponse(url=repeat.url, body=repeat.body, encoding="utf-8", request=second)
+
+    assert walk(spider, again)[1] == []
