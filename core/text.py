@@ -20,13 +20,13 @@ import re
 import unicodedata
 
 # Leading zeros count towards the limit too: "&#000…065;" is "A" to a browser.
-_NUMERIC_REFERENCE = re.compile(r"&#(?:([xX])0*([0-9a-fA-F]*)|0*([0-9]*))(;?)")
+_NUMERIC_REFERENCE = re.compile(r"&#(?:([xX])([0-9a-fA-F]+)|([0-9]+))(;?)")
 _LONGEST = {"x": 6, "": 7}  # digits of U+10FFFF in hex and in decimal
 
 
 def _shortened(match: re.Match[str]) -> str:
     radix = "x" if match.group(1) else ""
-    digits = match.group(2) if radix else match.group(3)
+    digits = (match.group(2) if radix else match.group(3)).lstrip("0")
     if len(digits) > _LONGEST[radix]:
         return "\ufffd"
     return f"&#{match.group(1) or ''}{digits or '0'}{match.group(4)}"

@@ -96,6 +96,11 @@ def brand_of(subject: Any, by_id: dict[str, dict[str, Any]] | None = None) -> st
     return clean_text(name) if isinstance(name, str) else None
 
 
+def document_of(page_url: str) -> str:
+    """The page as its listing or document, whatever page of it this is (``_document``)."""
+    return _document(page_url)
+
+
 def _document(page_url: str) -> str:
     """The page as the document its ``#fragment`` ids live in: without the query parameters that
     only page or sort it (``?page=2``), with those that say which page it is (``?product_id=42``)."""
@@ -111,11 +116,14 @@ def _link(value: str, page_url: str) -> str | None:
     return urljoin(_document(page_url), value) if value.startswith("#") else absolute_http_url(value, page_url)
 
 
-def _without_paging(link: str) -> str:
-    """A review's link without the paging parameters of the page it was read on: a template that
-    prints the request's URL (``…/kettle?page=2#review-4``) would give the review another id, and
-    another row, once newer reviews push it to the next page."""
-    parts = urlsplit(link)
+def _without_paging(link: str, page_url: str) -> str:
+    """A review's link into the page it was read on, less that page's paging parameters: a
+    template that prints the request's URL (``…/kettle?page=2#review-4``) would give the review
+    another id, and another row, once newer reviews push it to the next page. A link to another
+    page is left whole: there ``?p=123`` may be the post it names (WordPress)."""
+    parts, page = urlsplit(link), urlsplit(page_url)
+    if (parts.netloc.lower(), parts.path) != (page.netloc.lower(), page.path):
+        return link
     document = _document(link)
     if document == urlunsplit(parts._replace(fragment="")):
         return link  # nothing to drop: the link as the page wrote it
@@ -136,8 +144,9 @@ def _scope(subject: Any, page_url: str) -> str:
                 text = str(value).strip()
                 if key in ("@id", "url") and (link := _link(text, page_url)):
                     return _without_scheme(link)
-                if key == "name":  # a chain's locations share one; the page tells them apart
-                    return f"{_without_scheme(_document(page_url))} name={text}"
+                if key == "name":  # a chain's locations share one; the page's path tells them apart
+                    page = urlsplit(page_url)
+                    return f"{page.netloc.lower()}{page.path} name={text}"
                 if key not in ("@id", "url"):
                     return f"{key}={text}"
     return _without_scheme(_document(page_url))
@@ -164,7 +173,7 @@ def review_id_of(node: dict[str, Any], page_url: str, subject: Any = None) -> st
         link = _link(value.strip(), page_url)
         if link is None or (not urlsplit(link).fragment and (_document(link) == document or _plain(link) in pages)):
             continue  # not a link, or the page itself (any of its pages), or the product it is about
-        if len(review_id := _without_scheme(_without_paging(link))) <= MAX_REVIEW_ID_CHARS:
+        if len(review_id := _without_scheme(_without_paging(link, page_url))) <= MAX_REVIEW_ID_CHARS:
             return review_id
     identifier = node.get("identifier")
     if isinstance(identifier, dict):

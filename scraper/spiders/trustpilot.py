@@ -24,6 +24,7 @@ from scraper.items import ReviewItem
 from scraper.page_selectors import COMPANY_PAGE
 from scraper.spiders.reporting import ReportingSpider
 from scraper.start_urls import collect_start_urls, hosts_of, warn_if_several_sites
+from scraper.structured import document_of
 
 MAX_UNREADABLE_IN_A_ROW = 3  # then a company's pages are given up: a site broken for good is not walked for ever
 
@@ -95,7 +96,7 @@ class TrustpilotSpider(ReportingSpider):
         # listing is named by its first page's path, which its next pages carry, whether they
         # number themselves in the query (?page=3) or in the path (/page/3).
         request = getattr(response, "request", None)
-        listing = (request.meta.get("listing") if request is not None else None) or urlsplit(page.url).path
+        listing = (request.meta.get("listing") if request is not None else None) or document_of(page.url)
         linked = {*links.categories, *links.companies}
         listed = self._listed.setdefault(listing, set())
         new = linked - listed

@@ -26,6 +26,7 @@ def test_ordinary_references_read_as_html_unescape_reads_them(text: str) -> None
         ("&#" + "0" * TOO_LONG + "65; &amp; &#" + "9" * TOO_LONG, "A & \ufffd"),  # zeros count to the limit too
         # Hex has no limit of its own, but shares the fallback's pass when a decimal one raised.
         ("&#" + "1" * TOO_LONG + "; &#x" + "0" * TOO_LONG + "41; &#X" + "f" * TOO_LONG + ";", "\ufffd A \ufffd"),
+        ("&#; &#x; &#" + "1" * TOO_LONG, "&#; &#x; \ufffd"),  # no digits: no reference, as html.unescape reads it
     ],
 )
 def test_a_reference_too_long_for_an_int_reads_as_a_browser_reads_it(text: str, read: str) -> None:

@@ -154,3 +154,15 @@ def test_a_company_numbered_in_its_path_that_repeats_its_last_page_is_left_there
     again = HtmlResponse(url=repeat.url, body=repeat.body, encoding="utf-8", request=second)
 
     assert walk(spider, again)[1] == []
+
+
+def test_two_listings_on_one_path_that_share_companies_both_walk_on(spider: TrustpilotSpider) -> None:
+    """Two searches: keyed by path alone, the second ended at its first page, the companies only it lists unread."""
+    search = "http://reviews.test/search"
+    listing_walk(
+        spider, listing_page(f"{search}?query=phone", "a.example", "b.example", next_page="?query=phone&page=2")
+    )
+
+    assert listing_walk(
+        spider, listing_page(f"{search}?query=mobile", "a.example", "b.example", next_page="?query=mobile&page=2")
+    ) == [f"{search}?query=mobile&page=2"]

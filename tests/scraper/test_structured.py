@@ -330,15 +330,27 @@ def test_an_absolute_review_link_keeps_its_id_when_the_review_moves_to_the_next_
     assert named.review_id == "shop.example/p/kettle?product_id=42#review-4"  # the query that names the product stays
 
 
+def test_a_review_link_to_another_page_keeps_its_whole_query() -> None:
+    """WordPress names a post ?p=123: stripped as paging, every review of a blog read as one id."""
+    listing = "https://blog.example/reviews/"
+    posts = [reviews(page(review(f"Post {n}.", url=f"https://blog.example/?p={n}"), url=listing))[0] for n in (1, 2)]
+    assert [item.review_id for item in posts] == ["blog.example/?p=1", "blog.example/?p=2"]
+
+
 def test_an_identifier_scoped_only_by_a_name_is_scoped_by_the_page_too() -> None:
     """A chain's locations share a name and number their reviews each from 1."""
     place = {"@type": "Restaurant", "name": "Pizza Place"}
     leeds = page({**place, "review": [review("Great crust.", identifier=1)]}, url="https://pizza.example/leeds?page=2")
     york = page({**place, "review": [review("Cold slice.", identifier=1)]}, url="https://pizza.example/york")
+    # Any query is left out, paging the list names or not: the same review on its next page keeps its id.
+    later = page(
+        {**place, "review": [review("Great crust.", identifier=1)]}, url="https://pizza.example/leeds?pageNumber=3"
+    )
 
-    assert [reviews(one)[0].review_id for one in (leeds, york)] == [
+    assert [reviews(one)[0].review_id for one in (leeds, york, later)] == [
         "pizza.example/leeds name=Pizza Place #1",
         "pizza.example/york name=Pizza Place #1",
+        "pizza.example/leeds name=Pizza Place #1",
     ]
 
 
