@@ -75,8 +75,12 @@ def clean_text(parts: list[str] | str | None) -> str | None:
     if parts is None:
         return None
     text = parts if isinstance(parts, str) else " ".join(parts)
-    text = " ".join(_LONE_SURROGATES.sub("\ufffd", unescape_html(text)).replace("\x00", "").split())
-    return text or None
+    return _scrubbed(unescape_html(text)) or None
+
+
+def _scrubbed(text: str) -> str:
+    """``text`` as the contract takes it: lone surrogates as U+FFFD, no NUL, whitespace collapsed."""
+    return " ".join(_LONE_SURROGATES.sub("\ufffd", text).replace("\x00", "").split())
 
 
 # Where a reader sees a break between words: line breaks and block elements (inline markup such
@@ -105,7 +109,7 @@ def markup_text(value: str) -> str | None:
     """
     text = unescape_html(value)
     text = _INLINE_TAGS.sub("", _BREAKS.sub(" ", text))
-    return " ".join(_LONE_SURROGATES.sub("\ufffd", text).replace("\x00", "").split()) or None
+    return _scrubbed(text) or None
 
 
 def element_text(elements: Any) -> str | None:

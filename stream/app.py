@@ -20,7 +20,7 @@ from typing import Any
 
 from core.config import KafkaSettings, StreamSettings
 from stream.pipeline import AbandonedError, BatchOutcome, BatchProcessor
-from stream.records import Record, replay_of, sane_timestamp
+from stream.records import Record, time_of
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +78,14 @@ def _credentials(kafka: KafkaSettings) -> dict[str, Any]:
 
 def record_of(event: Any) -> Record:
     message = event.message
-    replayed, original = replay_of(message.headers)
+    replayed, timestamp = time_of(message.headers, message.timestamp)
     return Record(
         topic=message.topic,
         partition=message.partition,
         offset=message.offset,
         key=message.key,
         value=message.value,
-        # A replay is as old as its original: without the original's time it is untimed, never "now".
-        timestamp=original if replayed else sane_timestamp(message.timestamp),
+        timestamp=timestamp,
         replayed=replayed,
     )
 

@@ -30,7 +30,7 @@ from typing import Any
 from core.config import KafkaSettings, StreamSettings
 from stream.broker_probe import BrokerHealth
 from stream.pipeline import AbandonedError, BatchOutcome, BatchProcessor
-from stream.records import Record, replay_of, sane_timestamp
+from stream.records import Record, time_of
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +86,14 @@ def consumer_problem(code: int, text: str) -> str | None:
 
 def record_of(message: Any) -> Record:
     kind, timestamp = message.timestamp()
-    replayed, original = replay_of(message.headers())
+    replayed, moment = time_of(message.headers(), timestamp / 1000 if kind else None)
     return Record(
         topic=message.topic(),
         partition=message.partition(),
         offset=message.offset(),
         key=message.key(),
         value=message.value(),
-        # A replay is as old as its original: without the original's time it is untimed, never "now".
-        timestamp=original if replayed else (sane_timestamp(timestamp / 1000) if kind else None),
+        timestamp=moment,
         replayed=replayed,
     )
 

@@ -74,6 +74,16 @@ def replay_of(headers: Any) -> tuple[bool, float | None]:
     return True, sane_timestamp(millis / 1000)
 
 
+def time_of(headers: Any, own: float | None) -> tuple[bool, float | None]:
+    """Whether a record is a replay, and the time that orders it among versions of its review (seconds).
+
+    A replay is as old as its original: its original's time, or none when the headers carry none,
+    never the replay's own (``own``), which would count it as newer than an edit stored since.
+    """
+    replayed, original = replay_of(headers)
+    return replayed, original if replayed else sane_timestamp(own)
+
+
 BLANK_TEXT = "blank_text"
 """The reason of a message whose text has nothing left once cleaned for the model."""
 

@@ -42,9 +42,9 @@ class TrustpilotSpider(ReportingSpider):
         # Stay on the sites we were pointed at; company websites are recorded, never followed.
         self.allowed_domains = hosts_of(self.start_urls)
         warn_if_several_sites(self.logger, self.allowed_domains)
-        self._reviews_on_pages: set[tuple[str, str]] = set()  # (company page path, review id or author + text)
-        self._unreadable_in_a_row: dict[str, int] = {}  # company page path -> unusable pages in a row
-        self._listed: dict[str, set[str]] = {}  # listing path -> the categories and companies its pages linked
+        self._reviews_on_pages: set[tuple[str, str]] = set()  # (company, review id or author + text)
+        self._unreadable_in_a_row: dict[str, int] = {}  # company (``_walk_of``) -> unusable pages in a row
+        self._listed: dict[str, set[str]] = {}  # listing -> the categories and companies its pages linked
 
     async def start(self) -> AsyncIterator[Any]:
         if not self.start_urls:
@@ -56,7 +56,7 @@ class TrustpilotSpider(ReportingSpider):
                 yield self._listing_request(url)
 
     def _listing_request(self, url: str, listing: str | None = None) -> scrapy.Request:
-        """A listing page; ``listing`` names the listing a next page continues (its first page's path)."""
+        """A listing page; ``listing`` names the listing a next page continues (``_walk_of``)."""
         meta: dict[str, Any] = {"playwright": True} if self.settings.getbool("REVIEWSCORE_RENDER_JS") else {}
         if listing is not None:
             meta["listing"] = listing
@@ -92,11 +92,8 @@ class TrustpilotSpider(ReportingSpider):
             yield scrapy.Request(url, callback=self.parse_company)
         # A page that links nothing its listing's pages have not linked ends the listing: an empty
         # page, or a site that serves its last page again for ?page=N+1 with a next link, for ever.
-        # By listing, so a company listed in two categories does not end the second one's walk; a
-        # listing is named by its first page's path, which its next pages carry, whether they
-        # number themselves in the query (?page=3) or in the path (/page/3).
-        request = getattr(response, "request", None)
-        listing = (request.meta.get("listing") if request is not None else None) or document_of(page.url)
+        # By listing, so a company listed in two categories does not end the second one's walk.
+        listing = _walk_of(response, "listing")
         linked = {*links.categories, *links.companies}
         listed = self._listed.setdefault(listing, set())
         new = linked - listed
@@ -119,9 +116,7 @@ class TrustpilotSpider(ReportingSpider):
             return
         self._count("review_pages")
         links = listing_links(page.selector, page.url)
-        # Named by its first page's path, which its next pages carry (see parse_category).
-        request = getattr(response, "request", None)
-        company = (request.meta.get("company") if request is not None else None) or urlsplit(page.url).path
+        company = _walk_of(response, "company")
         try:
             extraction = extract_reviews(page.selector, page.url)
         except Exception:  # one unreadable page must not end the company's crawl
@@ -155,3 +150,12 @@ class TrustpilotSpider(ReportingSpider):
         """Count one more unusable page of ``company`` in a row; True while its next page is still worth reading."""
         self._unreadable_in_a_row[company] = self._unreadable_in_a_row.get(company, 0) + 1
         return self._unreadable_in_a_row[company] < MAX_UNREADABLE_IN_A_ROW
+
+
+def _walk_of(response: Response, name: str) -> str:
+    """The listing or company a page belongs to: named by its first page (path and the query that is
+    not paging), which its next pages carry in ``meta[name]``, whether they number themselves in the
+    query (``?page=3``) or in the path (``/page/3``)."""
+    request = getattr(response, "request", None)
+    carried = request.meta.get(name) if request is not None else None
+    return carried if isinstance(carried, str) else document_of(response.url)
