@@ -67,8 +67,18 @@ def _clean_once(text: str) -> str:
     return _SPACES.sub(" ", _CONTROL.sub("", text)).strip()
 
 
+# Printable ASCII but "&": letters, digits, punctuation and symbols, none of them in C, Z or M.
+_PRINTABLE_ASCII = re.compile(r"[!-%'-~]")
+
+
 def is_blank(text: str) -> bool:
     """Nothing a reader (or the model) sees: empty once cleaned as the model reads it, or only
     spaces, invisible format characters (U+2060, a soft hyphen, ZWJ) and lone combining marks (a
     variation selector), which the tokenizer drops."""
+    if "&" not in text and _PRINTABLE_ASCII.search(text):
+        # The worker asks this of every message, and cleaning a whole review cost half its
+        # validation. Without an "&" there is no reference to unescape, and cleaning only drops
+        # control and format characters and folds spaces: a printable ASCII character survives
+        # it (NFC may compose it with a following mark, into a letter or symbol), so it is seen.
+        return False
     return not any(unicodedata.category(char)[0] not in "CZM" for char in clean_text(text))
