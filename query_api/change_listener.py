@@ -28,8 +28,23 @@ _TRIGGER_EXISTS = (
 )
 
 
-class TriggerMissingError(RuntimeError):
+class NoChangesHereError(RuntimeError):
+    """This database announces no changes to this connection; retried slowly, as the cause is a setup's."""
+
+
+class TriggerMissingError(NoChangesHereError):
     """The database announces no changes: its schema predates migration 0011, or the trigger is disabled."""
+
+
+class StandbyError(NoChangesHereError):
+    """A hot standby: it refuses LISTEN, and NOTIFY from the primary never reaches it."""
+
+
+_STANDBY = (
+    "the read cache needs the primary: the API reads from a hot standby (a read replica), which cannot "
+    "LISTEN and never receives the primary's notifications; point DATABASE_READONLY_URL at the primary "
+    "to cache, or set API_READ_CACHE_MB=0 to read from the replica without a cache"
+)
 
 
 def listen(dsn: str, connect_timeout: float) -> pg_connection:
@@ -50,6 +65,10 @@ def listen(dsn: str, connect_timeout: float) -> pg_connection:
     try:
         conn.autocommit = True
         with conn.cursor() as cursor:
+            cursor.execute("SELECT pg_is_in_recovery()")
+            recovering = cursor.fetchone()
+            if recovering and recovering[0]:
+                raise StandbyError(_STANDBY)
             cursor.execute(_TRIGGER_EXISTS, (CHANGES_TRIGGER,))
             row = cursor.fetchone()
             if not row or not row[0]:
@@ -115,7 +134,7 @@ class ChangeListener:
             except asyncio.CancelledError:
                 connecting.add_done_callback(_close_when_connected)  # stopped mid-connect: no stray backend
                 raise
-            except TriggerMissingError as exc:
+            except NoChangesHereError as exc:
                 self.last_error = str(exc)
                 log.warning("read cache off: %s", exc)
                 await asyncio.sleep(self._retry_max)

@@ -5,16 +5,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, pool, text
+from sqlalchemy.engine import make_url
 
-from core.db import sqlalchemy_url
+from core.db import libpq_url, sqlalchemy_url
 from query_api.read_cache import ReadCache
 from stream.sink import PostgresSink
 from tests.fixtures.api import api_reads_waiting_on_a_lock, build_app, insert_rows, make_rows
+from tests.fixtures.database import hot_standby
 
 HEADERS = [(b"content-type", b"application/json")]
 
@@ -330,6 +333,32 @@ def test_a_database_that_announces_no_changes_gets_no_cache(
             assert _cache_counts(client) == {"hit": 0.0, "joined": 0.0, "miss": 0.0, "uncached": 2.0}
     finally:
         engine.dispose()
+
+
+@pytest.mark.integration
+def test_an_api_reading_from_a_replica_says_the_cache_needs_the_primary_and_still_answers(
+    database_url: str, readonly_database_url: str, pg_server_url: str, tmp_path: Path
+) -> None:
+    # A hot standby refuses LISTEN and never hears the primary's NOTIFY: it must say why the cache
+    # is off, in words an operator can act on, rather than retry a bare SQL error for ever.
+    insert_rows(database_url, make_rows(12))
+    with hot_standby(pg_server_url, tmp_path) as standby:
+        replica = make_url(readonly_database_url).set(
+            query={**make_url(readonly_database_url).query, **make_url(standby).query}
+        )
+        with TestClient(build_app(libpq_url(replica))) as client:
+            state = client.app.state.reviewscore  # type: ignore[attr-defined]
+            _wait(lambda: "hot standby" in (state.listener.last_error or ""), "the check")
+            assert "DATABASE_READONLY_URL" in state.listener.last_error
+            assert "API_READ_CACHE_MB=0" in state.listener.last_error
+            assert state.listener.connects == 0
+            ready = client.get("/readyz", params={"require": "database"})
+            assert ready.status_code == 200
+            assert "hot standby" in ready.json()["checks"]["read_cache"]
+            brands = client.get("/brands")  # read from the replica, uncached
+            assert brands.status_code == 200
+            assert sum(b["count"] for b in brands.json()) == sum(1 for r in make_rows(12) if r["brand"] is not None)
+            assert state.cache.live is False
 
 
 @pytest.mark.integration
