@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -114,10 +115,12 @@ def test_the_manifests_cover_the_issue() -> None:
     }
 
 
-def test_kustomization_applies_every_manifest_but_the_optional_ones() -> None:
+def test_kustomization_applies_every_manifest_but_the_optional_ones_and_the_example_secret() -> None:
     kustomization = yaml.safe_load((K8S_DIR / "kustomization.yaml").read_text(encoding="utf-8"))
     top_level = {p.name for p in k8s_files() if p.parent == K8S_DIR and p.name != "kustomization.yaml"}
-    assert set(kustomization["resources"]) == top_level
+    # secret.yaml holds placeholders: applied with the rest, every upgrade would put them back
+    # over the real Secret, and the migration, the API and the worker would stop connecting.
+    assert set(kustomization["resources"]) == top_level - {"secret.yaml"}
     assert kustomization["namespace"] == "reviewscore"
     ours = {c["image"].rpartition(":")[0] for m in WORKLOADS for c in containers(m) if is_our_image(c["image"])}
     # Plus the CPU-only worker image, which deploy/README.md tells CPU clusters to swap in.
@@ -255,6 +258,21 @@ def test_referenced_secret_and_config_keys_exist(config: dict[str, str]) -> None
                         assert ref["key"] in secret, f"{manifest}: {item['name']}"
                 if "configMapKeyRef" in source:
                     assert source["configMapKeyRef"]["key"] in config, f"{manifest}: {item['name']}"
+
+
+def test_the_secrets_commented_examples_are_accepted_once_uncommented(
+    config: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An operator uncomments them as shown: a placeholder the settings refuse (a submit key under
+    # 16 characters) would stop the API at start-up instead of showing the shape to follow.
+    uncommented = yaml.safe_load(re.sub(r"(?m)^  # ([A-Z][A-Z0-9_]*): ", r"  \1: ", SECRET_TEXT))["stringData"]
+    known = settings_env_names()
+    examples = {key: value for key, value in uncommented.items() if key in known}
+    assert {"KAFKA_SASL_USERNAME", "API_SUBMIT_API_KEYS", "API_SUBMIT_NAMED_KEYS", "API_ALERT_WEBHOOK"} <= set(examples)
+    for key, value in {**config, **examples}.items():
+        monkeypatch.setenv(key, str(value))
+    for cls in settings_prefixes().values():
+        cls(_env_file=None)
 
 
 def test_the_api_gets_only_the_read_only_database_url() -> None:
