@@ -5,7 +5,9 @@
 The fp32, bf16 and compiled rows need the artifact's fp32 weights: the shipped default (the
 defaults of ``--model`` and ``--test``) keeps only int8, so on it only the int8 row runs; rebuild
 the weights with its reproduce command (model/README.md) for the whole table. Prints a Markdown
-table; numbers are medians of whatever this machine gives, never asserted. "fixed order" is the
+table of one pass per measure (latency percentiles over ``--latency-n`` single calls), never asserted;
+``--rounds N`` then re-times batch 32 of every row in N interleaved rounds and prints each row's
+median ratio to fp32 fixed order, the figure to quote. "fixed order" is the
 naive baseline: batches of N in input order, padded to the longest; every other row uses the
 Scorer (length-sorted, token-budgeted sub-batches).
 """
@@ -100,8 +102,8 @@ def main() -> None:
         "--rounds",
         type=int,
         default=1,
-        help="Then time batch 32 of every row this many more times, interleaved (order alternating), and print "
-        "each row's median ratio to fp32 fixed order over the rounds (one pass each is within the machine's noise).",
+        help="N >= 2: then time batch 32 of every row in N interleaved rounds (order alternating) and print each "
+        "row's median ratio to fp32 fixed order over the rounds (one pass each is within the machine's noise).",
     )
     options = parser.parse_args()
 
@@ -112,6 +114,7 @@ def main() -> None:
     texts = [str(r["text"]) for r in read_rows(options.test)]
     sample = (texts * (1 + options.throughput_n // max(len(texts), 1)))[: options.throughput_n]
     rows: list[tuple[str, ...]] = []
+    batch32: list[float] = []  # each row's batch-32 reviews/s, unrounded
     timed: list[tuple[str, Callable[[list[str]], object]]] = []  # every row's batch predict, for --rounds
 
     def settings(variant: str, device: str = "cpu") -> ModelSettings:
@@ -126,11 +129,13 @@ def main() -> None:
         for batch in (1, 8, 32, 64):
             run(sample[:batch])
         p50, p99 = latency(run, texts[: options.latency_n])
+        per_second_32 = throughput(run, sample, 32)
+        batch32.append(per_second_32)
         row = (
             name,
             f"{p50:.1f}",
             f"{p99:.1f}",
-            f"{throughput(run, sample, 32):.0f}",
+            f"{per_second_32:.0f}",
             f"{throughput(run, sample, 64):.0f}",
             accuracy(scorer, options.test, options.accuracy_n),
             size,
@@ -189,14 +194,14 @@ def main() -> None:
 
     print(f"\nmodel {card.version}, test {options.test.name}, threads {options.threads}, torch {torch.__version__}")
     # The issue's yardstick: each variant's batch-32 throughput over fp32 eager with fixed-order batches.
-    reference = float(rows[0][3]) if rows and rows[0][0] == FP32_FIXED else None
+    reference = batch32[0] if rows and rows[0][0] == FP32_FIXED else None  # unrounded, as every ratio
     print(
         "| variant | batch-1 p50 ms | batch-1 p99 ms | batch 32 reviews/s | × fp32 fixed | batch 64 reviews/s "
         "| accuracy | MB |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    for row in rows:
-        ratio = f"{float(row[3]) / reference:.1f}×" if reference else "-"
+    for row, per_second_32 in zip(rows, batch32, strict=True):
+        ratio = f"{per_second_32 / reference:.1f}×" if reference else "-"
         print("| " + " | ".join([*row[:4], ratio, *row[4:]]) + " |")
     if options.rounds > 1 and timed and timed[0][0] == FP32_FIXED:
         interleaved(timed, sample, options.rounds)
