@@ -25,6 +25,7 @@ from core.config import (
     get_infra_settings,
     get_kafka_settings,
 )
+from core.config.infra import LOG_LEVELS
 from core.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -56,7 +57,9 @@ def _root(
     log_level: Annotated[str | None, typer.Option(help="Log level (default: REVIEWSCORE_LOG_LEVEL).")] = None,
 ) -> None:
     infra = get_infra_settings()
-    configure_logging(log_level or infra.log_level, infra.log_json)
+    if log_level is not None and log_level.strip().upper() not in LOG_LEVELS:
+        raise typer.BadParameter(f"must be one of {', '.join(LOG_LEVELS)}", param_hint="--log-level")
+    configure_logging(log_level.strip().upper() if log_level else infra.log_level, infra.log_json)
 
 
 @app.command()
@@ -386,16 +389,17 @@ def _load_plugins() -> None:
 
 
 def main() -> None:
+    from confluent_kafka import KafkaException
     from pydantic import ValidationError
     from sqlalchemy.exc import InterfaceError, OperationalError
 
-    from core.embedded import BrokerStartError
+    from core.embedded import BrokerStartError, StateDirNotADirectoryError
     from core.runtime import InfraNotConfiguredError
 
     _load_plugins()
     try:
         app()
-    except InfraNotConfiguredError as exc:
+    except (InfraNotConfiguredError, StateDirNotADirectoryError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from exc
     except (OperationalError, InterfaceError) as exc:  # unreachable, refused, no such database: not a crash
@@ -409,6 +413,24 @@ def main() -> None:
     except BrokerStartError as exc:  # a command that starts the embedded broker for itself
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from exc
+    except UnicodeDecodeError as exc:  # ./.env, which every command's settings read
+        if not _is_dotenv_error(exc):
+            raise
+        typer.echo(f"error: ./.env is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8", err=True)
+        raise SystemExit(2) from exc
+    except KafkaException as exc:  # librdkafka refused the client settings (SASL mechanism, CA file)
+        typer.echo(f"error: the Kafka client settings were refused: {_first_line(exc)}", err=True)
+        raise SystemExit(2) from exc
+
+
+def _is_dotenv_error(exc: UnicodeDecodeError) -> bool:
+    """Whether the undecodable bytes came from reading ./.env (pydantic-settings' dotenv source)."""
+    traceback = exc.__traceback__
+    while traceback is not None:
+        if "dotenv" in traceback.tb_frame.f_code.co_filename:
+            return True
+        traceback = traceback.tb_next
+    return False
 
 
 def settings_problems(exc: ValidationError) -> str:

@@ -423,6 +423,10 @@ INFRA_FILE = "infra.json"
 LOCK_FILE = "infra.lock"
 
 
+class StateDirNotADirectoryError(NotADirectoryError):
+    """``REVIEWSCORE_STATE_DIR`` names a file."""
+
+
 class StateDirBusyError(RuntimeError):
     """Another process serves (or is starting) the embedded servers of this state directory."""
 
@@ -438,6 +442,8 @@ def holding_state_dir(state_dir: Path) -> Iterator[None]:
     """
     import fcntl
 
+    if state_dir.exists() and not state_dir.is_dir():
+        raise StateDirNotADirectoryError(f"REVIEWSCORE_STATE_DIR={state_dir} is a file, not a directory")
     state_dir.mkdir(parents=True, exist_ok=True)
     handle = (state_dir / LOCK_FILE).open("a")
     try:

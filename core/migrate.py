@@ -111,6 +111,8 @@ def older_than(revision: str, current: str | None) -> bool:
 
     if current is None or revision == current:
         return False
+    if revision == "base" or (revision.startswith("-") and revision[1:].isdigit()):
+        return True  # before every revision, or N steps back: behind any database that has one
     script = ScriptDirectory(str(MIGRATIONS_DIR))
     try:
         target = script.get_revision(revision)

@@ -65,6 +65,24 @@ class DatabaseSettings(BaseSettings):
         ),
     )
 
+    @field_validator("url", "readonly_url")
+    @classmethod
+    def _postgresql_url(cls, value: str | None) -> str | None:
+        # Caught here, where the message names the variable: SQLAlchemy's own parse error (or a
+        # missing MySQL driver for mysql://) came out as a traceback from whichever command ran.
+        if value is None or not value.strip():
+            return None
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            scheme = make_url(value).drivername.partition("+")[0]
+        except ArgumentError:
+            scheme = ""
+        if scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a PostgreSQL URL, postgresql://USER:PASSWORD@HOST:PORT/DATABASE")
+        return value
+
     @field_validator("readonly_role")
     @classmethod
     def _creatable_role(cls, value: str) -> str:

@@ -1,4 +1,5 @@
-"""The CLI's mistakes of input and environment are one-line errors, never tracebacks (migrate, settings)."""
+"""The CLI's mistakes of input and environment are one-line errors, never tracebacks (migrate, settings, .env,
+the state directory, Kafka client settings)."""
 
 from __future__ import annotations
 
@@ -73,15 +74,88 @@ def test_a_setting_that_does_not_parse_is_an_error_line_naming_the_variable(vari
     assert "Traceback" not in result.stderr
 
 
-def test_an_upgrade_to_a_revision_the_database_has_passed_is_refused_pointing_to_downgrade(configured: str) -> None:
+@pytest.mark.parametrize("target", ["0003", "base", "-1"])
+def test_an_upgrade_to_a_revision_the_database_has_passed_is_refused_pointing_to_downgrade(
+    configured: str, target: str
+) -> None:
     """It printed "database at revision <head>" and exited 0, having done nothing."""
-    result = CliRunner().invoke(app, ["migrate", "0003"])
+    result = CliRunner().invoke(app, ["migrate", "--", target])
 
     assert result.exit_code == 2
     assert (
-        f"the database is at {migrate.head_revision()}, past 0003; to go back, pass --downgrade 0003" in result.stderr
+        f"the database is at {migrate.head_revision()}, past {target}; to go back, pass --downgrade {target}"
+        in result.stderr
     )
     assert migrate.current_revision(configured) == migrate.head_revision()
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "core.cli", *args],
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("value", ["nonsense", "mysql://user@127.0.0.1:1/x", "http://example.com/db"])
+@pytest.mark.parametrize("variable", ["DATABASE_URL", "DATABASE_READONLY_URL"])
+def test_a_database_url_that_is_no_postgresql_url_is_refused_by_name(variable: str, value: str) -> None:
+    result = run_cli("migrate", env={variable: value})
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: invalid setting: {variable}: "), result.stderr
+    assert "postgresql://USER:PASSWORD@HOST:PORT/DATABASE" in result.stderr
+    assert value not in result.stderr  # it may hold a password
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unknown_log_level_on_the_command_line_is_a_usage_error() -> None:
+    result = CliRunner().invoke(app, ["--log-level", "LOUD", "schema"])
+    assert result.exit_code == 2
+    assert "Invalid value for --log-level" in result.output
+    assert "must be one of DEBUG, INFO, WARNING, ERROR," in result.output
+    assert CliRunner().invoke(app, ["--log-level", "debug", "schema"]).exit_code == 0
+
+
+def test_a_dotenv_that_is_not_utf8_is_named(tmp_path: pytest.TempPathFactory) -> None:
+    folder = str(tmp_path)
+    with open(os.path.join(folder, ".env"), "wb") as handle:
+        handle.write(b"DATABASE_URL=\xff\xfe\n")
+    result = run_cli("schema", cwd=folder, env={"PYTHONPATH": os.getcwd()})
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ./.env is not UTF-8 text"), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_state_dir_that_is_a_file_is_named(tmp_path: pytest.TempPathFactory) -> None:
+    state = os.path.join(str(tmp_path), "state")
+    open(state, "w").close()
+    result = run_cli("infra", "up", env={"REVIEWSCORE_STATE_DIR": state})
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: REVIEWSCORE_STATE_DIR={state} is a file, not a directory"
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_MECHANISM": "BOGUS", "KAFKA_SASL_USERNAME": "u"},
+        {"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CA_LOCATION": "/nonexistent/ca.pem"},
+    ],
+)
+def test_kafka_client_settings_librdkafka_refuses_are_an_error_line(
+    tmp_path: pytest.TempPathFactory, settings: dict[str, str]
+) -> None:
+    reviews = os.path.join(str(tmp_path), "reviews.csv")
+    with open(reviews, "w", encoding="utf-8") as handle:
+        handle.write("text\nGreat product\n")
+    result = run_cli("publish", reviews, env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", **settings})
+    assert result.returncode == 2
+    # After whatever librdkafka logged itself: the last line says what to fix.
+    assert result.stderr.strip().splitlines()[-1].startswith("error: the Kafka client settings were refused: ")
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize("target", ["head", "heads"])
