@@ -272,7 +272,7 @@ def publish(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from core.messages import ReviewMessage
-    from core.publish import ColumnMap, Reject, Screen, checked, publish_messages, spooled_rows
+    from core.publish import BrokerUnavailableError, ColumnMap, Reject, Screen, checked, publish_messages, spooled_rows
     from core.runtime import ensure_infra
 
     columns = ColumnMap(
@@ -341,12 +341,22 @@ def publish(
             )
         )
         task = progress.add_task("publishing", total=total)
-        delivery = publish_messages(
-            itertools.chain([first], until_unreadable(messages)),
-            get_kafka_settings(),
-            topic=topic,
-            on_progress=lambda n: progress.advance(task, n),
-        )
+        kafka = get_kafka_settings()
+        if (topic or kafka.topic) == kafka.dlq_topic:
+            typer.echo(
+                f"error: {kafka.dlq_topic!r} is the dead-letter topic (KAFKA_DLQ_TOPIC), not for reviews", err=True
+            )
+            raise typer.Exit(2)
+        try:
+            delivery = publish_messages(
+                itertools.chain([first], until_unreadable(messages)),
+                kafka,
+                topic=topic,
+                on_progress=lambda n: progress.advance(task, n),
+            )
+        except BrokerUnavailableError as exc:
+            typer.echo(f"error: {exc}; nothing was sent", err=True)
+            raise typer.Exit(2) from exc
     for failure in delivery.failed:
         typer.echo(f"failed line {failure.line}: {failure.reason}", err=True)
     typer.echo(f"sent {delivery.sent}, rejected {screen.rejected}, failed {len(delivery.failed)}")

@@ -304,6 +304,10 @@ class Screen:
                 yield item
 
 
+class BrokerUnavailableError(RuntimeError):
+    """No broker answered before publishing, or it does not have the topic."""
+
+
 @dataclass
 class Delivery:
     sent: int = 0
@@ -316,16 +320,25 @@ def publish_messages(
     topic: str | None = None,
     on_progress: Callable[[int], None] | None = None,
     flush_timeout: float = 30.0,
+    broker_timeout: float | None = 10.0,
 ) -> Delivery:
     """Send messages and wait for every delivery report; failures come back with their line.
 
     ``messages`` is consumed as it is sent (a generator over a file is never held whole), and
-    only the lines still awaiting their report are remembered.
+    only the lines still awaiting their report are remembered. The broker is asked for the topic
+    first (``broker_timeout`` seconds; None: not asked), and ``BrokerUnavailableError`` says why
+    nothing was sent.
     """
     from confluent_kafka import Producer
 
+    from core.kafka_metadata import topic_problem
+
     producer = Producer(settings.producer_config())
     topic = topic or settings.topic
+    # Asked first: with no broker, librdkafka would retry every message until its own timeout
+    # (minutes for a large file) and then name each line "not confirmed", never the broker.
+    if broker_timeout is not None and (problem := topic_problem(producer, topic, broker_timeout)):
+        raise BrokerUnavailableError(f"cannot publish to {topic!r} at {settings.bootstrap_servers}: {problem}")
     result = Delivery()
     unreported: set[int] = set()  # lines whose delivery report has not come yet
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    from core.config import KafkaSettings
     from model.base import Scorer
     from stream.dlq import DeadLetter, Outgoing, ReplaySelection
 
@@ -89,6 +90,8 @@ def worker(
                     kafka.replication_factor,
                     client_config=admin_config(kafka),
                 )
+        else:  # the topics are infra's: a broker that does not answer is said now, not as Faust's crash
+            _check_topics(kafka)
         if connections.started_database or connections.started_broker:
             # Also when only one was started: the other commands here need the configured other
             # one too, and find both in the file.
@@ -104,6 +107,21 @@ def worker(
             raise typer.Exit(2) from exc
         # The level in force (the root --log-level or REVIEWSCORE_LOG_LEVEL), not the setting alone.
         run_worker(built, log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()))
+
+
+def _check_topics(kafka: KafkaSettings) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    from core.embedded import admin_config
+    from core.kafka_metadata import topic_problem
+
+    client = AdminClient(admin_config(kafka))
+    for topic in (kafka.topic, kafka.dlq_topic):
+        if problem := topic_problem(client, topic, 10.0):
+            typer.echo(
+                f"error: {kafka.bootstrap_servers}: {problem} (--no-create-topics: infra creates them)", err=True
+            )
+            raise typer.Exit(2)
 
 
 def _announce(stack: ExitStack, database_url: str, bootstrap_servers: str) -> None:
@@ -210,7 +228,9 @@ def dlq_show(
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON object per line (input for replay --file).")
     ] = False,
-    idle_timeout: Annotated[float, typer.Option(help="Stop reading after this long without a message (s).")] = 3.0,
+    idle_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Stop reading after this long without a message (s).")
+    ] = 3.0,
 ) -> None:
     """Print the dead letters: reason, error, origin and the original message.
 
@@ -256,7 +276,7 @@ def dlq_replay(
         str | None,
         typer.Option(help="Consumer group that remembers what was replayed (default: per --reason selection)."),
     ] = None,
-    idle_timeout: Annotated[float, typer.Option(help="Stop reading the DLQ after this long idle (s).")] = 3.0,
+    idle_timeout: Annotated[float, typer.Option(min=0.1, help="Stop reading the DLQ after this long idle (s).")] = 3.0,
     include_permanent: Annotated[
         bool,
         typer.Option(
@@ -298,6 +318,9 @@ def dlq_replay(
     with ensure_infra(database=False, start_embedded=False), _broker_errors("replay the dead letters"):
         settings = get_kafka_settings()
         target = topic or settings.topic
+        if target == settings.dlq_topic:
+            typer.echo(f"error: {target!r} is the dead-letter topic itself: replay to the reviews topic", err=True)
+            raise typer.Exit(2)
         if file is not None:
             # Letters from a file were fixed by hand: every reason may succeed now.
             selection = select_for_replay(letters, reason, True)
@@ -352,7 +375,14 @@ def _letters_in(file: Path) -> list[DeadLetter]:
     from stream.dlq import DeadLetter
 
     letters = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").split("\n"), start=1):
+    try:
+        content = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        typer.echo(
+            f"error: {file} is not UTF-8 text ({exc.reason} at byte {exc.start}): not from `dlq show --json`", err=True
+        )
+        raise typer.Exit(2) from None
+    for number, line in enumerate(content.split("\n"), start=1):
         if not line.strip():
             continue
         try:

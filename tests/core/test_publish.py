@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -158,11 +159,42 @@ def test_each_line_the_broker_never_confirms_is_reported_as_a_failure_of_its_own
     unreachable = KafkaSettings(bootstrap_servers="127.0.0.1:1")
     messages = [(line, ReviewMessage(text=f"Review {line}", source="cli")) for line in (2, 3, 5)]
 
-    delivery = publish.publish_messages(messages, unreachable, flush_timeout=1.0)
+    # As when the broker goes away after answering the check before publishing.
+    delivery = publish.publish_messages(messages, unreachable, flush_timeout=1.0, broker_timeout=None)
 
     assert delivery.sent == 0
     assert [failure.line for failure in delivery.failed] == [2, 3, 5]
     assert all("not confirmed" in failure.reason for failure in delivery.failed)
+
+
+def test_a_broker_that_does_not_answer_is_said_before_anything_is_sent() -> None:
+    unreachable = KafkaSettings(bootstrap_servers="127.0.0.1:1")
+    messages = iter([(2, ReviewMessage(text="Review", source="cli"))])
+    with pytest.raises(
+        publish.BrokerUnavailableError, match=re.escape("cannot publish to 'reviews' at 127.0.0.1:1: no broker")
+    ):
+        publish.publish_messages(messages, unreachable, broker_timeout=1.0)
+    assert next(messages, None) is not None  # not one message was taken
+
+
+def test_publish_to_an_unreachable_broker_is_one_error_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It retried every message for librdkafka's five minutes, then called each line unconfirmed."""
+    path = tmp_path / "reviews.csv"
+    path.write_text("text\nGreat product\nAwful support\n", encoding="utf-8")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    result = CliRunner().invoke(app, ["publish", str(path)])
+    assert result.exit_code == 2
+    assert "error: cannot publish to 'reviews' at 127.0.0.1:1: no broker answers" in result.stderr
+    assert result.stderr.rstrip().endswith("; nothing was sent")
+
+
+def test_publish_to_the_dead_letter_topic_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "reviews.csv"
+    path.write_text("text\nGreat product\n", encoding="utf-8")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    result = CliRunner().invoke(app, ["publish", str(path), "--topic", "reviews.dlq"])
+    assert result.exit_code == 2
+    assert "error: 'reviews.dlq' is the dead-letter topic (KAFKA_DLQ_TOPIC), not for reviews" in result.stderr
 
 
 def test_to_kafka_value_is_the_contract_json() -> None:

@@ -248,16 +248,21 @@ def test_worker_start_problems_are_one_line_errors(
         port = taken.getsockname()[1]
         in_use = CliRunner().invoke(cli_app(), ["worker", "--web-port", str(port)])
     both = CliRunner().invoke(cli_app(), ["worker", "--model", str(tmp_path)])
+    missing = CliRunner().invoke(cli_app(), ["worker", "--no-create-topics"], env={"KAFKA_TOPIC": "no-such-topic"})
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")  # nothing listens there
     no_broker = CliRunner().invoke(cli_app(), ["worker"])
+    # Was Faust's crash with a KafkaConnectionError traceback when the topics are infra's to create.
+    no_broker_no_create = CliRunner().invoke(cli_app(), ["worker", "--no-create-topics"])
 
-    for result in (in_use, both, no_broker):
+    for result in (in_use, both, no_broker, missing, no_broker_no_create):
         assert result.exit_code == 2, (result.output, result.exception)
         assert result.output.startswith("error: ") or "\nerror: " in result.output, result.output
     assert f"cannot serve metrics and health on 127.0.0.1:{port}" in in_use.output
     assert "pass --web-port" in in_use.output
     assert "--model and STREAM_SCORER=" in both.output
     assert "could not create the topics" in no_broker.output
+    assert "no broker answers" in no_broker_no_create.output
+    assert "topic 'no-such-topic' missing (--no-create-topics: infra creates them)" in missing.output
 
 
 def test_dlq_commands_against_a_broker_that_is_down_are_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -268,6 +273,28 @@ def test_dlq_commands_against_a_broker_that_is_down_are_a_one_line_error(monkeyp
         result = CliRunner().invoke(cli_app(), command)
         assert result.exit_code == 2, (result.output, result.exception)
         assert "error: could not" in result.output
+
+
+@pytest.mark.parametrize("command", [["dlq", "show"], ["dlq", "replay"]])
+def test_an_idle_timeout_that_would_read_nothing_is_refused(command: list[str]) -> None:
+    """With 0 or less, `dlq show` printed "0 dead letters" over a topic that held some."""
+    result = CliRunner().invoke(cli_app(), [*command, "--idle-timeout", "0"])
+    assert result.exit_code == 2
+    assert "--idle-timeout" in result.output
+
+
+def test_a_replay_from_a_file_that_is_no_text_or_to_the_dlq_itself_is_refused(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    binary = tmp_path / "letters.jsonl"
+    binary.write_bytes(b"\xff\xfe{}\n")
+    from_binary = CliRunner().invoke(cli_app(), ["dlq", "replay", "--file", str(binary)])
+    into_dlq = CliRunner().invoke(
+        cli_app(), ["dlq", "replay", "--idle-timeout", "1", "--topic", kafka_settings.dlq_topic]
+    )
+    assert (from_binary.exit_code, into_dlq.exit_code) == (2, 2)
+    assert f"error: {binary} is not UTF-8 text" in from_binary.stderr
+    assert f"error: {kafka_settings.dlq_topic!r} is the dead-letter topic itself" in into_dlq.stderr
 
 
 def _letters(kafka: KafkaSettings, reasons: list[str], first_offset: int) -> None:
