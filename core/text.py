@@ -78,7 +78,8 @@ def is_blank(text: str) -> bool:
     if "&" not in text and _PRINTABLE_ASCII.search(text):
         # The worker asks this of every message, and cleaning a whole review cost half its
         # validation. Without an "&" there is no reference to unescape, and cleaning only drops
-        # control and format characters and folds spaces: a printable ASCII character survives
-        # it (NFC may compose it with a following mark, into a letter or symbol), so it is seen.
+        # control characters and a few invisible ones (U+200B, U+FEFF, surrogates) and folds
+        # spaces: a printable ASCII character survives it (NFC may compose it with a following
+        # mark, into a letter or symbol), so it is seen.
         return False
     return not any(unicodedata.category(char)[0] not in "CZM" for char in clean_text(text))

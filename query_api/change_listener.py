@@ -50,7 +50,7 @@ _STANDBY = (
 def listen(dsn: str, connect_timeout: float) -> pg_connection:
     """A connection that LISTENs on the changes channel, after checking that anything sends there.
 
-    Blocking (connect, two statements): run in a thread. TCP keepalives make a silently dead
+    Blocking (connect, three statements): run in a thread. TCP keepalives make a silently dead
     peer (a dropped network path, no reset) a connection error within ~25 s instead of hours.
     """
     conn = psycopg2.connect(

@@ -149,9 +149,9 @@ def run_worker(worker: Worker, log_level: str = "INFO") -> None:
     )
     # Logging stays as configure_logging set it (JSON lines when REVIEWSCORE_LOG_JSON, the --log-level
     # given): Faust's own setup replaced it with its text format once the worker started.
-    use_event_loop(worker.event_loop)
+    loop = use_event_loop(worker.event_loop)
     faust_worker = faust.Worker(
-        worker.app, loglevel=log_level, quiet=True, redirect_stdouts=False, override_logging=False
+        worker.app, loglevel=log_level, quiet=True, redirect_stdouts=False, override_logging=False, loop=loop
     )
     faust_worker.spinner = None  # its terminal codes ("\x1b[?25h") landed in logs that are no terminal
     if worker.probe:
@@ -163,18 +163,22 @@ def run_worker(worker: Worker, log_level: str = "INFO") -> None:
         log.info("worker stopped")
 
 
-def use_event_loop(choice: str) -> None:
-    """Make uvloop this thread's event loop when asked and installed; Faust runs on the current one.
+def use_event_loop(choice: str) -> asyncio.AbstractEventLoop | None:
+    """Make uvloop this thread's event loop when asked and installed, and return it (None: the
+    current loop stays). The Faust worker is handed it too, so nothing that asked for a loop
+    earlier can keep it on another.
 
     Faust's own per-message path (fetch, conductor, stream, acks) is asyncio callbacks, and with
     the no-op scorer it is a third of a batch's time: uvloop runs them about a tenth faster
     (stream/README.md). Only this thread's loop is set, not the process's policy.
     """
     if choice != "uvloop":
-        return
+        return None
     try:
         import uvloop
     except ImportError:
         log.warning("STREAM_EVENT_LOOP=uvloop, but uvloop is not installed: running on asyncio's own loop")
-        return
-    asyncio.set_event_loop(uvloop.new_event_loop())
+        return None
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    return loop

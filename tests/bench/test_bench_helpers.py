@@ -45,13 +45,18 @@ def test_a_variant_is_a_label_and_its_settings() -> None:
         "drop",
         {"BENCH_SQL": "DROP INDEX a; DROP INDEX b"},
     )
+    sql = "ALTER TABLE sentiments SET (fillfactor=70, autovacuum_enabled=off)"
+    assert parse_variant(f"ff:STREAM_ENGINE=batch,BENCH_SQL={sql}") == (
+        "ff",
+        {"STREAM_ENGINE": "batch", "BENCH_SQL": sql},
+    )
+    assert parse_variant("low:stream_engine=batch") == ("low", {"stream_engine": "batch"})  # settings ignore case
 
 
 @pytest.mark.parametrize(
     "spec",
     [
-        "x:API_X=a,b=c",  # a value cut at a comma would silently lose its tail
-        "x:BENCH_SQL=ALTER TABLE sentiments SET (fillfactor=70, autovacuum_enabled=off)",
+        "x:API_X=a b,c d",  # a value cut at a comma would silently lose its tail
         ":STREAM_ENGINE=batch",
         "x:=1",
         "x:STREAM_ENGINE",
