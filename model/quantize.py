@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from model.artifact import FP32_FILE, ONNX_INT8_FILE, ArtifactError, ModelCard, read_card, write_card
-from model.data import DataSource, load_labeled
+from model.data import DataSource, LabeledData, load_labeled
 
 # Files of an HF transformer directory that the ONNX scorer does not need.
 _TORCH_ONLY = {FP32_FILE, "generation_config.json"}
@@ -35,13 +35,15 @@ def quantize_artifact(
     """
     directory = Path(directory)
     card = read_card(directory)
+    # Read before anything is written: a missing or unlabeled check file changes nothing.
+    checked = (check, _read_check(check)) if check is not None else None
     if card.architecture != "transformer":
         raise ArtifactError("int8 quantization applies to transformer artifacts; the char-CNN is already small")
     if "fp32" not in card.variants:
         raise ArtifactError(f"{directory}: no fp32 weights to quantize (variants {sorted(card.variants)})")
     target = _new_artifact_dir(directory, Path(output)) if output else None
     if target is None:  # in place: the card lists the int8 file only once it is whole
-        _add_int8(directory, directory, card, drop_fp32=drop_fp32, check=check)
+        _add_int8(directory, directory, card, drop_fp32=drop_fp32, checked=checked)
         return write_card(directory, card)
     # The new artifact is built in a staging directory and moved into place at the end: a failed run
     # leaves nothing behind (nor the parents it created), so the same command can simply be run again.
@@ -54,7 +56,7 @@ def quantize_artifact(
     moved: list[Path] = []
     try:
         shutil.copytree(directory, staging)
-        _add_int8(directory, staging, card, drop_fp32=drop_fp32, check=check)
+        _add_int8(directory, staging, card, drop_fp32=drop_fp32, checked=checked)
         write_card(staging, card)
         if existed:
             for entry in staging.iterdir():
@@ -92,18 +94,30 @@ def _new_artifact_dir(directory: Path, output: Path) -> Path | None:
     return target
 
 
-def _add_int8(directory: Path, target: Path, card: ModelCard, *, drop_fp32: bool, check: DataSource | None) -> None:
+def _add_int8(
+    directory: Path, target: Path, card: ModelCard, *, drop_fp32: bool, checked: tuple[DataSource, LabeledData] | None
+) -> None:
     """Quantize into ``target`` (unless its int8 file is there), check it, optionally drop fp32; updates ``card``."""
     from model.onnx_runtime import export_onnx, quantize_int8
 
     if not (card.variants.get("onnx-int8") and (target / card.variants["onnx-int8"]).is_file()):
         with tempfile.TemporaryDirectory() as tmp:
-            fp32_onnx = export_onnx(directory, Path(tmp) / "model.onnx")
+            try:
+                fp32_onnx = export_onnx(directory, Path(tmp) / "model.onnx")
+            except (OSError, ValueError, RuntimeError, ImportError) as exc:  # SafetensorError is a plain Exception
+                raise ArtifactError(f"{directory}: its fp32 weights do not load ({type(exc).__name__}: {exc})") from exc
+            except Exception as exc:
+                if type(exc).__name__ != "SafetensorError":
+                    raise
+                raise ArtifactError(
+                    f"{directory}: its fp32 weights are not a readable safetensors file ({exc})"
+                ) from exc
             quantize_int8(fp32_onnx, Path(tmp) / ONNX_INT8_FILE)
             shutil.move(Path(tmp) / ONNX_INT8_FILE, target / ONNX_INT8_FILE)
     card.variants = {**card.variants, "onnx-int8": ONNX_INT8_FILE}
-    if check is not None:
-        card.metrics = {**card.metrics, "quantization_check": compare_variants(target, card, check)}
+    if checked is not None:
+        check, data = checked
+        card.metrics = {**card.metrics, "quantization_check": compare_variants(target, card, check, data)}
     if drop_fp32:
         for name in _TORCH_ONLY:
             (target / name).unlink(missing_ok=True)
@@ -113,14 +127,16 @@ def _add_int8(directory: Path, target: Path, card: ModelCard, *, drop_fp32: bool
         ).strip()
 
 
-def compare_variants(directory: Path, card: ModelCard, check: DataSource) -> dict[str, Any]:
+def compare_variants(
+    directory: Path, card: ModelCard, check: DataSource, data: LabeledData | None = None
+) -> dict[str, Any]:
     """Accuracy of fp32 and int8 on one labeled file, and how often their labels agree."""
     from core.config import ModelSettings
     from model.evaluate import evaluate_scorer
     from model.scorer import load_scorer
 
     write_card(directory, card)
-    data = load_labeled(check, "binary" if _is_binary(check) else "stars3")
+    data = data if data is not None else _read_check(check)
     result: dict[str, Any] = {"file": check.display_name, "n": len(data), "max_length": card.max_length}
     labels = {}
     for variant in ("fp32", "onnx-int8"):
@@ -134,6 +150,10 @@ def compare_variants(directory: Path, card: ModelCard, check: DataSource) -> dic
     result["label_agreement"] = round(same / max(len(data), 1), 4)
     result["accuracy_delta_pt"] = round(100 * (result["onnx-int8"]["accuracy"] - result["fp32"]["accuracy"]), 2)
     return result
+
+
+def _read_check(check: DataSource) -> LabeledData:
+    return load_labeled(check, "binary" if _is_binary(check) else "stars3")
 
 
 def _is_binary(source: DataSource) -> bool:

@@ -417,6 +417,8 @@ def _train(args: TrainArgs) -> ModelCard:
 
     labels = list(SCHEMES[args.label_scheme])
     output = Path(args.output_dir)
+    for source in args.eval:  # read now (they are read again at the end): a bad one fails before the training
+        load_labeled(source, _scheme_of(source, args.label_scheme), args.seed)
     output.mkdir(parents=True, exist_ok=True)
     train_data, val_data = prepare_data(args)
     trainee: Trainee = (

@@ -41,6 +41,39 @@ def test_a_failed_quantize_into_a_new_directory_leaves_nothing_behind(
     assert set(read_card(out).variants) == {"fp32", "onnx-int8"}
 
 
+def test_a_check_file_that_cannot_be_read_changes_nothing(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The card was rewritten with a new version and the int8 file added before the check failed."""
+    artifact = shutil.copytree(tiny_model_dir, tmp_path / "artifact")
+    before = {p.name: p.read_bytes() for p in artifact.iterdir() if p.is_file()}
+    unlabeled = tmp_path / "unlabeled.csv"
+    unlabeled.write_text("text\nGreat\n", encoding="utf-8")
+
+    for check in (tmp_path / "missing.csv", unlabeled):
+        result = runner.invoke(app, ["quantize", str(artifact), "--check", str(check)])
+        assert result.exit_code == 2, result.output
+        assert result.stderr.startswith("error: ")
+    assert {p.name: p.read_bytes() for p in artifact.iterdir() if p.is_file()} == before
+
+
+def test_weights_that_are_no_safetensors_file_are_an_error_line(tiny_model_dir: Path, tmp_path: Path) -> None:
+    artifact = shutil.copytree(tiny_model_dir, tmp_path / "artifact")
+    (artifact / "model.safetensors").write_bytes(b"\x00" * 100)  # a file cut short
+    result = runner.invoke(app, ["quantize", str(artifact)])
+    assert result.exit_code == 2, result.output
+    assert "fp32 weights" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_an_evaluation_file_that_cannot_be_read_fails_before_the_training(tmp_path: Path) -> None:
+    train = write_reviews_csv(tmp_path / "train.csv", 60)
+    out = tmp_path / "out"
+    args = ["train", "--train", str(train), "--eval", str(tmp_path / "missing.csv"), "--output", str(out)]
+    result = runner.invoke(app, [*args, "--architecture", "charcnn", "--epochs", "1"])
+    assert result.exit_code == 2, result.output
+    assert "missing.csv" in result.stderr
+    assert not out.exists(), "it trained first, then failed, and left a whole artifact"
+
+
 def test_quantize_into_an_empty_directory_that_exists_fills_it_in_place(tiny_model_dir: Path, tmp_path: Path) -> None:
     """A mounted volume cannot be removed and replaced: the artifact is moved into it."""
     out = tmp_path / "volume"
