@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
 
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default: API_HOST).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default: API_PORT).")] = None,
+    port: Annotated[int | None, typer.Option(min=0, max=65535, help="Port (default: API_PORT).")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="uvicorn worker processes (default: API_WORKERS).")] = None,
 ) -> None:
     """Serve the read-only query API, the submit endpoint and the dashboard."""

@@ -125,7 +125,7 @@ def trends(
     from query_api.queries import TimeField, TrendOrder, next_utc_midnight, trend_windows, trends_statement
     from query_api.trends import alert_key, alert_text, days_text
     from query_api.trends import answer as trends_answer
-    from query_api.webhook import WebhookError, post_webhook
+    from query_api.webhook import WebhookError, check_webhook_url, post_webhook
 
     if time_field not in ("created_on", "published_at"):
         raise typer.BadParameter("must be created_on or published_at", param_hint="--time-field")
@@ -138,6 +138,12 @@ def trends(
 
         configured = get_api_settings().alert_webhook
         webhook = configured.get_secret_value() if configured else None
+    if webhook is not None:
+        try:
+            check_webhook_url(webhook)
+        except WebhookError as exc:
+            typer.echo(f"error: --webhook / API_ALERT_WEBHOOK: {exc}", err=True)
+            raise typer.Exit(2) from exc
     field, ranking = cast("TimeField", time_field), cast("TrendOrder", order)
     if end and whole_days:
         raise typer.BadParameter("give --end or --whole-days, not both", param_hint="--whole-days")

@@ -25,10 +25,10 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def post_webhook(url: str, payload: Mapping[str, object], timeout: float, idempotency_key: str | None = None) -> None:
-    """POST the alert as JSON (``text`` is what Slack-style incoming webhooks show); raise
-    ``WebhookError`` unless a 2xx answers. Errors name the host at most, never the path or query.
-    ``idempotency_key`` goes out as the ``Idempotency-Key`` header, for receivers that drop repeats."""
+def check_webhook_url(url: str) -> urllib.parse.SplitResult:
+    """``url`` split, or ``WebhookError`` unless it is an absolute http(s) URL (the message never
+    repeats it: such URLs carry their token). Also asked up front, so a wrong one fails every day,
+    not only the day an alert fires."""
     try:
         parts = urllib.parse.urlsplit(url)
         hostname = parts.hostname
@@ -36,6 +36,14 @@ def post_webhook(url: str, payload: Mapping[str, object], timeout: float, idempo
         hostname = None
     if not hostname or parts.scheme not in ("http", "https"):
         raise WebhookError("the webhook URL must be an absolute http(s) URL")
+    return parts
+
+
+def post_webhook(url: str, payload: Mapping[str, object], timeout: float, idempotency_key: str | None = None) -> None:
+    """POST the alert as JSON (``text`` is what Slack-style incoming webhooks show); raise
+    ``WebhookError`` unless a 2xx answers. Errors name the host at most, never the path or query.
+    ``idempotency_key`` goes out as the ``Idempotency-Key`` header, for receivers that drop repeats."""
+    parts = check_webhook_url(url)
     request = urllib.request.Request(
         url,
         data=json.dumps(payload).encode("utf-8"),

@@ -126,6 +126,11 @@ def crawl(
             raise typer.Exit(2)
         overrides[name.strip()] = value
     if output is not None:
+        if output.is_dir() or not output.parent.is_dir():
+            # Scrapy would log an error per review, save nothing and exit 0.
+            why = "is a directory" if output.is_dir() else "is in a folder that does not exist"
+            typer.echo(f"error: --output {output} {why}: give a file path for the JSON lines", err=True)
+            raise typer.Exit(2)
         overrides["FEEDS"] = {str(output): {"format": "jsonlines", "encoding": "utf-8"}}
     spider_args: dict[str, object] = {"start_url": starts} if starts else {}
     if url_file:

@@ -86,3 +86,17 @@ def test_behind_a_trusted_proxy_the_rate_limit_counts_each_forwarded_client(
         assert _submit(base, "203.0.113.7", "The first client's review.") == 202
         assert _submit(base, "203.0.113.7", "The first client's second review.") == 429
         assert _submit(base, "198.51.100.9", "Another client's review.") == second_client_answer
+
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_a_port_no_socket_can_have_is_a_usage_error(port: str) -> None:
+    """99999 logged "running on :99999" and listened on another port; -1 failed inside uvicorn."""
+    result = subprocess.run(
+        [sys.executable, "-c", "from core.cli import main; main()", "api", "--port", port],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "Invalid value for '--port'" in result.stderr

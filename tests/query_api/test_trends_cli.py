@@ -209,11 +209,9 @@ def test_whole_days_end_at_the_last_utc_midnight(moving: None) -> None:
     ("status", "url"),
     [
         (302, None),
-        (200, "hooks.example/T000/SECRET-TOKEN"),
         (200, "https://hooks.example:SECRET-TOKEN@x/"),
-        (200, "https://[hooks.example/T000/SECRET-TOKEN"),  # urlsplit raises: it was a traceback, exit 1
     ],
-    ids=["redirected", "no-scheme", "bad-port", "unclosed-bracket"],
+    ids=["redirected", "bad-port"],
 )
 def test_a_webhook_that_is_not_taken_is_exit_2_without_the_secret_url(
     moving: None, webhook: str, status: int, url: str | None
@@ -225,6 +223,27 @@ def test_a_webhook_that_is_not_taken_is_exit_2_without_the_secret_url(
     assert result.exit_code == 2, result.output
     assert "the webhook did not take the alert" in result.stderr
     assert "SECRET-TOKEN" not in result.output
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["hooks.example/T000/SECRET-TOKEN", "https://[hooks.example/T000/SECRET-TOKEN"],  # the second was a traceback
+    ids=["no-scheme", "unclosed-bracket"],
+)
+@pytest.mark.parametrize("drop", ["0.2", "0.6"], ids=["a-brand-fell", "none-fell"])
+def test_a_webhook_url_that_could_never_be_posted_to_fails_every_run(
+    moving: None, webhook: str, url: str, drop: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It exited 0 on the days no brand fell, and failed only on the day an alert had to go out."""
+    by_option = runner.invoke(app, ["trends", "--days", "1", "--end", END, "--alert-drop", drop, "--webhook", url])
+    monkeypatch.setenv("API_ALERT_WEBHOOK", url)
+    by_setting = runner.invoke(app, ["trends", "--days", "1", "--end", END, "--alert-drop", drop])
+
+    for result in (by_option, by_setting):
+        assert result.exit_code == 2, result.output
+        assert "error: --webhook / API_ALERT_WEBHOOK: the webhook URL must be an absolute http(s) URL" in result.stderr
+        assert "SECRET-TOKEN" not in result.output
+    assert _Hook.received == []
 
 
 def test_the_webhook_can_come_from_the_settings(moving: None, webhook: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -51,6 +51,19 @@ def test_follow_is_refused_where_it_cannot_apply(spider: str, follow: str, said:
     assert said in result.output
 
 
+@pytest.mark.parametrize("where", ["folder", "nowhere/reviews.jsonl"])
+def test_an_output_that_is_no_file_path_is_refused(tmp_path: Path, where: str) -> None:
+    """A directory: Scrapy logged an error per review, saved nothing and the crawl exited 0."""
+    (tmp_path / "folder").mkdir()
+    output = tmp_path / where
+    args = ["crawl", "trustpilot", "--start-url", "http://a.test/", "--no-publish", "--output", str(output)]
+    result = CliRunner().invoke(app(), args)
+
+    assert result.exit_code == 2
+    assert f"error: --output {output} " in result.output
+    assert "give a file path for the JSON lines" in result.output
+
+
 def test_a_malformed_scrapy_setting_is_refused() -> None:
     args = ["crawl", "trustpilot", "--start-url", "http://a.test/", "--no-publish", "-s", "X"]
     result = CliRunner().invoke(app(), args)
