@@ -11,6 +11,7 @@ import importlib.util
 import logging
 import os
 import shutil
+from pathlib import Path
 from typing import Any
 
 from core.config import ScraperSettings, get_infra_settings, get_scraper_settings
@@ -49,16 +50,32 @@ def scrapy_settings(config: ScraperSettings) -> dict[str, Any]:
     return values
 
 
-def browser_available() -> str | None:
-    """None when scrapy-playwright can be used, else why not."""
+def browser_available(executable: str | None = None) -> str | None:
+    """None when scrapy-playwright can be used and has a Chromium to drive, else why not."""
     if importlib.util.find_spec("scrapy_playwright") is None:
         return "scrapy-playwright is not installed (pip install scrapy-playwright)"
-    return None
+    if executable:
+        if not (shutil.which(executable) or Path(executable).is_file()):
+            return f"SCRAPER_BROWSER_EXECUTABLE={executable} is no program"
+        return None
+    if shutil.which("chromium") or shutil.which("chromium-browser") or _playwright_chromium():
+        return None
+    # Without a browser every page failed to download, and the crawl blamed the network.
+    return (
+        "no Chromium was found: install one (Debian: apt-get install chromium), set SCRAPER_BROWSER_EXECUTABLE, "
+        "or run `playwright install chromium`"
+    )
+
+
+def _playwright_chromium() -> bool:
+    """Whether ``playwright install`` put a Chromium where Playwright looks for its own."""
+    root = os.environ.get("PLAYWRIGHT_BROWSERS_PATH") or str(Path.home() / ".cache" / "ms-playwright")
+    return any(Path(root).glob("chromium*"))
 
 
 def browser_settings(executable: str | None) -> dict[str, Any]:
     """Download handlers and launch options of scrapy-playwright for ``render_js``."""
-    reason = browser_available()
+    reason = browser_available(executable)
     if reason:
         raise RuntimeError(f"SCRAPER_RENDER_JS is on but {reason}")
     executable = executable or shutil.which("chromium") or shutil.which("chromium-browser")

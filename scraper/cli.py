@@ -113,6 +113,12 @@ def crawl(
     _env("SCRAPER_MAX_PAGES", max_pages)
     _env("KAFKA_TOPIC", topic)
     clear_settings_cache()
+    if get_scraper_settings().render_js:
+        from scraper.addon import browser_available
+
+        if reason := browser_available(get_scraper_settings().browser_executable):
+            typer.echo(f"error: --render-js (SCRAPER_RENDER_JS): {reason}", err=True)
+            raise typer.Exit(2)
     chosen = get_scraper_settings().source
     if chosen is not None and (problem := source_problem(chosen)):  # else every review would be dropped
         typer.echo(f"error: source {chosen!r} (--source or SCRAPER_SOURCE): {problem}", err=True)

@@ -177,3 +177,17 @@ def test_a_crawl_stopped_before_it_finished_fails() -> None:
     assert "(SIGTERM or Ctrl-C); 2 reviews could not be delivered" in (
         crawl_failure(summary(undelivered), undelivered) or ""
     )
+
+
+def test_render_js_without_a_browser_says_so_before_crawling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It ended "no page was crawled: 1 download errors (unreachable, DNS, timeouts)"."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # no chromium on it
+    monkeypatch.setenv("PLAYWRIGHT_BROWSERS_PATH", str(tmp_path))  # nor one of Playwright's own
+    args = ["crawl", "trustpilot", "--start-url", "http://a.test/", "--no-publish", "--render-js"]
+    result = CliRunner().invoke(app(), args)
+    monkeypatch.setenv("SCRAPER_BROWSER_EXECUTABLE", str(tmp_path / "chrome"))
+    named = CliRunner().invoke(app(), args)
+
+    assert (result.exit_code, named.exit_code) == (2, 2)
+    assert "error: --render-js (SCRAPER_RENDER_JS): no Chromium was found" in result.output
+    assert f"SCRAPER_BROWSER_EXECUTABLE={tmp_path / 'chrome'} is no program" in named.output
