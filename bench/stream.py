@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -378,6 +379,39 @@ def noop_variants(args: argparse.Namespace) -> None:
     print_sink_rates(sink_rates)
 
 
+def latency_only(args: argparse.Namespace, engines: list[str]) -> None:
+    """Publish -> committed row at one rate, with the model, per engine and variant.
+
+    In the full run this phase follows the no-op runs, whose 80,000 rows leave the server's
+    autovacuum and checkpoints busy: its latencies read up to twice these."""
+    variants = [parse_variant(v) for v in args.variant] or [("default", {})]
+    if len({name for name, _ in variants}) < len(variants):
+        raise SystemExit("--variant labels must differ: each names its own column of runs")
+    with tempfile.TemporaryDirectory(prefix="reviewscore-bench-") as tmp:
+        workdir = Path(tmp)
+        model_dir, model_name = pick_model(args.model, workdir)
+        texts = load_texts(max(1, int(args.rate * args.latency_seconds)))
+        infra = Infra(workdir)
+        results: list[tuple[str, str, list[float]]] = []
+        try:
+            for name, env in variants:
+                for e in engines:
+                    extra = {"MODEL_PATH": str(model_dir), "STREAM_ENGINE": e, **env}
+                    tag = re.sub(r"\W", "_", f"lat_{name}_{e}").lower()
+                    results.append((name, e, latency(infra, texts, args.rate, args.latency_seconds, extra, tag)))
+        finally:
+            infra.close()
+    print(
+        f"model: {model_name}; {args.rate:,.0f} reviews/s for {args.latency_seconds:.0f} s; cpu cores: {os.cpu_count()}"
+    )
+    print()
+    print("| variant | engine | p50 ms | p99 ms | reviews |")
+    print("|---|---|---:|---:|---:|")
+    for name, e, lat in results:
+        q = statistics.quantiles(lat, n=100)
+        print(f"| {name} | {e} | {q[49] * 1000:,.0f} | {q[98] * 1000:,.0f} | {len(lat)} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=2000, help="reviews for (a), (b)")
@@ -408,10 +442,22 @@ def main() -> None:
     parser.add_argument(
         "--engines", default="faust,batch", help="STREAM_ENGINE values measured for (b), (c) and latency"
     )
+    parser.add_argument(
+        "--latency-only",
+        action="store_true",
+        help=(
+            "measure only publish -> committed row latency at --rate, per engine (and per --variant), each on a "
+            "fresh worker and database with nothing else written to the server before it"
+        ),
+    )
+    parser.add_argument("--rate", type=float, default=96.0, help="--latency-only: reviews/s published")
     args = parser.parse_args()
     engines = [e for e in args.engines.split(",") if e]
     if args.noop_only:
         noop_variants(args)
+        return
+    if args.latency_only:
+        latency_only(args, engines)
         return
 
     with tempfile.TemporaryDirectory(prefix="reviewscore-bench-") as tmp:
