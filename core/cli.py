@@ -370,7 +370,7 @@ def publish(
 @app.command()
 def demo(
     once: Annotated[bool, typer.Option(help="Exit once every demo review is scored (for CI).")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the reviews to be scored.")] = 300.0,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for the reviews to be scored.")] = 300.0,
 ) -> None:
     """Run the whole pipeline on embedded parts and show it working."""
     from core.demo import run_demo
@@ -401,7 +401,7 @@ def _load_plugins() -> None:
 def main() -> None:
     from confluent_kafka import KafkaException
     from pydantic import ValidationError
-    from sqlalchemy.exc import InterfaceError, OperationalError
+    from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 
     from core.embedded import BrokerStartError, StateDirNotADirectoryError
     from core.runtime import InfraNotConfiguredError
@@ -414,6 +414,11 @@ def main() -> None:
         raise SystemExit(2) from exc
     except (OperationalError, InterfaceError) as exc:  # unreachable, refused, no such database: not a crash
         typer.echo(f"error: the database did not answer: {_first_line(exc.orig or exc)}", err=True)
+        raise SystemExit(2) from exc
+    except ProgrammingError as exc:
+        if getattr(exc.orig, "pgcode", None) != "42P01":  # undefined_table: a database never migrated
+            raise
+        typer.echo(f"error: {_first_line(exc.orig or exc)}: run `reviewscore migrate` first", err=True)
         raise SystemExit(2) from exc
     except ValidationError as exc:  # a setting from the environment or .env that does not parse
         if not exc.title.endswith("Settings"):

@@ -106,12 +106,15 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
         return _read_hub(spec[3:])
     file = Path(spec)
     if not file.is_file():
-        raise DataError(f"{file}: no such file")
+        raise DataError(f"{file}: {'a directory, not a file' if file.is_dir() else 'no such file'}")
     suffix = file.suffix.lower()
-    if suffix in {".csv", ".tsv"}:
-        return _read_csv(file, "\t" if suffix == ".tsv" else ",")
-    if suffix in {".jsonl", ".ndjson", ".json"}:
-        return _read_json_lines(file)
+    try:
+        if suffix in {".csv", ".tsv"}:
+            return _read_csv(file, "\t" if suffix == ".tsv" else ",")
+        if suffix in {".jsonl", ".ndjson", ".json"}:
+            return _read_json_lines(file)
+    except UnicodeDecodeError as exc:  # was the bare codec message, naming no file
+        raise DataError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 

@@ -55,7 +55,9 @@ def _read_trends(*statements: Statement) -> list[list[BrandTrend]]:
             finally:
                 engine.dispose()
     except Exception as exc:  # a refused connection, no infra, a timeout: said in one line
-        typer.echo(f"error: could not read the trends: {exc}".splitlines()[0], err=True)
+        undefined_table = getattr(getattr(exc, "orig", None), "pgcode", None) == "42P01"
+        hint = ": run `reviewscore migrate` first" if undefined_table else ""  # a database never migrated
+        typer.echo(f"error: could not read the trends: {exc}".splitlines()[0] + hint, err=True)
         raise typer.Exit(2) from exc
 
 

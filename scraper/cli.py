@@ -147,7 +147,15 @@ def crawl(
     try:
         with ensure_infra(database=False, kafka=publish, start_embedded=False):
             figures, stats = run_crawl(spider, spider_args, overrides)
-    except (RuntimeError, ValueError, KeyError) as exc:
+    except KeyError as exc:  # Scrapy's "Spider not found: NAME"
+        from scrapy.spiderloader import SpiderLoader
+
+        from scraper.runner import crawl_settings
+
+        known = ", ".join(sorted(SpiderLoader.from_settings(crawl_settings({})).list()))
+        typer.echo(f"error: {exc.args[0] if exc.args else exc} (spiders: {known})", err=True)
+        raise typer.Exit(2) from exc
+    except (RuntimeError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     typer.echo(

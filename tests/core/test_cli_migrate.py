@@ -188,3 +188,18 @@ def test_a_migration_held_up_by_an_open_transaction_gives_up_and_names_it(
     assert "waited 0.2 s for a table lock 3 times" in held.stderr
     assert f"pid {pid} (idle in transaction" in held.stderr
     assert free.exit_code == 0, free.output
+
+
+def test_a_command_on_a_database_never_migrated_says_to_migrate(database_url: str) -> None:
+    """`trends` on a new database was an UndefinedTable traceback."""
+    migrate.downgrade(database_url, "base")
+    result = run_cli("trends", env={"DATABASE_URL": database_url, "DATABASE_READONLY_URL": database_url})
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith("run `reviewscore migrate` first"), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_demo_timeout_under_a_second_is_a_usage_error() -> None:
+    result = CliRunner().invoke(app, ["demo", "--timeout", "-1"])
+    assert result.exit_code == 2
+    assert "--timeout" in result.output

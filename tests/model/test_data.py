@@ -13,6 +13,7 @@ from model.data import (
     DataSource,
     class_weights,
     load_labeled,
+    read_rows,
     stars_to_label,
     stratified_split,
 )
@@ -173,3 +174,17 @@ def test_softer_class_weights_keep_the_order_but_shrink_the_gap() -> None:
 
     assert soft[0] == soft[1] > soft[2]
     assert soft[0] / soft[2] == pytest.approx((full[0] / full[2]) ** 0.5)
+
+
+@pytest.mark.parametrize("name", ["reviews.csv", "reviews.jsonl"])
+def test_a_file_that_is_not_utf8_is_named_in_the_error(tmp_path: Path, name: str) -> None:
+    """It was the bare codec message ("'utf-8' codec can't decode byte 0xff…"), naming no file."""
+    path = tmp_path / name
+    path.write_bytes(b"text,label\n\xff\xfe bad,1\n")
+    with pytest.raises(DataError, match=f"{name}: not UTF-8 text"):
+        read_rows(path)
+
+
+def test_a_directory_given_as_a_file_is_called_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="a directory, not a file"):
+        read_rows(tmp_path)

@@ -191,3 +191,10 @@ def test_render_js_without_a_browser_says_so_before_crawling(tmp_path: Path, mon
     assert (result.exit_code, named.exit_code) == (2, 2)
     assert "error: --render-js (SCRAPER_RENDER_JS): no Chromium was found" in result.output
     assert f"SCRAPER_BROWSER_EXECUTABLE={tmp_path / 'chrome'} is no program" in named.output
+
+
+def test_an_unknown_spider_is_refused_naming_the_spiders_there_are() -> None:
+    result = CliRunner().invoke(app(), ["crawl", "bogus", "--start-url", "http://a.test/", "--no-publish"])
+
+    assert result.exit_code == 2
+    assert "Spider not found: bogus (spiders: schemaorg, trustpilot)" in result.output
