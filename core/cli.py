@@ -403,6 +403,7 @@ def main() -> None:
     from pydantic import ValidationError
     from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 
+    from core.db import is_undefined_table
     from core.embedded import BrokerStartError, StateDirNotADirectoryError
     from core.runtime import InfraNotConfiguredError
 
@@ -416,7 +417,7 @@ def main() -> None:
         typer.echo(f"error: the database did not answer: {_first_line(exc.orig or exc)}", err=True)
         raise SystemExit(2) from exc
     except ProgrammingError as exc:
-        if getattr(exc.orig, "pgcode", None) != "42P01":  # undefined_table: a database never migrated
+        if not is_undefined_table(exc):  # a database never migrated is the user's to fix, any other a bug
             raise
         typer.echo(f"error: {_first_line(exc.orig or exc)}: run `reviewscore migrate` first", err=True)
         raise SystemExit(2) from exc

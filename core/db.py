@@ -93,4 +93,9 @@ def dead_peer_args(timeout: int) -> dict[str, int]:
     }
 
 
-__all__ = ["dead_peer_args", "libpq_url", "make_engine", "sqlalchemy_url"]
+def is_undefined_table(exc: BaseException) -> bool:
+    """A query on a table that is not there (SQLSTATE 42P01): a database never migrated."""
+    return getattr(getattr(exc, "orig", None), "pgcode", None) == "42P01"
+
+
+__all__ = ["dead_peer_args", "is_undefined_table", "libpq_url", "make_engine", "sqlalchemy_url"]

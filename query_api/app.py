@@ -88,7 +88,12 @@ def _listen_for_changes(state: AppState, database: DatabaseSettings, database_ur
         return
     state.cache = ReadCache(int(api.read_cache_mb * 2**20), api.read_cache_max_age, api.read_cache_staleness)
     state.metrics.watch(state.cache)
-    state.listener = ChangeListener(database_url, state.cache, connect_timeout=database.connect_timeout)
+    state.listener = ChangeListener(
+        database_url,
+        state.cache,
+        connect_timeout=database.connect_timeout,
+        dead_peer_timeout=database.dead_peer_timeout,
+    )
     state.listener.start()
 
 

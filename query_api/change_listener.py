@@ -17,13 +17,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import psycopg2
 from psycopg2.extensions import connection as pg_connection
 
+from core.db import dead_peer_args
 from core.schema import CHANGES_CHANNEL, CHANGES_TRIGGER
 from query_api.read_cache import ReadCache
 
 log = logging.getLogger(__name__)
 
-_TRIGGER_EXISTS = (
-    "SELECT EXISTS (SELECT 1 FROM pg_trigger"
+# A hot standby (refuses LISTEN, never hears NOTIFY), and whether the trigger that NOTIFYs is there.
+_CAN_HEAR_CHANGES = (
+    "SELECT pg_is_in_recovery(), EXISTS (SELECT 1 FROM pg_trigger"
     " WHERE tgname = %s AND tgrelid = to_regclass('sentiments') AND tgenabled <> 'D')"
 )
 
@@ -47,31 +49,27 @@ _STANDBY = (
 )
 
 
-def listen(dsn: str, connect_timeout: float) -> pg_connection:
+def listen(dsn: str, connect_timeout: float, dead_peer_timeout: int = 60) -> pg_connection:
     """A connection that LISTENs on the changes channel, after checking that anything sends there.
 
-    Blocking (connect, three statements): run in a thread. TCP keepalives make a silently dead
-    peer (a dropped network path, no reset) a connection error within ~25 s instead of hours.
+    Blocking (connect, two statements): run in a thread. TCP keepalives (``DATABASE_DEAD_PEER_TIMEOUT``,
+    as every connection of ours) make a silently dead peer (a dropped network path, no reset) a
+    connection error within about that long instead of hours.
     """
     conn = psycopg2.connect(
         dsn,
         connect_timeout=max(1, round(connect_timeout)),
         application_name="reviewscore-api-changes",
-        keepalives=1,
-        keepalives_idle=10,
-        keepalives_interval=5,
-        keepalives_count=3,
+        **dead_peer_args(dead_peer_timeout),
     )
     try:
         conn.autocommit = True
         with conn.cursor() as cursor:
-            cursor.execute("SELECT pg_is_in_recovery()")
-            recovering = cursor.fetchone()
-            if recovering and recovering[0]:
-                raise StandbyError(_STANDBY)
-            cursor.execute(_TRIGGER_EXISTS, (CHANGES_TRIGGER,))
+            cursor.execute(_CAN_HEAR_CHANGES, (CHANGES_TRIGGER,))
             row = cursor.fetchone()
-            if not row or not row[0]:
+            if row and row[0]:
+                raise StandbyError(_STANDBY)
+            if not row or not row[1]:
                 raise TriggerMissingError(
                     f"no enabled {CHANGES_TRIGGER} trigger on sentiments: run `reviewscore migrate` (revision 0011)"
                 )
@@ -95,12 +93,14 @@ class ChangeListener:
         dsn: str,
         cache: ReadCache,
         connect_timeout: float = 5.0,
+        dead_peer_timeout: int = 60,
         retry_min: float = 0.5,
         retry_max: float = 30.0,
     ) -> None:
         self._dsn = dsn
         self._cache = cache
         self._connect_timeout = connect_timeout
+        self._dead_peer_timeout = dead_peer_timeout
         self._retry_min = retry_min
         self._retry_max = retry_max
         self._task: asyncio.Task[None] | None = None
@@ -128,7 +128,7 @@ class ChangeListener:
         loop = asyncio.get_running_loop()
         delay = self._retry_min
         while True:
-            connecting = self._connector.submit(listen, self._dsn, self._connect_timeout)
+            connecting = self._connector.submit(listen, self._dsn, self._connect_timeout, self._dead_peer_timeout)
             try:
                 conn = await asyncio.wrap_future(connecting)
             except asyncio.CancelledError:

@@ -40,7 +40,7 @@ def _read_trends(*statements: Statement) -> list[list[BrandTrend]]:
     """Each statement's brand trends, over one connection, as the reader where DATABASE_READONLY_URL
     is set; exit 2 on a database error."""
     from core.config import get_database_settings
-    from core.db import make_engine
+    from core.db import is_undefined_table, make_engine
     from core.runtime import ensure_infra
     from query_api.trends import brand_trends
 
@@ -55,9 +55,9 @@ def _read_trends(*statements: Statement) -> list[list[BrandTrend]]:
             finally:
                 engine.dispose()
     except Exception as exc:  # a refused connection, no infra, a timeout: said in one line
-        undefined_table = getattr(getattr(exc, "orig", None), "pgcode", None) == "42P01"
-        hint = ": run `reviewscore migrate` first" if undefined_table else ""  # a database never migrated
-        typer.echo(f"error: could not read the trends: {exc}".splitlines()[0] + hint, err=True)
+        if is_undefined_table(exc):  # a database never migrated: the CLI's main() says to migrate
+            raise
+        typer.echo(f"error: could not read the trends: {exc}".splitlines()[0], err=True)
         raise typer.Exit(2) from exc
 
 
