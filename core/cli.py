@@ -27,6 +27,7 @@ from core.config import (
 )
 from core.config.infra import LOG_LEVELS
 from core.logs import configure_logging
+from core.text import not_utf8
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -432,7 +433,7 @@ def main() -> None:
     except UnicodeDecodeError as exc:  # ./.env, which every command's settings read
         if not _is_dotenv_error(exc):
             raise
-        typer.echo(f"error: ./.env is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8", err=True)
+        typer.echo(f"error: {not_utf8('./.env', exc)}; save it as UTF-8", err=True)
         raise SystemExit(2) from exc
     except KafkaException as exc:  # librdkafka refused the client settings (SASL mechanism, CA file)
         typer.echo(f"error: the Kafka client settings were refused: {_first_line(exc)}", err=True)

@@ -83,3 +83,8 @@ def is_blank(text: str) -> bool:
         # mark, into a letter or symbol), so it is seen.
         return False
     return not any(unicodedata.category(char)[0] not in "CZM" for char in clean_text(text))
+
+
+def not_utf8(name: object, exc: UnicodeDecodeError) -> str:
+    """``NAME is not UTF-8 text (REASON at byte N)``: one wording wherever a file fails to decode."""
+    return f"{name} is not UTF-8 text ({exc.reason} at byte {exc.start})"

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from core.delimited import csv_records, tsv_records
-from core.text import clean_text
+from core.text import clean_text, not_utf8
 from model.base import LABELS_2, LABELS_3
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
         if suffix in {".jsonl", ".ndjson", ".json"}:
             return _read_json_lines(file)
     except UnicodeDecodeError as exc:  # was the bare codec message, naming no file
-        raise DataError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
+        raise DataError(f"{not_utf8(file, exc)}; save it as UTF-8") from None
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 

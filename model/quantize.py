@@ -98,20 +98,16 @@ def _add_int8(
     directory: Path, target: Path, card: ModelCard, *, drop_fp32: bool, checked: tuple[DataSource, LabeledData] | None
 ) -> None:
     """Quantize into ``target`` (unless its int8 file is there), check it, optionally drop fp32; updates ``card``."""
+    from safetensors import SafetensorError
+
     from model.onnx_runtime import export_onnx, quantize_int8
 
     if not (card.variants.get("onnx-int8") and (target / card.variants["onnx-int8"]).is_file()):
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 fp32_onnx = export_onnx(directory, Path(tmp) / "model.onnx")
-            except (OSError, ValueError, RuntimeError, ImportError) as exc:  # SafetensorError is a plain Exception
+            except (OSError, ValueError, RuntimeError, ImportError, SafetensorError) as exc:
                 raise ArtifactError(f"{directory}: its fp32 weights do not load ({type(exc).__name__}: {exc})") from exc
-            except Exception as exc:
-                if type(exc).__name__ != "SafetensorError":
-                    raise
-                raise ArtifactError(
-                    f"{directory}: its fp32 weights are not a readable safetensors file ({exc})"
-                ) from exc
             quantize_int8(fp32_onnx, Path(tmp) / ONNX_INT8_FILE)
             shutil.move(Path(tmp) / ONNX_INT8_FILE, target / ONNX_INT8_FILE)
     card.variants = {**card.variants, "onnx-int8": ONNX_INT8_FILE}
@@ -127,16 +123,13 @@ def _add_int8(
         ).strip()
 
 
-def compare_variants(
-    directory: Path, card: ModelCard, check: DataSource, data: LabeledData | None = None
-) -> dict[str, Any]:
+def compare_variants(directory: Path, card: ModelCard, check: DataSource, data: LabeledData) -> dict[str, Any]:
     """Accuracy of fp32 and int8 on one labeled file, and how often their labels agree."""
     from core.config import ModelSettings
     from model.evaluate import evaluate_scorer
     from model.scorer import load_scorer
 
     write_card(directory, card)
-    data = data if data is not None else _read_check(check)
     result: dict[str, Any] = {"file": check.display_name, "n": len(data), "max_length": card.max_length}
     labels = {}
     for variant in ("fp32", "onnx-int8"):

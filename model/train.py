@@ -417,8 +417,7 @@ def _train(args: TrainArgs) -> ModelCard:
 
     labels = list(SCHEMES[args.label_scheme])
     output = Path(args.output_dir)
-    for source in args.eval:  # read now (they are read again at the end): a bad one fails before the training
-        load_labeled(source, _scheme_of(source, args.label_scheme), args.seed)
+    evaluations = read_evaluations(args)  # now: a bad file fails before the training, not after it
     output.mkdir(parents=True, exist_ok=True)
     train_data, val_data = prepare_data(args)
     trainee: Trainee = (
@@ -496,10 +495,22 @@ def _train(args: TrainArgs) -> ModelCard:
             break
         if args.stop_after_epoch and epoch >= args.stop_after_epoch:
             break
-    return finish(output, card, val_data, args)
+    return finish(output, card, val_data, args, evaluations=evaluations)
 
 
-def finish(output: Path, card: ModelCard, val_data: LabeledData, args: TrainArgs, variant: str = "fp32") -> ModelCard:
+def read_evaluations(args: TrainArgs) -> list[tuple[DataSource, LabeledData]]:
+    """The held-out files (``--eval``), each in the scheme it is judged in."""
+    return [(source, load_labeled(source, _scheme_of(source, args.label_scheme), args.seed)) for source in args.eval]
+
+
+def finish(
+    output: Path,
+    card: ModelCard,
+    val_data: LabeledData,
+    args: TrainArgs,
+    variant: str = "fp32",
+    evaluations: list[tuple[DataSource, LabeledData]] | None = None,
+) -> ModelCard:
     """Reload the best epoch, fit the temperature on validation, evaluate the held-out files, write the card.
 
     ``variant`` is the one calibrated and evaluated: the shipped default calibrates its int8 file.
@@ -517,8 +528,7 @@ def finish(output: Path, card: ModelCard, val_data: LabeledData, args: TrainArgs
     card.temperature = card.calibration["temperature"]
     scorer.card.temperature = card.temperature
     card.metrics = {"validation": evaluate_logits(val_logits, val_data, card.labels, card.temperature)}
-    for source in args.eval:
-        data = load_labeled(source, _scheme_of(source, args.label_scheme), args.seed)
+    for source, data in read_evaluations(args) if evaluations is None else evaluations:
         card.metrics[source.display_name] = evaluate_scorer(scorer, data)
         card.data_sources = [*card.data_sources, {**data.sources[0], "role": "evaluation"}]
     return write_card(output, card)

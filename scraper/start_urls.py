@@ -10,6 +10,8 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from core.text import not_utf8
+
 
 def read_url_file(path: Path) -> list[str]:
     """URLs of a start file: one per line; blank lines and ``#`` comments are ignored.
@@ -19,7 +21,7 @@ def read_url_file(path: Path) -> list[str]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        raise ValueError(not_utf8(path, exc)) from exc
     urls = []
     for line in text.splitlines():
         line = line.split("#", 1)[0].strip()

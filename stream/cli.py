@@ -372,15 +372,14 @@ def _letters_in(file: Path) -> list[DeadLetter]:
     Split on newlines only: a review's text may hold U+2028 or U+0085, which ``json.dumps`` writes
     as they are and ``str.splitlines`` would have cut the letter at.
     """
+    from core.text import not_utf8
     from stream.dlq import DeadLetter
 
     letters = []
     try:
         content = file.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        typer.echo(
-            f"error: {file} is not UTF-8 text ({exc.reason} at byte {exc.start}): not from `dlq show --json`", err=True
-        )
+        typer.echo(f"error: {not_utf8(file, exc)}: not from `dlq show --json`", err=True)
         raise typer.Exit(2) from None
     for number, line in enumerate(content.split("\n"), start=1):
         if not line.strip():

@@ -181,7 +181,7 @@ def test_a_file_that_is_not_utf8_is_named_in_the_error(tmp_path: Path, name: str
     """It was the bare codec message ("'utf-8' codec can't decode byte 0xff…"), naming no file."""
     path = tmp_path / name
     path.write_bytes(b"text,label\n\xff\xfe bad,1\n")
-    with pytest.raises(DataError, match=f"{name}: not UTF-8 text"):
+    with pytest.raises(DataError, match=f"{name} is not UTF-8 text"):
         read_rows(path)
 
 
