@@ -25,7 +25,7 @@ from core.config import (
     get_infra_settings,
     get_kafka_settings,
 )
-from core.config.infra import LOG_LEVELS
+from core.config.infra import log_level as known_level
 from core.logs import configure_logging
 from core.text import not_utf8
 
@@ -58,9 +58,11 @@ def _root(
     log_level: Annotated[str | None, typer.Option(help="Log level (default: REVIEWSCORE_LOG_LEVEL).")] = None,
 ) -> None:
     infra = get_infra_settings()
-    if log_level is not None and log_level.strip().upper() not in LOG_LEVELS:
-        raise typer.BadParameter(f"must be one of {', '.join(LOG_LEVELS)}", param_hint="--log-level")
-    configure_logging(log_level.strip().upper() if log_level else infra.log_level, infra.log_json)
+    try:
+        level = known_level(log_level) if log_level is not None else infra.log_level
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--log-level") from None
+    configure_logging(level, infra.log_json)
 
 
 @app.command()
@@ -287,6 +289,11 @@ def publish(
         lang=lang_column,
     )
 
+    dlq_topic = get_kafka_settings().dlq_topic
+    if topic == dlq_topic:  # before the file is read (KAFKA_TOPIC itself can never be the DLQ's)
+        typer.echo(f"error: {dlq_topic!r} is the dead-letter topic (KAFKA_DLQ_TOPIC), not for reviews", err=True)
+        raise typer.Exit(2)
+
     def say(reject: Reject) -> None:
         # sys.stderr as it is now: while the progress display is live, rich's proxy, which prints
         # the line above the display (click's own stderr would write into the spinner's line).
@@ -343,11 +350,6 @@ def publish(
         )
         task = progress.add_task("publishing", total=total)
         kafka = get_kafka_settings()
-        if (topic or kafka.topic) == kafka.dlq_topic:
-            typer.echo(
-                f"error: {kafka.dlq_topic!r} is the dead-letter topic (KAFKA_DLQ_TOPIC), not for reviews", err=True
-            )
-            raise typer.Exit(2)
         try:
             delivery = publish_messages(
                 itertools.chain([first], until_unreadable(messages)),

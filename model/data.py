@@ -45,8 +45,6 @@ _LABEL_ALIASES = {
 _MISSING_LABELS = {"", "nan", "none", "null"}
 # csv's default cap is 131,072 characters per field; a long review must not stop a whole file.
 _CSV_FIELD_LIMIT = 2**31 - 1
-# Lone surrogates too (half an emoji cut by a truncation, invalid UTF-8 in argv): the tokenizer
-# refuses them, and one would fail the whole call.
 
 
 class DataError(ValueError):

@@ -115,13 +115,9 @@ def _check_topics(kafka: KafkaSettings) -> None:
     from core.embedded import admin_config
     from core.kafka_metadata import topic_problem
 
-    client = AdminClient(admin_config(kafka))
-    for topic in (kafka.topic, kafka.dlq_topic):
-        if problem := topic_problem(client, topic, 10.0):
-            typer.echo(
-                f"error: {kafka.bootstrap_servers}: {problem} (--no-create-topics: infra creates them)", err=True
-            )
-            raise typer.Exit(2)
+    if problem := topic_problem(AdminClient(admin_config(kafka)), kafka.topic, 10.0, kafka.dlq_topic):
+        typer.echo(f"error: {kafka.bootstrap_servers}: {problem} (--no-create-topics: infra creates them)", err=True)
+        raise typer.Exit(2)
 
 
 def _announce(stack: ExitStack, database_url: str, bootstrap_servers: str) -> None:

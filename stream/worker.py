@@ -37,9 +37,9 @@ class Worker:
     server: MetricsServer | None
     engine: Any
     topic: str
+    event_loop: str  # the Faust engine's (STREAM_EVENT_LOOP)
     probe: BrokerProbe | None = None  # the Faust engine's broker health (the batch engine reads librdkafka's)
     dead_letters: KafkaSender | None = None  # the DLQ producer this worker made, closed with it
-    event_loop: str = "asyncio"  # the Faust engine's (STREAM_EVENT_LOOP)
 
     def close(self) -> None:
         self.processor.abandon.set()

@@ -10,6 +10,14 @@ from core.config.base import cached, settings_config
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
+def log_level(value: str) -> str:
+    """``value`` as a level name (any case), or ValueError: REVIEWSCORE_LOG_LEVEL and --log-level alike."""
+    level = value.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
 class InfraSettings(BaseSettings):
     model_config = settings_config("REVIEWSCORE_")
 
@@ -35,10 +43,7 @@ class InfraSettings(BaseSettings):
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
-        level = value.strip().upper()
-        if level not in LOG_LEVELS:
-            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
-        return level
+        return log_level(value)
 
     log_json: bool = Field(default=False, description="Emit structured JSON logs instead of text.")
 

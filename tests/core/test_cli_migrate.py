@@ -17,6 +17,18 @@ from core.cli import app
 pytestmark = pytest.mark.integration
 
 
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "core.cli", *args],
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 @pytest.fixture
 def configured(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("DATABASE_URL", database_url)
@@ -54,10 +66,7 @@ def test_a_database_that_does_not_answer_is_an_error_line_not_a_traceback(comman
     with socket.socket() as closed:  # a port nothing listens on
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    env = {**os.environ, "DATABASE_URL": f"postgresql://nobody@127.0.0.1:{port}/nothing"}
-    result = subprocess.run(
-        [sys.executable, "-m", "core.cli", *command], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    result = run_cli(*command, env={"DATABASE_URL": f"postgresql://nobody@127.0.0.1:{port}/nothing"})
     assert result.returncode == 2
     assert result.stderr.startswith("error: the database did not answer: "), result.stderr
     assert "Traceback" not in result.stderr
@@ -65,10 +74,7 @@ def test_a_database_that_does_not_answer_is_an_error_line_not_a_traceback(comman
 
 @pytest.mark.parametrize(("variable", "value"), [("REVIEWSCORE_BROKER_PORT", "abc"), ("REVIEWSCORE_LOG_LEVEL", "LOUD")])
 def test_a_setting_that_does_not_parse_is_an_error_line_naming_the_variable(variable: str, value: str) -> None:
-    env = {**os.environ, variable: value}
-    result = subprocess.run(
-        [sys.executable, "-m", "core.cli", "schema"], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    result = run_cli("schema", env={variable: value})
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: invalid setting: {variable}: "), result.stderr
     assert "Traceback" not in result.stderr
@@ -87,18 +93,6 @@ def test_an_upgrade_to_a_revision_the_database_has_passed_is_refused_pointing_to
         in result.stderr
     )
     assert migrate.current_revision(configured) == migrate.head_revision()
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "core.cli", *args],
-        env={**os.environ, **(env or {})},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.mark.parametrize("value", ["nonsense", "mysql://user@127.0.0.1:1/x", "http://example.com/db"])
@@ -200,6 +194,6 @@ def test_a_command_on_a_database_never_migrated_says_to_migrate(database_url: st
 
 
 def test_a_demo_timeout_under_a_second_is_a_usage_error() -> None:
-    result = CliRunner().invoke(app, ["demo", "--timeout", "-1"])
+    result = CliRunner().invoke(app, ["demo", "--timeout", "0.5"])
     assert result.exit_code == 2
     assert "--timeout" in result.output
