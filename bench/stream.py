@@ -346,11 +346,17 @@ def print_sink_rates(sink_rates: dict[SinkVariant, tuple[float, float]]) -> None
         print(f"sink alone, {method}, {batch}-row batches{triggers}: {rates}")
 
 
-def noop_variants(args: argparse.Namespace) -> None:
-    """(c) for several worker settings in one run, interleaved so machine load hits them alike."""
-    variants = [parse_variant(v) for v in args.variant] or [("default", {})]
+def chosen_variants(specs: list[str]) -> list[tuple[str, dict[str, str]]]:
+    """``--variant`` specs, or the defaults alone; labels must differ (each names its own runs)."""
+    variants = [parse_variant(spec) for spec in specs] or [("default", {})]
     if len({name for name, _ in variants}) < len(variants):
         raise SystemExit("--variant labels must differ: each names its own column of runs")
+    return variants
+
+
+def noop_variants(args: argparse.Namespace) -> None:
+    """(c) for several worker settings in one run, interleaved so machine load hits them alike."""
+    variants = chosen_variants(args.variant)
     texts = load_texts(args.noop_n)
     rates: dict[str, list[float]] = {name: [] for name, _ in variants}
     with tempfile.TemporaryDirectory(prefix="reviewscore-bench-") as tmp:
@@ -384,9 +390,7 @@ def latency_only(args: argparse.Namespace, engines: list[str]) -> None:
 
     In the full run this phase follows the no-op runs, whose 80,000 rows leave the server's
     autovacuum and checkpoints busy: its latencies read up to twice these."""
-    variants = [parse_variant(v) for v in args.variant] or [("default", {})]
-    if len({name for name, _ in variants}) < len(variants):
-        raise SystemExit("--variant labels must differ: each names its own column of runs")
+    variants = chosen_variants(args.variant)
     with tempfile.TemporaryDirectory(prefix="reviewscore-bench-") as tmp:
         workdir = Path(tmp)
         model_dir, model_name = pick_model(args.model, workdir)

@@ -32,11 +32,9 @@ import httpx
 @contextmanager
 def serve(database_url: str, bootstrap_servers: str) -> Iterator[str]:
     """The real app on a free port, in a uvicorn subprocess."""
-    import socket
+    from core.embedded import free_port
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "DATABASE_URL": database_url, "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers}
     command = [sys.executable, "-m", "uvicorn", "query_api.app:create_app", "--factory", "--port", str(port)]
     server = subprocess.Popen([*command, "--log-level", "warning", "--no-access-log"], env=env)
