@@ -28,6 +28,11 @@ class Rollup:
     measures: tuple[tuple[str, str], ...] = _COUNT_AND_SUM
 
     @property
+    def trigger_prefix(self) -> str:
+        """Its triggers on ``sentiments`` are named ``sentiments_<table without sentiment_>_*``."""
+        return f"sentiments_{self.table.removeprefix('sentiment_')}_"
+
+    @property
     def columns(self) -> str:
         return ", ".join(column for column, _ in self.measures)
 
@@ -85,12 +90,13 @@ def disabled_triggers(conn: Connection) -> list[str]:
     """The rollups' triggers on ``sentiments`` that do not fire in an ordinary session (disabled,
     or set to fire on replicas only): with one off, the rollups drift from the rows again as soon
     as they are written, whatever a rebuild did. Other triggers on the table are not ours to judge."""
+    patterns = [rollup.trigger_prefix.replace("_", "\\_") + "%" for rollup in ROLLUPS]
     rows = conn.execute(
         text(
             "SELECT tgname FROM pg_trigger WHERE tgrelid = 'sentiments'::regclass AND NOT tgisinternal"
-            " AND tgenabled IN ('D', 'R') AND (tgname LIKE 'sentiments\\_daily\\_%' OR tgname LIKE"
-            " 'sentiments\\_totals\\_%' OR tgname LIKE 'sentiments\\_brand\\_daily\\_%') ORDER BY tgname"
-        )
+            " AND tgenabled IN ('D', 'R') AND tgname LIKE ANY (:patterns) ORDER BY tgname"
+        ),
+        {"patterns": patterns},
     )
     return [row[0] for row in rows]
 
