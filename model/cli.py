@@ -41,6 +41,10 @@ def train_command(
     base_model: Annotated[str | None, typer.Option(help="Checkpoint directory, or 'minilm'.")] = None,
     label_scheme: Annotated[str | None, typer.Option(help="binary or stars3.")] = None,
     pooling: Annotated[str | None, typer.Option(help="Transformer head input: cls (default) or mean.")] = None,
+    binary_files: Annotated[
+        str | None,
+        typer.Option(help="A binary file in a stars3 model: mapped (default) or pair (trains negative/positive only)."),
+    ] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Most epochs.")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Reviews per step.")] = None,
     learning_rate: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
@@ -72,6 +76,7 @@ def train_command(
         "base_model": base_model,
         "label_scheme": label_scheme,
         "pooling": pooling,
+        "binary_files": binary_files,
         "epochs": epochs,
         "batch_size": batch_size,
         "learning_rate": learning_rate,

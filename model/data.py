@@ -83,15 +83,35 @@ class DataSource:
 
 @dataclass(slots=True)
 class LabeledData:
-    """Texts with label indices into ``label_names``; ``sources`` records where rows came from."""
+    """Texts with label indices into ``label_names``; ``sources`` records where rows came from.
+
+    ``polarity_only`` flags the rows whose label only says negative or positive, not that the
+    review is not neutral: a binary file trained into three classes with ``binary_files: pair``
+    (empty: no row is flagged).
+    """
 
     texts: list[str]
     labels: list[int]
     label_names: tuple[str, ...]
     sources: list[dict[str, Any]] = field(default_factory=list)
+    polarity_only: list[bool] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    def flags(self) -> list[bool]:
+        """``polarity_only`` with one entry per row."""
+        return self.polarity_only or [False] * len(self.texts)
+
+    def subset(self, indices: Sequence[int]) -> LabeledData:
+        """The rows at ``indices``, flags kept; ``sources`` is left to the caller."""
+        flags = self.polarity_only
+        return LabeledData(
+            [self.texts[i] for i in indices],
+            [self.labels[i] for i in indices],
+            self.label_names,
+            polarity_only=[flags[i] for i in indices] if flags else [],
+        )
 
     def balance(self) -> dict[str, int]:
         return class_balance(self.labels, self.label_names)
@@ -435,11 +455,13 @@ def concat(parts: Sequence[LabeledData]) -> LabeledData:
     names = parts[0].label_names
     if any(p.label_names != names for p in parts):
         raise DataError("cannot mix label schemes")
+    flagged = any(p.polarity_only for p in parts)
     return LabeledData(
         [t for p in parts for t in p.texts],
         [y for p in parts for y in p.labels],
         names,
         [s for p in parts for s in p.sources],
+        [f for p in parts for f in p.flags()] if flagged else [],
     )
 
 
@@ -466,7 +488,7 @@ def stratified_split(data: LabeledData, fractions: Sequence[float], seed: int = 
     parts = []
     for indices in buckets:
         indices.sort()
-        parts.append(LabeledData([data.texts[i] for i in indices], [data.labels[i] for i in indices], data.label_names))
+        parts.append(data.subset(indices))
     parts[0].sources = data.sources
     return parts
 

@@ -18,11 +18,12 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol, get_args
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from model.artifact import (
@@ -53,12 +54,14 @@ log = logging.getLogger(__name__)
 Architecture = Literal["transformer", "charcnn"]
 Pooling = Literal["cls", "mean"]
 Precision = Literal["auto", "fp32", "bf16"]
+BinaryFiles = Literal["mapped", "pair"]
 # TrainArgs fields typed as a Literal: a config or CLI value outside these is refused, not guessed at.
 _CHOICES: dict[str, tuple[str, ...]] = {
     "architecture": get_args(Architecture),
     "pooling": get_args(Pooling),
     "label_scheme": get_args(LabelScheme),
     "precision": get_args(Precision),
+    "binary_files": get_args(BinaryFiles),
 }
 
 
@@ -120,6 +123,14 @@ class TrainArgs:
         metadata={"help": "Transformer head input: the checkpoint's [CLS] head, or the mean over the tokens."},
     )
     label_scheme: LabelScheme = field(default="stars3", metadata={"help": "binary or stars3 (neg/neutral/pos)."})
+    binary_files: BinaryFiles = field(
+        default="mapped",
+        metadata={
+            "help": "How a binary-labelled file trains a stars3 model: mapped (its rows are negative or positive "
+            "of the three classes) or pair (its loss, and its validation rows, see only the negative and "
+            "positive logits: it teaches polarity without teaching that no review is neutral)."
+        },
+    )
     max_length: int = field(default=128, metadata={"help": "Tokens (characters for the char-CNN) kept per review."})
     epochs: int = field(default=3, metadata={"help": "Most passes over the training data."})
     batch_size: int = field(default=32, metadata={"help": "Reviews per optimizer step."})
@@ -353,6 +364,8 @@ def prepare_data(args: TrainArgs) -> tuple[LabeledData, LabeledData]:
     trains, vals = [], []
     for source in args.train:
         data = load_labeled(source, args.label_scheme, args.seed)
+        if _polarity_only(source, args):
+            data.polarity_only = [True] * len(data)
         train, val = stratified_split(data, [args.validation_fraction], args.seed)
         trains.append(train)
         vals.append(val)
@@ -370,6 +383,31 @@ def prepare_data(args: TrainArgs) -> tuple[LabeledData, LabeledData]:
     return train, validation
 
 
+def _polarity_only(source: DataSource, args: TrainArgs) -> bool:
+    """Whether ``source``'s rows train only the negative/positive pair (``binary_files: pair``)."""
+    if args.binary_files != "pair" or args.label_scheme != "stars3" or source.stars_column:
+        return False
+    return _scheme_of(source, args.label_scheme) == "binary"
+
+
+def pair_masked_logits(logits: npt.NDArray[np.float32], data: LabeledData) -> npt.NDArray[np.float32]:
+    """Logits with neutral ruled out on the rows whose label only says negative or positive.
+
+    Such a row is judged, calibrated and trained between negative and positive, as the model is
+    judged on a binary file (``P(positive) >= P(negative)``); the neutral mass it gives that
+    text is not an error, since its label never said the text was not neutral.
+    """
+    if not data.polarity_only or "neutral" not in data.label_names:
+        return logits
+    masked = np.array(logits, dtype=np.float32, copy=True)
+    masked[np.asarray(data.polarity_only), data.label_names.index("neutral")] = _RULED_OUT
+    return masked
+
+
+_RULED_OUT = -1e4
+"""A logit no softmax gives mass to (finite: no ``inf - inf`` in a temperature fit)."""
+
+
 def _without_texts(data: LabeledData, texts: set[str]) -> LabeledData:
     """``data`` less the rows whose text is in ``texts``: a review in two training files, split
     each on its own, could land in training from one and in validation from the other, and
@@ -377,7 +415,7 @@ def _without_texts(data: LabeledData, texts: set[str]) -> LabeledData:
     kept = [i for i, text in enumerate(data.texts) if text not in texts]
     if len(kept) < len(data.texts):
         log.info("validation: %d rows whose text another file trains on were left out", len(data.texts) - len(kept))
-    return LabeledData([data.texts[i] for i in kept], [data.labels[i] for i in kept], data.label_names, data.sources)
+    return replace(data.subset(kept), sources=data.sources)
 
 
 def _optimizer(model: torch.nn.Module, args: TrainArgs, total_steps: int) -> tuple[Any, Any]:
@@ -444,6 +482,9 @@ def _train(args: TrainArgs) -> ModelCard:
         _jsonable(asdict(args)),
         args.reproduce or "reviewscore " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
+    flags = train_data.polarity_only
+    pair_rows = torch.tensor(flags) if flags else None
+    neutral = labels.index("neutral") if "neutral" in labels else -1
     rng = random.Random(args.seed)
     history: list[dict[str, Any]] = []
     best_f1, stale, step = -1.0, 0, 0
@@ -457,7 +498,12 @@ def _train(args: TrainArgs) -> ModelCard:
             with autocast():
                 logits = trainee.logits([train_ids[i] for i in batch])
             target = torch.tensor([train_data.labels[i] for i in batch])
-            loss = loss_fn(logits.float(), target)
+            logits = logits.float()
+            if pair_rows is not None:
+                ruled_out = torch.zeros_like(logits, dtype=torch.bool)
+                ruled_out[:, neutral] = pair_rows[batch]
+                logits = logits.masked_fill(ruled_out, float("-inf"))
+            loss = loss_fn(logits, target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainee.model.parameters(), 1.0)
@@ -471,7 +517,7 @@ def _train(args: TrainArgs) -> ModelCard:
                 break
         bar.close()
         trainee.model.eval()
-        val_logits = trainee.scorer(card).logits(val_data.texts)
+        val_logits = pair_masked_logits(trainee.scorer(card).logits(val_data.texts), val_data)
         report = classification_report(val_data.labels, [int(k) for k in val_logits.argmax(axis=1)], labels)
         entry = {
             "epoch": epoch,
@@ -523,7 +569,7 @@ def finish(
         {"variant": variant, "device": "cpu", "max_length": args.max_length, "num_threads": args.num_threads}
     )
     scorer = load_scorer(output, settings)
-    val_logits = scorer.logits(val_data.texts)
+    val_logits = pair_masked_logits(scorer.logits(val_data.texts), val_data)
     card.calibration = calibrate(val_logits, val_data.labels)
     card.temperature = card.calibration["temperature"]
     scorer.card.temperature = card.temperature
@@ -578,6 +624,12 @@ def _refuse_other_settings(output: Path, args: TrainArgs, labels: list[str]) -> 
         asked = {"architecture": args.architecture, "labels": labels, "max_length": args.max_length}
         if card.training.get("pooling") not in (None, args.pooling):
             trained["pooling"], asked["pooling"] = card.training["pooling"], args.pooling
+        # Which validation rows are judged between negative and positive only: the temperature's data.
+        if card.training.get("binary_files", "mapped") != args.binary_files:
+            trained["binary_files"], asked["binary_files"] = (
+                card.training.get("binary_files", "mapped"),
+                args.binary_files,
+            )
     else:  # a run stopped before its card was written: what its files say
         architecture = "charcnn" if (output / "charcnn_config.json").is_file() else "transformer"
         count = weights_label_count(weights_config(output, architecture) or {}) or len(labels)
