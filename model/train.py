@@ -405,7 +405,8 @@ def pair_masked_logits(logits: npt.NDArray[np.float32], data: LabeledData) -> np
 
 
 _RULED_OUT = -1e4
-"""A logit no softmax gives mass to (finite: no ``inf - inf`` in a temperature fit)."""
+"""A logit no float32 softmax gives mass to, in the loss and in validation (finite: no ``inf - inf``
+in a temperature fit); its class gets exactly zero gradient."""
 
 
 def _without_texts(data: LabeledData, texts: set[str]) -> LabeledData:
@@ -482,9 +483,8 @@ def _train(args: TrainArgs) -> ModelCard:
         _jsonable(asdict(args)),
         args.reproduce or "reviewscore " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
-    flags = train_data.polarity_only
-    pair_rows = torch.tensor(flags) if flags else None
-    neutral = labels.index("neutral") if "neutral" in labels else -1
+    # Rows of a binary file in pair mode (flagged only for a stars3 model): neutral ruled out of their loss.
+    pair_rows = torch.tensor(train_data.polarity_only) if train_data.polarity_only else None
     rng = random.Random(args.seed)
     history: list[dict[str, Any]] = []
     best_f1, stale, step = -1.0, 0, 0
@@ -501,8 +501,8 @@ def _train(args: TrainArgs) -> ModelCard:
             logits = logits.float()
             if pair_rows is not None:
                 ruled_out = torch.zeros_like(logits, dtype=torch.bool)
-                ruled_out[:, neutral] = pair_rows[batch]
-                logits = logits.masked_fill(ruled_out, float("-inf"))
+                ruled_out[:, labels.index("neutral")] = pair_rows[batch]
+                logits = logits.masked_fill(ruled_out, _RULED_OUT)
             loss = loss_fn(logits, target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -625,11 +625,8 @@ def _refuse_other_settings(output: Path, args: TrainArgs, labels: list[str]) -> 
         if card.training.get("pooling") not in (None, args.pooling):
             trained["pooling"], asked["pooling"] = card.training["pooling"], args.pooling
         # Which validation rows are judged between negative and positive only: the temperature's data.
-        if card.training.get("binary_files", "mapped") != args.binary_files:
-            trained["binary_files"], asked["binary_files"] = (
-                card.training.get("binary_files", "mapped"),
-                args.binary_files,
-            )
+        if (mode := card.training.get("binary_files", "mapped")) != args.binary_files:
+            trained["binary_files"], asked["binary_files"] = mode, args.binary_files
     else:  # a run stopped before its card was written: what its files say
         architecture = "charcnn" if (output / "charcnn_config.json").is_file() else "transformer"
         count = weights_label_count(weights_config(output, architecture) or {}) or len(labels)
