@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import random
+import re
 import shlex
 import sys
 import time
@@ -136,6 +137,13 @@ class TrainArgs:
     batch_size: int = field(default=32, metadata={"help": "Reviews per optimizer step."})
     learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate after warmup."})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases and norms)."})
+    layer_lr_decay: float = field(
+        default=1.0,
+        metadata={
+            "help": "Layer-wise learning-rate decay: the head trains at learning_rate, each transformer layer "
+            "below it at this factor of the one above, the embeddings last (1: one rate for all)."
+        },
+    )
     warmup_ratio: float = field(default=0.06, metadata={"help": "Fraction of steps spent warming up linearly."})
     class_weighting: bool = field(default=True, metadata={"help": "Weight the loss by inverse class frequency."})
     class_weight_power: float = field(
@@ -182,6 +190,8 @@ class TrainArgs:
         for name in ("learning_rate", "weight_decay", "warmup_ratio", "class_weight_power", "stop_after_epoch"):
             if getattr(self, name) < 0:  # a -1 learning rate trained uphill, quietly
                 raise ValueError(f"{name} must be at least 0, not {getattr(self, name)}")
+        if not 0 < self.layer_lr_decay <= 1:
+            raise ValueError(f"layer_lr_decay must be above 0 and at most 1, not {self.layer_lr_decay}")
         if self.learning_rate == 0 or self.warmup_ratio >= 1:
             raise ValueError(
                 "learning_rate must be above 0 and warmup_ratio below 1, "
@@ -419,14 +429,46 @@ def _without_texts(data: LabeledData, texts: set[str]) -> LabeledData:
     return replace(data.subset(kept), sources=data.sources)
 
 
+_LAYER_INDEX = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
+
+
+def layer_depths(names: list[str]) -> dict[str, int]:
+    """Each parameter's distance below the head, for layer-wise learning-rate decay.
+
+    Transformer blocks are numbered in their names (``encoder.layer.3.``); embeddings sit below
+    the first block and everything else (pooler, classifier, a char-CNN) is the head, depth 0.
+    Pure so the mapping is testable without building a model.
+    """
+    indices = [int(match.group(1)) for name in names if (match := _LAYER_INDEX.search(name))]
+    top = max(indices, default=-1) + 1
+    depths = {}
+    for name in names:
+        if match := _LAYER_INDEX.search(name):
+            depths[name] = top - int(match.group(1))
+        elif "embeddings." in name and indices:
+            depths[name] = top + 1
+        else:
+            depths[name] = 0
+    return depths
+
+
 def _optimizer(model: torch.nn.Module, args: TrainArgs, total_steps: int) -> tuple[Any, Any]:
-    decay: list[torch.nn.Parameter] = []
-    no_decay: list[torch.nn.Parameter] = []
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+    named = [(name, param) for name, param in model.named_parameters() if param.requires_grad]
+    depths = layer_depths([name for name, _ in named])
+    groups: dict[tuple[int, bool], list[torch.nn.Parameter]] = {}
+    for name, param in named:
+        decays = not (param.ndim < 2 or "norm" in name.lower())
+        depth = depths[name] if args.layer_lr_decay != 1 else 0
+        groups.setdefault((depth, decays), []).append(param)
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        [
+            {
+                "params": params,
+                "weight_decay": args.weight_decay if decays else 0.0,
+                "lr": args.learning_rate * args.layer_lr_decay**depth,
+            }
+            for (depth, decays), params in sorted(groups.items(), key=lambda item: (item[0][0], not item[0][1]))
+        ],
         lr=args.learning_rate,
     )
     warmup = max(1, int(total_steps * args.warmup_ratio))
