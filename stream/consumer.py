@@ -28,11 +28,14 @@ from types import FrameType
 from typing import Any
 
 from core.config import KafkaSettings, StreamSettings
+from core.logs import client_logger
 from stream.broker_probe import BrokerHealth
 from stream.pipeline import AbandonedError, BatchOutcome, BatchProcessor
 from stream.records import Record, time_of
 
 log = logging.getLogger(__name__)
+# librdkafka's own lines: one refused reconnect every ~50 ms while the broker is down.
+rdkafka_log = client_logger(f"{__name__}.librdkafka")
 
 
 def consumer_config(kafka: KafkaSettings, stream: StreamSettings) -> dict[str, Any]:
@@ -79,7 +82,7 @@ def consumer_problem(code: int, text: str) -> str | None:
     if code == KafkaError._PARTITION_EOF:
         return None
     if code in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE):
-        log.info("consumer: %s (connection errors are judged by the broker statistics)", text)
+        rdkafka_log.info("consumer: %s (connection errors are judged by the broker statistics)", text)
         return None
     return f"consumer: {text}"
 
@@ -151,7 +154,7 @@ class BatchConsumer:
             "statistics.interval.ms": STATS_INTERVAL_MS,
             "stats_cb": self._on_stats,
         }
-        consumer = self._consumer = Consumer(config, logger=log)
+        consumer = self._consumer = Consumer(config, logger=rdkafka_log)
         consumer.subscribe(
             [self.kafka.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
         )

@@ -22,9 +22,12 @@ from datetime import UTC, datetime
 from typing import Any, get_args, get_type_hints
 
 from core.config import KafkaSettings
+from core.logs import client_logger
 from stream.records import Rejected
 
 log = logging.getLogger(__name__)
+# librdkafka's own lines, served when the producer is polled (each send), repeats held back.
+rdkafka_log = client_logger(f"{__name__}.librdkafka")
 
 DLQ_VERSION = 2
 """2 added ``value_truncated``, ``value_bytes``, ``value_sha256``, ``key_truncated`` and ``replayed``;
@@ -358,7 +361,7 @@ class KafkaSender:
         from confluent_kafka import Producer
 
         self._config = settings.producer_config()
-        self._producer = Producer(self._config)
+        self._producer = Producer(self._config, logger=rdkafka_log)
         self._flush_timeout = flush_timeout
         self._attempt: _Attempt | None = None
 
@@ -478,7 +481,7 @@ class KafkaSender:
         log.warning("dead-letter producer hit a fatal error, starting a new one: %s", list(attempt.errors.values())[:1])
         self._purge(in_flight=True)  # everything it held fails, so the next call sends it again
         attempt.waiting.clear()  # the old producer is never polled again: nothing of it is still pending
-        self._producer = Producer(self._config)
+        self._producer = Producer(self._config, logger=rdkafka_log)
 
 
 class DeadLetterReader:
