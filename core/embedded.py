@@ -26,6 +26,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Self
 
+from core.logs import client_logger
+
 if TYPE_CHECKING:
     from core.config import KafkaSettings
 
@@ -278,22 +280,32 @@ def create_topics(
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({**(client_config or {}), "bootstrap.servers": bootstrap_servers, "log_level": 3})
+    admin = AdminClient(
+        {**(client_config or {}), "bootstrap.servers": bootstrap_servers, "log_level": 3},
+        logger=client_logger(f"{__name__}.librdkafka"),
+    )
     futures = admin.create_topics(
         [NewTopic(name, num_partitions=n, replication_factor=replication_factor) for name, n in topics.items()],
         request_timeout=timeout,
     )
     existing = []
+    deadline = time.monotonic() + timeout
+    no_answer = f"no answer from {bootstrap_servers} in {timeout}s"
     for name, future in futures.items():
+        # Polling serves librdkafka's log lines (an unreachable broker: one refused connection
+        # every 50 ms) through the logger, which lets each kind through once.
+        while not future.done() and time.monotonic() < deadline:
+            admin.poll(0.1)
         try:
-            future.result(timeout)
+            future.result(max(0.0, deadline - time.monotonic()))
         except KafkaException as exc:
+            if exc.args[0].code() == KafkaError._TIMED_OUT:
+                raise RuntimeError(f"could not create topic {name!r}: {no_answer}") from exc
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise RuntimeError(f"could not create topic {name!r}: {exc}") from exc
             existing.append(name)
         except TimeoutError as exc:  # e.g. unreachable, or security settings the brokers do not speak
-            why = f"no answer from {bootstrap_servers} in {timeout}s"
-            raise RuntimeError(f"could not create topic {name!r}: {why}") from exc
+            raise RuntimeError(f"could not create topic {name!r}: {no_answer}") from exc
     if existing:
         # A partition count applies only to a topic created now: say so rather than ignore it.
         metadata = admin.list_topics(timeout=timeout).topics

@@ -237,6 +237,19 @@ def test_topics_get_the_replication_factor_and_client_settings_asked_for(tmp_pat
             create_topics(broker.bootstrap_servers, {"secured": 1}, timeout=2, client_config=admin_config(ssl))
 
 
+def test_an_unreachable_broker_is_one_log_line_and_a_clear_error(caplog: pytest.LogCaptureFixture) -> None:
+    """librdkafka retried the connection every 50 ms and printed each refusal: 194 lines in 10 s."""
+    servers = f"127.0.0.1:{free_port()}"
+
+    with caplog.at_level("INFO", logger="core.embedded"), pytest.raises(RuntimeError) as refused:
+        create_topics(servers, {"reviews": 1}, timeout=2)
+
+    assert str(refused.value) == f"could not create topic 'reviews': no answer from {servers} in 2s"
+    lines = [r.getMessage() for r in caplog.records if r.name == "core.embedded.librdkafka"]
+    assert len(lines) == 1
+    assert "Connection refused" in lines[0]
+
+
 def test_a_partition_count_for_a_topic_that_exists_is_warned_about_not_ignored(
     kafka_bootstrap: tuple[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
