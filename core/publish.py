@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from core.config import KafkaSettings
 from core.delimited import csv_records, tsv_records
+from core.logs import client_logger
 from core.messages import SCHEMA_VERSION, ReviewMessage, describe_validation_error
 
 FIELDS = ("text", "review_id", "brand", "rating", "url", "author", "published_at", "lang", "source")
@@ -333,7 +334,7 @@ def publish_messages(
 
     from core.kafka_metadata import topic_problem
 
-    producer = Producer(settings.producer_config())
+    producer = Producer(settings.producer_config(), logger=client_logger(f"{__name__}.librdkafka"))
     topic = topic or settings.topic
     # Asked first: with no broker, librdkafka would retry every message until its own timeout
     # (minutes for a large file) and then name each line "not confirmed", never the broker.

@@ -15,6 +15,7 @@ from typing import Any
 
 from core.config import KafkaSettings
 from core.kafka_metadata import topic_problem
+from core.logs import client_logger
 from core.messages import ReviewMessage
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class Publisher:
         config["client.id"] = f"{settings.client_id}-api"
         self.topic = settings.topic
         self.timeout = timeout
-        self._producer = Producer(config)
+        self._producer = Producer(config, logger=client_logger(f"{__name__}.librdkafka"))
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="kafka-delivery", daemon=True)
         self._poller.start()

@@ -45,6 +45,7 @@ from pydantic import ValidationError
 from scrapy.exceptions import DropItem
 
 from core.config import KafkaSettings, get_kafka_settings
+from core.logs import client_logger
 from core.messages import ReviewMessage, describe_validation_error
 from scraper.items import ReviewItem
 from scraper.publishing import digest, source_for, to_message
@@ -186,7 +187,7 @@ class KafkaPublishPipeline(ContractPipeline):
         self.seen = SeenState(path)
         config = self.kafka.producer_config()
         config["message.timeout.ms"] = int(self.delivery_timeout_s * 1000)
-        self.producer = Producer(config)
+        self.producer = Producer(config, logger=client_logger(f"{__name__}.librdkafka"))
         log.info(
             "publishing to %s on %s (incremental=%s, state in %s)",
             self.topic,
