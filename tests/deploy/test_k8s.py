@@ -41,7 +41,7 @@ from tests.deploy.manifests import (
     settings_prefixes,
 )
 
-CRD_KINDS = {"ScaledObject"}
+CRD_KINDS = {"ScaledObject", "TriggerAuthentication"}
 KEDA_SCHEMA = Path(__file__).with_name("keda_scaledobject.schema.json")
 MANIFESTS = load_manifests()
 CORE_MANIFESTS = [m for m in MANIFESTS if m.kind not in CRD_KINDS]
@@ -93,6 +93,38 @@ def test_the_keda_scaled_object_matches_its_schema_and_the_check_has_teeth() -> 
     broken = copy.deepcopy(scaled)
     broken["spec"]["maxReplicas"] = 4  # the HPA spelling, not KEDA's
     assert keda_errors(broken)
+
+
+def test_the_keda_sasl_wiring_uncommented_is_valid_and_reads_the_workers_credentials() -> None:
+    """The scaler reads consumer lag from the same cluster as the workers: with SASL it needs their user."""
+    scaled = find(MANIFESTS, "ScaledObject", "reviewscore-worker")
+    text = scaled.path.read_text(encoding="utf-8")
+    uncommented = re.sub(
+        r"(?m)^(\s*)# ((?:sasl|tls): \S+|authenticationRef:|  name: reviewscore-kafka)$", r"\1\2", text
+    )
+    docs = [doc for doc in yaml.safe_load_all(uncommented) if doc]
+    wired = next(doc for doc in docs if doc["kind"] == "ScaledObject")
+    trigger = wired["spec"]["triggers"][0]
+
+    assert keda_errors(wired) == []
+    assert trigger["metadata"]["sasl"] == "scram_sha512"
+    assert trigger["metadata"]["tls"] == "enable"
+    auth = find(MANIFESTS, "TriggerAuthentication", trigger["authenticationRef"]["name"]).doc
+    assert auth["metadata"]["namespace"] == wired["metadata"]["namespace"]
+    worker_secrets = {
+        item["valueFrom"]["secretKeyRef"]["key"]: item["valueFrom"]["secretKeyRef"]["name"]
+        for item in container(find(MANIFESTS, "Deployment", "reviewscore-worker"), "worker").get("env", [])
+        if "secretKeyRef" in item.get("valueFrom", {})
+    }
+    refs = {ref["parameter"]: (ref["name"], ref["key"]) for ref in auth["spec"]["secretTargetRef"]}
+    assert refs == {
+        "username": (worker_secrets["KAFKA_SASL_USERNAME"], "KAFKA_SASL_USERNAME"),
+        "password": (worker_secrets["KAFKA_SASL_PASSWORD"], "KAFKA_SASL_PASSWORD"),
+    }
+    assert (
+        find(MANIFESTS, "ScaledObject", "reviewscore-worker").doc["spec"]["triggers"][0].get("authenticationRef")
+        is None
+    )
 
 
 def test_the_manifests_cover_the_issue() -> None:
