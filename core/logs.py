@@ -110,3 +110,17 @@ def client_logger(name: str, window: float = 30.0) -> logging.Logger:
     if not any(isinstance(existing, RepeatedMessages) for existing in logger.filters):
         logger.addFilter(RepeatedMessages(window))
     return logger
+
+
+def hold_back_repeats(prefix: str, window: float = 30.0) -> list[str]:
+    """Install the repeat filter on ``prefix``'s logger and every logger below it that exists now.
+
+    For a Kafka client that logs through its own loggers (aiokafka under Faust: about 50 lines a
+    second while the broker is down). A logger's filters see only what is logged to it, not what
+    its children pass up, hence each one; call it after the client's modules are imported.
+    """
+    existing = logging.root.manager.loggerDict.items()  # placeholders stand for parents never used
+    names = [prefix, *sorted(n for n, v in existing if n.startswith(f"{prefix}.") and isinstance(v, logging.Logger))]
+    for name in names:
+        client_logger(name, window)
+    return names

@@ -141,6 +141,10 @@ def run_worker(worker: Worker, log_level: str = "INFO") -> None:
 
     import faust
 
+    from core.logs import hold_back_repeats
+
+    # aiokafka retries a lost broker every 100 ms from several places and logs every failure.
+    hold_back_repeats("aiokafka")
     log.info(
         "worker %s consuming %s with model %s",
         worker.app.conf.id,

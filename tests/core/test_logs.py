@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from core.logs import RepeatedMessages, client_logger
+from core.logs import RepeatedMessages, client_logger, hold_back_repeats
 
 
 class Clock:
@@ -108,3 +108,16 @@ def test_a_real_consumer_with_no_broker_logs_a_refused_connection_once(caplog: p
 
     refused = [r for r in caplog.records if r.name == logger.name and "Connection refused" in r.getMessage()]
     assert len(refused) == 1
+
+
+def test_hold_back_repeats_covers_a_client_and_every_logger_below_it_that_exists() -> None:
+    """aiokafka logs from several modules' loggers; a logger's filter does not see its children's records."""
+    for name in ("tests.fakeclient.conn", "tests.fakeclient.consumer.fetcher", "tests.fakeclientele"):
+        logging.getLogger(name)
+
+    names = hold_back_repeats("tests.fakeclient")
+
+    assert names == ["tests.fakeclient", "tests.fakeclient.conn", "tests.fakeclient.consumer.fetcher"]
+    for name in names:
+        assert any(isinstance(f, RepeatedMessages) for f in logging.getLogger(name).filters)
+    assert not logging.getLogger("tests.fakeclientele").filters
