@@ -249,7 +249,7 @@ async def filter_params(
         Query(
             max_length=200,
             description="Only reviews scored by this model version (exact match): those a rescore has not reached.",
-            examples=["reviewscore-sentiment-transformer-98ab00336bdc"],
+            examples=["reviewscore-sentiment-transformer-50f58a99fec9"],
         ),
         AfterValidator(refuse_nul),
     ] = None,
