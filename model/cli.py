@@ -48,6 +48,10 @@ def train_command(
     epochs: Annotated[int | None, typer.Option(min=1, help="Most epochs.")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Reviews per step.")] = None,
     learning_rate: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    layer_lr_decay: Annotated[
+        float | None,
+        typer.Option(help="Each transformer block learns at this factor of the one above it (1: one rate)."),
+    ] = None,
     max_length: Annotated[int | None, typer.Option(min=8, help="Tokens kept per review.")] = None,
     max_per_class: Annotated[
         int | None, typer.Option(min=1, help="Class-balanced cap per training file (CLI files only).")
@@ -80,6 +84,7 @@ def train_command(
         "epochs": epochs,
         "batch_size": batch_size,
         "learning_rate": learning_rate,
+        "layer_lr_decay": layer_lr_decay,
         "max_length": max_length,
         "max_steps": max_steps,
         "seed": seed,

@@ -11,9 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from core.cli import _load_plugins, app
 from model.charcnn import CharCNN, CharCNNConfig
-from model.testing import build_tiny_base
+from model.testing import build_tiny_base, write_reviews_csv
 from model.train import TrainArgs, _optimizer, layer_depths
 from model.transformer import build_classifier
 
@@ -77,3 +79,16 @@ def test_without_decay_the_optimizer_is_the_two_groups_it_always_was(tmp_path: P
     for group in (decayed, plain):
         positions = [order.index(id(param)) for param in group["params"]]
         assert positions == sorted(positions)
+
+
+def test_the_cli_option_reaches_the_check_before_any_training(tmp_path: Path) -> None:
+    _load_plugins()
+    data = write_reviews_csv(tmp_path / "train.csv", 30)
+
+    result = CliRunner().invoke(
+        app, ["train", "--train", str(data), "-o", str(tmp_path / "m"), "--layer-lr-decay", "1.2"]
+    )
+
+    assert result.exit_code == 2, result.output
+    assert "layer_lr_decay must be above 0 and at most 1, not 1.2" in result.output
+    assert not (tmp_path / "m").exists()
