@@ -34,7 +34,8 @@ from stream.pipeline import AbandonedError, BatchOutcome, BatchProcessor
 from stream.records import Record, time_of
 
 log = logging.getLogger(__name__)
-# librdkafka's own lines: one refused reconnect every ~50 ms while the broker is down.
+# librdkafka's own lines and its connection-error events: one of each every ~50 ms while the
+# broker is down, so repeats are held back.
 rdkafka_log = client_logger(f"{__name__}.librdkafka")
 
 

@@ -70,11 +70,16 @@ def test_a_kind_seen_once_carries_no_count() -> None:
     assert again.getMessage() == "GROUPCOORD coordinator changed"
 
 
-def test_the_memory_of_kinds_is_bounded() -> None:
+def test_the_memory_of_kinds_is_bounded_by_forgetting_the_oldest() -> None:
+    """Only the ``kinds`` most recent kinds are remembered: an older one gets through again, early."""
     repeats = RepeatedMessages(window=30, clock=Clock(), kinds=8)
     for index in range(100):
-        assert repeats.filter(_record(f"error number {chr(65 + index % 26)}{index}"))
-    assert len(repeats._seen) == 8
+        assert repeats.filter(_record(f"error {index}"))
+
+    assert not repeats.filter(_record("error 99"))  # remembered: held back
+    assert not repeats.filter(_record("error 92"))
+    assert repeats.filter(_record("error 0"))  # forgotten: let through again
+    assert repeats.filter(_record("error 91"))
 
 
 def test_client_logger_installs_its_filter_once() -> None:
