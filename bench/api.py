@@ -59,6 +59,7 @@ from core import migrate
 from core.db import libpq_url, sqlalchemy_url
 from core.embedded import EmbeddedDatabase, free_port
 from core.rollup import ROLLUPS
+from core.schema import SEARCH_CONFIG
 from query_api.cursor import Cursor, encode_cursor
 from query_api.filters import Filters
 from query_api.queries import (
@@ -156,7 +157,7 @@ class RowStream(io.TextIOBase):
 def analyze(engine: Engine) -> None:
     """Fresh statistics and visibility maps, as autovacuum would leave them after a bulk load."""
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        for table in ("sentiments", *(rollup.table for rollup in ROLLUPS)):
+        for table in ("sentiments", "sentiment_search", "sentiment_search_pending", *(r.table for r in ROLLUPS)):
             conn.execute(text(f"VACUUM ANALYZE {table}"))
 
 
@@ -186,12 +187,18 @@ def prepare_database(server_url: str, rows: int) -> tuple[str, str]:
     try:
         cur = raw.cursor()
         cur.execute(
-            "SELECT indexdef, indexname FROM pg_indexes WHERE tablename = 'sentiments' AND indexname LIKE 'ix_%'"
+            "SELECT indexdef, indexname FROM pg_indexes"
+            " WHERE tablename IN ('sentiments', 'sentiment_search') AND indexname LIKE 'ix_%'"
         )
         indexes = cur.fetchall()
         for _, name in indexes:
             cur.execute(f"DROP INDEX {name}")
         cur.copy_expert(f"COPY sentiments ({COLUMNS}) FROM STDIN", RowStream(csv_rows(rows)))
+        # The search documents, as the worker's indexer writes them behind the stream (one pass here).
+        cur.execute(
+            "WITH taken AS (DELETE FROM sentiment_search_pending RETURNING id) INSERT INTO sentiment_search"
+            f" SELECT r.id, to_tsvector('{SEARCH_CONFIG}', r.sentence) FROM sentiments r JOIN taken USING (id)"
+        )
         loaded = time.perf_counter()
         cur.execute("SET maintenance_work_mem = '512MB'")
         for definition, _ in indexes:
@@ -716,6 +723,7 @@ def main() -> None:
             # A since at a UTC midnight before every row keeps the answer but needs the daily rollup.
             "labels, all brands, all time": lambda i: "/sentiments/stats?group_by=label",
             "  the same from the daily rollup": lambda i: f"/sentiments/stats?group_by=label&since={EPOCH}",
+            "full-text search (q=refund late), 50 newest": lambda i: "/sentiments/?q=refund%20late&limit=50",
             "4-5 stars read as negative, 50 newest": lambda i: "/sentiments/?min_rating=4&label=negative&limit=50",
             "stars chart, one brand": lambda i: f"/charts/stars.svg?brand={rng.choice(BRANDS)}",
             "stars chart, all brands*": lambda i: "/charts/stars.svg",

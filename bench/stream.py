@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from math import nan
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,20 @@ def drain_rate(url: str, n: int, worker: subprocess.Popen[bytes], timeout: float
     return (done - first) / (time.perf_counter() - started)
 
 
+def search_catch_up(url: str, worker: subprocess.Popen[bytes], timeout: float = 600) -> float:
+    """Seconds from now (the last timed row committed) until the worker's search indexer has
+    written every queued document."""
+    started = time.perf_counter()
+    deadline = time.monotonic() + timeout
+    while True:
+        with _COUNTERS[url].connect() as conn:  # drain_rate opened it
+            if conn.execute(text("SELECT NOT EXISTS (SELECT 1 FROM sentiment_search_pending)")).scalar_one():
+                return time.perf_counter() - started
+        if worker.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("search index never caught up")
+        time.sleep(0.05)
+
+
 def padded(texts: list[str], extra: dict[str, str]) -> list[str]:
     """``texts`` and then two full batches more, so the timed ones never end on a partial batch."""
     # The worker's batch: start_worker passes it only STREAM_* of ``extra``, not the shell's.
@@ -177,8 +192,11 @@ def stop(worker: subprocess.Popen[bytes]) -> None:
         worker.wait()
 
 
-def end_to_end(infra: Infra, name: str, texts: list[str], extra: dict[str, str]) -> float:
-    """Publish ``texts``, start a worker, reviews/s from its first row to its last.
+def end_to_end(
+    infra: Infra, name: str, texts: list[str], extra: dict[str, str], search_lag: list[float] | None = None
+) -> float:
+    """Publish ``texts``, start a worker, reviews/s from its first row to its last; with
+    ``search_lag``, then also wait for the search index and append how long it took.
 
     ``BENCH_DROP_INDEX=name`` and ``BENCH_SQL=statement`` in ``extra`` are not passed to the
     worker: the bench drops that index, or runs that statement, on the fresh database first (an
@@ -197,7 +215,10 @@ def end_to_end(infra: Infra, name: str, texts: list[str], extra: dict[str, str])
     log = infra.workdir / f"{name}.log"
     worker = start_worker(url, kafka, extra, log)
     try:
-        return drain_rate(url, len(texts), worker)
+        rate = drain_rate(url, len(texts), worker)
+        if search_lag is not None:
+            search_lag.append(search_catch_up(url, worker) if extra.get("STREAM_SEARCH_INDEXER") != "false" else nan)
+        return rate
     except RuntimeError as exc:
         raise RuntimeError(f"{exc}; worker log:\n{log.read_text(errors='replace')[-3000:]}") from exc
     finally:
@@ -359,6 +380,7 @@ def noop_variants(args: argparse.Namespace) -> None:
     variants = chosen_variants(args.variant)
     texts = load_texts(args.noop_n)
     rates: dict[str, list[float]] = {name: [] for name, _ in variants}
+    lags: dict[str, list[float]] = {name: [] for name, _ in variants}
     with tempfile.TemporaryDirectory(prefix="reviewscore-bench-") as tmp:
         infra = Infra(Path(tmp))
         try:
@@ -368,19 +390,20 @@ def noop_variants(args: argparse.Namespace) -> None:
                 order = list(enumerate(variants)) if round_ % 2 == 0 else list(enumerate(variants))[::-1]
                 for i, (name, env) in order:
                     extra = {"STREAM_SCORER": "stream.scorers:NoopScorer", **env}
-                    rates[name].append(end_to_end(infra, f"noop_{round_}_{i}", texts, extra))
+                    rates[name].append(end_to_end(infra, f"noop_{round_}_{i}", texts, extra, lags[name]))
                     print(f"round {round_ + 1} {name}: {rates[name][-1]:,.0f} reviews/s", file=sys.stderr)
             sink_rates = sink_methods(infra, args.sink_n, (256, 2000)) if args.sink_n else {}
         finally:
             infra.close()
     print(f"cpu cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}; {args.noop_n} reviews per run")
     print()
-    print("| (c) variant | worker settings | reviews/s (median) | runs |")
-    print("|---|---|---:|---|")
+    print("| (c) variant | worker settings | reviews/s (median) | runs | search current after the last row (s) |")
+    print("|---|---|---:|---|---|")
     for name, env in variants:
         settings = ", ".join(f"{k}={v}" for k, v in env.items()) or "defaults"
         runs = " / ".join(f"{r:,.0f}" for r in rates[name])
-        print(f"| {name} | {settings} | {statistics.median(rates[name]):,.0f} | {runs} |")
+        caught_up = " / ".join(f"{lag:.1f}" for lag in lags[name])
+        print(f"| {name} | {settings} | {statistics.median(rates[name]):,.0f} | {runs} | {caught_up} |")
     print()
     print_sink_rates(sink_rates)
 
@@ -507,7 +530,11 @@ def main() -> None:
                 e: statistics.median(b / a for a, b in zip(alone, rates, strict=True)) for e, rates in rounds.items()
             }
             noop_texts = load_texts(args.noop_n)
-            noop = {e: end_to_end(infra, f"noop_{e}", noop_texts, {**noop_env, "STREAM_ENGINE": e}) for e in engines}
+            noop_lag: dict[str, list[float]] = {e: [] for e in engines}
+            noop = {
+                e: end_to_end(infra, f"noop_{e}", noop_texts, {**noop_env, "STREAM_ENGINE": e}, noop_lag[e])
+                for e in engines
+            }
             # (d) on texts spread over (a)'s and (b)'s: the first ones are shorter than the average.
             pool = texts[: max(args.n, args.baseline_n)]
             baseline = seed_baseline(infra, scorer, pool[:: max(1, len(pool) // args.baseline_n)][: args.baseline_n])
@@ -531,6 +558,8 @@ def main() -> None:
         print(f"| (b) end to end: Tansu -> worker -> Postgres, same model, {e} engine{runs} | {e2e[e]:,.0f} |")
     for e in engines:
         print(f"| (c) same pipeline, no-op scorer, {e} engine | {noop[e]:,.0f} |")
+    for e in engines:
+        print(f"(c) {e}: search index current {noop_lag[e][0]:.1f} s after the last row (indexed behind the stream)")
     print(f"| (d) seed-style: one review per model call, one INSERT per row | {baseline:,.0f} |")
     print()
     for e in engines:

@@ -1,4 +1,4 @@
-"""``reviewscore worker``, ``reviewscore rescore`` and ``reviewscore dlq show|replay``.
+"""``reviewscore worker``, ``rescore``, ``search-index`` and ``dlq show|replay``.
 
 Thin shells over the library: heavy imports (faust, torch, confluent-kafka) happen inside the
 commands so ``reviewscore --help`` stays fast.
@@ -29,6 +29,7 @@ dlq_app = typer.Typer(
 def register(app: typer.Typer) -> None:
     app.command("worker")(worker)
     app.command("rescore")(rescore)
+    app.command("search-index")(search_index)
     app.add_typer(dlq_app, name="dlq")
 
 
@@ -215,6 +216,64 @@ def rescore(
         )
         if fail_on_skip:
             raise typer.Exit(1)
+
+
+def search_index(
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="Queue every row again first (after a change of search configuration).")
+    ] = False,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            help="Keep indexing as rows arrive, until interrupted (workers run with STREAM_SEARCH_INDEXER=false).",
+        ),
+    ] = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Rows written per transaction.")] = 2000,
+) -> None:
+    """Write the full-text search documents of the rows waiting for one, then exit (or --follow).
+
+    The worker does this itself between bursts (STREAM_SEARCH_INDEXER); searches find waiting rows
+    either way, by parsing their text at query time, which this makes unnecessary.
+    """
+    import time
+
+    from sqlalchemy.exc import OperationalError
+
+    from core.config import get_database_settings
+    from core.db import make_engine
+    from core.runtime import ensure_infra
+    from core.search import index_pending, pending_count, requeue_all
+
+    with ensure_infra(kafka=False, start_embedded=False) as connections:
+        assert connections.database_url
+        _check_schema(connections.database_url)
+        engine = make_engine(get_database_settings(), application_name="reviewscore-search-index")
+        written = 0
+        try:
+            if rebuild:
+                with engine.begin() as conn:
+                    typer.echo(f"queued {requeue_all(conn)} rows again")
+            with engine.connect() as conn:
+                typer.echo(f"{pending_count(conn)} rows waiting for their search document")
+            while True:
+                with engine.begin() as conn:
+                    done = index_pending(conn, batch_size)
+                written += done.written
+                if done.taken < batch_size:
+                    if not follow:
+                        break
+                    time.sleep(0.5)
+        except OperationalError as exc:
+            why = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+            typer.echo(f"error: the database stopped the job ({why}); {written} documents written so far", err=True)
+            raise typer.Exit(2) from exc
+        except KeyboardInterrupt:
+            typer.echo(f"interrupted; {written} documents written", err=True)
+            raise typer.Exit(130) from None
+        finally:
+            engine.dispose()
+    typer.echo(f"wrote {written} search documents")
 
 
 @dlq_app.command("show")

@@ -60,6 +60,14 @@ class Metrics:
             registry=r,
         )
         self.rebalances = Counter("reviewscore_rebalances", "Partition assignments received.", registry=r)
+        self.search_indexed = Counter(
+            "reviewscore_search_indexed", "Search documents written by this worker's indexer.", registry=r
+        )
+        self.search_lag = Gauge(
+            "reviewscore_search_lag_seconds",
+            "How long the oldest row waiting for its search document has waited (0: the index is current).",
+            registry=r,
+        )
         self.healthy = Gauge("reviewscore_healthy", "1 when the worker is making progress.", registry=r)
         self.model_info = Gauge(
             "reviewscore_model_info",

@@ -101,6 +101,9 @@ class BatchProcessor:
     metrics: Metrics = field(default_factory=Metrics)
     health: Health = field(default_factory=Health)
     abandon: threading.Event = field(default_factory=threading.Event)
+    # (time.monotonic(), messages) of the last batch landed: a full one says the consumer has a
+    # backlog, and the search indexer waits while it does.
+    last_batch: tuple[float, int] = (0.0, 0)
     # One caller of the model at a time: with STREAM_OVERLAP_WRITES, ``complete`` (writer thread)
     # scores an older version of a refused row while ``prepare`` scores the next batch, and a fast
     # tokenizer used from two threads raises "Already borrowed": a good review dead-lettered.
@@ -284,6 +287,7 @@ class BatchProcessor:
             raise AbandonedError("shutdown while waiting to retry")
 
     def _observe(self, records: Sequence[Record], outcome: BatchOutcome) -> None:
+        self.last_batch = (time.monotonic(), outcome.consumed)
         m = self.metrics
         m.consumed.inc(outcome.consumed)
         m.scored.inc(outcome.scored)

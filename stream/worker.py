@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from stream.broker_probe import BrokerProbe
 from stream.dlq import KafkaSender
 from stream.metrics import Health, Metrics, MetricsServer
 from stream.pipeline import BatchProcessor
+from stream.search_indexer import SearchIndexer, has_backlog
 from stream.sink import PostgresSink
 
 log = logging.getLogger(__name__)
@@ -40,11 +42,14 @@ class Worker:
     event_loop: str  # the Faust engine's (STREAM_EVENT_LOOP)
     probe: BrokerProbe | None = None  # the Faust engine's broker health (the batch engine reads librdkafka's)
     dead_letters: KafkaSender | None = None  # the DLQ producer this worker made, closed with it
+    indexer: SearchIndexer | None = None  # started by run_worker
 
     def close(self) -> None:
         self.processor.abandon.set()
         if self.probe:
             self.probe.stop(wait=False)  # a daemon thread: the in-flight batch need not wait for it
+        if self.indexer:
+            self.indexer.stop()  # its slice in flight commits or rolls back as a whole
         self.executor.shutdown(wait=True)  # the in-flight batch, dead letters included, is done
         if self.dead_letters:
             self.dead_letters.close()
@@ -107,7 +112,17 @@ def build_worker(
         datadir.mkdir(parents=True, exist_ok=True)
         app = create_app(kafka, stream, processor, executor, datadir)
         probe = BrokerProbe(kafka, health)  # started by run_worker
+    indexer = None
+    if stream.search_indexer:
+        indexer = SearchIndexer(
+            engine,
+            backlog=lambda: has_backlog(processor.last_batch, stream.max_batch, time.monotonic()),
+            batch=stream.search_batch,
+            max_lag=stream.search_max_lag,
+            metrics=metrics,
+        )
     return Worker(
+        indexer=indexer,
         app=app,
         processor=processor,
         executor=executor,
@@ -132,6 +147,8 @@ def run_worker(worker: Worker, log_level: str = "INFO") -> None:
             worker.processor.scorer.model_version,
         )
         worker.app.install_signal_handlers()
+        if worker.indexer:
+            worker.indexer.start()
         try:
             worker.app.run()
         finally:
@@ -160,6 +177,8 @@ def run_worker(worker: Worker, log_level: str = "INFO") -> None:
     faust_worker.spinner = None  # its terminal codes ("\x1b[?25h") landed in logs that are no terminal
     if worker.probe:
         worker.probe.start()
+    if worker.indexer:
+        worker.indexer.start()
     try:
         faust_worker.execute_from_commandline()  # raises SystemExit with Faust's exit code
     finally:

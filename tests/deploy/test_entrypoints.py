@@ -22,7 +22,14 @@ import typer
 from tests.deploy.manifests import DEPLOY, containers, load_compose, load_manifests
 
 # The entry point (pyproject's reviewscore.cli group) that provides each top-level command.
-PART_OF_COMMAND = {"worker": "stream", "rescore": "stream", "dlq": "stream", "api": "api", "crawl": "scraper"}
+PART_OF_COMMAND = {
+    "worker": "stream",
+    "rescore": "stream",
+    "search-index": "stream",
+    "dlq": "stream",
+    "api": "api",
+    "crawl": "scraper",
+}
 _MISSING: dict[str, str] = {}
 
 

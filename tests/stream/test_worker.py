@@ -22,6 +22,7 @@ from core.db import sqlalchemy_url
 from core.messages import parse_message
 from model.scorer import load_scorer
 from stream.dlq import MAX_EMBEDDED_BYTES, DeadLetter, KafkaSender
+from stream.search_indexer import wait_until_indexed
 from tests.fixtures.kafka import consume_all
 from tests.fixtures.stream import (
     EXPLODE,
@@ -75,6 +76,15 @@ def test_n_messages_become_exactly_n_rows_with_the_scorers_scores(
         assert row["kafka_offset"] >= 0
         assert row["updated_on"] is None
     assert "reviewscore_messages_scored_total 120.0" in worker.metrics()
+    # The worker keeps full-text search current behind the stream, once it has no backlog.
+    writer = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)
+    try:
+        wait_until_indexed(writer, timeout=30)
+        with writer.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM sentiment_search")).scalar_one() == len(reviews)
+    finally:
+        writer.dispose()
+    wait_until(lambda: "reviewscore_search_indexed_total 120.0" in worker.metrics(), 10, what="indexed metric")
 
 
 def test_republishing_changes_nothing_and_a_new_model_version_updates_the_rows(
