@@ -343,7 +343,7 @@ def sink_methods(infra: Infra, total: int, batch_sizes: tuple[int, ...]) -> dict
             engine = make_engine(DatabaseSettings(url=url))
             if not rollup:
                 with engine.begin() as conn:
-                    # The rollups' triggers only: the change notification (migration 0011) stays on.
+                    # The rollups' and the search queue's triggers: the change notification (0011) stays on.
                     conn.execute(text("ALTER TABLE sentiments DISABLE TRIGGER USER"))
                     conn.execute(text(f"ALTER TABLE sentiments ENABLE TRIGGER {CHANGES_TRIGGER}"))
             with engine.connect() as conn:  # the pool keeps it: the first batch does not pay the connect
@@ -362,7 +362,7 @@ def sink_methods(infra: Infra, total: int, batch_sizes: tuple[int, ...]) -> dict
 
 def print_sink_rates(sink_rates: dict[SinkVariant, tuple[float, float]]) -> None:
     for (method, batch, rollup), (first, again) in sink_rates.items():
-        triggers = "" if rollup else ", rollup triggers off"
+        triggers = "" if rollup else ", rollup and search triggers off"
         rates = f"{first:,.0f} rows/s, re-delivered unchanged {again:,.0f} rows/s"
         print(f"sink alone, {method}, {batch}-row batches{triggers}: {rates}")
 

@@ -233,8 +233,8 @@ def search_index(
 ) -> None:
     """Write the full-text search documents of the rows waiting for one, then exit (or --follow).
 
-    The worker does this itself between bursts (STREAM_SEARCH_INDEXER); searches find waiting rows
-    either way, by parsing their text at query time, which this makes unnecessary.
+    The worker does this itself between bursts (STREAM_SEARCH_INDEXER); ?q= finds a review only once
+    its document is written. --rebuild after writes made with the triggers on sentiments disabled.
     """
     import time
 

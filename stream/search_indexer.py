@@ -48,6 +48,7 @@ class SearchIndexer:
     def __post_init__(self) -> None:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._known = (time.monotonic(), 0.0)  # (when, lag then) of the last successful look
 
     def start(self) -> SearchIndexer:
         self._thread = threading.Thread(target=self._run, name="reviewscore-search-indexer", daemon=True)
@@ -68,6 +69,7 @@ class SearchIndexer:
         """One decision and at most one slice; returns the queue entries taken (0: nothing done)."""
         with self.engine.begin() as conn:
             age = oldest_pending_age(conn)
+            self._known = (time.monotonic(), age or 0.0)
             if self.metrics:
                 self.metrics.search_lag.set(age or 0.0)
             if not should_index(age, self.backlog(), self.max_lag):
@@ -85,6 +87,9 @@ class SearchIndexer:
                 failures = 0
             except Exception as exc:  # noqa: BLE001 - the thread outlives a database outage; the stream reports it
                 failures += 1
+                if self.metrics:  # a failing indexer falls behind: the gauge keeps growing, it does not freeze
+                    seen_at, lag = self._known
+                    self.metrics.search_lag.set(lag + time.monotonic() - seen_at)
                 log.warning(
                     "search indexer: %s; retrying", str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from sqlalchemy import Connection, Engine, text
 
@@ -118,3 +120,27 @@ def test_a_rebuild_queues_every_row_once(engine: Engine) -> None:
         assert pending_count(conn) == 2
         assert index_pending(conn, limit=10).written == 2
         assert sorted(documents(conn)) == rows
+
+
+def test_a_row_reworded_while_the_indexer_holds_its_entry_is_queued_again(engine: Engine) -> None:
+    """The indexer has taken the entry and may have read the old words: the re-wording waits for it
+    to commit and then queues the row again, so the new words are indexed on the next pass."""
+    with engine.begin() as conn:
+        row = add(conn, "a", "Refunds took weeks")
+
+    def reword() -> None:
+        with engine.begin() as writer:
+            writer.execute(text("UPDATE sentiments SET sentence = 'Fast delivery' WHERE id = :id"), {"id": row})
+
+    with engine.connect() as indexer:
+        assert index_pending(indexer, limit=10).written == 1  # its transaction is still open
+        writer = threading.Thread(target=reword)
+        writer.start()
+        writer.join(0.5)
+        assert writer.is_alive()  # its trigger waits on the entry the indexer took
+        indexer.commit()
+    writer.join(10)
+    with engine.begin() as conn:
+        assert queued(conn) == [row]
+        index_pending(conn, limit=10)
+        assert (matches(conn, "delivery"), matches(conn, "refund")) == ([row], [])
