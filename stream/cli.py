@@ -195,11 +195,8 @@ def rescore(
         except ScorerUnavailableError as exc:
             typer.echo(f"error: {exc}; rows done so far keep their new scores, run it again later", err=True)
             raise typer.Exit(2) from exc
-        except (OperationalError, psycopg2.OperationalError) as exc:  # a timeout behind a lock, the database gone
-            cause = exc.orig if isinstance(exc, OperationalError) else exc  # the page writes go through psycopg2
-            why = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-            typer.echo(f"error: the database stopped the job ({why}); {_resume_hint(done)}", err=True)
-            raise typer.Exit(2) from exc
+        except (OperationalError, psycopg2.OperationalError) as exc:  # the page writes go through psycopg2
+            raise _database_stopped(exc, _resume_hint(done)) from exc
         except KeyboardInterrupt:
             typer.echo(f"interrupted; {_resume_hint(done)}", err=True)
             raise typer.Exit(130) from None
@@ -265,9 +262,7 @@ def search_index(
                         break
                     time.sleep(0.5)
         except OperationalError as exc:
-            why = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
-            typer.echo(f"error: the database stopped the job ({why}); {written} documents written so far", err=True)
-            raise typer.Exit(2) from exc
+            raise _database_stopped(exc, f"{written} documents written so far") from exc
         except KeyboardInterrupt:
             typer.echo(f"interrupted; {written} documents written", err=True)
             raise typer.Exit(130) from None
@@ -515,6 +510,15 @@ def _load_scorer(spec: str | None, model: Path | None, *, model_given: bool = Fa
     except (ArtifactError, ImportError, AttributeError, TypeError) as exc:
         typer.echo(f"error: no scorer to run: {exc}", err=True)
         raise typer.Exit(2) from exc
+
+
+def _database_stopped(exc: Exception, progress: str) -> typer.Exit:
+    """Say in one line why the database stopped a long job (a timeout behind a lock, the server
+    gone) and what was done by then; the caller raises the exit (code 2) it returns."""
+    cause = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error; psycopg2's own is bare
+    why = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    typer.echo(f"error: the database stopped the job ({why}); {progress}", err=True)
+    return typer.Exit(2)
 
 
 def _resume_hint(done: int) -> str:
