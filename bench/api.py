@@ -194,7 +194,8 @@ def prepare_database(server_url: str, rows: int) -> tuple[str, str]:
         for _, name in indexes:
             cur.execute(f"DROP INDEX {name}")
         cur.copy_expert(f"COPY sentiments ({COLUMNS}) FROM STDIN", RowStream(csv_rows(rows)))
-        # The search documents, as the worker's indexer writes them behind the stream (one pass here).
+        # The search documents the worker's indexer would write, in one pass over the fresh load: nothing
+        # else writes here, so core.search.index_pending's slices, locks and notification buy nothing.
         cur.execute(
             "WITH taken AS (DELETE FROM sentiment_search_pending RETURNING id) INSERT INTO sentiment_search"
             f" SELECT r.id, to_tsvector('{SEARCH_CONFIG}', r.sentence) FROM sentiments r JOIN taken USING (id)"

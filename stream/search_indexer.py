@@ -97,15 +97,3 @@ class SearchIndexer:
                 continue
             if taken < self.batch:  # a full slice means more is queued: go on at once
                 self._stop.wait(self.interval)
-
-
-def wait_until_indexed(engine: Engine, timeout: float = 30.0) -> None:
-    """Block until the queue is empty (tests, benchmarks, the CLI's one-shot run)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with engine.connect() as conn:
-            if oldest_pending_age(conn) is None:
-                return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"search queue not empty after {timeout:.0f}s")
-        time.sleep(0.05)

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from core.search import pending_count
 from stream.metrics import Metrics
-from stream.search_indexer import SearchIndexer, has_backlog, should_index, wait_until_indexed
-from tests.fixtures.stream import cli_app
+from stream.search_indexer import SearchIndexer, has_backlog, should_index
+from tests.fixtures.stream import cli_app, wait_until_indexed
 
 
 def test_nothing_queued_means_nothing_to_do() -> None:
@@ -52,13 +52,13 @@ def test_a_step_under_backlog_waits_and_one_past_the_lag_bound_indexes(engine: E
     metrics = Metrics()
     deferring = SearchIndexer(engine, backlog=lambda: True, batch=2, max_lag=3600, metrics=metrics)
     assert deferring.step() == 0
-    assert metrics.search_lag._value.get() > 0  # the wait is reported while it defers
+    assert metrics.registry.get_sample_value("reviewscore_search_lag_seconds") > 0  # reported while it defers
 
     overdue = SearchIndexer(engine, backlog=lambda: True, batch=2, max_lag=0, metrics=metrics)
     assert overdue.step() == 2  # one slice per step
     with engine.connect() as conn:
         assert pending_count(conn) == 3
-    assert metrics.search_indexed._value.get() == 2
+    assert metrics.registry.get_sample_value("reviewscore_search_indexed_total") == 2
 
 
 @pytest.mark.integration
@@ -67,17 +67,17 @@ def test_the_thread_drains_the_queue_in_slices_and_stops(engine: Engine) -> None
     indexer = SearchIndexer(engine, backlog=lambda: False, batch=10, interval=0.05).start()
     try:
         wait_until_indexed(engine, timeout=10)
-        seed_more = 3
+        reworded = 3
         with engine.begin() as conn:
             reword = text("UPDATE sentiments SET sentence = sentence || ' refunded' WHERE id <= :n")
-            conn.execute(reword, {"n": seed_more})
+            conn.execute(reword, {"n": reworded})
         wait_until_indexed(engine, timeout=10)  # re-worded rows too
     finally:
         indexer.stop()
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM sentiment_search")).scalar_one() == 25
         hits = "SELECT count(*) FROM sentiment_search WHERE document @@ to_tsquery('english', 'refund')"
-        assert conn.execute(text(hits)).scalar_one() == seed_more
+        assert conn.execute(text(hits)).scalar_one() == reworded
 
 
 @pytest.mark.integration

@@ -22,7 +22,6 @@ from core.db import sqlalchemy_url
 from core.messages import parse_message
 from model.scorer import load_scorer
 from stream.dlq import MAX_EMBEDDED_BYTES, DeadLetter, KafkaSender
-from stream.search_indexer import wait_until_indexed
 from tests.fixtures.kafka import consume_all
 from tests.fixtures.stream import (
     EXPLODE,
@@ -36,6 +35,7 @@ from tests.fixtures.stream import (
     produce_reviews,
     wait_for_rows,
     wait_until,
+    wait_until_indexed,
 )
 
 pytestmark = pytest.mark.integration
